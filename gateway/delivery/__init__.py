@@ -1,0 +1,1 @@
+"""Outbound side: what the destination receives, retries, and the delivery workers."""

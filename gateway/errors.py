@@ -1,0 +1,159 @@
+"""One error hierarchy for the whole gateway.
+
+Every error a request can meet carries the HTTP status and the error code it answers with, so
+the ingress handler has a single ``except RequestError``::
+
+    GatewayError
+     ├── ConfigError                      config refused (startup, reload, check-config)
+     ├── StoreError                       the store could not be reached or answered badly
+     └── RequestError(status, code)
+          ├── UnknownSource          404  unknown_source
+          ├── MethodNotAllowed       405  method_not_allowed
+          ├── IpNotAllowed           403  ip_not_allowed
+          ├── RateLimited            429  rate_limited       (+ Retry-After, RateLimit-*)
+          ├── BodyTooLarge           413  body_too_large
+          ├── BodyTimeout            408  request_timeout
+          ├── VerificationError      401  invalid_signature
+          ├── InvalidBody            400  invalid_body
+          ├── MissingField           422  missing_field
+          ├── InProgress             409  in_progress        (+ Retry-After: 1)
+          ├── Unavailable            503  unavailable        (+ Retry-After)
+          ├── BadGateway             502  bad_gateway
+          └── GatewayTimeout         504  gateway_timeout
+
+Messages are for humans and never say which secret, signature or allow-list entry failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+@dataclass(frozen=True)
+class ConfigProblem:
+    """One thing wrong with a config, named by its key (``sources.payments.secrets[0]``)."""
+
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}" if self.key else self.message
+
+
+class ConfigError(GatewayError):
+    """The config was refused; ``problems`` lists every error found, each with its key."""
+
+    def __init__(self, problems: Sequence[ConfigProblem]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    @classmethod
+    def at(cls, key: str, message: str) -> ConfigError:
+        """A config error with a single problem."""
+        return cls([ConfigProblem(key, message)])
+
+
+class StoreError(GatewayError):
+    """The store is unreachable or failed; the request answers 503 and nothing is half-done."""
+
+
+class RequestError(GatewayError):
+    """An ingress refusal: the status, the error code and a message safe to show the sender."""
+
+    status: int = 500
+    code: str = "internal_error"
+    default_message: str = "internal error"
+
+    def __init__(self, message: str | None = None, *, headers: Mapping[str, str] | None = None):
+        self.message = message or self.default_message
+        self.headers: dict[str, str] = dict(headers or {})
+        super().__init__(self.message)
+
+
+class UnknownSource(RequestError):
+    """No source listens on this path."""
+
+    status, code, default_message = 404, "unknown_source", "no webhook source at this path"
+
+
+class MethodNotAllowed(RequestError):
+    """A source path was called with a method other than POST."""
+
+    status, code, default_message = 405, "method_not_allowed", "only POST is accepted here"
+
+
+class IpNotAllowed(RequestError):
+    """The client IP is not in the source's allow-list."""
+
+    status, code, default_message = 403, "ip_not_allowed", "this client address is not allowed"
+
+
+class RateLimited(RequestError):
+    """A rate limit refused the request; headers carry Retry-After and RateLimit-*."""
+
+    status, code, default_message = 429, "rate_limited", "too many requests, slow down"
+
+
+class BodyTooLarge(RequestError):
+    """The body is longer than ``max_body_bytes`` (declared or streamed)."""
+
+    status, code, default_message = 413, "body_too_large", "request body is too large"
+
+
+class BodyTimeout(RequestError):
+    """The body did not arrive within the read timeout."""
+
+    status, code, default_message = 408, "request_timeout", "request body was not received in time"
+
+
+class VerificationError(RequestError):
+    """The provider refused the request's signature, timestamp or token."""
+
+    status, code, default_message = 401, "invalid_signature", "signature verification failed"
+
+
+class InvalidBody(RequestError):
+    """The body could not be parsed where the source needs to read it."""
+
+    status, code, default_message = 400, "invalid_body", "request body is not valid"
+
+
+class MissingField(RequestError):
+    """A field the source requires is absent from the event."""
+
+    status, code, default_message = 422, "missing_field", "a required field is missing"
+
+
+class InProgress(RequestError):
+    """The same event is being forwarded right now (sync delivery); retry shortly."""
+
+    status, code, default_message = 409, "in_progress", "this event is being processed"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message, headers={"Retry-After": "1"})
+
+
+class Unavailable(RequestError):
+    """The store is unreachable; the sender should retry, nothing was recorded."""
+
+    status, code, default_message = 503, "unavailable", "temporarily unavailable, retry later"
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 5) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+
+
+class BadGateway(RequestError):
+    """The destination failed or could not be reached (sync delivery)."""
+
+    status, code, default_message = 502, "bad_gateway", "the destination could not be reached"
+
+
+class GatewayTimeout(RequestError):
+    """The destination did not answer within its timeout (sync delivery)."""
+
+    status, code, default_message = 504, "gateway_timeout", "the destination did not answer in time"

@@ -1,0 +1,138 @@
+"""Extractors: where an event keeps its id, type, subject, time and dedupe key.
+
+An extractor reads a header (``header:webhook-id``) or a JSON pointer into the body
+(``/offerId``, also written ``body:/offerId``; RFC 6901). The dedupe key may also be ``sha256``,
+the digest of the raw body. Pure: no I/O, no framework.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.errors import InvalidBody
+
+ExtractorKind = Literal["header", "body", "sha256"]
+
+
+@dataclass(frozen=True)
+class Extractor:
+    """One place to read a value from: a header, a JSON pointer into the body, or the body hash."""
+
+    kind: ExtractorKind
+    name: str = ""  # header name (lower case) or JSON pointer; empty for sha256
+
+    def __str__(self) -> str:
+        if self.kind == "sha256":
+            return "sha256"
+        return f"{self.kind}:{self.name}"
+
+    @property
+    def needs_json(self) -> bool:
+        """Whether reading this value requires the body to be parsed as JSON."""
+        return self.kind == "body"
+
+
+@dataclass(frozen=True)
+class Extractors:
+    """The extractors for each event field; ``None`` means "not extracted"."""
+
+    id: Extractor | None = None
+    type: Extractor | None = None
+    subject: Extractor | None = None
+    time: Extractor | None = None
+    dedupe: Extractor | None = None
+
+
+def parse_extractor(spec: str, *, allow_sha256: bool = False) -> Extractor:
+    """Parse ``header:NAME``, ``body:/pointer``, ``/pointer`` (and ``sha256`` if allowed)."""
+    if allow_sha256 and spec == "sha256":
+        return Extractor("sha256")
+    if spec.startswith("header:"):
+        name = spec[len("header:") :].strip()
+        if not name:
+            raise ValueError("header extractor needs a header name, as in header:webhook-id")
+        return Extractor("header", name.lower())
+    pointer = spec[len("body:") :] if spec.startswith("body:") else spec
+    if not pointer.startswith("/"):
+        hint = ", header:NAME or sha256" if allow_sha256 else " or header:NAME"
+        raise ValueError(f"{spec!r} is not an extractor: use a JSON pointer like /id{hint}")
+    _split_pointer(pointer)  # validates escapes
+    return Extractor("body", pointer)
+
+
+def _split_pointer(pointer: str) -> list[str]:
+    """Split an RFC 6901 pointer into reference tokens, undoing ``~1`` and ``~0``."""
+    tokens = pointer.split("/")[1:]
+    out = []
+    for token in tokens:
+        if "~" in token.replace("~0", "").replace("~1", ""):
+            raise ValueError(f"invalid escape in JSON pointer {pointer!r} (RFC 6901 allows ~0, ~1)")
+        out.append(token.replace("~1", "/").replace("~0", "~"))
+    return out
+
+
+_MISSING = object()
+
+
+def resolve_pointer(document: object, pointer: str) -> object:
+    """Return the value at ``pointer`` in a parsed JSON document, or raise ``KeyError``."""
+    node = document
+    for token in _split_pointer(pointer):
+        if isinstance(node, dict):
+            node = node.get(token, _MISSING)
+        elif isinstance(node, list) and token.isdigit() and (token == "0" or token[0] != "0"):
+            index = int(token)
+            node = node[index] if index < len(node) else _MISSING
+        else:
+            node = _MISSING
+        if node is _MISSING:
+            raise KeyError(pointer)
+    return node
+
+
+class Payload:
+    """The raw body and headers of one request, parsed as JSON at most once and only if needed."""
+
+    __slots__ = ("_json", "body", "headers")
+
+    def __init__(self, body: bytes, headers: Mapping[str, str]) -> None:
+        self.body = body
+        self.headers = headers
+        self._json: object = _MISSING
+
+    def json(self) -> object:
+        """The body parsed as JSON; ``InvalidBody`` (400) when it is not JSON."""
+        if self._json is _MISSING:
+            try:
+                self._json = json.loads(self.body)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise InvalidBody("request body is not valid JSON") from exc
+        return self._json
+
+    def get(self, extractor: Extractor) -> str | None:
+        """The extracted value as text, or ``None`` when absent (null counts as absent)."""
+        if extractor.kind == "sha256":
+            return hashlib.sha256(self.body).hexdigest()
+        if extractor.kind == "header":
+            return self.headers.get(extractor.name)
+        try:
+            value = resolve_pointer(self.json(), extractor.name)
+        except KeyError:
+            return None
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return value
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return json.dumps(value)
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+    def has(self, extractor: Extractor) -> bool:
+        """Whether the value is present (used by ``require``)."""
+        return self.get(extractor) is not None

@@ -1,0 +1,130 @@
+"""The provider interface and the small helpers every scheme shares.
+
+A provider knows one signature scheme and where its events keep their id, type and time. It is
+pure: bytes, headers, secrets and a clock in; ``None`` or ``VerificationError`` out. It can sign
+as well as verify, so tests and the CLI never hand-roll signatures.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from gateway.errors import VerificationError
+from gateway.extract import Extractors
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A configured secret (or public key, or token); its repr never shows the value."""
+
+    value: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def encode(self) -> bytes:
+        """The secret's UTF-8 bytes, as most HMAC schemes key with them."""
+        return self.value.encode()
+
+
+class OptionError(ValueError):
+    """A provider option is wrong; ``key`` names it relative to the source's ``options``."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """What the gateway needs from a signature scheme (DESIGN 5.1)."""
+
+    name: ClassVar[str]
+    defaults: ClassVar[Extractors]
+
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], secrets: Sequence[Secret], now: float
+    ) -> None:
+        """Return if the request is authentic and fresh; raise ``VerificationError`` otherwise."""
+
+    def sign(self, body: bytes, secret: Secret, now: float, **kw: Any) -> dict[str, str]:
+        """Return the headers this scheme would put on ``body`` when signed at ``now``."""
+
+
+class BaseProvider:
+    """Convenience base: holds tolerance and options, declares defaults and needs.
+
+    Subclasses set ``name`` and ``defaults``, override ``verify``/``sign``, and read their
+    options in ``configure`` (raising ``OptionError`` for a bad one).
+    """
+
+    name: ClassVar[str] = ""
+    defaults: ClassVar[Extractors] = Extractors()
+    #: False for schemes that authenticate nothing (``none``); the loader then demands
+    #: ``allow_unsigned: true`` and a non-empty ``allow_ips``.
+    authenticates: ClassVar[bool] = True
+    #: Whether the scheme signs a timestamp, so ``tolerance`` means something for it.
+    uses_timestamp: ClassVar[bool] = False
+    #: Option names this provider accepts under the source's ``options:``.
+    option_names: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, *, tolerance: float = 300.0, options: Mapping[str, Any] | None = None):
+        self.tolerance = tolerance
+        options = dict(options or {})
+        unknown = sorted(set(options) - self.option_names)
+        if unknown:
+            allowed = ", ".join(sorted(self.option_names)) or "none"
+            raise OptionError(unknown[0], f"unknown option (this provider accepts: {allowed})")
+        self.configure(options)
+
+    def configure(self, options: Mapping[str, Any]) -> None:
+        """Read provider-specific options; the default accepts none."""
+
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], secrets: Sequence[Secret], now: float
+    ) -> None:
+        """Verify ``body`` and ``headers`` against any of ``secrets`` at time ``now``."""
+        raise NotImplementedError
+
+    def sign(self, body: bytes, secret: Secret, now: float, **kw: Any) -> dict[str, str]:
+        """Sign ``body`` with ``secret`` at time ``now``; return the headers to send."""
+        raise NotImplementedError
+
+    def describe_secret(self, secret: Secret) -> str | None:
+        """Return a problem with a configured secret (wrong format), or ``None`` if usable."""
+        return None if secret.value else "secret is empty"
+
+
+def lowered(headers: Mapping[str, str]) -> dict[str, str]:
+    """Headers with lower-case names, so plain dicts and multidicts read the same."""
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def check_timestamp(timestamp: float, now: float, tolerance: float) -> None:
+    """Refuse a signed timestamp older or further in the future than ``tolerance`` seconds."""
+    if timestamp < now - tolerance:
+        raise VerificationError("timestamp is too old")
+    if timestamp > now + tolerance:
+        raise VerificationError("timestamp is too far in the future")
+
+
+def parse_int_timestamp(text: str | None) -> int:
+    """A header's decimal integer timestamp, or ``VerificationError`` if absent or malformed."""
+    if text is None:
+        raise VerificationError("timestamp header is missing")
+    text = text.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 16:
+        raise VerificationError("timestamp is not an integer")
+    return int(text)
+
+
+def digest_matches(expected: bytes, candidates: Sequence[bytes]) -> bool:
+    """Constant-time: does any candidate equal ``expected``? Every candidate is compared."""
+    found = False
+    for candidate in candidates:
+        found |= hmac.compare_digest(expected, candidate)
+    return found

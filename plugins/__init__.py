@@ -1,0 +1,1 @@
+"""Built-in providers, one signature scheme per module (installed as ``gateway.plugins``)."""
