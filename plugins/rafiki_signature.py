@@ -1,0 +1,110 @@
+"""Interledger Rafiki webhook signatures (https://rafiki.dev/integration/requirements/webhook-events).
+
+``Rafiki-Signature: t=<unix milliseconds>, v1=<hex>``. The ``v1`` digest is the HMAC-SHA256 of
+``<t>.`` followed by the RFC 8785 canonical JSON of ``{id, type, data}``, keyed with the
+webhook secret. Rafiki signs the JSON value, not the bytes it sends, so the body is parsed and
+re-canonicalized (``gateway.providers.jcs``) and may arrive pretty-printed or unsorted.
+
+Because only ``id``, ``type`` and ``data`` are signed, a body with any other top-level member
+is refused: the destination receives the original bytes, and nothing unsigned may ride along
+with them. Duplicate member names are refused too (two parsers could read two events from one
+body). The timestamp is in milliseconds; the tolerance is in seconds, checked both ways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gateway.errors import VerificationError
+from gateway.extract import Extractor, Extractors
+from gateway.providers.base import (
+    BaseProvider,
+    Secret,
+    check_timestamp,
+    digest_matches,
+    lowered,
+    parse_int_timestamp,
+)
+from gateway.providers.encoding import (
+    decode_hex,
+    describe_text_secret,
+    hmac_digest,
+    split_params,
+)
+from gateway.providers.jcs import CanonicalizationError, canonicalize, loads
+
+HEADER = "rafiki-signature"
+SCHEME = "v1"
+SIGNED_MEMBERS = ("id", "type", "data")
+
+
+def signed_document(body: bytes) -> bytes:
+    """The canonical JSON of the body's ``{id, type, data}``; ``ValueError`` if it has none.
+
+    Raises ``CanonicalizationError`` (a ``ValueError``) when the body is not a JSON object made
+    only of those members.
+    """
+    document = loads(body)
+    if not isinstance(document, dict):
+        raise CanonicalizationError("body is not a JSON object")
+    unsigned = sorted(set(document) - set(SIGNED_MEMBERS))
+    if unsigned:
+        raise CanonicalizationError(f"body has members Rafiki does not sign: {unsigned}")
+    return canonicalize(document)
+
+
+def signed_payload(timestamp: str, body: bytes) -> bytes:
+    """The bytes a Rafiki ``v1`` signature covers."""
+    return timestamp.encode() + b"." + signed_document(body)
+
+
+class Rafiki(BaseProvider):
+    """Rafiki ``Rafiki-Signature`` (v1 HMAC-SHA256 over ``t.`` + JCS of the event)."""
+
+    name = "rafiki"
+    uses_timestamp = True
+    defaults = Extractors(
+        id=Extractor("body", "/id"),
+        type=Extractor("body", "/type"),
+        dedupe=Extractor("body", "/id"),
+    )
+
+    def describe_secret(self, secret: Secret) -> str | None:
+        """Any non-empty text without surrounding whitespace."""
+        return describe_text_secret(secret.value)
+
+    def verify(
+        self, body: bytes, headers: Mapping[str, str], secrets: Sequence[Secret], now: float
+    ) -> None:
+        """Check ``t`` (milliseconds) and every ``v1`` against each secret."""
+        header = lowered(headers).get(HEADER)
+        if header is None:
+            raise VerificationError("Rafiki-Signature header is missing")
+        params = split_params(header)
+        stamps = [value for name, value in params if name == "t"]
+        if len(stamps) != 1:
+            raise VerificationError("Rafiki-Signature header needs exactly one t=")
+        check_timestamp(parse_int_timestamp(stamps[0]) / 1000, now, self.tolerance)
+        candidates = [
+            digest for name, value in params if name == SCHEME if (digest := decode_hex(value))
+        ]
+        if not candidates:
+            raise VerificationError("Rafiki-Signature header has no v1 signature")
+        try:
+            payload = signed_payload(stamps[0], body)
+        except CanonicalizationError as exc:
+            raise VerificationError(f"body cannot be canonicalized: {exc}") from exc
+        for secret in secrets:
+            if digest_matches(hmac_digest(secret.encode(), payload), candidates):
+                return
+        raise VerificationError()
+
+    def sign(self, body: bytes, secret: Secret, now: float, **kw: Any) -> dict[str, str]:
+        """The ``Rafiki-Signature`` header; ``body`` must be a JSON ``{id, type, data}``."""
+        timestamp = str(int(now * 1000))
+        digest = hmac_digest(secret.encode(), signed_payload(timestamp, body)).hex()
+        return {"Rafiki-Signature": f"t={timestamp}, {SCHEME}={digest}"}
+
+
+PROVIDERS = (Rafiki,)
