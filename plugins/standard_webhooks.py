@@ -21,11 +21,11 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from gateway.errors import VerificationError
 from gateway.extract import Extractor, Extractors
 from gateway.providers.base import (
     BaseProvider,
     Secret,
-    VerificationError,
     check_timestamp,
     digest_matches,
     lowered,
@@ -140,14 +140,20 @@ class StandardWebhooks(BaseProvider):
     def sign(self, body: bytes, secret: Secret, now: float, **kw: Any) -> dict[str, str]:
         """Headers for ``body``; ``msg_id`` may be given (default: derived from body and time)."""
         timestamp = str(int(now))
-        msg_id = str(kw.get("msg_id") or "msg_" + hashlib.sha256(body + timestamp.encode()).hexdigest()[:24])
+        msg_id = str(
+            kw.get("msg_id") or "msg_" + hashlib.sha256(body + timestamp.encode()).hexdigest()[:24]
+        )
         content = signed_content(msg_id, timestamp, body)
         if secret.value.startswith(PRIVATE_PREFIX):
             key = Ed25519PrivateKey.from_private_bytes(_b64(secret.value[len(PRIVATE_PREFIX) :]))
             signature = "v1a," + base64.b64encode(key.sign(content)).decode()
         else:
             signature = sign_v1(hmac_key(secret), content)
-        return {"webhook-id": msg_id, "webhook-timestamp": timestamp, "webhook-signature": signature}
+        return {
+            "webhook-id": msg_id,
+            "webhook-timestamp": timestamp,
+            "webhook-signature": signature,
+        }
 
 
 PROVIDERS = (StandardWebhooks,)
