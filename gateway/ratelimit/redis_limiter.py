@@ -20,6 +20,7 @@ Since Redis 5 scripts replicate by their effects, so reading ``TIME`` before a w
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 from redis.asyncio import Redis, RedisCluster
@@ -78,27 +79,42 @@ def redis_key(key: str) -> str:
 
 
 class RedisLimiter:
-    """GCRA in Redis via one atomic Lua script (EVALSHA, loading the script when missing)."""
+    """GCRA in Redis via one atomic Lua script (EVALSHA, loading the script when missing).
+
+    ``timeout`` (seconds) bounds each call on top of the client's own socket timeouts and
+    retries, so a stalled Redis costs a request that long at most, then a ``StoreError``.
+    """
 
     def __init__(
-        self, client: RedisClient, *, clock: Literal["server", "caller"] = "server"
+        self,
+        client: RedisClient,
+        *,
+        clock: Literal["server", "caller"] = "server",
+        timeout: float | None = None,
     ) -> None:
         if clock not in ("server", "caller"):
             raise ValueError(f"clock must be 'server' or 'caller', not {clock!r}")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive, not {timeout!r}")
         self.clock = clock
+        self.timeout = timeout
         self._script = client.register_script(GCRA_LUA)
 
     async def hit(self, key: str, rule: RateRule, now: float) -> Decision:
         """Decide one request for ``key``; ``now`` is used only with ``clock="caller"``."""
         now_arg = str(to_micros(now)) if self.clock == "caller" else ""
         try:
-            reply: Any = await self._script(
-                keys=[redis_key(key)], args=[rule.interval_us, rule.burst, now_arg]
-            )
+            async with asyncio.timeout(self.timeout):
+                reply: Any = await self._script(
+                    keys=[redis_key(key)], args=[rule.interval_us, rule.burst, now_arg]
+                )
         except RedisError as exc:
             # ConnectionError and TimeoutError are RedisErrors too; NoScriptError never gets
-            # here because the script object reloads the script and retries once.
+            # here because the script object loads the script and retries once.
             raise StoreError(f"rate limit store failed: {type(exc).__name__}: {exc}") from exc
+        except TimeoutError as exc:
+            # Raised by asyncio.timeout (the builtin, not redis.exceptions.TimeoutError).
+            raise StoreError(f"rate limit store did not answer within {self.timeout} s") from exc
         try:
             allowed, new_tat, remaining, retry_after_us, reset_after_us = (int(v) for v in reply)
         except (TypeError, ValueError) as exc:
