@@ -1,0 +1,322 @@
+"""The store interface: durable dedupe, queue, leases, retries, dead letters and replay.
+
+DESIGN section 3 and 5.4. Two implementations pass one contract suite (``tests/store``):
+``SqliteStore`` (one host, one file) and ``RedisStore`` (shared by replicas, Redis Cluster safe).
+
+Every time is a float of unix seconds passed in by the caller: the clock is injected, so the
+stores never read it themselves. Every failure to reach or use the backend is raised as
+``gateway.errors.StoreError`` and leaves nothing half-done (each operation is one transaction or
+one Lua script).
+
+Lifecycle of a delivery (one per event and destination)::
+
+    accept / replay / redrive ──> due ──lease_due──> leased ──complete──> delivered
+                                   ^                   │ └──dead_letter──> dead ──redrive──┐
+                                   └───reschedule──────┘    (lease expiry: leased again)   │
+                                   ^───────────────────────────────────────────────────────┘
+
+Operations (see ``Store``):
+
+* ``accept(event, destinations, window, now)``: queued mode, one atomic step: the dedupe check
+  on ``(source, dedupe_key)`` within ``window`` seconds, then the event is persisted and one
+  delivery per destination is enqueued, due ``now``. A duplicate enqueues nothing and answers
+  the id of the event accepted first. An event whose ``(source, id)`` was accepted within the
+  window under a *different* dedupe key is a duplicate as well (an id collision: the
+  destinations dedupe on ``webhook-id`` and would drop it anyway, so the gateway says so).
+* ``claim / commit / release``: sync mode. ``claim`` takes the dedupe key for ``lease``
+  seconds; ``commit`` marks it done for the window and records the event, one delivered
+  delivery per destination and the attempt (the same attempt is recorded on each); ``release``
+  gives the claim up after a failed forward. ``accept`` treats a live claim as a duplicate.
+* ``lease_due(now, lease, limit, worker)``: deliveries due at ``now`` plus those whose lease
+  expired (their worker died), each leased for ``lease`` seconds under a fresh token.
+  ``complete``, ``reschedule`` and ``dead_letter`` take the lease back and record the attempt;
+  they return ``False`` and change nothing when the lease was lost (token mismatch: the lease
+  expired and another worker holds the delivery now).
+* ``replay(event_id, destinations, now, source=None)``: new deliveries of a stored event, due
+  now, never swallowed by dedupe; ``EventNotFound`` if there is no such event.
+* ``redrive(delivery_ids | None, now)``: dead letters (all of them for ``None``) are due again
+  with their attempt count reset; the attempts already made stay recorded.
+* ``get_event``, ``list_events``, ``list_dead_letters``, ``queue_depth``: for the admin API and
+  metrics. Lists are newest first and paged with an opaque cursor; a page may hold fewer than
+  ``limit`` items while the cursor is not ``None`` (a filtered scan stops after a bounded
+  amount of work), and ``None`` means there is nothing more.
+
+When an event id is looked up without a source and several sources used it, the most recently
+received event wins; when the same ``(source, id)`` was accepted again after its window
+expired, the latest one wins too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+#: Bound on the response excerpt (and error text) recorded with each attempt.
+EXCERPT_LIMIT = 1024
+
+DeliveryState = Literal["due", "leased", "delivered", "dead"]
+#: ``queued``: some delivery is due or leased; ``dead_lettered``: none is, some are dead;
+#: ``delivered``: every delivery was delivered; ``unrouted``: the event has no delivery at all.
+EventStatus = Literal["queued", "delivered", "dead_lettered", "unrouted"]
+EVENT_STATUSES: tuple[EventStatus, ...] = ("queued", "delivered", "dead_lettered", "unrouted")
+#: The states ``queue_depth`` counts (the metric's ``state`` label, DESIGN 5.5).
+DEPTH_STATES: tuple[DeliveryState, ...] = ("due", "leased", "dead")
+
+
+class EventNotFound(KeyError):
+    """No stored event has this id (for this source, when one was given)."""
+
+
+class InvalidCursor(ValueError):
+    """A list cursor that no list of this store handed out."""
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event as ingress hands it to the store and as a worker gets it back."""
+
+    id: str  # unique per source; sent to destinations as webhook-id and ce-id
+    source: str
+    type: str | None
+    subject: str | None
+    time: str | None  # as extracted, text
+    dedupe_key: str
+    body: bytes  # the raw bytes exactly as received
+    headers: tuple[tuple[str, str], ...]  # content-type and the source's forward_headers
+    request_id: str
+    received_at: float
+
+
+#: What ingress hands the store: the same shape as what a lease gives back.
+NewEvent = Event
+
+
+@dataclass(frozen=True)
+class AcceptResult:
+    """The answer to ``accept``: for a duplicate, the id of the event accepted first."""
+
+    status: Literal["queued", "duplicate"]
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at delivering: when, the answer (``None`` if there was none) and how long."""
+
+    number: int  # 1-based, counted since the delivery was created or redriven
+    started_at: float
+    status: int | None
+    latency: float
+    error: str | None = None
+    response_excerpt: str = ""
+
+    def bounded(self) -> Attempt:
+        """This attempt with its error and excerpt cut to ``EXCERPT_LIMIT`` characters."""
+        error = None if self.error is None else self.error[:EXCERPT_LIMIT]
+        return Attempt(
+            self.number,
+            self.started_at,
+            self.status,
+            self.latency,
+            error,
+            self.response_excerpt[:EXCERPT_LIMIT],
+        )
+
+    def to_json(self) -> str:
+        """Compact JSON, as the Redis store keeps attempts."""
+        return json.dumps(
+            [
+                self.number,
+                self.started_at,
+                self.status,
+                self.latency,
+                self.error,
+                self.response_excerpt,
+            ],
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Attempt:
+        """Inverse of ``to_json``."""
+        number, started_at, status, latency, error, excerpt_ = json.loads(text)
+        return cls(int(number), float(started_at), status, float(latency), error, excerpt_)
+
+
+def excerpt(data: bytes, limit: int = EXCERPT_LIMIT) -> str:
+    """A response body as text for the record: UTF-8 with replacement, at most ``limit`` chars."""
+    return data[: limit * 4].decode("utf-8", errors="replace")[:limit]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A delivery held by one worker until ``expires_at``; ``token`` proves it is still held."""
+
+    delivery_id: str
+    event: Event
+    destination: str
+    attempt: int  # number of the attempt about to be made, 1-based
+    token: str
+    expires_at: float
+    first_attempt_at: float | None  # None before the first attempt (since creation/redrive)
+    created_at: float
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    """One delivery of an event, with every attempt made (also those before a redrive)."""
+
+    id: str
+    destination: str
+    state: DeliveryState
+    attempts_made: int  # since creation or the last redrive
+    created_at: float
+    next_attempt_at: float | None  # when due
+    dead_reason: str | None
+    dead_at: float | None
+    attempts: tuple[Attempt, ...]
+
+
+@dataclass(frozen=True)
+class EventView:
+    """An event with all its deliveries, for the admin API."""
+
+    event: Event
+    mode: Literal["queued", "sync"]
+    status: EventStatus
+    deliveries: tuple[DeliveryView, ...]
+
+
+@dataclass(frozen=True)
+class EventSummary:
+    """One line of an event list."""
+
+    id: str
+    source: str
+    type: str | None
+    subject: str | None
+    received_at: float
+    status: EventStatus
+    mode: Literal["queued", "sync"]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead delivery, with why it died and the last attempt made."""
+
+    delivery_id: str
+    event_id: str
+    source: str
+    destination: str
+    attempts_made: int
+    dead_at: float
+    reason: str
+    last_attempt: Attempt | None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The durable store both backends implement (see the module docstring)."""
+
+    async def accept(
+        self, event: Event, destinations: Sequence[str], window: float, now: float
+    ) -> AcceptResult:
+        """Dedupe, persist and enqueue one delivery per destination, atomically."""
+
+    async def claim(
+        self, source: str, dedupe_key: str, lease: float, now: float
+    ) -> Literal["claimed", "in_progress", "done"]:
+        """Sync mode: take the dedupe key for ``lease`` seconds, unless taken or done."""
+
+    async def commit(
+        self,
+        event: Event,
+        destinations: Sequence[str],
+        window: float,
+        now: float,
+        attempt: Attempt,
+    ) -> None:
+        """Sync mode: mark the key done for the window; record event, deliveries, attempt."""
+
+    async def release(self, source: str, dedupe_key: str) -> None:
+        """Sync mode: give a claim up (the forward failed); a done key is left alone."""
+
+    async def lease_due(self, now: float, lease: float, limit: int, worker: str) -> list[Lease]:
+        """Lease up to ``limit`` due deliveries (and expired leases) for ``lease`` seconds."""
+
+    async def complete(self, lease: Lease, attempt: Attempt) -> bool:
+        """Mark the delivery delivered; ``False`` (and nothing done) if the lease was lost."""
+
+    async def reschedule(self, lease: Lease, attempt: Attempt, next_at: float) -> bool:
+        """Make the delivery due again at ``next_at``; ``False`` if the lease was lost."""
+
+    async def dead_letter(self, lease: Lease, attempt: Attempt, reason: str) -> bool:
+        """Move the delivery to the dead letters; ``False`` if the lease was lost."""
+
+    async def replay(
+        self, event_id: str, destinations: Sequence[str], now: float, source: str | None = None
+    ) -> list[str]:
+        """New deliveries of a stored event, due now; their ids. ``EventNotFound`` if none."""
+
+    async def redrive(self, delivery_ids: Sequence[str] | None, now: float) -> int:
+        """Make dead deliveries due again (all for ``None``); how many were moved."""
+
+    async def get_event(self, event_id: str, source: str | None = None) -> EventView | None:
+        """An event with its deliveries and attempts, or ``None``."""
+
+    async def list_events(
+        self,
+        *,
+        source: str | None = None,
+        status: EventStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[EventSummary], str | None]:
+        """Events newest first, filtered; the page and the cursor of the next one."""
+
+    async def list_dead_letters(
+        self, *, destination: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[DeadLetter], str | None]:
+        """Dead letters, most recently dead first; the page and the cursor of the next one."""
+
+    async def queue_depth(self) -> dict[tuple[str, str], int]:
+        """Deliveries per ``(destination, state)`` for the states due, leased and dead."""
+
+    async def ping(self) -> None:
+        """Return if the store answers; raise ``StoreError`` otherwise."""
+
+    async def close(self) -> None:
+        """Release connections and threads; the store is unusable afterwards."""
+
+
+def encode_cursor(score: float, key: str) -> str:
+    """An opaque cursor for "after (score, key)" in a newest-first list."""
+    raw = json.dumps([score, key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """Inverse of ``encode_cursor``; ``InvalidCursor`` for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        score, key = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidCursor("invalid cursor") from exc
+    if not isinstance(score, int | float) or not isinstance(key, str):
+        raise InvalidCursor("invalid cursor")
+    return float(score), key
+
+
+def event_status(n_deliveries: int, pending: int, dead: int) -> EventStatus:
+    """An event's status from the count of its deliveries, pending ones and dead ones."""
+    if n_deliveries == 0:
+        return "unrouted"
+    if pending:
+        return "queued"
+    if dead:
+        return "dead_lettered"
+    return "delivered"

@@ -1,0 +1,784 @@
+"""The embedded store: one SQLite file in WAL mode, for a single host (DESIGN 5.4).
+
+Durability: ``journal_mode=WAL`` with ``synchronous=FULL``, so a transaction is on disk when
+its ``COMMIT`` returns and ingress answers 202 only after that: a ``kill -9`` (or a power cut)
+after the answer loses nothing. Every write is one short ``BEGIN IMMEDIATE`` transaction, so
+several gateway processes on one host can share the file (``busy_timeout`` makes a writer wait
+for another instead of failing; a lock held longer than that is a ``StoreError``).
+
+SQLite calls block, so they run on one dedicated thread per store, never on the event loop;
+that thread owns the connection, which also serialises the store's own calls.
+
+The URL is ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``; the optional
+query ``?busy_timeout=5`` (seconds) sets how long a writer waits for the lock. The parent
+directory is created when missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast
+
+from gateway.errors import StoreError
+from gateway.store.base import (
+    DEPTH_STATES,
+    AcceptResult,
+    Attempt,
+    DeadLetter,
+    DeliveryState,
+    DeliveryView,
+    Event,
+    EventNotFound,
+    EventStatus,
+    EventSummary,
+    EventView,
+    Lease,
+    decode_cursor,
+    encode_cursor,
+)
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    uid TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    type TEXT,
+    subject TEXT,
+    time TEXT,
+    dedupe_key TEXT NOT NULL,
+    body BLOB NOT NULL,
+    headers TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    mode TEXT NOT NULL,
+    status TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_id ON events (id, received_at);
+CREATE INDEX IF NOT EXISTS events_by_source_id ON events (source, id, received_at);
+CREATE INDEX IF NOT EXISTS events_newest ON events (received_at, uid);
+CREATE INDEX IF NOT EXISTS events_by_source ON events (source, received_at, uid);
+CREATE INDEX IF NOT EXISTS events_by_status ON events (status, received_at, uid);
+CREATE TABLE IF NOT EXISTS dedupe (
+    source TEXT NOT NULL,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,          -- 'processing' (sync claim) or 'done'
+    event_id TEXT,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (source, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS dedupe_expiry ON dedupe (expires_at);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id TEXT PRIMARY KEY,
+    event_uid TEXT NOT NULL REFERENCES events (uid),
+    destination TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts_made INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL,
+    first_attempt_at REAL,
+    lease_token TEXT,
+    lease_expires_at REAL,
+    leased_by TEXT,
+    dead_reason TEXT,
+    dead_at REAL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt_at);
+CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (state, lease_expires_at);
+CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (state, dead_at, id);
+CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event_uid);
+CREATE TABLE IF NOT EXISTS attempts (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    delivery_id TEXT NOT NULL REFERENCES deliveries (id),
+    number INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    status INTEGER,
+    latency REAL NOT NULL,
+    error TEXT,
+    response_excerpt TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_by_delivery ON attempts (delivery_id, seq);
+"""
+
+_EVENT_COLUMNS = (
+    "e.uid, e.id, e.source, e.type, e.subject, e.time, e.dedupe_key, e.body, e.headers,"
+    " e.request_id, e.received_at, e.mode, e.status"
+)
+
+# Expired dedupe entries are pruned a few at a time by accept, so no background job is needed
+# and no single transaction grows long.
+_PRUNE_BATCH = 100
+
+
+def _path_from_url(url: str) -> tuple[str, float]:
+    """The file path and busy timeout of a ``sqlite:///`` URL."""
+    if not url.startswith("sqlite:///"):
+        raise StoreError("a SQLite store URL starts with sqlite:///")
+    rest = url[len("sqlite:///") :]
+    path, _, query = rest.partition("?")
+    busy = 5.0
+    for part in filter(None, query.split("&")):
+        name, _, value = part.partition("=")
+        if name != "busy_timeout":
+            raise StoreError(f"unknown SQLite store option {name!r}")
+        try:
+            busy = float(value)
+        except ValueError as exc:
+            raise StoreError("busy_timeout must be a number of seconds") from exc
+    if not path:
+        raise StoreError("the SQLite store URL names no file")
+    return path, busy
+
+
+class SqliteStore:
+    """The SQLite implementation of ``Store``; open it with ``SqliteStore.open``."""
+
+    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        self._conn = conn
+        self._executor = executor
+        self._closed = False
+
+    @classmethod
+    async def open(cls, url: str) -> SqliteStore:
+        """Open (creating when needed) the database a ``sqlite:///`` URL names."""
+        path, busy = _path_from_url(url)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        loop = asyncio.get_running_loop()
+        try:
+            conn = await loop.run_in_executor(executor, _connect, path, busy)
+        except (sqlite3.Error, OSError) as exc:
+            executor.shutdown(wait=False)
+            raise StoreError(f"cannot open the SQLite store: {exc}") from exc
+        return cls(conn, executor)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` on the store's thread; map every SQLite failure to StoreError."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, self._conn)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite store failed: {exc}") from exc
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` inside one ``BEGIN IMMEDIATE`` transaction, rolled back on any error."""
+
+        def tx(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+            return result
+
+        return await self._run(tx)
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one read transaction, so it sees a single snapshot."""
+
+        def tx(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                conn.rollback()
+
+        return await self._run(tx)
+
+    # -- queued mode -------------------------------------------------------------------------
+
+    async def accept(
+        self, event: Event, destinations: Sequence[str], window: float, now: float
+    ) -> AcceptResult:
+        """Dedupe, persist and enqueue one delivery per destination, in one transaction."""
+
+        def tx(conn: sqlite3.Connection) -> AcceptResult:
+            _prune_dedupe(conn, now)
+            row = conn.execute(
+                "SELECT event_id FROM dedupe WHERE source = ? AND key = ? AND expires_at > ?",
+                (event.source, event.dedupe_key, now),
+            ).fetchone()
+            if row is not None:
+                # A live sync claim has no event id yet: the claimed event is this one.
+                return AcceptResult("duplicate", row[0] if row[0] is not None else event.id)
+            # Id collision: the same (source, id) accepted within the window under another key.
+            collision = conn.execute(
+                "SELECT 1 FROM events WHERE source = ? AND id = ? AND received_at > ? LIMIT 1",
+                (event.source, event.id, now - window),
+            ).fetchone()
+            if collision is not None:
+                return AcceptResult("duplicate", event.id)
+            _insert_event(conn, event, "queued", destinations, now, None)
+            _mark_done(conn, event, window, now)
+            return AcceptResult("queued", event.id)
+
+        return await self._write(tx)
+
+    # -- sync mode ---------------------------------------------------------------------------
+
+    async def claim(
+        self, source: str, dedupe_key: str, lease: float, now: float
+    ) -> Literal["claimed", "in_progress", "done"]:
+        """Take the dedupe key for ``lease`` seconds, unless it is claimed or done."""
+
+        def tx(conn: sqlite3.Connection) -> Literal["claimed", "in_progress", "done"]:
+            row = conn.execute(
+                "SELECT state FROM dedupe WHERE source = ? AND key = ? AND expires_at > ?",
+                (source, dedupe_key, now),
+            ).fetchone()
+            if row is not None:
+                return "in_progress" if row[0] == "processing" else "done"
+            conn.execute(
+                "INSERT OR REPLACE INTO dedupe (source, key, state, event_id, expires_at)"
+                " VALUES (?, ?, 'processing', NULL, ?)",
+                (source, dedupe_key, now + lease),
+            )
+            return "claimed"
+
+        return await self._write(tx)
+
+    async def commit(
+        self,
+        event: Event,
+        destinations: Sequence[str],
+        window: float,
+        now: float,
+        attempt: Attempt,
+    ) -> None:
+        """Mark the key done for the window; record the event as delivered with the attempt."""
+
+        def tx(conn: sqlite3.Connection) -> None:
+            _insert_event(conn, event, "sync", destinations, now, attempt.bounded())
+            _mark_done(conn, event, window, now)
+
+        await self._write(tx)
+
+    async def release(self, source: str, dedupe_key: str) -> None:
+        """Give a claim up; a key already done stays done."""
+
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "DELETE FROM dedupe WHERE source = ? AND key = ? AND state = 'processing'",
+                (source, dedupe_key),
+            )
+
+        await self._write(tx)
+
+    # -- workers -----------------------------------------------------------------------------
+
+    async def lease_due(self, now: float, lease: float, limit: int, worker: str) -> list[Lease]:
+        """Lease due deliveries and expired leases, oldest due first."""
+
+        def tx(conn: sqlite3.Connection) -> list[Lease]:
+            rows = conn.execute(
+                "SELECT id FROM ("
+                " SELECT id, lease_expires_at AS at FROM deliveries"
+                "  WHERE state = 'leased' AND lease_expires_at <= :now"
+                " UNION ALL"
+                " SELECT id, next_attempt_at AS at FROM deliveries"
+                "  WHERE state = 'due' AND next_attempt_at <= :now"
+                ") ORDER BY at LIMIT :limit",
+                {"now": now, "limit": limit},
+            ).fetchall()
+            leases = []
+            for (delivery_id,) in rows:
+                token = uuid.uuid4().hex
+                conn.execute(
+                    "UPDATE deliveries SET state = 'leased', lease_token = ?,"
+                    " lease_expires_at = ?, leased_by = ? WHERE id = ?",
+                    (token, now + lease, worker, delivery_id),
+                )
+                leases.append(_load_lease(conn, delivery_id))
+            return leases
+
+        return await self._write(tx)
+
+    async def complete(self, lease: Lease, attempt: Attempt) -> bool:
+        """Mark the leased delivery delivered and record the attempt."""
+        return await self._finish(lease, attempt, "delivered", {})
+
+    async def reschedule(self, lease: Lease, attempt: Attempt, next_at: float) -> bool:
+        """Record the attempt and make the delivery due at ``next_at``."""
+        return await self._finish(lease, attempt, "due", {"next_attempt_at": next_at})
+
+    async def dead_letter(self, lease: Lease, attempt: Attempt, reason: str) -> bool:
+        """Record the attempt and move the delivery to the dead letters."""
+        dead_at = attempt.started_at + attempt.latency
+        return await self._finish(
+            lease, attempt, "dead", {"dead_reason": reason[:1024], "dead_at": dead_at}
+        )
+
+    async def _finish(
+        self, lease: Lease, attempt: Attempt, state: DeliveryState, extra: dict[str, Any]
+    ) -> bool:
+        """Leave the leased state for ``state`` if the lease token still matches."""
+
+        def tx(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE deliveries SET state = :state, attempts_made = attempts_made + 1,"
+                " first_attempt_at = COALESCE(first_attempt_at, :started_at),"
+                " lease_token = NULL, lease_expires_at = NULL, leased_by = NULL,"
+                " next_attempt_at = :next_attempt_at, dead_reason = :dead_reason,"
+                " dead_at = :dead_at"
+                " WHERE id = :id AND state = 'leased' AND lease_token = :token",
+                {
+                    "state": state,
+                    "started_at": attempt.started_at,
+                    "next_attempt_at": extra.get("next_attempt_at"),
+                    "dead_reason": extra.get("dead_reason"),
+                    "dead_at": extra.get("dead_at"),
+                    "id": lease.delivery_id,
+                    "token": lease.token,
+                },
+            )
+            if cur.rowcount != 1:
+                return False
+            _insert_attempt(conn, lease.delivery_id, attempt.bounded())
+            _refresh_status_of_delivery(conn, lease.delivery_id)
+            return True
+
+        return await self._write(tx)
+
+    # -- operator ----------------------------------------------------------------------------
+
+    async def replay(
+        self, event_id: str, destinations: Sequence[str], now: float, source: str | None = None
+    ) -> list[str]:
+        """New deliveries of a stored event, due now, whatever dedupe says."""
+
+        def tx(conn: sqlite3.Connection) -> list[str]:
+            uid = _find_uid(conn, event_id, source)
+            if uid is None:
+                raise EventNotFound(event_id)
+            ids = _insert_deliveries(conn, uid, destinations, now, None)
+            _refresh_status(conn, uid)
+            return ids
+
+        return await self._write(tx)
+
+    async def redrive(self, delivery_ids: Sequence[str] | None, now: float) -> int:
+        """Make dead deliveries due now with their attempt count reset."""
+
+        def tx(conn: sqlite3.Connection) -> int:
+            if delivery_ids is None:
+                rows = conn.execute("SELECT id FROM deliveries WHERE state = 'dead'").fetchall()
+                ids = [r[0] for r in rows]
+            else:
+                ids = list(delivery_ids)
+            moved = 0
+            for delivery_id in ids:
+                cur = conn.execute(
+                    "UPDATE deliveries SET state = 'due', next_attempt_at = ?,"
+                    " attempts_made = 0, first_attempt_at = NULL, dead_reason = NULL,"
+                    " dead_at = NULL WHERE id = ? AND state = 'dead'",
+                    (now, delivery_id),
+                )
+                if cur.rowcount == 1:
+                    moved += 1
+                    _refresh_status_of_delivery(conn, delivery_id)
+            return moved
+
+        return await self._write(tx)
+
+    async def get_event(self, event_id: str, source: str | None = None) -> EventView | None:
+        """An event with its deliveries and all their attempts."""
+
+        def tx(conn: sqlite3.Connection) -> EventView | None:
+            uid = _find_uid(conn, event_id, source)
+            if uid is None:
+                return None
+            row = conn.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.uid = ?",  # noqa: S608
+                (uid,),
+            ).fetchone()
+            deliveries = []
+            for d in conn.execute(
+                "SELECT id, destination, state, attempts_made, created_at, next_attempt_at,"
+                " dead_reason, dead_at FROM deliveries WHERE event_uid = ?"
+                " ORDER BY created_at, rowid",
+                (uid,),
+            ).fetchall():
+                attempts = tuple(
+                    _attempt(a)
+                    for a in conn.execute(
+                        "SELECT number, started_at, status, latency, error, response_excerpt"
+                        " FROM attempts WHERE delivery_id = ? ORDER BY seq",
+                        (d[0],),
+                    ).fetchall()
+                )
+                deliveries.append(
+                    DeliveryView(
+                        id=d[0],
+                        destination=d[1],
+                        state=d[2],
+                        attempts_made=d[3],
+                        created_at=d[4],
+                        next_attempt_at=d[5] if d[2] == "due" else None,
+                        dead_reason=d[6],
+                        dead_at=d[7],
+                        attempts=attempts,
+                    )
+                )
+            return EventView(
+                event=_event(row), mode=row[11], status=row[12], deliveries=tuple(deliveries)
+            )
+
+        return await self._read(tx)
+
+    async def list_events(
+        self,
+        *,
+        source: str | None = None,
+        status: EventStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[EventSummary], str | None]:
+        """Events newest first, filtered by source and status."""
+        where: list[str] = []
+        params: list[Any] = []
+        if source is not None:
+            where.append("source = ?")
+            params.append(source)
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if cursor is not None:
+            at, uid = decode_cursor(cursor)
+            where.append("(received_at, uid) < (?, ?)")
+            params += [at, uid]
+        # The WHERE clauses are fixed text chosen above; every value is a bound parameter.
+        sql = (
+            "SELECT uid, id, source, type, subject, received_at, status, mode FROM events"  # noqa: S608
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY received_at DESC, uid DESC LIMIT ?"
+        )
+        params.append(limit + 1)
+
+        def tx(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(sql, params).fetchall()
+
+        rows = await self._read(tx)
+        page = [
+            EventSummary(
+                id=r[1],
+                source=r[2],
+                type=r[3],
+                subject=r[4],
+                received_at=r[5],
+                status=r[6],
+                mode=r[7],
+            )
+            for r in rows[:limit]
+        ]
+        more = len(rows) > limit
+        return page, encode_cursor(rows[limit - 1][5], rows[limit - 1][0]) if more else None
+
+    async def list_dead_letters(
+        self, *, destination: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[DeadLetter], str | None]:
+        """Dead deliveries, most recently dead first."""
+        where = ["d.state = 'dead'"]
+        params: list[Any] = []
+        if destination is not None:
+            where.append("d.destination = ?")
+            params.append(destination)
+        if cursor is not None:
+            at, delivery_id = decode_cursor(cursor)
+            where.append("(d.dead_at, d.id) < (?, ?)")
+            params += [at, delivery_id]
+        # The WHERE clauses are fixed text chosen above; every value is a bound parameter.
+        sql = (
+            "SELECT d.id, e.id, e.source, d.destination, d.attempts_made, d.dead_at,"  # noqa: S608
+            " d.dead_reason, a.number, a.started_at, a.status, a.latency, a.error,"
+            " a.response_excerpt"
+            " FROM deliveries d JOIN events e ON e.uid = d.event_uid"
+            " LEFT JOIN attempts a ON a.seq ="
+            "  (SELECT MAX(seq) FROM attempts WHERE delivery_id = d.id)"
+            " WHERE " + " AND ".join(where) + " ORDER BY d.dead_at DESC, d.id DESC LIMIT ?"
+        )
+        params.append(limit + 1)
+
+        def tx(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(sql, params).fetchall()
+
+        rows = await self._read(tx)
+        page = [
+            DeadLetter(
+                delivery_id=r[0],
+                event_id=r[1],
+                source=r[2],
+                destination=r[3],
+                attempts_made=r[4],
+                dead_at=r[5],
+                reason=r[6] or "",
+                last_attempt=None if r[7] is None else _attempt(r[7:13]),
+            )
+            for r in rows[:limit]
+        ]
+        more = len(rows) > limit
+        return page, encode_cursor(rows[limit - 1][5], rows[limit - 1][0]) if more else None
+
+    async def queue_depth(self) -> dict[tuple[str, str], int]:
+        """Deliveries per (destination, state) for due, leased and dead."""
+
+        def tx(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(
+                "SELECT destination, state, COUNT(*) FROM deliveries"
+                " WHERE state IN ('due', 'leased', 'dead') GROUP BY destination, state"
+            ).fetchall()
+
+        rows = await self._read(tx)
+        return {(r[0], r[1]): r[2] for r in rows if r[1] in DEPTH_STATES}
+
+    async def ping(self) -> None:
+        """Read from the database file."""
+        await self._run(lambda conn: conn.execute("SELECT version FROM schema_version").fetchone())
+
+    async def close(self) -> None:
+        """Close the connection and stop the store's thread."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._conn.close)
+        except sqlite3.Error as exc:
+            raise StoreError(f"closing the SQLite store failed: {exc}") from exc
+        finally:
+            self._executor.shutdown(wait=True)
+
+
+# -- helpers, all called on the store's thread --------------------------------------------------
+
+
+def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
+    """Open the file with the durability settings and create the schema when missing."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE for writes).
+    conn = sqlite3.connect(
+        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"cannot switch {path} to WAL (got {mode})")
+        # FULL: fsync the WAL at every commit, so an answered request survives a power cut.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Statement by statement: executescript would commit the open transaction.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            row = conn.execute("SELECT version FROM schema_version").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] > SCHEMA_VERSION:
+                raise sqlite3.OperationalError(
+                    f"the store schema is version {row[0]}, newer than this gateway's"
+                    f" {SCHEMA_VERSION}"
+                )
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _prune_dedupe(conn: sqlite3.Connection, now: float) -> None:
+    """Delete a few expired dedupe entries (lazy expiry)."""
+    conn.execute(
+        "DELETE FROM dedupe WHERE (source, key) IN"
+        " (SELECT source, key FROM dedupe WHERE expires_at <= ? LIMIT ?)",
+        (now, _PRUNE_BATCH),
+    )
+
+
+def _mark_done(conn: sqlite3.Connection, event: Event, window: float, now: float) -> None:
+    """Remember the dedupe key as done for ``window`` seconds."""
+    conn.execute(
+        "INSERT OR REPLACE INTO dedupe (source, key, state, event_id, expires_at)"
+        " VALUES (?, ?, 'done', ?, ?)",
+        (event.source, event.dedupe_key, event.id, now + window),
+    )
+
+
+def _insert_event(
+    conn: sqlite3.Connection,
+    event: Event,
+    mode: Literal["queued", "sync"],
+    destinations: Sequence[str],
+    now: float,
+    delivered: Attempt | None,
+) -> str:
+    """Insert the event and its deliveries (delivered with ``delivered`` when given)."""
+    uid = uuid.uuid4().hex
+    conn.execute(
+        "INSERT INTO events (uid, id, source, type, subject, time, dedupe_key, body, headers,"
+        " request_id, received_at, mode, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            uid,
+            event.id,
+            event.source,
+            event.type,
+            event.subject,
+            event.time,
+            event.dedupe_key,
+            event.body,
+            json.dumps([list(h) for h in event.headers]),
+            event.request_id,
+            event.received_at,
+            mode,
+            "unrouted",
+        ),
+    )
+    _insert_deliveries(conn, uid, destinations, now, delivered)
+    _refresh_status(conn, uid)
+    return uid
+
+
+def _insert_deliveries(
+    conn: sqlite3.Connection,
+    uid: str,
+    destinations: Sequence[str],
+    now: float,
+    delivered: Attempt | None,
+) -> list[str]:
+    """One delivery per destination: due now, or already delivered by ``delivered``."""
+    ids = []
+    for destination in destinations:
+        delivery_id = uuid.uuid4().hex
+        if delivered is None:
+            conn.execute(
+                "INSERT INTO deliveries (id, event_uid, destination, state, created_at,"
+                " next_attempt_at) VALUES (?, ?, ?, 'due', ?, ?)",
+                (delivery_id, uid, destination, now, now),
+            )
+        else:
+            conn.execute(
+                "INSERT INTO deliveries (id, event_uid, destination, state, attempts_made,"
+                " created_at, first_attempt_at) VALUES (?, ?, ?, 'delivered', 1, ?, ?)",
+                (delivery_id, uid, destination, now, delivered.started_at),
+            )
+            _insert_attempt(conn, delivery_id, delivered)
+        ids.append(delivery_id)
+    return ids
+
+
+def _insert_attempt(conn: sqlite3.Connection, delivery_id: str, attempt: Attempt) -> None:
+    """Record one attempt of a delivery."""
+    conn.execute(
+        "INSERT INTO attempts (delivery_id, number, started_at, status, latency, error,"
+        " response_excerpt) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            delivery_id,
+            attempt.number,
+            attempt.started_at,
+            attempt.status,
+            attempt.latency,
+            attempt.error,
+            attempt.response_excerpt,
+        ),
+    )
+
+
+def _refresh_status(conn: sqlite3.Connection, uid: str) -> None:
+    """Recompute an event's status from its deliveries (see ``base.event_status``)."""
+    conn.execute(
+        "UPDATE events SET status = CASE"
+        " WHEN NOT EXISTS (SELECT 1 FROM deliveries WHERE event_uid = :u) THEN 'unrouted'"
+        " WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_uid = :u"
+        "  AND state IN ('due', 'leased')) THEN 'queued'"
+        " WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_uid = :u AND state = 'dead')"
+        "  THEN 'dead_lettered'"
+        " ELSE 'delivered' END WHERE uid = :u",
+        {"u": uid},
+    )
+
+
+def _refresh_status_of_delivery(conn: sqlite3.Connection, delivery_id: str) -> None:
+    """Recompute the status of the event a delivery belongs to."""
+    row = conn.execute("SELECT event_uid FROM deliveries WHERE id = ?", (delivery_id,)).fetchone()
+    _refresh_status(conn, row[0])
+
+
+def _find_uid(conn: sqlite3.Connection, event_id: str, source: str | None) -> str | None:
+    """The newest stored event with this id (and source, when given)."""
+    if source is None:
+        row = conn.execute(
+            "SELECT uid FROM events WHERE id = ? ORDER BY received_at DESC, uid DESC LIMIT 1",
+            (event_id,),
+        ).fetchone()
+    else:
+        row = conn.execute(
+            "SELECT uid FROM events WHERE source = ? AND id = ?"
+            " ORDER BY received_at DESC, uid DESC LIMIT 1",
+            (source, event_id),
+        ).fetchone()
+    return None if row is None else cast(str, row[0])
+
+
+def _event(row: Sequence[Any]) -> Event:
+    """An ``Event`` from a row of ``_EVENT_COLUMNS``."""
+    return Event(
+        id=row[1],
+        source=row[2],
+        type=row[3],
+        subject=row[4],
+        time=row[5],
+        dedupe_key=row[6],
+        body=bytes(row[7]),
+        headers=tuple((str(k), str(v)) for k, v in json.loads(row[8])),
+        request_id=row[9],
+        received_at=row[10],
+    )
+
+
+def _attempt(row: Sequence[Any]) -> Attempt:
+    """An ``Attempt`` from (number, started_at, status, latency, error, excerpt)."""
+    return Attempt(
+        number=row[0],
+        started_at=row[1],
+        status=row[2],
+        latency=row[3],
+        error=row[4],
+        response_excerpt=row[5],
+    )
+
+
+def _load_lease(conn: sqlite3.Connection, delivery_id: str) -> Lease:
+    """The ``Lease`` for a delivery just leased."""
+    row = conn.execute(
+        f"SELECT {_EVENT_COLUMNS}, d.destination, d.attempts_made, d.lease_token,"  # noqa: S608
+        " d.lease_expires_at, d.first_attempt_at, d.created_at"
+        " FROM deliveries d JOIN events e ON e.uid = d.event_uid WHERE d.id = ?",
+        (delivery_id,),
+    ).fetchone()
+    return Lease(
+        delivery_id=delivery_id,
+        event=_event(row),
+        destination=row[13],
+        attempt=row[14] + 1,
+        token=row[15],
+        expires_at=row[16],
+        first_attempt_at=row[17],
+        created_at=row[18],
+    )

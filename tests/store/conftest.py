@@ -1,0 +1,73 @@
+"""Fixtures for the store tests: a real redis-server per session and a store per backend."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway.store import Event, Store, open_store
+
+try:
+    from tests.redis_server import RedisServer
+except ImportError:  # tests/ itself on sys.path (no tests/__init__.py)
+    from redis_server import RedisServer  # type: ignore[no-redef]
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One redis-server for the session; each store test flushes it first."""
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+async def flush(url: str) -> None:
+    """Empty every database of the server at ``url``."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        await client.flushall()
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """An empty store of each backend."""
+    if request.param == "sqlite":
+        s = await open_store(f"sqlite:///{tmp_path}/data/gateway.db")
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        await flush(server.url)
+        s = await open_store(server.url)
+    yield s
+    await s.close()
+
+
+def make_event(
+    id: str = "evt_1",
+    *,
+    source: str = "payments",
+    key: str | None = None,
+    received_at: float = T0,
+    body: bytes = b'{"type":"payment.completed","offerId":"o1"}',
+    type: str | None = "payment.completed",
+) -> Event:
+    """An event as ingress would hand it over; the dedupe key defaults to the id."""
+    return Event(
+        id=id,
+        source=source,
+        type=type,
+        subject="o1",
+        time=None,
+        dedupe_key=key if key is not None else id,
+        body=body,
+        headers=(("content-type", "application/json"), ("x-github-event", "push")),
+        request_id=f"req-{id}",
+        received_at=received_at,
+    )
