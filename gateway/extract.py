@@ -66,12 +66,11 @@ def parse_extractor(spec: str, *, allow_sha256: bool = False) -> Extractor:
 
 def _split_pointer(pointer: str) -> list[str]:
     """Split an RFC 6901 pointer into reference tokens, undoing ``~1`` and ``~0``."""
-    tokens = pointer.split("/")[1:]
     out = []
-    for token in tokens:
-        if "~" in token.replace("~0", "").replace("~1", ""):
+    for part in pointer.split("/")[1:]:
+        if "~" in part.replace("~0", "").replace("~1", ""):
             raise ValueError(f"invalid escape in JSON pointer {pointer!r} (RFC 6901 allows ~0, ~1)")
-        out.append(token.replace("~1", "/").replace("~0", "~"))
+        out.append(part.replace("~1", "/").replace("~0", "~"))
     return out
 
 
@@ -81,11 +80,11 @@ _MISSING = object()
 def resolve_pointer(document: object, pointer: str) -> object:
     """Return the value at ``pointer`` in a parsed JSON document, or raise ``KeyError``."""
     node = document
-    for token in _split_pointer(pointer):
+    for part in _split_pointer(pointer):
         if isinstance(node, dict):
-            node = node.get(token, _MISSING)
-        elif isinstance(node, list) and token.isdigit() and (token == "0" or token[0] != "0"):
-            index = int(token)
+            node = node.get(part, _MISSING)
+        elif isinstance(node, list) and part.isdigit() and (part == "0" or part[0] != "0"):
+            index = int(part)
             node = node[index] if index < len(node) else _MISSING
         else:
             node = _MISSING

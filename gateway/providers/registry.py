@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 import pkgutil
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
@@ -32,15 +32,15 @@ class ProviderRegistry:
         self._classes: dict[str, type[BaseProvider]] = {}
         self._origins: dict[str, str] = {}
 
-    def register(self, cls: type[BaseProvider], origin: str) -> None:
-        """Add ``cls`` under its ``name``; ``origin`` says where it came from, for errors."""
+    def register(self, cls: type[BaseProvider], origin: str, key: str = "plugins") -> None:
+        """Add ``cls`` under its ``name``; ``origin`` and ``key`` locate it in errors."""
         if not (isinstance(cls, type) and issubclass(cls, BaseProvider)) or not cls.name:
             raise ConfigError.at(
-                "plugins", f"{origin}: {cls!r} is not a named gateway.providers.BaseProvider"
+                key, f"{origin}: {cls!r} is not a named gateway.providers.BaseProvider"
             )
         if cls.name in self._classes:
             raise ConfigError.at(
-                "plugins",
+                key,
                 f"provider {cls.name!r} from {origin} is already registered by "
                 f"{self._origins[cls.name]}",
             )
@@ -63,8 +63,11 @@ class ProviderRegistry:
         return name in self._classes
 
 
-def _module_providers(module: ModuleType) -> Iterator[type[BaseProvider]]:
-    providers: Iterable[type[BaseProvider]] = getattr(module, "PROVIDERS", ())
+def _module_providers(module: ModuleType, origin: str, key: str) -> Iterator[type[BaseProvider]]:
+    providers: object = getattr(module, "PROVIDERS", ())
+    # A lone class (PROVIDERS = MyProvider) is a common slip; name it instead of crashing.
+    if not isinstance(providers, list | tuple):
+        raise ConfigError.at(key, f"{origin}: PROVIDERS must be a tuple or list of classes")
     yield from providers
 
 
@@ -84,8 +87,9 @@ def _load_builtins(registry: ProviderRegistry) -> dict[str, bytes]:
         module = importlib.import_module(f"{BUILTIN_PACKAGE}.{info.name}")
         if module.__file__:
             digests[f"{info.name}.py"] = hashlib.sha256(Path(module.__file__).read_bytes()).digest()
-        for cls in _module_providers(module):
-            registry.register(cls, f"built-in {BUILTIN_PACKAGE}.{info.name}")
+        origin = f"built-in {BUILTIN_PACKAGE}.{info.name}"
+        for cls in _module_providers(module, origin, "plugins"):
+            registry.register(cls, origin)
     return digests
 
 
@@ -101,7 +105,8 @@ def _load_directory(
             continue
         if builtin_digests.get(path.name) == hashlib.sha256(path.read_bytes()).digest():
             continue  # an identical copy of a built-in module: the same plugin, loaded once
-        module_name = f"webhook_gateway_plugin_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+        digest = hashlib.sha256(str(path).encode()).hexdigest()[:12]
+        module_name = f"webhook_gateway_plugin_{digest}"
         spec = importlib.util.spec_from_file_location(module_name, path)
         if spec is None or spec.loader is None:
             raise ConfigError.at(key, f"cannot load plugin file {str(path)!r}")
@@ -112,8 +117,9 @@ def _load_directory(
         except Exception as exc:  # a third-party file may fail in any way: report, do not crash
             sys.modules.pop(module_name, None)
             raise ConfigError.at(key, f"plugin file {str(path)!r} failed to load: {exc!r}") from exc
-        for cls in _module_providers(module):
-            registry.register(cls, f"plugin file {path}")
+        origin = f"plugin file {path}"
+        for cls in _module_providers(module, origin, key):
+            registry.register(cls, origin, key)
 
 
 def _load_entry_points(registry: ProviderRegistry) -> None:
@@ -126,7 +132,7 @@ def _load_entry_points(registry: ProviderRegistry) -> None:
             ) from exc
         origin = f"entry point {ep.name!r} ({ep.value})"
         if isinstance(loaded, ModuleType):
-            for cls in _module_providers(loaded):
+            for cls in _module_providers(loaded, origin, "plugins"):
                 registry.register(cls, origin)
         else:
             registry.register(loaded, origin)

@@ -1,0 +1,650 @@
+"""Parse and validate the YAML config into ``gateway.config.model`` objects.
+
+Every problem is collected and reported with its key (``sources.payments.secrets[0]: ...``), so
+one run of ``check-config`` shows everything to fix. Unknown keys are errors: a typo must not
+silently turn a protection off.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+
+from gateway.config.model import (
+    AdminConfig,
+    Config,
+    DedupeConfig,
+    DestinationConfig,
+    HostPort,
+    IPNetwork,
+    PluginsConfig,
+    RateLimitConfig,
+    RouteConfig,
+    ServerConfig,
+    SourceConfig,
+    StoreConfig,
+)
+from gateway.delivery.retry import RetryPolicy
+from gateway.errors import ConfigError, ConfigProblem
+from gateway.extract import Extractor, Extractors, parse_extractor
+from gateway.providers.base import OptionError, Secret
+from gateway.providers.registry import ProviderRegistry, load_registry
+from gateway.ratelimit.gcra import Rate, RateRule
+from gateway.signing import hmac_key
+
+T = TypeVar("T")
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_REFERENCE = re.compile(r"\$\{([^}]*)\}")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+REDACTED = "***"
+
+
+def parse_duration(value: object) -> float:
+    """``300ms``, ``5s``, ``10m``, ``72h``, ``1d`` (or a bare number of seconds) to seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 5s, 10m or 72h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration (use 300ms, 5s, 10m, 72h)")
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+def parse_host_port(value: object) -> HostPort:
+    """``host:port`` or ``[v6]:port``."""
+    text = str(value).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{text!r} is not host:port (e.g. 0.0.0.0:8080 or [::]:8080)")
+    host = host.removeprefix("[").removesuffix("]")
+    if not host:
+        raise ValueError(f"{text!r} has no host (e.g. 0.0.0.0:8080)")
+    return HostPort(host, int(port))
+
+
+def parse_network(value: object) -> IPNetwork:
+    """A CIDR or a bare address (a /32 or /128); IPv4-mapped IPv6 becomes its IPv4 form."""
+    network = ipaddress.ip_network(str(value).strip(), strict=False)
+    if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped:
+        mapped = network.network_address.ipv4_mapped
+        return ipaddress.IPv4Network(f"{mapped}/{max(0, network.prefixlen - 96)}", strict=False)
+    return network
+
+
+class _Reader:
+    """Walks the raw YAML, remembering the key path, collecting every problem found."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.problems: list[ConfigProblem] = []
+        self.path: list[str] = []
+
+    # -- key paths and problems -----------------------------------------------------------------
+
+    def key(self, *parts: str | int) -> str:
+        out = ""
+        for part in [*self.path, *parts]:
+            if isinstance(part, int):
+                out += f"[{part}]"
+            else:
+                out += f".{part}" if out else part
+        return out
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(ConfigProblem(key, message))
+
+    @contextmanager
+    def at(self, *parts: str | int) -> Iterator[None]:
+        saved = list(self.path)
+        self.path.extend(str(p) if not isinstance(p, int) else p for p in parts)  # type: ignore[misc]
+        try:
+            yield
+        finally:
+            self.path = saved
+
+    # -- shapes ---------------------------------------------------------------------------------
+
+    def mapping(self, raw: object, allowed: set[str], key: str = "") -> dict[str, Any]:
+        """A mapping with only ``allowed`` keys; an unknown key is reported, never ignored."""
+        where = key or self.key()
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.problem(where, f"expected a mapping, got {type(raw).__name__}")
+            return {}
+        for name in raw:
+            if str(name) not in allowed:
+                hint = ", ".join(sorted(allowed))
+                self.problem(self.key(str(name)), f"unknown key (allowed here: {hint})")
+        return {str(k): v for k, v in raw.items() if str(k) in allowed}
+
+    def field(self, raw: Mapping[str, Any], name: str, parse: Callable[[Any], T], default: T) -> T:
+        """Parse ``raw[name]`` with ``parse``; report a failure under its key, use the default."""
+        if name not in raw or raw[name] is None:
+            return default
+        try:
+            return parse(raw[name])
+        except (ValueError, TypeError) as exc:
+            self.problem(self.key(name), str(exc))
+            return default
+
+    def list_of(
+        self, raw: Mapping[str, Any], name: str, parse: Callable[[Any], T]
+    ) -> tuple[T, ...]:
+        value = raw.get(name)
+        if value is None:
+            return ()
+        if not isinstance(value, list):
+            self.problem(self.key(name), "expected a list")
+            return ()
+        out: list[T] = []
+        for index, item in enumerate(value):
+            try:
+                out.append(parse(item))
+            except (ValueError, TypeError) as exc:
+                self.problem(self.key(name, index), str(exc))
+        return tuple(out)
+
+    # -- ${VAR} and ${file:/path} ---------------------------------------------------------------
+
+    def interpolate(self, value: object, key: str) -> tuple[object, bool]:
+        """Replace references in strings; return (value, whether a reference was used)."""
+        if not isinstance(value, str) or "${" not in value:
+            return value, False
+
+        def replace(match: re.Match[str]) -> str:
+            ref = match.group(1).strip()
+            if ref.startswith("file:"):
+                path = ref[len("file:") :]
+                try:
+                    return Path(path).read_text().rstrip("\r\n")
+                except OSError as exc:
+                    self.problem(key, f"cannot read secret file {path}: {exc.strerror}")
+                    return ""
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ref):
+                self.problem(
+                    key, f"${{{ref}}} is not a valid reference (use ${{VAR}} or ${{file:/path}})"
+                )
+                return ""
+            if ref not in self.environ:
+                self.problem(key, f"environment variable {ref} is not set")
+                return ""
+            return self.environ[ref]
+
+        return _REFERENCE.sub(replace, value), True
+
+    def resolve_tree(self, node: object, key: str, templated: set[str]) -> object:
+        """Interpolate every string in the tree; remember keys whose value came from outside."""
+        if isinstance(node, dict):
+            return {
+                k: self.resolve_tree(v, f"{key}.{k}" if key else str(k), templated)
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [self.resolve_tree(v, f"{key}[{i}]", templated) for i, v in enumerate(node)]
+        value, used = self.interpolate(node, key)
+        if used:
+            templated.add(key)
+        return value
+
+
+def _secret(value: object) -> Secret:
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ValueError("expected a secret string")
+    text = str(value)
+    if not text:
+        raise ValueError("secret is empty")
+    return Secret(text)
+
+
+def _positive_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError("expected a positive integer")
+    return value
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected true or false")
+    return value
+
+
+def _choice(*options: str) -> Callable[[object], Any]:
+    def parse(value: object) -> str:
+        if value not in options:
+            raise ValueError(f"expected one of: {', '.join(options)}")
+        return str(value)
+
+    return parse
+
+
+def _http_url(value: object) -> str:
+    text = str(value)
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{text!r} is not an http(s) URL")
+    return text
+
+
+def _store_url(value: object) -> str:
+    text = str(value)
+    scheme = urlsplit(text).scheme
+    if scheme not in ("sqlite", "redis", "rediss", "redis+cluster", "rediss+cluster"):
+        raise ValueError(f"{text!r}: store URL must start with sqlite://, redis:// or rediss://")
+    return text
+
+
+def _source_path(value: object) -> str:
+    text = str(value)
+    if not text.startswith("/") or "?" in text or "#" in text or "{" in text:
+        raise ValueError(f"{text!r}: a source path is an absolute path like /hooks/payments")
+    return text.rstrip("/") or "/"
+
+
+def _rate_rule(reader: _Reader, raw: object, key: str) -> RateRule | None:
+    if raw is None:
+        return None
+    with reader.at(key):
+        data = reader.mapping(raw, {"rate", "burst"})
+        if "rate" not in data:
+            reader.problem(reader.key("rate"), "required (e.g. 100/s)")
+            return None
+        rate = reader.field(data, "rate", Rate.parse, None)
+        burst = reader.field(data, "burst", _positive_int, None)
+        if rate is None or (burst is None and "burst" in data):
+            return None
+        try:
+            return RateRule(rate=rate, burst=burst or 1)
+        except ValueError as exc:
+            reader.problem(reader.key("burst"), str(exc))
+            return None
+
+
+def _retry(reader: _Reader, raw: object) -> RetryPolicy:
+    default = RetryPolicy()
+    with reader.at("retry"):
+        data = reader.mapping(
+            raw, {"schedule", "max_attempts", "max_age", "jitter", "initial", "factor", "max_delay"}
+        )
+        schedule = (
+            reader.list_of(data, "schedule", parse_duration)
+            if "schedule" in data
+            else default.schedule
+        )
+        max_attempts = reader.field(data, "max_attempts", _positive_int, None)
+        max_age = reader.field(data, "max_age", parse_duration, default.max_age)
+        jitter = reader.field(data, "jitter", float, default.jitter)
+        if not 0 <= jitter <= 1:
+            reader.problem(reader.key("jitter"), "expected a fraction between 0 and 1")
+            jitter = default.jitter
+        return RetryPolicy(
+            schedule=schedule,
+            max_attempts=max_attempts,
+            max_age=max_age,
+            initial=reader.field(data, "initial", parse_duration, default.initial),
+            factor=reader.field(data, "factor", float, default.factor),
+            max_delay=reader.field(data, "max_delay", parse_duration, default.max_delay),
+            jitter=jitter,
+        )
+
+
+_SOURCE_KEYS = {
+    "path", "provider", "secrets", "tolerance", "allow_ips", "allow_unsigned", "rate_limit",
+    "dedupe", "event", "require", "delivery", "routes", "forward_headers", "options",
+}  # fmt: skip
+
+
+def _source(
+    reader: _Reader,
+    name: str,
+    raw: object,
+    registry: ProviderRegistry,
+    destinations: Mapping[str, DestinationConfig],
+) -> SourceConfig | None:
+    data = reader.mapping(raw, _SOURCE_KEYS)
+    before = len(reader.problems)
+    path = reader.field(data, "path", _source_path, "")
+    if "path" not in data:
+        reader.problem(reader.key("path"), "required (e.g. /hooks/payments)")
+    provider_name = str(data.get("provider", ""))
+    if not provider_name:
+        reader.problem(reader.key("provider"), f"required (one of: {', '.join(registry.names())})")
+        return None
+    if provider_name not in registry:
+        reader.problem(
+            reader.key("provider"),
+            f"unknown provider {provider_name!r} (known: {', '.join(registry.names())})",
+        )
+        return None
+    tolerance = reader.field(data, "tolerance", parse_duration, 300.0)
+    options = data.get("options") or {}
+    if not isinstance(options, dict):
+        reader.problem(reader.key("options"), "expected a mapping")
+        options = {}
+    try:
+        verifier = registry.get(provider_name)(tolerance=tolerance, options=options)
+    except OptionError as exc:
+        reader.problem(reader.key("options", exc.key), exc.message)
+        return None
+
+    secrets = reader.list_of(data, "secrets", _secret)
+    for index, secret in enumerate(secrets):
+        problem = verifier.describe_secret(secret)
+        if problem:
+            reader.problem(reader.key("secrets", index), problem)
+    allow_ips = reader.list_of(data, "allow_ips", parse_network)
+    allow_unsigned = reader.field(data, "allow_unsigned", _bool, False)
+    if verifier.authenticates:
+        if not secrets and "secrets" in data:
+            reader.problem(reader.key("secrets"), "at least one secret is required")
+        elif "secrets" not in data:
+            reader.problem(
+                reader.key("secrets"), f"required: provider {provider_name} needs secrets"
+            )
+    elif not (allow_unsigned and allow_ips):
+        reader.problem(
+            reader.key("provider"),
+            "provider none accepts unsigned requests: it needs allow_unsigned: true and a "
+            "non-empty allow_ips",
+        )
+
+    # Rate limits.
+    rate_limit = RateLimitConfig()
+    if data.get("rate_limit") is not None:
+        with reader.at("rate_limit"):
+            rl = reader.mapping(data["rate_limit"], {"per_ip", "per_source", "on_store_error"})
+            rate_limit = RateLimitConfig(
+                per_ip=_rate_rule(reader, rl.get("per_ip"), "per_ip"),
+                per_source=_rate_rule(reader, rl.get("per_source"), "per_source"),
+                on_store_error=reader.field(
+                    rl, "on_store_error", _choice("allow", "deny"), "allow"
+                ),
+            )
+
+    # Event extraction: the source's own, falling back to the provider's defaults.
+    defaults = verifier.defaults
+    event = defaults
+    if data.get("event") is not None:
+        with reader.at("event"):
+            ev = reader.mapping(data["event"], {"id", "type", "subject", "time"})
+            event = Extractors(
+                id=reader.field(ev, "id", parse_extractor, defaults.id),
+                type=reader.field(ev, "type", parse_extractor, defaults.type),
+                subject=reader.field(ev, "subject", parse_extractor, defaults.subject),
+                time=reader.field(ev, "time", parse_extractor, defaults.time),
+                dedupe=defaults.dedupe,
+            )
+    dedupe_key = defaults.dedupe or Extractor("sha256")
+    window = 72 * 3600.0
+    if data.get("dedupe") is not None:
+        with reader.at("dedupe"):
+            dd = reader.mapping(data["dedupe"], {"key", "window"})
+            dedupe_key = reader.field(
+                dd, "key", lambda v: parse_extractor(str(v), allow_sha256=True), dedupe_key
+            )
+            window = reader.field(dd, "window", parse_duration, window)
+    if verifier.uses_timestamp and window < 2 * tolerance:
+        # DESIGN 3: a replay must be refused by the window or by the tolerance, never by neither.
+        reader.problem(
+            reader.key("dedupe", "window"),
+            f"must be at least twice the tolerance ({2 * tolerance:g}s) so a replayed request "
+            "is refused by one or the other",
+        )
+    require = reader.list_of(data, "require", lambda v: parse_extractor(str(v)))
+
+    delivery: Literal["queued", "sync"] = reader.field(
+        data, "delivery", _choice("queued", "sync"), "queued"
+    )
+    routes: list[RouteConfig] = []
+    raw_routes = data.get("routes")
+    if not isinstance(raw_routes, list) or not raw_routes:
+        reader.problem(reader.key("routes"), "at least one route is required")
+        raw_routes = []
+    for index, raw_route in enumerate(raw_routes):
+        with reader.at("routes", index):
+            rd = reader.mapping(raw_route, {"destination", "types"})
+            dest = str(rd.get("destination", ""))
+            if dest not in destinations:
+                known = ", ".join(sorted(destinations)) or "none defined"
+                reader.problem(
+                    reader.key("destination"), f"unknown destination {dest!r} (known: {known})"
+                )
+                continue
+            types = reader.list_of(rd, "types", str) if "types" in rd else ("*",)
+            routes.append(RouteConfig(destination=dest, types=types or ("*",)))
+    if delivery == "sync" and len({r.destination for r in routes}) > 1:
+        reader.problem(
+            reader.key("routes"),
+            "delivery: sync forwards to exactly one destination and returns its answer; "
+            "these routes name several (use delivery: queued for fan-out)",
+        )
+    forward_headers = reader.list_of(data, "forward_headers", lambda v: str(v).strip())
+    if len(reader.problems) > before:
+        return None
+    return SourceConfig(
+        name=name,
+        path=path,
+        provider=provider_name,
+        verifier=verifier,
+        secrets=secrets,
+        tolerance=tolerance,
+        allow_ips=allow_ips,
+        allow_unsigned=allow_unsigned,
+        rate_limit=rate_limit,
+        dedupe=DedupeConfig(key=dedupe_key, window=window),
+        event=Extractors(event.id, event.type, event.subject, event.time, dedupe_key),
+        require=require,
+        delivery=delivery,
+        routes=tuple(routes),
+        forward_headers=forward_headers,
+        options=MappingProxyType(dict(options)),
+    )
+
+
+_SECRET_KEYS = re.compile(
+    r"^(sources\.[^.]+\.secrets\[\d+\]|destinations\.[^.]+\.signing_secret|admin\.token|"
+    r"store\.encryption_keys\[\d+\])$"
+)
+
+
+def _redact(node: object, key: str, templated: set[str], raw: object) -> object:
+    """The effective config for display: secrets as ***, other references as written."""
+    if isinstance(node, dict):
+        raw_map = raw if isinstance(raw, dict) else {}
+        return {
+            k: _redact(v, f"{key}.{k}" if key else str(k), templated, raw_map.get(k))
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        raw_list = raw if isinstance(raw, list) else []
+        return [
+            _redact(v, f"{key}[{i}]", templated, raw_list[i] if i < len(raw_list) else None)
+            for i, v in enumerate(node)
+        ]
+    if _SECRET_KEYS.match(key):
+        return REDACTED
+    if key in templated:
+        return raw  # show ${VAR} rather than what it resolved to (a URL may carry a password)
+    return node
+
+
+def load_config_text(
+    text: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
+    registry: ProviderRegistry | None = None,
+    source_path: Path | None = None,
+) -> Config:
+    """Parse config YAML; raise ``ConfigError`` listing every problem, each by its key."""
+    reader = _Reader(os.environ if environ is None else environ)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        hint = ""
+        if "::" in str(exc):
+            hint = ' (quote IPv6 addresses inside [...] lists, e.g. ["::1/128"])'
+        raise ConfigError.at("", f"config is not valid YAML{hint}: {exc}") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError.at("", "config must be a YAML mapping at the top")
+    templated: set[str] = set()
+    resolved = reader.resolve_tree(raw, "", templated)
+    assert isinstance(resolved, dict)
+    top = reader.mapping(
+        resolved, {"server", "store", "admin", "plugins", "destinations", "sources"}
+    )
+
+    with reader.at("server"):
+        s = reader.mapping(top.get("server"), {
+            "listen", "admin_listen", "workers", "trusted_proxies", "max_body_bytes",
+            "header_timeout", "body_timeout", "shutdown_timeout", "delivery_concurrency",
+            "log_level",
+        })  # fmt: skip
+        d = ServerConfig()
+        server = ServerConfig(
+            listen=reader.field(s, "listen", parse_host_port, d.listen),
+            admin_listen=reader.field(s, "admin_listen", parse_host_port, d.admin_listen),
+            workers=reader.field(s, "workers", _positive_int, d.workers),
+            trusted_proxies=reader.list_of(s, "trusted_proxies", parse_network),
+            max_body_bytes=reader.field(s, "max_body_bytes", _positive_int, d.max_body_bytes),
+            header_timeout=reader.field(s, "header_timeout", parse_duration, d.header_timeout),
+            body_timeout=reader.field(s, "body_timeout", parse_duration, d.body_timeout),
+            shutdown_timeout=reader.field(
+                s, "shutdown_timeout", parse_duration, d.shutdown_timeout
+            ),
+            delivery_concurrency=reader.field(
+                s, "delivery_concurrency", _positive_int, d.delivery_concurrency
+            ),
+            log_level=reader.field(
+                s, "log_level", _choice("debug", "info", "warning", "error"), d.log_level
+            ),
+        )
+    with reader.at("store"):
+        st = reader.mapping(top.get("store"), {"url", "encryption_keys"})
+        store = StoreConfig(
+            url=reader.field(st, "url", _store_url, StoreConfig().url),
+            encryption_keys=reader.list_of(st, "encryption_keys", _secret),
+        )
+    with reader.at("admin"):
+        ad = reader.mapping(top.get("admin"), {"token"})
+        admin = AdminConfig(token=reader.field(ad, "token", _secret, None))
+    with reader.at("plugins"):
+        pl = reader.mapping(top.get("plugins"), {"paths"})
+        base = base_dir or Path.cwd()
+        plugins = PluginsConfig(
+            paths=reader.list_of(pl, "paths", lambda v: (base / str(v)).resolve())
+        )
+
+    if registry is None:
+        try:
+            registry = load_registry(plugins.paths)
+        except ConfigError as exc:
+            reader.problems.extend(exc.problems)
+            registry = load_registry((), use_entry_points=True)
+
+    destinations: dict[str, DestinationConfig] = {}
+    with reader.at("destinations"):
+        raw_dests = reader.mapping(top.get("destinations"), set(top.get("destinations") or {}))
+        for name, raw_dest in raw_dests.items():
+            with reader.at(name):
+                if not _NAME.match(name):
+                    reader.problem(reader.key(), "names use letters, digits, _ . -")
+                dd = reader.mapping(
+                    raw_dest, {"url", "signing_secret", "timeout", "format", "retry"}
+                )
+                before = len(reader.problems)
+                if "url" not in dd:
+                    reader.problem(reader.key("url"), "required")
+                if "signing_secret" not in dd:
+                    reader.problem(
+                        reader.key("signing_secret"),
+                        "required: the destination verifies the gateway's signature with it",
+                    )
+                url = reader.field(dd, "url", _http_url, "")
+                signing = reader.field(dd, "signing_secret", _secret, Secret("-"))
+                if "signing_secret" in dd:
+                    try:
+                        hmac_key(signing)
+                    except ValueError as exc:
+                        reader.problem(reader.key("signing_secret"), str(exc))
+                retry = _retry(reader, dd.get("retry"))
+                dest = DestinationConfig(
+                    name=name,
+                    url=url,
+                    signing_secret=signing,
+                    timeout=reader.field(dd, "timeout", parse_duration, 10.0),
+                    format=reader.field(dd, "format", _choice("binary", "structured"), "binary"),
+                    retry=retry,
+                )
+                if len(reader.problems) == before:
+                    destinations[name] = dest
+
+    sources: dict[str, SourceConfig] = {}
+    paths: dict[str, str] = {}
+    with reader.at("sources"):
+        raw_sources = top.get("sources")
+        if not isinstance(raw_sources, dict) or not raw_sources:
+            reader.problem("sources", "at least one source is required")
+            raw_sources = {}
+        for name, raw_source in raw_sources.items():
+            name = str(name)
+            with reader.at(name):
+                if not _NAME.match(name):
+                    reader.problem(reader.key(), "names use letters, digits, _ . -")
+                    continue
+                source = _source(reader, name, raw_source, registry, destinations)
+            if source is None:
+                continue
+            if source.path in paths:
+                reader.problem(
+                    f"sources.{name}.path",
+                    f"{source.path} is already the path of source {paths[source.path]}",
+                )
+                continue
+            paths[source.path] = name
+            sources[name] = source
+
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    redacted = _redact(resolved, "", templated, raw)
+    assert isinstance(redacted, dict)
+    return Config(
+        server=server,
+        store=store,
+        admin=admin,
+        plugins=plugins,
+        destinations=MappingProxyType(destinations),
+        sources=MappingProxyType(sources),
+        redacted=redacted,
+        source_path=source_path,
+    )
+
+
+def load_config(path: Path | str, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the config file at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError.at("", f"cannot read config {path}: {exc.strerror}") from exc
+    return load_config_text(
+        text, environ=environ, base_dir=path.resolve().parent, source_path=path.resolve()
+    )

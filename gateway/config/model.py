@@ -1,0 +1,169 @@
+"""The typed, frozen config objects the rest of the gateway reads. No raw dicts past the loader."""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from gateway.delivery.retry import RetryPolicy
+from gateway.extract import Extractor, Extractors
+from gateway.providers.base import BaseProvider, Secret
+from gateway.ratelimit.gcra import RateRule
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class HostPort:
+    """A listen address: host and port (``0.0.0.0:8080``, ``[::]:8080``)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Listeners, processes, proxies and request limits."""
+
+    listen: HostPort = HostPort("0.0.0.0", 8080)  # noqa: S104 - a gateway listens for the world
+    admin_listen: HostPort = HostPort("127.0.0.1", 9090)
+    workers: int = 1
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    max_body_bytes: int = 1024 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    shutdown_timeout: float = 30.0
+    delivery_concurrency: int = 16
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where events, dedupe keys, queues and rate limits live."""
+
+    url: str = "sqlite:///./data/gateway.db"
+    encryption_keys: tuple[Secret, ...] = ()
+
+    def __repr__(self) -> str:
+        return (
+            f"StoreConfig(url={redact_url(self.url)!r}, encryption_keys={self.encryption_keys!r})"
+        )
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for logs and reprs)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    """The admin API's bearer token (``None``: admin API disabled, health and metrics stay)."""
+
+    token: Secret | None = None
+
+
+@dataclass(frozen=True)
+class PluginsConfig:
+    """Extra directories to load provider plugins from."""
+
+    paths: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class DestinationConfig:
+    """A backend that receives events, and how the gateway delivers to it."""
+
+    name: str
+    url: str
+    signing_secret: Secret
+    timeout: float = 10.0
+    format: Literal["binary", "structured"] = "binary"
+    retry: RetryPolicy = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class RateLimitConfig:
+    """Per-IP (before the body) and per-source (after authentication) limits."""
+
+    per_ip: RateRule | None = None
+    per_source: RateRule | None = None
+    on_store_error: Literal["allow", "deny"] = "allow"
+
+
+@dataclass(frozen=True)
+class DedupeConfig:
+    """What makes two requests the same event, and for how long it is remembered."""
+
+    key: Extractor
+    window: float = 72 * 3600.0
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    """Events whose type matches one of ``types`` (glob patterns) go to ``destination``."""
+
+    destination: str
+    types: tuple[str, ...] = ("*",)
+
+    def matches(self, event_type: str | None) -> bool:
+        """Whether an event of this type takes this route (an untyped event matches ``*`` only)."""
+        if event_type is None:
+            return "*" in self.types
+        return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.types)
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One sender: its path, provider, secrets, limits, extraction and routes."""
+
+    name: str
+    path: str
+    provider: str
+    verifier: BaseProvider = field(repr=False, compare=False)
+    secrets: tuple[Secret, ...] = ()
+    tolerance: float = 300.0
+    allow_ips: tuple[IPNetwork, ...] = ()
+    allow_unsigned: bool = False
+    rate_limit: RateLimitConfig = RateLimitConfig()
+    dedupe: DedupeConfig = DedupeConfig(Extractor("sha256"))
+    event: Extractors = Extractors()
+    require: tuple[Extractor, ...] = ()
+    delivery: Literal["queued", "sync"] = "queued"
+    routes: tuple[RouteConfig, ...] = ()
+    forward_headers: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def destinations_for(self, event_type: str | None) -> tuple[str, ...]:
+        """The destinations an event of this type goes to, each once, in route order."""
+        seen: dict[str, None] = {}
+        for route in self.routes:
+            if route.matches(event_type):
+                seen.setdefault(route.destination, None)
+        return tuple(seen)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole gateway config."""
+
+    server: ServerConfig
+    store: StoreConfig
+    admin: AdminConfig
+    plugins: PluginsConfig
+    destinations: Mapping[str, DestinationConfig]
+    sources: Mapping[str, SourceConfig]
+    #: The effective config as plain data with secrets redacted, for ``check-config``.
+    redacted: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    source_path: Path | None = None
