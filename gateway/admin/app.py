@@ -1,0 +1,58 @@
+"""The admin application: ``/healthz``, ``/readyz`` and ``/metrics`` on their own listener."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.app import METRICS, STORE
+from gateway.errors import StoreError
+
+GATEWAY = web.AppKey("gateway", web.Application)
+READY_TIMEOUT = 2.0
+
+
+def _json(status: int, payload: dict[str, object]) -> web.Response:
+    return web.Response(
+        status=status, body=json.dumps(payload).encode(), content_type="application/json"
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """The process is alive and its event loop answers."""
+    return _json(200, {"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the config is loaded and the store answers; 503 otherwise."""
+    gateway = request.app[GATEWAY]
+    store = gateway.get(STORE)
+    if store is None:
+        return _json(503, {"status": "starting"})
+    try:
+        async with asyncio.timeout(READY_TIMEOUT):
+            await store.ping()
+    except (StoreError, TimeoutError) as exc:
+        return _json(503, {"status": "unavailable", "store": str(exc) or "timed out"})
+    return _json(200, {"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of the gateway's registry."""
+    registry = request.app[GATEWAY][METRICS].registry
+    response = web.Response(body=generate_latest(registry))
+    response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return response
+
+
+def create_admin_app(gateway: web.Application) -> web.Application:
+    """The admin application reading the state of the ingress application ``gateway``."""
+    app = web.Application()
+    app[GATEWAY] = gateway
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    return app

@@ -1,0 +1,200 @@
+"""App factories: the ingress application and the admin application, with typed state.
+
+Each resource has its own ``cleanup_ctx`` (store, HTTP client session, delivery workers), so a
+resource is cleaned up if and only if it was set up, in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from gateway.config.model import Config
+from gateway.delivery.forward import deliver
+from gateway.delivery.retry import RetryPolicy
+from gateway.delivery.worker import DeliveryWorker
+from gateway.ingress.handler import Ingress
+from gateway.metrics import Metrics
+from gateway.ratelimit.limiter import Limiter
+from gateway.ratelimit.memory import MemoryLimiter
+from gateway.ratelimit.redis_limiter import RedisLimiter
+from gateway.store import open_store
+from gateway.store.base import Attempt, Lease, Store
+
+#: Seconds a delivery lease outlives the longest destination timeout.
+LEASE_MARGIN = 30.0
+
+
+@dataclass
+class Runtime:
+    """Everything that changes on a config reload, swapped as one reference."""
+
+    config: Config
+    ingress: Ingress | None = None
+    worker: DeliveryWorker | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+CONFIG = web.AppKey("config", Config)
+RUNTIME = web.AppKey("runtime", Runtime)
+METRICS = web.AppKey("metrics", Metrics)
+Clock = Callable[[], float]
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+STORE = web.AppKey("store", Store)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+LIMITER = web.AppKey("limiter", Limiter)
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    store = await open_store(
+        config.store.url, encryption_keys=[k.value for k in config.store.encryption_keys]
+    )
+    app[STORE] = store
+    client = getattr(store, "client", None)
+    app[LIMITER] = RedisLimiter(client) if client is not None else MemoryLimiter()
+    yield
+    await store.close()
+
+
+async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    connector = aiohttp.TCPConnector(limit=max(32, config.server.delivery_concurrency * 2))
+    session = aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=60, connect=10),
+        # The gateway speaks for itself; the sender's cookies never travel on.
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+    )
+    app[SESSION] = session
+    yield
+    await session.close()
+
+
+async def _ingress_ctx(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[RUNTIME]
+    runtime.ingress = build_ingress(app, runtime)
+    yield
+
+
+def build_ingress(app: web.Application, runtime: Runtime) -> Ingress:
+    """An ``Ingress`` for ``runtime.config`` on the app's shared resources."""
+    return Ingress(
+        runtime.config,
+        app[STORE],
+        app[LIMITER],
+        app[SESSION],
+        app[METRICS],
+        clock=app[CLOCK],
+        on_accepted=runtime.wake.set,
+    )
+
+
+class _Policies(Mapping[str, RetryPolicy]):
+    """Retry policies by destination, read from the runtime's current config (reloads apply)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    def __getitem__(self, name: str) -> RetryPolicy:
+        return self._runtime.config.destinations[name].retry
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._runtime.config.destinations)
+
+    def __len__(self) -> int:
+        return len(self._runtime.config.destinations)
+
+
+def build_worker(app: web.Application, runtime: Runtime) -> DeliveryWorker:
+    """Delivery workers: lease due deliveries, POST them, record; config read at each send."""
+    session = app[SESSION]
+    clock = app[CLOCK]
+    metrics = app[METRICS]
+
+    async def send(lease: Lease) -> Attempt:
+        started = clock()
+        destination = runtime.config.destinations.get(lease.destination)
+        if destination is None:
+            # Removed by a reload while deliveries were queued: keep them (retried, then dead
+            # letters) rather than drop them; putting the destination back resumes delivery.
+            return Attempt(lease.attempt, started, None, 0.0, "destination is not configured")
+        result = await deliver(session, lease.event, destination, lease.attempt, clock=clock)
+        metrics.delivery_duration.labels(destination.name).observe(result.latency)
+        return Attempt(
+            number=lease.attempt,
+            started_at=started,
+            status=result.status,
+            latency=result.latency,
+            error=result.error,
+            response_excerpt=result.excerpt,
+        )
+
+    def observe(result: str, destination: str, duration: float, received_at: float) -> None:
+        metrics.deliveries.labels(destination, result).inc()
+        if result == "delivered":
+            metrics.event_latency.labels(destination).observe(max(0.0, clock() - received_at))
+
+    timeouts = [d.timeout for d in runtime.config.destinations.values()]
+    return DeliveryWorker(
+        app[STORE],
+        send,
+        _Policies(runtime),
+        clock=clock,
+        worker_id=f"{socket.gethostname()}:{os.getpid()}",
+        concurrency=runtime.config.server.delivery_concurrency,
+        # Longer than any destination's timeout, so a slow delivery is not sent twice.
+        lease=max(timeouts, default=10.0) + LEASE_MARGIN,
+        wake=runtime.wake,
+        observer=observe,
+    )
+
+
+async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[RUNTIME]
+    worker = build_worker(app, runtime)
+    runtime.worker = worker
+    task = asyncio.create_task(worker.run(), name="delivery-worker")
+    yield
+    # SIGTERM: stop leasing, let in-flight deliveries finish (a lease left behind is taken
+    # again by another worker once it expires, so nothing is lost either way).
+    await worker.stop()
+    await task
+
+
+async def _handle(request: web.Request) -> web.StreamResponse:
+    ingress = request.app[RUNTIME].ingress
+    assert ingress is not None, "ingress is built at startup"
+    return await ingress.handle(request)
+
+
+def create_app(
+    config: Config,
+    *,
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.time,
+    workers: bool = True,
+) -> web.Application:
+    """The ingress application for ``config``; ``workers=False`` leaves delivery to others."""
+    # The body is read by the ingress itself within max_body_bytes; aiohttp's own limit
+    # must not refuse it first with a different answer.
+    app = web.Application(client_max_size=config.server.max_body_bytes + 1)
+    app[CONFIG] = config
+    app[RUNTIME] = Runtime(config)
+    app[METRICS] = metrics or Metrics()
+    app[CLOCK] = clock
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_session_ctx)
+    app.cleanup_ctx.append(_ingress_ctx)
+    if workers:
+        app.cleanup_ctx.append(_workers_ctx)
+    app.router.add_route("*", "/{tail:.*}", _handle)
+    return app

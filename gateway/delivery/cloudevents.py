@@ -1,0 +1,94 @@
+"""CloudEvents 1.0 HTTP binding for what the destination receives (DESIGN 4). Pure.
+
+Binary mode keeps the provider's bytes as the body and puts the attributes in ``ce-*`` headers
+(CloudEvents HTTP Protocol Binding 1.0, section 3.1); structured mode sends one
+``application/cloudevents+json`` document with the original payload as ``data``
+(``data_base64`` when the payload is not JSON), section 3.2.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+from gateway.store.base import Event
+
+SPECVERSION = "1.0"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+
+
+def content_type(event: Event) -> str | None:
+    """The original ``Content-Type`` the sender declared, kept with the event."""
+    for name, value in event.headers:
+        if name.lower() == "content-type":
+            return value
+    return None
+
+
+def rfc3339(value: str | None, fallback: float) -> str:
+    """An RFC 3339 time from an extracted value (unix s/ms or ISO 8601), else ``fallback``."""
+    moment: datetime | None = None
+    if value:
+        text = value.strip()
+        if text.isdigit():
+            number = int(text)
+            # 13 digits and more are milliseconds (Rafiki), fewer are seconds.
+            seconds = number / 1000 if len(text) >= 13 else float(number)
+            try:
+                moment = datetime.fromtimestamp(seconds, tz=UTC)
+            except (OverflowError, OSError, ValueError):
+                moment = None
+        else:
+            try:
+                moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            except ValueError:
+                moment = None
+            if moment is not None and moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+    if moment is None:
+        moment = datetime.fromtimestamp(fallback, tz=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def event_type(event: Event) -> str:
+    """``ce-type`` is required; an untyped event gets a type naming its source."""
+    return event.type or f"{event.source}.webhook"
+
+
+def binary_headers(event: Event) -> dict[str, str]:
+    """The ``ce-*`` headers of binary mode, plus the original ``Content-Type``."""
+    headers = {
+        "ce-specversion": SPECVERSION,
+        "ce-id": event.id,
+        "ce-source": f"/sources/{event.source}",
+        "ce-type": event_type(event),
+        "ce-time": rfc3339(event.time, event.received_at),
+    }
+    if event.subject is not None:
+        headers["ce-subject"] = event.subject
+    original = content_type(event)
+    if original:
+        headers["Content-Type"] = original
+    return headers
+
+
+def structured_body(event: Event) -> bytes:
+    """One CloudEvents JSON document carrying the original payload as ``data``."""
+    document: dict[str, object] = {
+        "specversion": SPECVERSION,
+        "id": event.id,
+        "source": f"/sources/{event.source}",
+        "type": event_type(event),
+        "time": rfc3339(event.time, event.received_at),
+    }
+    if event.subject is not None:
+        document["subject"] = event.subject
+    original = content_type(event)
+    if original:
+        document["datacontenttype"] = original
+    try:
+        document["data"] = json.loads(event.body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        document["data_base64"] = base64.b64encode(event.body).decode()
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()

@@ -1,0 +1,107 @@
+"""POST one event to its destination, signed by the gateway (DESIGN 4).
+
+Used by sync delivery (inline, the sender gets the answer) and by the delivery workers. One
+shared ``ClientSession``; redirects are never followed; success is any 2xx within ``timeout``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from gateway.config.model import DestinationConfig
+from gateway.delivery.cloudevents import (
+    STRUCTURED_CONTENT_TYPE,
+    binary_headers,
+    structured_body,
+)
+from gateway.signing import sign_delivery
+from gateway.store.base import Event
+
+#: Hop-by-hop headers (RFC 9110 7.6.1) and framing headers never pass, even if listed.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
+    "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length",
+})  # fmt: skip
+RESPONSE_EXCERPT_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """What one attempt saw: the status (``None`` when no answer), body excerpt and timing."""
+
+    status: int | None
+    latency: float
+    body: bytes = b""
+    content_type: str | None = None
+    error: str | None = None
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """Whether the destination took the event (any 2xx)."""
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def excerpt(self) -> str:
+        """The first bytes of the answer as text, for the attempt record."""
+        return self.body[:RESPONSE_EXCERPT_BYTES].decode("utf-8", "replace")
+
+
+def build_request(
+    event: Event, destination: DestinationConfig, attempt: int, now: float
+) -> tuple[bytes, dict[str, str]]:
+    """The body and headers of one delivery attempt."""
+    if destination.format == "structured":
+        body = structured_body(event)
+        headers = {"Content-Type": STRUCTURED_CONTENT_TYPE}
+    else:
+        body = event.body
+        headers = binary_headers(event)
+    for name, value in event.headers:
+        if name.lower() not in HOP_BY_HOP and name.lower() != "content-type":
+            headers[name] = value
+    # The signature covers the exact body sent; webhook-id is the event id, stable across
+    # retries and replays so the destination can deduplicate (Standard Webhooks, "Idempotency").
+    headers.update(sign_delivery(body, destination.signing_secret, event.id, now))
+    headers["X-Request-ID"] = event.request_id
+    headers["X-Gateway-Attempt"] = str(attempt)
+    return body, headers
+
+
+async def deliver(
+    session: aiohttp.ClientSession,
+    event: Event,
+    destination: DestinationConfig,
+    attempt: int,
+    *,
+    clock: Callable[[], float] = time.time,
+    read_limit: int = 64 * 1024,
+) -> DeliveryResult:
+    """POST ``event`` to ``destination``; never raises for network trouble, reports it."""
+    body, headers = build_request(event, destination, attempt, clock())
+    started = time.monotonic()
+    try:
+        async with session.post(
+            destination.url,
+            data=body,
+            headers=headers,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=destination.timeout),
+        ) as response:
+            payload = await response.content.read(read_limit)
+            return DeliveryResult(
+                status=response.status,
+                latency=time.monotonic() - started,
+                body=payload,
+                content_type=response.headers.get("Content-Type"),
+            )
+    except TimeoutError:
+        return DeliveryResult(None, time.monotonic() - started, error="timed out", timed_out=True)
+    except aiohttp.ClientError as exc:
+        return DeliveryResult(
+            None, time.monotonic() - started, error=f"{type(exc).__name__}: {exc}"[:300]
+        )

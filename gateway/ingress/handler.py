@@ -1,0 +1,307 @@
+"""The ingress request path, stage by stage, in the order of DESIGN 2.
+
+1 route · 2 client IP · 3 per-IP limit · 4 body · 5 verify · 6 per-source limit ·
+7 extract · 8 dedupe + durable enqueue (queued) or claim + forward (sync).
+
+Each refusal is a ``RequestError`` caught once at the top, so the order of the stages reads
+straight down ``handle``. Cheap stages come first: a flood is refused before its body is read,
+a forgery before it touches the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+
+from gateway.config.model import Config, SourceConfig
+from gateway.delivery.forward import deliver
+from gateway.errors import (
+    BadGateway,
+    GatewayTimeout,
+    InProgress,
+    InvalidBody,
+    IpNotAllowed,
+    MethodNotAllowed,
+    MissingField,
+    RateLimited,
+    RequestError,
+    StoreError,
+    Unavailable,
+    UnknownSource,
+    VerificationError,
+)
+from gateway.extract import Extractor, Payload
+from gateway.ingress.body import read_body
+from gateway.ingress.clientip import client_ip, in_networks
+from gateway.ingress.responses import error_response, json_response, request_id_of
+from gateway.metrics import Metrics
+from gateway.ratelimit.gcra import RateRule
+from gateway.ratelimit.headers import rate_limit_headers
+from gateway.ratelimit.limiter import Limiter
+from gateway.ratelimit.policy import StoreErrorPolicy
+from gateway.store.base import Attempt, Event, Store
+
+log = logging.getLogger("gateway.ingress")
+
+#: Longest event id or dedupe key kept; anything longer is refused rather than truncated.
+MAX_KEY_LENGTH = 512
+#: How long a sync claim lasts beyond the destination's timeout before another may take it.
+SYNC_LEASE_MARGIN = 5.0
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """What stage 8 decided: the status code and the JSON body for the sender."""
+
+    status: int
+    body: dict[str, object]
+    outcome: str
+    event_id: str
+    response: web.Response | None = None
+
+
+class Ingress:
+    """Handles every request on the ingress listener for the current config."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        limiter: Limiter,
+        session: aiohttp.ClientSession,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_accepted: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.config = config
+        self.by_path = {source.path: source for source in config.sources.values()}
+        self.store = store
+        self.metrics = metrics
+        # One fail-open/fail-closed policy per source around the shared limiter (DESIGN 5.3).
+        self.limits = {
+            source.name: StoreErrorPolicy(
+                limiter,
+                source.rate_limit.on_store_error,
+                on_failure=self._limiter_failure_counter(source.name),
+            )
+            for source in config.sources.values()
+        }
+        self.session = session
+        self.clock = clock
+        self.on_accepted = on_accepted
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Run the stages for one request; every answer carries ``X-Request-ID``."""
+        request_id = request_id_of(request.headers.get("X-Request-ID"))
+        started = time.monotonic()
+        source: SourceConfig | None = None
+        event_id: str | None = None
+        try:
+            source = self._route(request)
+            response = await self._process(request, source, request_id)
+            outcome, event_id = response.outcome, response.event_id
+            answer: web.StreamResponse = response.response or json_response(
+                response.status, response.body, request_id
+            )
+        except RequestError as error:
+            outcome = error.code
+            answer = error_response(error, request_id)
+        if source is not None:
+            self.metrics.requests.labels(source.name, outcome).inc()
+            self.metrics.request_duration.labels(source.name).observe(time.monotonic() - started)
+        log.info(
+            "request",
+            extra={
+                "request_id": request_id,
+                "source": source.name if source else None,
+                "event_id": event_id,
+                "outcome": outcome,
+                "status": answer.status,
+            },
+        )
+        return answer
+
+    # -- stages -----------------------------------------------------------------------------
+
+    def _route(self, request: web.Request) -> SourceConfig:
+        """Stage 1: a source listens on this path, for POST only."""
+        path = request.path.rstrip("/") or "/"
+        source = self.by_path.get(path)
+        if source is None:
+            raise UnknownSource()
+        if request.method != "POST":
+            raise MethodNotAllowed(headers={"Allow": "POST"})
+        return source
+
+    async def _process(
+        self, request: web.Request, source: SourceConfig, request_id: str
+    ) -> Accepted:
+        server = self.config.server
+        # Stage 2: the client address, through trusted proxies only (DESIGN 5.2).
+        ip = client_ip(
+            request.remote, request.headers.getall("X-Forwarded-For", []), server.trusted_proxies
+        )
+        if source.allow_ips and (ip is None or not in_networks(ip, source.allow_ips)):
+            raise IpNotAllowed()
+        # Stage 3: per-IP limit before any byte of the body is read (protects CPU).
+        if source.rate_limit.per_ip is not None:
+            await self._limit(source, f"ip:{source.name}:{ip}", source.rate_limit.per_ip)
+        # Stage 4: the body, within size and time limits.
+        body = await read_body(request, server.max_body_bytes, read_timeout=server.body_timeout)
+        # Stage 5: the provider's verdict; raw bytes, never decoded first.
+        now = self.clock()
+        try:
+            source.verifier.verify(body, request.headers, source.secrets, now)
+        except VerificationError:
+            self.metrics.signature_failures.labels(source.name).inc()
+            raise
+        # Stage 6: per-source limit, counted on authentic requests only.
+        if source.rate_limit.per_source is not None:
+            await self._limit(source, f"source:{source.name}", source.rate_limit.per_source)
+        # Stage 7: parse and extract.
+        event = self._extract(source, body, request, request_id, now)
+        # Stage 8.
+        if source.delivery == "sync":
+            return await self._forward_sync(source, event, now)
+        return await self._enqueue(source, event, now)
+
+    async def _limit(self, source: SourceConfig, key: str, rule: RateRule) -> None:
+        """Stages 3 and 6: one GCRA hit; a refusal is a 429 with Retry-After and RateLimit-*."""
+        decision = await self.limits[source.name].hit(key, rule, self.clock())
+        if not decision.allowed:
+            raise RateLimited(headers=rate_limit_headers(decision))
+
+    def _limiter_failure_counter(self, source: str) -> Callable[[StoreError], None]:
+        counter = self.metrics.rate_limit_store_errors.labels(source)
+        return lambda _exc: counter.inc()
+
+    def _extract(
+        self,
+        source: SourceConfig,
+        body: bytes,
+        request: web.Request,
+        request_id: str,
+        now: float,
+    ) -> Event:
+        """Stage 7: event id, type, subject, time, dedupe key; ``require``d fields."""
+        payload = Payload(body, request.headers)
+        extractors = source.event
+        if any(e is not None and e.needs_json for e in (*extractors_of(source), *source.require)):
+            payload.json()  # 400 invalid_body once, before any field is looked at
+        for required in source.require:
+            if not payload.has(required):
+                raise MissingField(f"required field {required} is missing")
+        dedupe_key = payload.get(source.dedupe.key)
+        if not dedupe_key:
+            raise MissingField(f"the dedupe key {source.dedupe.key} is missing")
+        event_id = payload.get(extractors.id) if extractors.id else None
+        if not event_id:
+            # No id of its own: the dedupe key identifies the event (stable across resends).
+            event_id = (
+                dedupe_key if source.dedupe.key.kind != "sha256" else f"sha256-{dedupe_key[:32]}"
+            )
+        if len(event_id) > MAX_KEY_LENGTH or len(dedupe_key) > MAX_KEY_LENGTH:
+            raise InvalidBody(f"event id or dedupe key is longer than {MAX_KEY_LENGTH} characters")
+        kept: list[tuple[str, str]] = []
+        content_type = request.headers.get("Content-Type")
+        if content_type:
+            kept.append(("Content-Type", content_type))
+        for name in source.forward_headers:
+            for value in request.headers.getall(name, []):
+                kept.append((name, value))
+        return Event(
+            id=event_id,
+            source=source.name,
+            type=payload.get(extractors.type) if extractors.type else None,
+            subject=payload.get(extractors.subject) if extractors.subject else None,
+            time=payload.get(extractors.time) if extractors.time else None,
+            dedupe_key=dedupe_key,
+            body=body,
+            headers=tuple(kept),
+            request_id=request_id,
+            received_at=now,
+        )
+
+    async def _enqueue(self, source: SourceConfig, event: Event, now: float) -> Accepted:
+        """Stage 8, queued: one atomic dedupe + persist + enqueue, then 202."""
+        destinations = source.destinations_for(event.type)
+        try:
+            result = await self.store.accept(event, destinations, source.dedupe.window, now)
+        except StoreError as exc:
+            log.warning("store unavailable", extra={"source": source.name, "error": str(exc)})
+            raise Unavailable() from exc
+        if result.status == "duplicate":
+            return Accepted(
+                200, {"id": result.event_id, "status": "duplicate"}, "duplicate", result.event_id
+            )
+        self.on_accepted()
+        return Accepted(202, {"id": event.id, "status": "queued"}, "accepted", event.id)
+
+    async def _forward_sync(self, source: SourceConfig, event: Event, now: float) -> Accepted:
+        """Stage 8, sync: claim the key, forward inline, commit on 2xx or release."""
+        destinations = source.destinations_for(event.type)
+        if not destinations:
+            # Nothing to forward to: record it like a queued event with no routes.
+            return await self._enqueue(source, event, now)
+        destination = self.config.destinations[destinations[0]]
+        try:
+            claim = await self.store.claim(
+                source.name, event.dedupe_key, destination.timeout + SYNC_LEASE_MARGIN, now
+            )
+        except StoreError as exc:
+            raise Unavailable() from exc
+        if claim == "done":
+            return Accepted(200, {"id": event.id, "status": "duplicate"}, "duplicate", event.id)
+        if claim == "in_progress":
+            raise InProgress()
+        committed = False
+        try:
+            result = await deliver(self.session, event, destination, 1, clock=self.clock)
+            self.metrics.delivery_duration.labels(destination.name).observe(result.latency)
+            if result.ok:
+                attempt = Attempt(
+                    number=1,
+                    started_at=now,
+                    status=result.status,
+                    latency=result.latency,
+                    response_excerpt=result.excerpt,
+                )
+                await self.store.commit(
+                    event, destinations, source.dedupe.window, self.clock(), attempt
+                )
+                committed = True
+        except StoreError as exc:
+            raise Unavailable() from exc
+        finally:
+            if not committed:
+                try:
+                    await self.store.release(source.name, event.dedupe_key)
+                except StoreError:
+                    # The claim's lease runs out by itself; the sender's retry then goes through.
+                    log.warning("could not release a sync claim", extra={"event_id": event.id})
+        self.metrics.deliveries.labels(
+            destination.name, "delivered" if result.ok else "retried"
+        ).inc()
+        if result.timed_out:
+            raise GatewayTimeout()
+        if result.status is None or result.status >= 500:
+            raise BadGateway()
+        # The destination's own answer (2xx, or a 4xx the sender should see) passes through.
+        response = web.Response(status=result.status, body=result.body)
+        if result.content_type:
+            response.headers["Content-Type"] = result.content_type
+        response.headers["X-Request-ID"] = event.request_id
+        outcome = "forwarded" if result.ok else f"destination_{result.status}"
+        return Accepted(result.status, {}, outcome, event.id, response=response)
+
+
+def extractors_of(source: SourceConfig) -> tuple[Extractor | None, ...]:
+    """Every extractor a source reads for an event (for deciding whether to parse JSON)."""
+    e = source.event
+    return (e.id, e.type, e.subject, e.time, source.dedupe.key)

@@ -1,0 +1,41 @@
+"""JSON answers of the ingress: errors carry ``error``, ``message`` and ``request_id``."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+
+from aiohttp import web
+
+from gateway.errors import RequestError
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+
+
+def request_id_of(header: str | None) -> str:
+    """The sender's ``X-Request-ID`` when it is sane, else a fresh one (never echo junk to logs)."""
+    if header and _REQUEST_ID.match(header):
+        return header
+    return uuid.uuid4().hex
+
+
+def json_response(status: int, payload: dict[str, object], request_id: str) -> web.Response:
+    """A compact JSON response carrying ``X-Request-ID``."""
+    return web.Response(
+        status=status,
+        body=json.dumps(payload, separators=(",", ":")).encode(),
+        content_type="application/json",
+        headers={"X-Request-ID": request_id},
+    )
+
+
+def error_response(error: RequestError, request_id: str) -> web.Response:
+    """The response for a refusal: status, JSON body and the error's own headers."""
+    response = json_response(
+        error.status,
+        {"error": error.code, "message": error.message, "request_id": request_id},
+        request_id,
+    )
+    response.headers.update(error.headers)
+    return response

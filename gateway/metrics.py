@@ -1,0 +1,84 @@
+"""Prometheus metrics (DESIGN 5.5), built on a registry passed in so tests own theirs."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+import gateway
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_EVENT_BUCKETS = (0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
+
+
+class Metrics:
+    """Every metric the gateway exports, registered on one ``CollectorRegistry``."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "webhook_gateway_requests",
+            "Ingress requests by outcome",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "webhook_gateway_request_duration_seconds",
+            "Ingress request handling time",
+            ["source"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "webhook_gateway_deliveries",
+            "Delivery attempts by result",
+            ["destination", "result"],
+            registry=r,
+        )
+        self.delivery_duration = Histogram(
+            "webhook_gateway_delivery_duration_seconds",
+            "Delivery attempt time",
+            ["destination"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.event_latency = Histogram(
+            "webhook_gateway_event_delivery_latency_seconds",
+            "Time from an event's arrival to its delivery",
+            ["destination"],
+            buckets=_EVENT_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "webhook_gateway_queue_depth",
+            "Deliveries by state",
+            ["destination", "state"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.signature_failures = Counter(
+            "webhook_gateway_signature_failures",
+            "Requests refused by verification",
+            ["source"],
+            registry=r,
+        )
+        self.config_reloads = Counter(
+            "webhook_gateway_config_reloads",
+            "Config reloads by result",
+            ["result"],
+            registry=r,
+        )
+        self.rate_limit_store_errors = Counter(
+            "webhook_gateway_rate_limit_store_errors",
+            "Rate-limit checks that could not reach the store",
+            ["source"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "webhook_gateway_build_info",
+            "Build information",
+            ["version"],
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.build_info.labels(version=gateway.__version__).set(1)

@@ -1,0 +1,94 @@
+"""Process management for ``webhook-gateway run``: one process, or N sharing the port.
+
+With ``server.workers: N`` the parent starts N gateway processes that share the ingress port
+through ``SO_REUSEPORT`` and the store; the first also serves the admin listener. The parent
+passes SIGTERM and SIGHUP on, and starts again a process that died unexpectedly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from types import FrameType
+
+from gateway.config import load_config
+from gateway.config.model import Config
+from gateway.logs import setup_logging
+from gateway.server import serve
+
+log = logging.getLogger("gateway.runner")
+RESTART_BACKOFF = 1.0
+
+
+def _warn_unsigned(config: Config) -> None:
+    for source in config.sources.values():
+        if not source.verifier.authenticates:
+            log.warning(
+                "source accepts unsigned requests, protected only by its IP allow-list",
+                extra={"source": source.name, "allow_ips": [str(n) for n in source.allow_ips]},
+            )
+
+
+def _child(config_path: str, index: int) -> None:
+    config = load_config(config_path)
+    setup_logging(config.server.log_level)
+    asyncio.run(serve(config, config_path=Path(config_path), reuse_port=True, admin=index == 0))
+
+
+def run(config: Config, config_path: Path) -> int:
+    """Run the gateway in the foreground until SIGTERM/SIGINT; return the exit status."""
+    _warn_unsigned(config)
+    workers = config.server.workers
+    if workers == 1:
+        asyncio.run(serve(config, config_path=config_path))
+        return 0
+    return _supervise(config_path, workers)
+
+
+def _supervise(config_path: Path, workers: int) -> int:
+    context = multiprocessing.get_context("spawn")
+    processes: dict[int, BaseProcess] = {}
+    stopping = False
+
+    def start(index: int) -> None:
+        process = context.Process(
+            target=_child, args=(str(config_path), index), name=f"gateway-{index}"
+        )
+        process.start()
+        processes[index] = process
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for process in processes.values():
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    for index in range(workers):
+        start(index)
+    log.info("started gateway processes", extra={"workers": workers})
+    while True:
+        for index, process in list(processes.items()):
+            process.join(timeout=0.2)
+            if process.is_alive():
+                continue
+            if stopping:
+                processes.pop(index)
+                continue
+            log.error(
+                "gateway process exited, starting it again",
+                extra={"index": index, "exitcode": process.exitcode},
+            )
+            time.sleep(RESTART_BACKOFF)
+            start(index)
+        if stopping and not processes:
+            return 0

@@ -1,0 +1,221 @@
+"""Run the gateway: ingress and admin listeners, signals, reload and graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from gateway.admin.app import create_admin_app
+from gateway.app import RUNTIME, build_ingress, create_app
+from gateway.config import load_config
+from gateway.config.model import Config, HostPort
+from gateway.errors import ConfigError
+from gateway.metrics import Metrics
+
+log = logging.getLogger("gateway.server")
+
+
+class _HeaderDeadline(asyncio.Protocol):
+    """Wraps aiohttp's protocol: a connection whose request headers are not complete within
+    ``timeout`` seconds is closed (a slow sender cannot hold a connection forever)."""
+
+    def __init__(self, inner: Any, timeout: float) -> None:
+        self._inner = inner
+        self._timeout = timeout
+        self._timer: asyncio.TimerHandle | None = None
+        self._tail = b""
+        self._transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+        self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expire)
+        self._inner.connection_made(transport)
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._transport is not None and not self._transport.is_closing():
+            log.info("closing a connection whose request headers did not arrive in time")
+            self._transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self._timer is not None:
+            # Headers end at the first empty line (RFC 9112, section 2.1).
+            if b"\r\n\r\n" in self._tail + data:
+                self._timer.cancel()
+                self._timer = None
+            else:
+                self._tail = (self._tail + data)[-3:]
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        result: bool | None = self._inner.eof_received()
+        return result
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+
+class ListenSite(web.BaseSite):
+    """A TCP site on ``host:port`` with ``SO_REUSEPORT`` (several processes share the port)
+    and an optional deadline for request headers."""
+
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        address: HostPort,
+        *,
+        reuse_port: bool = False,
+        header_timeout: float | None = None,
+        shutdown_timeout: float = 30.0,
+    ) -> None:
+        super().__init__(runner, shutdown_timeout=shutdown_timeout)
+        self._address = address
+        self._reuse_port = reuse_port
+        self._header_timeout = header_timeout
+        self.port: int | None = None
+
+    @property
+    def name(self) -> str:
+        """The site's URL."""
+        return f"http://{self._address}"
+
+    async def start(self) -> None:
+        """Bind and start serving."""
+        await super().start()
+        loop = asyncio.get_running_loop()
+        server = self._runner.server
+        assert server is not None
+        timeout = self._header_timeout
+        factory: Callable[[], asyncio.BaseProtocol] = server
+        if timeout:
+            factory = lambda: _HeaderDeadline(server(), timeout)  # noqa: E731
+        self._server = await loop.create_server(
+            factory,
+            self._address.host,
+            self._address.port,
+            reuse_address=True,
+            reuse_port=self._reuse_port or None,
+            family=socket.AF_INET6 if ":" in self._address.host else socket.AF_UNSPEC,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+
+class Gateway:
+    """One gateway process: ingress app, admin app, their listeners, reload and stop."""
+
+    def __init__(self, config: Config, *, config_path: Path | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.metrics = Metrics()
+        self.app = create_app(config, metrics=self.metrics)
+        self.admin = create_admin_app(self.app)
+        self._runners: list[web.AppRunner] = []
+        self.ingress_site: ListenSite | None = None
+        self.admin_site: ListenSite | None = None
+
+    async def start(self, *, reuse_port: bool = False, admin: bool = True) -> None:
+        """Start the ingress (and admin) listeners; resources come up before the first request."""
+        server = self.config.server
+        runner = web.AppRunner(
+            self.app,
+            access_log=None,
+            shutdown_timeout=server.shutdown_timeout,
+            keepalive_timeout=75.0,
+            handle_signals=False,
+        )
+        await runner.setup()
+        self._runners.append(runner)
+        self.ingress_site = ListenSite(
+            runner,
+            server.listen,
+            reuse_port=reuse_port,
+            header_timeout=server.header_timeout,
+            shutdown_timeout=server.shutdown_timeout,
+        )
+        await self.ingress_site.start()
+        if admin:
+            admin_runner = web.AppRunner(self.admin, access_log=None, handle_signals=False)
+            await admin_runner.setup()
+            self._runners.insert(0, admin_runner)
+            self.admin_site = ListenSite(admin_runner, server.admin_listen, reuse_port=reuse_port)
+            await self.admin_site.start()
+        log.info(
+            "gateway started",
+            extra={
+                "listen": str(server.listen),
+                "admin_listen": str(server.admin_listen) if admin else None,
+                "store": _store_kind(self.config.store.url),
+                "sources": sorted(self.config.sources),
+            },
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, finish in-flight requests and deliveries, release resources."""
+        for runner in self._runners:
+            await runner.cleanup()
+        self._runners.clear()
+        log.info("gateway stopped")
+
+    def reload(self) -> bool:
+        """Re-read the config file; a bad config is refused and the old one keeps serving."""
+        if self.config_path is None:
+            return False
+        try:
+            new = load_config(self.config_path)
+            if (new.server, new.store) != (self.config.server, self.config.store):
+                raise ConfigError.at(
+                    "", "server and store settings change only on restart; not reloaded"
+                )
+        except ConfigError as exc:
+            self.metrics.config_reloads.labels("failure").inc()
+            log.error("config reload refused, keeping the old config", extra={"errors": str(exc)})
+            return False
+        runtime = self.app[RUNTIME]
+        runtime.config = new
+        # The worker reads destinations and policies from the runtime at each send.
+        runtime.ingress = build_ingress(self.app, runtime)
+        self.config = new
+        self.metrics.config_reloads.labels("success").inc()
+        log.info("config reloaded", extra={"sources": sorted(new.sources)})
+        return True
+
+
+def _store_kind(url: str) -> str:
+    return url.split(":", 1)[0]
+
+
+async def serve(
+    config: Config,
+    *,
+    config_path: Path | None = None,
+    reuse_port: bool = False,
+    admin: bool = True,
+) -> None:
+    """Run one gateway process until SIGTERM or SIGINT; SIGHUP reloads the config."""
+    gateway = Gateway(config, config_path=config_path)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, gateway.reload)
+    await gateway.start(reuse_port=reuse_port, admin=admin)
+    try:
+        await stop.wait()
+        log.info("stopping: no new connections, finishing in-flight work")
+    finally:
+        await gateway.stop()

@@ -1,0 +1,48 @@
+"""The gateway's own signature on what it delivers: Standard Webhooks v1 (HMAC-SHA256).
+
+The destination verifies it with any Standard Webhooks library (the marketplace uses the
+``standardwebhooks`` PyPI package). The same primitives serve the ``standard-webhooks`` provider
+plugin, which verifies what senders sign.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+
+from gateway.providers.base import Secret
+
+HMAC_PREFIX = "whsec_"
+
+
+def hmac_key(secret: Secret) -> bytes:
+    """The HMAC key of a ``whsec_`` secret (the prefix is optional, as in the reference libs).
+
+    Raises ``ValueError`` when the rest is not base64 or is empty.
+    """
+    try:
+        key = base64.b64decode(secret.value.removeprefix(HMAC_PREFIX), validate=True)
+    except binascii.Error as exc:
+        raise ValueError("not a Standard Webhooks secret (whsec_ followed by base64)") from exc
+    if not key:
+        raise ValueError("secret is empty")
+    return key
+
+
+def signed_content(msg_id: str, timestamp: str, body: bytes) -> bytes:
+    """The bytes every Standard Webhooks signature covers: ``id.timestamp.body``."""
+    return msg_id.encode() + b"." + timestamp.encode() + b"." + body
+
+
+def v1_signature(key: bytes, content: bytes) -> str:
+    """``v1,<base64 HMAC-SHA256>`` of ``content``."""
+    return "v1," + base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
+
+
+def sign_delivery(body: bytes, secret: Secret, msg_id: str, now: float) -> dict[str, str]:
+    """``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` for one delivery."""
+    timestamp = str(int(now))
+    signature = v1_signature(hmac_key(secret), signed_content(msg_id, timestamp, body))
+    return {"webhook-id": msg_id, "webhook-timestamp": timestamp, "webhook-signature": signature}

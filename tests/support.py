@@ -1,0 +1,163 @@
+"""Test helpers: config builders, the fake marketplace, senders that sign with standardwebhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+from standardwebhooks import Webhook
+
+from gateway.config import Config, load_config_text
+
+# Test-only secrets (fixed so failures are reproducible).
+PAYMENTS_SECRET = "whsec_" + base64.b64encode(b"payments-test-secret-0123456789ab").decode()
+OLD_PAYMENTS_SECRET = "whsec_" + base64.b64encode(b"payments-old-secret-0123456789abc").decode()
+MARKETPLACE_SECRET = "whsec_" + base64.b64encode(b"marketplace-test-secret-012345678").decode()
+ADMIN_TOKEN = "test-admin-token"
+ENV = {
+    "PAYMENTS_WEBHOOK_SECRET": PAYMENTS_SECRET,
+    "MARKETPLACE_WEBHOOK_SECRET": MARKETPLACE_SECRET,
+    "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+}
+
+
+def payments_source(**overrides: Any) -> dict[str, Any]:
+    """The payments source of DESIGN 6, with overrides."""
+    source: dict[str, Any] = {
+        "path": "/hooks/payments",
+        "provider": "standard-webhooks",
+        "secrets": ["${PAYMENTS_WEBHOOK_SECRET}"],
+        "tolerance": "5m",
+        "allow_ips": ["127.0.0.1/32", "::1/128", "10.0.0.0/8"],
+        "dedupe": {"key": "header:webhook-id", "window": "72h"},
+        "event": {"type": "/type", "subject": "/offerId", "time": "/timestamp"},
+        "require": ["/type", "/pendingId", "/offerId", "/status"],
+        "delivery": "queued",
+        "routes": [{"destination": "marketplace", "types": ["payment.*"]}],
+    }
+    source.update(overrides)
+    return source
+
+
+def config_dict(
+    destination_url: str,
+    *,
+    store_url: str,
+    sources: dict[str, Any] | None = None,
+    destination: dict[str, Any] | None = None,
+    server: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A whole config as plain data: one marketplace destination and the payments source."""
+    dest: dict[str, Any] = {
+        "url": destination_url,
+        "signing_secret": "${MARKETPLACE_WEBHOOK_SECRET}",
+        "timeout": "5s",
+        "retry": {"schedule": ["1s", "2s"], "max_age": "1h", "jitter": 0},
+    }
+    dest.update(destination or {})
+    return {
+        "server": {"listen": "127.0.0.1:0", "admin_listen": "127.0.0.1:0", **(server or {})},
+        "store": {"url": store_url},
+        "admin": {"token": "${GATEWAY_ADMIN_TOKEN}"},
+        "destinations": {"marketplace": dest},
+        "sources": sources or {"payments": payments_source()},
+    }
+
+
+def build_config(data: dict[str, Any], env: dict[str, str] | None = None) -> Config:
+    """Load a config from plain data through the real YAML loader."""
+    return load_config_text(yaml.safe_dump(data), environ={**ENV, **(env or {})})
+
+
+def payment_body(**fields: Any) -> bytes:
+    """A payments-service event body, as the Node service would send it."""
+    event = {
+        "type": "payment.completed",
+        "pendingId": f"pending-{uuid.uuid4().hex[:10]}",
+        "offerId": "offer-42",
+        "status": "completed",
+        "outgoingPaymentId": f"https://wallet.example/op/{uuid.uuid4()}",
+        "timestamp": "2026-11-26T10:00:00.000Z",
+    }
+    event.update(fields)
+    return json.dumps(event).encode()
+
+
+def sign_payment(
+    body: bytes,
+    *,
+    msg_id: str | None = None,
+    secret: str = PAYMENTS_SECRET,
+    at: float | None = None,
+) -> dict[str, str]:
+    """Headers the payments service puts on ``body``, signed by the standardwebhooks library."""
+    from datetime import UTC, datetime
+
+    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
+    moment = datetime.fromtimestamp(time.time() if at is None else at, tz=UTC)
+    signature = Webhook(secret).sign(msg_id, moment, body.decode())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(moment.timestamp())),
+        "webhook-signature": signature,
+        "Content-Type": "application/json",
+    }
+
+
+@dataclass
+class Received:
+    """One request the fake marketplace received."""
+
+    body: bytes
+    headers: dict[str, str]
+    verified: bool
+
+
+@dataclass
+class Marketplace:
+    """The marketplace backend: verifies the gateway's signature with standardwebhooks."""
+
+    status: int = 200
+    delay: float = 0.0
+    answer: bytes = b'{"ok":true}'
+    received: list[Received] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = dict(request.headers)
+        try:
+            Webhook(MARKETPLACE_SECRET).verify(body, headers)
+            verified = True
+        except Exception:
+            verified = False
+        self.received.append(Received(body, headers, verified))
+        self.arrived.set()
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        return web.Response(status=self.status, body=self.answer, content_type="application/json")
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/api/webhooks/payments", self.handle)
+        return app
+
+    async def wait_for(self, count: int, timeout: float = 15.0) -> None:
+        """Wait until ``count`` requests have arrived (bounded, for queued delivery)."""
+        async with asyncio.timeout(timeout):
+            while len(self.received) < count:
+                self.arrived.clear()
+                await self.arrived.wait()
+
+
+def sqlite_url(tmp_path: Path) -> str:
+    """A SQLite store URL in the test's temporary directory."""
+    return f"sqlite:///{tmp_path / 'gateway.db'}"

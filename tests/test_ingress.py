@@ -1,0 +1,241 @@
+"""The request path end to end through real sockets: acceptance and every refusal (DESIGN 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from tests.support import (
+    OLD_PAYMENTS_SECRET,
+    PAYMENTS_SECRET,
+    payment_body,
+    payments_source,
+    sign_payment,
+)
+
+
+async def _post(client, body: bytes, headers: dict[str, str], path: str = "/hooks/payments"):
+    response = await client.post(path, data=body, headers=headers)
+    return response, await response.read()
+
+
+def _error(raw: bytes) -> dict:
+    payload = json.loads(raw)
+    assert set(payload) == {"error", "message", "request_id"}
+    return payload
+
+
+async def test_signed_event_is_queued_and_delivered_byte_for_byte(make_gateway, marketplace):
+    market, _ = marketplace
+    client, _ = await make_gateway()
+    body = payment_body(note="café ✓")
+    headers = sign_payment(body, msg_id="msg_first")
+    response, raw = await _post(client, body, headers)
+    assert response.status == 202
+    assert json.loads(raw) == {"id": "msg_first", "status": "queued"}
+    assert response.headers["X-Request-ID"]
+    await market.wait_for(1)
+    received = market.received[0]
+    assert received.body == body
+    assert received.verified, "the marketplace verifies the gateway's signature"
+    assert received.headers["webhook-id"] == "msg_first"
+    assert received.headers["ce-specversion"] == "1.0"
+    assert received.headers["ce-id"] == "msg_first"
+    assert received.headers["ce-source"] == "/sources/payments"
+    assert received.headers["ce-type"] == "payment.completed"
+    assert received.headers["ce-subject"] == "offer-42"
+    assert received.headers["ce-time"] == "2026-11-26T10:00:00.000Z"
+    assert received.headers["Content-Type"] == "application/json"
+    assert received.headers["X-Gateway-Attempt"] == "1"
+    assert received.headers["X-Request-ID"] == response.headers["X-Request-ID"]
+    # The sender's signature headers stay behind: the destination sees the gateway's own.
+    assert received.headers["webhook-signature"] != headers["webhook-signature"]
+
+
+async def test_request_id_from_the_sender_is_kept(make_gateway):
+    client, _ = await make_gateway()
+    body = payment_body()
+    headers = {**sign_payment(body), "X-Request-ID": "req-abc.123"}
+    response, _ = await _post(client, body, headers)
+    assert response.headers["X-Request-ID"] == "req-abc.123"
+
+
+async def test_unknown_path_is_404(make_gateway, marketplace):
+    client, _ = await make_gateway()
+    body = payment_body()
+    response, raw = await _post(client, body, sign_payment(body), path="/hooks/nope")
+    assert response.status == 404
+    assert _error(raw)["error"] == "unknown_source"
+    assert response.headers["X-Request-ID"] == _error(raw)["request_id"]
+    assert marketplace[0].received == []
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE", "PATCH"])
+async def test_other_methods_on_a_source_path_are_405(make_gateway, marketplace, method):
+    client, _ = await make_gateway()
+    response = await client.request(method, "/hooks/payments")
+    assert response.status == 405
+    assert _error(await response.read())["error"] == "method_not_allowed"
+    assert response.headers["Allow"] == "POST"
+
+
+async def test_ip_outside_the_allow_list_is_403(make_gateway, marketplace):
+    client, _ = await make_gateway(
+        sources={"payments": payments_source(allow_ips=["10.0.0.0/8", "2001:db8::/32"])}
+    )
+    body = payment_body()
+    response, raw = await _post(client, body, sign_payment(body))
+    assert response.status == 403
+    payload = _error(raw)
+    assert payload["error"] == "ip_not_allowed"
+    assert "10.0.0.0" not in payload["message"]
+    await asyncio.sleep(0.2)
+    assert marketplace[0].received == []
+
+
+async def test_forwarded_for_is_honoured_only_from_a_trusted_proxy(make_gateway):
+    sources = {"payments": payments_source(allow_ips=["203.0.113.7/32"])}
+    body = payment_body()
+    spoofed = {**sign_payment(body), "X-Forwarded-For": "203.0.113.7"}
+    # Untrusted peer: the header is ignored, the peer (127.0.0.1) is refused.
+    client, _ = await make_gateway(sources=sources)
+    response, _ = await _post(client, body, spoofed)
+    assert response.status == 403
+
+
+async def test_forwarded_for_through_a_trusted_proxy_is_allowed(make_gateway):
+    sources = {"payments": payments_source(allow_ips=["203.0.113.7/32"])}
+    client, _ = await make_gateway(sources=sources, server={"trusted_proxies": ["127.0.0.0/8"]})
+    body = payment_body()
+    headers = {**sign_payment(body), "X-Forwarded-For": "198.51.100.1, 203.0.113.7"}
+    response, _ = await _post(client, body, headers)
+    assert response.status == 202
+
+
+async def test_declared_body_over_the_limit_is_413_before_reading(make_gateway, marketplace):
+    client, _ = await make_gateway(server={"max_body_bytes": 1024})
+    body = payment_body(pad="x" * 2000)
+    response, raw = await _post(client, body, sign_payment(body))
+    assert response.status == 413
+    assert _error(raw)["error"] == "body_too_large"
+    assert marketplace[0].received == []
+
+
+async def test_streamed_body_over_the_limit_is_413(make_gateway, marketplace):
+    client, _ = await make_gateway(server={"max_body_bytes": 1024})
+    body = payment_body(pad="x" * 4000)
+    headers = sign_payment(body)
+
+    async def chunks():
+        for start in range(0, len(body), 500):
+            yield body[start : start + 500]
+
+    # A generator body is sent chunked: no Content-Length to refuse up front.
+    response = await client.post("/hooks/payments", data=chunks(), headers=headers)
+    assert response.status == 413
+    assert _error(await response.read())["error"] == "body_too_large"
+    assert marketplace[0].received == []
+
+
+async def test_slow_body_is_408(make_gateway, marketplace):
+    client, _ = await make_gateway(server={"body_timeout": "300ms"})
+    body = payment_body()
+    headers = sign_payment(body)
+
+    async def slow():
+        yield body[:10]
+        await asyncio.sleep(1.5)
+        yield body[10:]
+
+    response = await client.post("/hooks/payments", data=slow(), headers=headers)
+    assert response.status == 408
+    assert _error(await response.read())["error"] == "request_timeout"
+    assert marketplace[0].received == []
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    ["body", "wrong_secret", "no_signature", "old_timestamp", "future_timestamp", "bad_timestamp"],
+)
+async def test_bad_signatures_are_401(make_gateway, marketplace, tamper):
+    client, _ = await make_gateway()
+    body = payment_body()
+    now = time.time()
+    if tamper == "wrong_secret":
+        headers = sign_payment(body, secret=OLD_PAYMENTS_SECRET)
+    elif tamper == "old_timestamp":
+        headers = sign_payment(body, at=now - 301)
+    elif tamper == "future_timestamp":
+        headers = sign_payment(body, at=now + 301)
+    else:
+        headers = sign_payment(body)
+    if tamper == "body":
+        body = body.replace(b"completed", b"refunded!")
+    elif tamper == "no_signature":
+        del headers["webhook-signature"]
+    elif tamper == "bad_timestamp":
+        headers["webhook-timestamp"] = "soon"
+    response, raw = await _post(client, body, headers)
+    assert response.status == 401
+    payload = _error(raw)
+    assert payload["error"] == "invalid_signature"
+    assert "secret" not in payload["message"]
+    await asyncio.sleep(0.2)
+    assert marketplace[0].received == []
+
+
+async def test_rotation_accepts_both_listed_secrets(make_gateway):
+    sources = {
+        "payments": payments_source(
+            secrets=["${PAYMENTS_WEBHOOK_SECRET}", "${PAYMENTS_WEBHOOK_SECRET_OLD}"]
+        )
+    }
+    client, _ = await make_gateway(
+        sources=sources, env={"PAYMENTS_WEBHOOK_SECRET_OLD": OLD_PAYMENTS_SECRET}
+    )
+    for secret in (PAYMENTS_SECRET, OLD_PAYMENTS_SECRET):
+        body = payment_body()
+        response, _ = await _post(client, body, sign_payment(body, secret=secret))
+        assert response.status == 202
+
+
+async def test_body_that_is_not_json_is_400(make_gateway, marketplace):
+    client, _ = await make_gateway()
+    body = b"not json at all"
+    response, raw = await _post(client, body, sign_payment(body))
+    assert response.status == 400
+    assert _error(raw)["error"] == "invalid_body"
+    assert marketplace[0].received == []
+
+
+@pytest.mark.parametrize("missing", ["type", "pendingId", "offerId", "status"])
+async def test_missing_required_field_is_422(make_gateway, marketplace, missing):
+    client, _ = await make_gateway()
+    event = json.loads(payment_body())
+    del event[missing]
+    body = json.dumps(event).encode()
+    response, raw = await _post(client, body, sign_payment(body))
+    assert response.status == 422
+    payload = _error(raw)
+    assert payload["error"] == "missing_field"
+    assert missing in payload["message"]
+    await asyncio.sleep(0.2)
+    assert marketplace[0].received == []
+
+
+async def test_duplicate_is_answered_and_not_delivered_again(make_gateway, marketplace):
+    market, _ = marketplace
+    client, _ = await make_gateway()
+    body = payment_body()
+    headers = sign_payment(body, msg_id="msg_dup")
+    first, _ = await _post(client, body, headers)
+    assert first.status == 202
+    await market.wait_for(1)
+    again, raw = await _post(client, body, sign_payment(body, msg_id="msg_dup"))
+    assert again.status == 200
+    assert json.loads(raw) == {"id": "msg_dup", "status": "duplicate"}
+    await asyncio.sleep(0.3)
+    assert len(market.received) == 1
