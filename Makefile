@@ -1,0 +1,53 @@
+# webhook-gateway: `make run` starts the gateway on config.yaml; `make test` runs every check.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+ENV_FILE := .env.dev
+
+.PHONY: run test lint check-config bench clean setup redis-server
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+$(ENV_FILE): | $(STAMP)
+	$(BIN)/python scripts/dev_secrets.py $(ENV_FILE)
+
+run: $(STAMP) $(ENV_FILE)
+	@mkdir -p data
+	@. ./$(ENV_FILE) && $(BIN)/webhook-gateway check-config --config config.yaml >/dev/null
+	@echo ""
+	@echo "webhook-gateway: ingress http://127.0.0.1:8080, admin http://127.0.0.1:9090 (healthz, readyz, metrics)"
+	@echo "Send a signed test event from another terminal:"
+	@echo "    . ./$(ENV_FILE) && $(BIN)/webhook-gateway send payments"
+	@echo "Print the signature headers for your own body (for curl):"
+	@echo "    . ./$(ENV_FILE) && $(BIN)/webhook-gateway sign payments --file body.json"
+	@echo "Events are queued in data/gateway.db and delivered to the marketplace at"
+	@echo "http://localhost:8000/api/webhooks/payments (retried until it answers 2xx)."
+	@echo ""
+	@. ./$(ENV_FILE) && exec $(BIN)/webhook-gateway run --config config.yaml
+
+# redis-server is needed by the Redis store tests; they start their own on a free port.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		echo "installing redis-server (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check gateway plugins tests scripts
+	$(BIN)/ruff format --check gateway plugins tests scripts
+	$(BIN)/mypy gateway plugins
+
+test: $(STAMP) redis-server lint
+	$(BIN)/pytest -q
+
+bench: $(STAMP) redis-server
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
