@@ -15,10 +15,12 @@ class MemoryLimiter:
 
     A key whose TAT is in the past is in the same state as a key never seen (a full bucket),
     so it can be dropped for free. When the dict passes ``max_keys`` those keys are swept out;
-    if a flood of distinct keys leaves it still too big, the least recently counted keys are
+    if a flood of distinct keys leaves it still too big, the least recently seen keys are
     forgotten down to three quarters of ``max_keys``. Forgetting hands those keys a fresh burst:
-    memory stays bounded and the per-source limit still caps the total. Sweeping only on
-    overflow, down to a low-water mark, keeps the cost per request constant on average.
+    memory stays bounded and the per-source limit still caps the total. A refused request
+    counts as seen, so a sender that keeps knocking stays remembered (and limited) rather than
+    being forgotten first. Sweeping only on overflow, down to a low-water mark, keeps the cost
+    per request constant on average.
     """
 
     def __init__(self, max_keys: int = 100_000) -> None:
@@ -26,7 +28,7 @@ class MemoryLimiter:
             raise ValueError(f"max_keys must be at least 1, not {max_keys}")
         self.max_keys = max_keys
         self._low_water = max(1, max_keys * 3 // 4)
-        # Insertion order is "least recently counted first": a write moves the key to the end.
+        # Insertion order is "least recently seen first": every hit moves its key to the end.
         self._tats: dict[str, int] = {}
 
     def __len__(self) -> int:
@@ -39,15 +41,13 @@ class MemoryLimiter:
     def hit_now(self, key: str, rule: RateRule, now: float) -> Decision:
         """``hit`` without the coroutine, for callers outside an event loop."""
         now_us = to_micros(now)
-        tat = self._tats.get(key)
+        tat = self._tats.pop(key, None)
         decision = decide(tat, now_us, rule)
-        if decision.new_tat_us != tat:
-            # Allowed, or the clock went back and the TAT is pulled in; a plain refusal
-            # leaves the key exactly as it was.
-            self._tats.pop(key, None)
-            self._tats[key] = decision.new_tat_us
-            if len(self._tats) > self.max_keys:
-                self._shrink(now_us)
+        # A refusal gives back the same TAT (unless the clock went back, see ``decide``), so
+        # storing it changes nothing but the key's place at the recent end.
+        self._tats[key] = decision.new_tat_us
+        if len(self._tats) > self.max_keys:
+            self._shrink(now_us)
         return decision
 
     def _shrink(self, now_us: int) -> None:

@@ -31,7 +31,15 @@ def test_refused_carries_all_four() -> None:
 
 @pytest.mark.parametrize(
     ("retry_after", "header"),
-    [(0.000001, "1"), (0.5, "1"), (1.0, "1"), (1.000001, "2"), (59.2, "60"), (3600.0, "3600")],
+    [
+        (0.0, "1"),
+        (0.000001, "1"),
+        (0.5, "1"),
+        (1.0, "1"),
+        (1.000001, "2"),
+        (59.2, "60"),
+        (3600.0, "3600"),
+    ],
 )
 def test_retry_after_rounds_up_and_is_at_least_one(retry_after: float, header: str) -> None:
     assert rate_limit_headers(refused(retry_after, retry_after))["Retry-After"] == header

@@ -59,16 +59,17 @@ async def test_keys_with_a_full_bucket_are_dropped_first() -> None:
         assert not (await limiter.hit(f"slow{i}", HOUR, 10.0)).allowed
 
 
-async def test_when_all_keys_are_live_the_least_recently_counted_are_forgotten() -> None:
+async def test_when_all_keys_are_live_the_least_recently_seen_are_forgotten() -> None:
     limiter = MemoryLimiter(max_keys=4)
     for key in "abcd":
         await limiter.hit(key, HOUR, 0.0)
-    await limiter.hit("a", RateRule.parse("1/h", 2), 0.0)  # counts "a" again: now most recent
-    await limiter.hit("e", HOUR, 0.0)  # five keys: shrink to three quarters of four
+    # "a" knocks again and is refused: seen most recently, so it is not the one forgotten.
+    assert not (await limiter.hit("a", HOUR, 1.0)).allowed
+    await limiter.hit("e", HOUR, 1.0)  # five keys: shrink to three quarters of four
     assert len(limiter) == 3
-    assert (await limiter.hit("b", HOUR, 0.0)).allowed  # forgotten: a fresh burst
-    assert not (await limiter.hit("a", HOUR, 0.0)).allowed
-    assert not (await limiter.hit("e", HOUR, 0.0)).allowed
+    assert (await limiter.hit("b", HOUR, 1.0)).allowed  # forgotten: a fresh burst
+    assert not (await limiter.hit("a", HOUR, 1.0)).allowed
+    assert not (await limiter.hit("e", HOUR, 1.0)).allowed
 
 
 def test_hit_now_is_the_same_decision_without_a_loop() -> None:
