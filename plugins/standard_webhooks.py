@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from gateway.errors import VerificationError
 from gateway.extract import Extractor, Extractors
-from gateway.signing import hmac_key, signed_content, v1_signature
 from gateway.providers.base import (
     BaseProvider,
     Secret,
@@ -32,6 +31,7 @@ from gateway.providers.base import (
     lowered,
     parse_int_timestamp,
 )
+from gateway.signing import hmac_key, signed_content, v1_signature
 
 PUBLIC_PREFIX = "whpk_"
 PRIVATE_PREFIX = "whsk_"
