@@ -110,6 +110,7 @@ def test_large_integers_follow_javascript_doubles() -> None:
         b"{'a': 1}",
         b"",
         b"[" * 100_000,
+        b"[" + b"9" * 5000 + b"]",
     ],
     ids=[
         "duplicate-name",
@@ -125,6 +126,7 @@ def test_large_integers_follow_javascript_doubles() -> None:
         "single-quotes",
         "empty",
         "too-deep",
+        "integer-beyond-any-double",
     ],
 )
 def test_refused_input(text: bytes) -> None:

@@ -139,6 +139,14 @@ def test_rafiki_numbers_are_javascript_doubles(make) -> None:
     make("rafiki").verify(body, _rafiki_header(canonical, "s", int(NOW * 1000)), [Secret("s")], NOW)
 
 
+def test_rafiki_refuses_numbers_beyond_any_double(make) -> None:
+    # Python's int() would refuse 5000 digits with a ValueError; it must be a 401, not a crash.
+    body = b'{"id":"e","type":"t","data":{"n":' + b"9" * 5000 + b"}}"
+    headers = _rafiki_header(body, "s", int(NOW * 1000))
+    with pytest.raises(VerificationError):
+        make("rafiki").verify(body, headers, [Secret("s")], NOW)
+
+
 def test_rafiki_timestamp_is_in_milliseconds(make) -> None:
     canonical = b'{"data":{},"id":"e","type":"t"}'
     provider = make("rafiki")
