@@ -9,11 +9,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.store import Event, Store, open_store
-
-try:
-    from tests.redis_server import RedisServer
-except ImportError:  # tests/ itself on sys.path (no tests/__init__.py)
-    from redis_server import RedisServer  # type: ignore[no-redef]
+from tests.redis_server import RedisServer
 
 T0 = 1_700_000_000.0
 

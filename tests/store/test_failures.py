@@ -9,8 +9,9 @@ import pytest
 
 from gateway.errors import StoreError
 from gateway.store import open_store
+from tests.redis_server import RedisServer
 
-from .conftest import T0, RedisServer, make_event
+from .conftest import T0, make_event
 
 
 async def test_redis_down_raises_store_error_and_recovers():

@@ -8,8 +8,9 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from gateway.store import Attempt, open_store
+from tests.redis_server import RedisServer
 
-from .conftest import T0, RedisServer, flush, make_event
+from .conftest import T0, flush, make_event
 
 
 async def exercise(url: str) -> None:

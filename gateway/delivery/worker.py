@@ -1,0 +1,189 @@
+"""The delivery worker: lease due deliveries, send them, and record what happened (DESIGN 3).
+
+One loop per process::
+
+    lease_due ──> send (at most ``concurrency`` at once) ──> 2xx               complete
+                                                       ├──> retryable fail    reschedule (policy)
+                                                       │      or, exhausted / too old: dead_letter
+                                                       └──> other 4xx         dead_letter at once
+
+The HTTP POST itself is injected (``send``), so this module holds only the decisions; the
+clock is injected too, and ``run_once`` lets a test drive one round at a chosen time.
+
+A worker that dies holding leases loses them after ``lease`` seconds and another takes the
+deliveries again (at-least-once; destinations dedupe on ``webhook-id``). ``lease`` must be
+longer than the longest destination timeout, or a slow delivery is sent twice.
+A store failure while recording an outcome is logged and left to the lease: the delivery
+comes back when the lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Literal
+
+from gateway.delivery.retry import RetryPolicy, is_retryable
+from gateway.errors import StoreError
+from gateway.store.base import Attempt, Lease, Store
+
+log = logging.getLogger("gateway.delivery")
+
+Send = Callable[[Lease], Awaitable[Attempt]]
+Result = Literal["delivered", "retried", "dead_lettered"]
+#: ``observer(result, destination, duration, received_at)``: duration is the attempt's latency,
+#: received_at when ingress accepted the event (for the received-to-delivered latency).
+Observer = Callable[[Result, str, float, float], None]
+
+
+class DeliveryWorker:
+    """Leases due deliveries from a store and delivers them with ``send``."""
+
+    def __init__(
+        self,
+        store: Store,
+        send: Send,
+        policies: Mapping[str, RetryPolicy],
+        *,
+        clock: Callable[[], float],
+        worker_id: str,
+        concurrency: int = 16,
+        poll_interval: float = 1.0,
+        lease: float = 60.0,
+        observer: Observer | None = None,
+        wake: asyncio.Event | None = None,
+        default_policy: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self._store = store
+        self._send = send
+        self._policies = policies
+        self._default_policy = default_policy or RetryPolicy()
+        self._clock = clock
+        self._worker_id = worker_id
+        self._concurrency = concurrency
+        self._poll_interval = poll_interval
+        self._lease = lease
+        self._observer = observer
+        self._wake = wake or asyncio.Event()
+        self._rng = rng or random.Random()  # jitter, not a secret
+        self._stopping = asyncio.Event()
+        self._inflight: set[asyncio.Task[Result | None]] = set()
+
+    def wake(self) -> None:
+        """Poll now instead of at the end of the poll interval (ingress just queued something)."""
+        self._wake.set()
+
+    async def run_once(self, now: float | None = None) -> int:
+        """Lease what is due at ``now`` (default: the clock), deliver it all; how many leased."""
+        at = self._clock() if now is None else now
+        leases = await self._store.lease_due(at, self._lease, self._concurrency, self._worker_id)
+        if leases:
+            await asyncio.gather(*(self._deliver(lease) for lease in leases))
+        return len(leases)
+
+    async def run(self) -> None:
+        """Deliver until ``stop``: keep up to ``concurrency`` deliveries in flight."""
+        while not self._stopping.is_set():
+            free = self._concurrency - len(self._inflight)
+            leased = 0
+            if free > 0:
+                try:
+                    leases = await self._store.lease_due(
+                        self._clock(), self._lease, free, self._worker_id
+                    )
+                except StoreError as exc:
+                    log.warning("leasing deliveries failed: %s", exc)
+                    leases = []
+                for lease in leases:
+                    task = asyncio.create_task(self._deliver(lease))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._inflight.discard)
+                leased = len(leases)
+            if leased and leased == free:
+                # A full batch: more may be due; lease again once a slot frees up.
+                await self._wait_for_slot()
+                continue
+            await self._idle()
+
+    async def _wait_for_slot(self) -> None:
+        """Wait until an in-flight delivery finishes (or stop is asked for)."""
+        if len(self._inflight) < self._concurrency:
+            return
+        stop = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({stop, *self._inflight}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+
+    async def _idle(self) -> None:
+        """Sleep for the poll interval, waking early on ``wake``, ``stop`` or a free slot."""
+        waiters = {
+            asyncio.create_task(self._wake.wait()),
+            asyncio.create_task(self._stopping.wait()),
+        }
+        try:
+            await asyncio.wait(
+                waiters | self._inflight if len(self._inflight) >= self._concurrency else waiters,
+                timeout=self._poll_interval,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        self._wake.clear()
+
+    async def stop(self) -> None:
+        """Stop leasing and wait for the deliveries in flight to finish and be recorded."""
+        self._stopping.set()
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def _deliver(self, lease: Lease) -> Result | None:
+        """Send one leased delivery and record the outcome; ``None`` if it was not recorded."""
+        try:
+            attempt = await self._send(lease)
+        except Exception as exc:  # a bug in one send must not stop the worker
+            log.exception("sending delivery %s failed", lease.delivery_id)
+            now = self._clock()
+            attempt = Attempt(lease.attempt, now, None, 0.0, f"internal error: {exc!r}", "")
+        try:
+            result, recorded = await self._record(lease, attempt)
+        except StoreError as exc:
+            # The lease expires and the delivery is taken again: at-least-once.
+            log.warning("recording delivery %s failed: %s", lease.delivery_id, exc)
+            return None
+        if not recorded:
+            log.warning("lease on delivery %s was lost before it was recorded", lease.delivery_id)
+            return None
+        if self._observer is not None:
+            self._observer(result, lease.destination, attempt.latency, lease.event.received_at)
+        return result
+
+    async def _record(self, lease: Lease, attempt: Attempt) -> tuple[Result, bool]:
+        """Decide what the attempt means and tell the store (DESIGN 3)."""
+        if attempt.status is not None and 200 <= attempt.status < 300:
+            return "delivered", await self._store.complete(lease, attempt)
+        if not is_retryable(attempt.status):
+            # A 4xx other than 408/409/425/429 will not get better by waiting.
+            reason = f"HTTP {attempt.status} is not retried"
+            return "dead_lettered", await self._store.dead_letter(lease, attempt, reason)
+        policy = self._policies.get(lease.destination, self._default_policy)
+        first = lease.first_attempt_at if lease.first_attempt_at is not None else attempt.started_at
+        finished = attempt.started_at + attempt.latency
+        next_at = policy.next_attempt_at(lease.attempt, first, finished, self._rng)
+        if next_at is None:
+            if lease.attempt >= policy.attempts_allowed:
+                reason = f"gave up after {lease.attempt} attempts"
+            else:
+                reason = f"gave up: older than max_age ({policy.max_age:g} s)"
+            if attempt.status is not None:
+                reason += f", last answer HTTP {attempt.status}"
+            elif attempt.error:
+                reason += f", last error: {attempt.error}"
+            return "dead_lettered", await self._store.dead_letter(lease, attempt, reason)
+        return "retried", await self._store.reschedule(lease, attempt, next_at)

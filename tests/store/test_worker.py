@@ -1,0 +1,349 @@
+"""The delivery worker against a real store and a real HTTP destination, on an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from gateway.delivery.retry import RetryPolicy, is_retryable
+from gateway.delivery.worker import DeliveryWorker
+from gateway.store import Attempt, Lease, Store
+from gateway.store.base import excerpt
+
+from .conftest import T0, make_event
+
+Observed = list[tuple[Any, ...]]
+
+
+class Clock:
+    """A clock that moves only when the test says so."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Destination:
+    """A destination that answers the statuses it is given, in order (the last one repeats)."""
+
+    def __init__(self, *statuses: int, body: bytes = b"nope") -> None:
+        self.statuses = list(statuses)
+        self.body = body
+        self.requests: list[tuple[dict[str, str], bytes]] = []
+        self.hold: asyncio.Event | None = None
+        self.arrived = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.requests.append((dict(request.headers), await request.read()))
+        self.arrived.set()
+        if self.hold is not None:
+            await self.hold.wait()
+        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        return web.Response(status=status, body=self.body)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/hook", self.handle)
+        return app
+
+
+@pytest.fixture
+async def destination(aiohttp_server: Any):
+    """Start a destination; the test sets its statuses."""
+    dest = Destination(200)
+    server = await aiohttp_server(dest.app())
+    return dest, str(server.make_url("/hook"))
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def make_send(session: aiohttp.ClientSession, url: str, clock: Clock):
+    """A minimal send: POST the body, record the answer (the real one is gateway.delivery.forward)."""
+
+    async def send(lease: Lease) -> Attempt:
+        started = clock()
+        headers = {"webhook-id": lease.event.id, "X-Gateway-Attempt": str(lease.attempt)}
+        try:
+            async with session.post(url, data=lease.event.body, headers=headers) as resp:
+                body = await resp.read()
+                return Attempt(
+                    lease.attempt, started, resp.status, clock() - started, None, excerpt(body)
+                )
+        except aiohttp.ClientError as exc:
+            return Attempt(lease.attempt, started, None, clock() - started, str(exc), "")
+
+    return send
+
+
+def worker_for(
+    store: Store, send, policy: RetryPolicy, clock: Clock, observed: Observed
+) -> DeliveryWorker:
+    return DeliveryWorker(
+        store,
+        send,
+        {"market": policy},
+        clock=clock,
+        worker_id="w1",
+        concurrency=4,
+        lease=30.0,
+        observer=lambda *args: observed.append(args),
+        rng=random.Random(7),
+    )
+
+
+NO_JITTER = RetryPolicy(schedule=(5, 30, 120), jitter=0.0)
+
+
+async def test_retries_follow_the_schedule_then_dead_letter(store: Store, destination, http):
+    dest, url = destination
+    dest.statuses = [503]
+    clock = Clock()
+    observed: Observed = []
+    worker = worker_for(store, make_send(http, url, clock), NO_JITTER, clock, observed)
+    await store.accept(make_event(), ["market"], 3600, T0)
+
+    schedule = [T0, T0 + 5, T0 + 35, T0 + 155]  # 5 s, 30 s, 120 s after each failure
+    for n, at in enumerate(schedule, start=1):
+        clock.now = at - 0.01
+        assert await worker.run_once() == 0, f"attempt {n} came early"
+        clock.now = at
+        assert await worker.run_once() == 1
+        assert dest.requests[-1][0]["X-Gateway-Attempt"] == str(n)
+    clock.now = T0 + 10**6
+    assert await worker.run_once() == 0
+    assert len(dest.requests) == 4
+
+    view = await store.get_event("evt_1")
+    assert view is not None
+    [delivery] = view.deliveries
+    assert delivery.state == "dead"
+    assert [a.status for a in delivery.attempts] == [503] * 4
+    assert [a.started_at for a in delivery.attempts] == schedule
+    assert delivery.dead_reason == "gave up after 4 attempts, last answer HTTP 503"
+    assert [o[0] for o in observed] == ["retried"] * 3 + ["dead_lettered"]
+    assert {(o[1], o[3]) for o in observed} == {("market", T0)}
+
+
+async def test_success_after_a_retry_completes(store: Store, destination, http):
+    dest, url = destination
+    dest.statuses = [500, 204]
+    clock = Clock()
+    observed: Observed = []
+    worker = worker_for(store, make_send(http, url, clock), NO_JITTER, clock, observed)
+    await store.accept(make_event(), ["market"], 3600, T0)
+    await worker.run_once()
+    clock.now = T0 + 5
+    await worker.run_once()
+    view = await store.get_event("evt_1")
+    assert view is not None
+    assert view.status == "delivered"
+    assert [a.status for a in view.deliveries[0].attempts] == [500, 204]
+    assert [o[0] for o in observed] == ["retried", "delivered"]
+    assert await store.queue_depth() == {}
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 410, 422])
+async def test_a_4xx_is_dead_lettered_at_once_with_the_response(
+    store: Store, destination, http, status: int
+):
+    dest, url = destination
+    dest.statuses, dest.body = [status], b'{"detail":"unknown offer"}'
+    clock = Clock()
+    observed: Observed = []
+    worker = worker_for(store, make_send(http, url, clock), NO_JITTER, clock, observed)
+    await store.accept(make_event(), ["market"], 3600, T0)
+    assert await worker.run_once() == 1
+    clock.now = T0 + 10**6
+    assert await worker.run_once() == 0
+    assert len(dest.requests) == 1
+    [dead], _ = await store.list_dead_letters()
+    assert dead.reason == f"HTTP {status} is not retried"
+    assert dead.last_attempt is not None
+    assert dead.last_attempt.status == status
+    assert dead.last_attempt.response_excerpt == '{"detail":"unknown offer"}'
+    assert [o[0] for o in observed] == ["dead_lettered"]
+
+
+@pytest.mark.parametrize("status", [408, 409, 425, 429, 500, 502, 503, 504])
+async def test_retryable_statuses_are_rescheduled(store: Store, destination, http, status: int):
+    dest, url = destination
+    dest.statuses = [status]
+    clock = Clock()
+    observed: Observed = []
+    worker = worker_for(store, make_send(http, url, clock), NO_JITTER, clock, observed)
+    await store.accept(make_event(), ["market"], 3600, T0)
+    await worker.run_once()
+    assert await store.queue_depth() == {("market", "due"): 1}
+    assert observed[0][0] == "retried"
+
+
+async def test_unreachable_destination_is_retried(store: Store, http, unused_tcp_port: int):
+    clock = Clock()
+    observed: Observed = []
+    url = f"http://127.0.0.1:{unused_tcp_port}/hook"
+    worker = worker_for(store, make_send(http, url, clock), NO_JITTER, clock, observed)
+    await store.accept(make_event(), ["market"], 3600, T0)
+    await worker.run_once()
+    view = await store.get_event("evt_1")
+    assert view is not None
+    [attempt] = view.deliveries[0].attempts
+    assert attempt.status is None
+    assert attempt.error
+    assert view.deliveries[0].next_attempt_at == T0 + 5
+
+
+async def test_max_age_dead_letters_before_max_attempts(store: Store, destination, http):
+    dest, url = destination
+    dest.statuses = [503]
+    policy = RetryPolicy(schedule=(20,), max_attempts=100, max_age=30, jitter=0.0)
+    clock = Clock()
+    observed: Observed = []
+    worker = worker_for(store, make_send(http, url, clock), policy, clock, observed)
+    await store.accept(make_event(), ["market"], 3600, T0)
+    await worker.run_once()  # next at T0 + 20: within 30 s of the first attempt
+    clock.now = T0 + 20
+    await worker.run_once()  # next would be T0 + 40: too old
+    view = await store.get_event("evt_1")
+    assert view is not None
+    assert view.deliveries[0].state == "dead"
+    assert view.deliveries[0].dead_reason == (
+        "gave up: older than max_age (30 s), last answer HTTP 503"
+    )
+    assert len(dest.requests) == 2
+
+
+async def test_jitter_spreads_retries_within_bounds(store: Store, destination, http):
+    dest, url = destination
+    dest.statuses = [503]
+    policy = RetryPolicy(schedule=(100,), jitter=0.1)
+    clock = Clock()
+    worker = worker_for(store, make_send(http, url, clock), policy, clock, [])
+    for i in range(8):
+        await store.accept(make_event(f"evt_{i}"), ["market"], 3600, T0)
+    while await worker.run_once():
+        pass
+    due = []
+    for i in range(8):
+        view = await store.get_event(f"evt_{i}")
+        assert view is not None
+        at = view.deliveries[0].next_attempt_at
+        assert at is not None
+        due.append(at)
+    assert all(T0 + 90 <= at <= T0 + 110 for at in due)
+    assert len(set(due)) > 1
+
+
+async def test_a_failing_send_is_recorded_and_retried(store: Store):
+    async def broken(lease: Lease) -> Attempt:
+        raise RuntimeError("bug in send")
+
+    clock = Clock()
+    observed: Observed = []
+    worker = worker_for(store, broken, NO_JITTER, clock, observed)
+    await store.accept(make_event(), ["market"], 3600, T0)
+    await worker.run_once()
+    view = await store.get_event("evt_1")
+    assert view is not None
+    assert view.deliveries[0].state == "due"
+    assert "bug in send" in (view.deliveries[0].attempts[0].error or "")
+
+
+async def test_a_lost_lease_is_not_recorded_twice(store: Store):
+    clock = Clock()
+    observed: Observed = []
+
+    async def slow(lease: Lease) -> Attempt:
+        # While this worker "hangs", its lease expires and another worker delivers.
+        [other] = await store.lease_due(lease.expires_at, 30.0, 10, "w2")
+        await store.complete(other, Attempt(1, lease.expires_at, 200, 0.1))
+        return Attempt(lease.attempt, T0, 200, 40.0)
+
+    worker = worker_for(store, slow, NO_JITTER, clock, observed)
+    await store.accept(make_event(), ["market"], 3600, T0)
+    await worker.run_once()
+    assert observed == []
+    view = await store.get_event("evt_1")
+    assert view is not None
+    assert len(view.deliveries[0].attempts) == 1
+
+
+async def test_run_delivers_and_stop_waits_for_in_flight(store: Store, destination, http):
+    dest, url = destination
+    dest.hold = asyncio.Event()
+    observed: Observed = []
+    worker = DeliveryWorker(
+        store,
+        make_send(http, url, Clock()),
+        {"market": NO_JITTER},
+        clock=time.time,
+        worker_id="w1",
+        concurrency=2,
+        poll_interval=0.05,
+        observer=lambda *args: observed.append(args),
+    )
+    await store.accept(make_event(), ["market"], 3600, time.time())
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(dest.arrived.wait(), 30)
+    stopping = asyncio.create_task(worker.stop())
+    await asyncio.sleep(0)
+    assert not stopping.done()  # the delivery is still in flight
+    dest.hold.set()
+    await asyncio.wait_for(stopping, 30)
+    await asyncio.wait_for(task, 30)
+    view = await store.get_event("evt_1")
+    assert view is not None
+    assert view.status == "delivered"
+    assert [o[0] for o in observed] == ["delivered"]
+
+
+async def test_wake_makes_run_poll_at_once(store: Store, destination, http):
+    dest, url = destination
+    wake = asyncio.Event()
+    worker = DeliveryWorker(
+        store,
+        make_send(http, url, Clock()),
+        {"market": NO_JITTER},
+        clock=time.time,
+        worker_id="w1",
+        poll_interval=3600,  # without wake, nothing would be sent during this test
+        wake=wake,
+    )
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(0.01)
+        await store.accept(make_event(), ["market"], 3600, time.time())
+        wake.set()
+        await asyncio.wait_for(dest.arrived.wait(), 30)
+    finally:
+        await worker.stop()
+        await asyncio.wait_for(task, 30)
+
+
+# -- the policy itself ---------------------------------------------------------------------------
+
+
+def test_policy_schedule_and_exponential_fallback():
+    assert NO_JITTER.attempts_allowed == 4
+    assert [NO_JITTER.base_delay(n) for n in (1, 2, 3, 4)] == [5, 30, 120, 120]
+    exp = RetryPolicy(schedule=(), initial=1, factor=2, max_delay=10, jitter=0)
+    assert [exp.base_delay(n) for n in (1, 2, 3, 4, 5, 6)] == [1, 2, 4, 8, 10, 10]
+    assert exp.next_attempt_at(10, T0, T0) is None
+    assert exp.next_attempt_at(3, T0, T0 + 1) == T0 + 5
+
+
+def test_retryable_statuses():
+    assert [s for s in (None, 200, 400, 404, 408, 409, 410, 425, 429, 500, 503) if is_retryable(s)] == [
+        None, 408, 409, 425, 429, 500, 503,
+    ]  # fmt: skip
