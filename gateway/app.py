@@ -143,16 +143,19 @@ def build_worker(app: web.Application, runtime: Runtime) -> DeliveryWorker:
         if result == "delivered":
             metrics.event_latency.labels(destination).observe(max(0.0, clock() - received_at))
 
+    server = runtime.config.server
     timeouts = [d.timeout for d in runtime.config.destinations.values()]
+    # Longer than any destination's timeout, so a slow delivery is not sent twice.
+    lease = server.delivery_lease or max(timeouts, default=10.0) + LEASE_MARGIN
     return DeliveryWorker(
         app[STORE],
         send,
         _Policies(runtime),
         clock=clock,
         worker_id=f"{socket.gethostname()}:{os.getpid()}",
-        concurrency=runtime.config.server.delivery_concurrency,
-        # Longer than any destination's timeout, so a slow delivery is not sent twice.
-        lease=max(timeouts, default=10.0) + LEASE_MARGIN,
+        concurrency=server.delivery_concurrency,
+        poll_interval=server.delivery_poll_interval,
+        lease=lease,
         wake=runtime.wake,
         observer=observe,
     )

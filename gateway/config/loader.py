@@ -516,7 +516,7 @@ def load_config_text(
         s = reader.mapping(top.get("server"), {
             "listen", "admin_listen", "workers", "trusted_proxies", "max_body_bytes",
             "header_timeout", "body_timeout", "shutdown_timeout", "delivery_concurrency",
-            "log_level",
+            "delivery_lease", "delivery_poll_interval", "log_level",
         })  # fmt: skip
         d = ServerConfig()
         server = ServerConfig(
@@ -532,6 +532,10 @@ def load_config_text(
             ),
             delivery_concurrency=reader.field(
                 s, "delivery_concurrency", _positive_int, d.delivery_concurrency
+            ),
+            delivery_lease=reader.field(s, "delivery_lease", parse_duration, None),
+            delivery_poll_interval=reader.field(
+                s, "delivery_poll_interval", parse_duration, d.delivery_poll_interval
             ),
             log_level=reader.field(
                 s, "log_level", _choice("debug", "info", "warning", "error"), d.log_level
@@ -596,6 +600,15 @@ def load_config_text(
                 )
                 if len(reader.problems) == before:
                     destinations[name] = dest
+
+    if server.delivery_lease is not None:
+        for name, dest in destinations.items():
+            if dest.timeout >= server.delivery_lease:
+                # A lease shorter than the POST lets a second worker send the same delivery.
+                reader.problem(
+                    "server.delivery_lease",
+                    f"must be longer than destinations.{name}.timeout ({dest.timeout:g}s)",
+                )
 
     sources: dict[str, SourceConfig] = {}
     paths: dict[str, str] = {}

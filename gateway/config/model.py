@@ -42,6 +42,10 @@ class ServerConfig:
     body_timeout: float = 30.0
     shutdown_timeout: float = 30.0
     delivery_concurrency: int = 16
+    #: How long a worker holds a delivery; ``None``: the longest destination timeout + 30 s.
+    delivery_lease: float | None = None
+    #: How often idle workers look for due deliveries (ingress wakes its own at once).
+    delivery_poll_interval: float = 1.0
     log_level: str = "info"
 
 
