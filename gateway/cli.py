@@ -23,6 +23,12 @@ from gateway.config.model import Config, SourceConfig
 from gateway.errors import ConfigError
 
 DEFAULT_CONFIG = "config.yaml"
+
+
+class SigningError(Exception):
+    """The source's provider cannot sign the given body (e.g. Rafiki's extra fields)."""
+
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -42,18 +48,22 @@ def _report_config_error(path: Path, exc: ConfigError) -> int:
 
 
 def sample_body(source: SourceConfig, now: float) -> bytes:
-    """A test event body that satisfies the example sources (payments, Rafiki, Stripe-like)."""
+    """A test ``payment.completed`` event that satisfies the example sources."""
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".000Z"
-    event = {
-        "id": f"evt_{uuid.uuid4().hex[:24]}",
-        "type": "payment.completed",
+    payment = {
         "pendingId": f"pending_{uuid.uuid4().hex[:12]}",
         "offerId": "offer-1",
         "status": "completed",
         "outgoingPaymentId": f"https://wallet.example/outgoing-payments/{uuid.uuid4()}",
         "timestamp": stamp,
-        "data": {},
     }
+    event_id = f"evt_{uuid.uuid4().hex[:24]}"
+    event: dict[str, object]
+    if source.provider == "rafiki":
+        # Rafiki signs exactly {id, type, data}; anything else at the top would be unsigned.
+        event = {"id": event_id, "type": "incoming_payment.completed", "data": payment}
+    else:
+        event = {"id": event_id, "type": "payment.completed", **payment}
     return json.dumps(event, separators=(",", ":")).encode()
 
 
@@ -75,7 +85,10 @@ def _source(config: Config, name: str) -> SourceConfig:
 def _signed_headers(source: SourceConfig, body: bytes, now: float) -> dict[str, str]:
     headers = {"Content-Type": "application/json"}
     if source.secrets:
-        headers.update(source.verifier.sign(body, source.secrets[0], now))
+        try:
+            headers.update(source.verifier.sign(body, source.secrets[0], now))
+        except ValueError as exc:
+            raise SigningError(f"cannot sign this body for source {source.name}: {exc}") from exc
     return headers
 
 
@@ -197,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
         return _report_config_error(_config_path(args), exc)
-    except (LookupError, OSError) as exc:
+    except (LookupError, OSError, SigningError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
 

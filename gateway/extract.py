@@ -108,7 +108,9 @@ class Payload:
         if self._json is _MISSING:
             try:
                 self._json = json.loads(self.body)
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            except (ValueError, RecursionError) as exc:
+                # ValueError covers JSONDecodeError, UnicodeDecodeError and integers too long
+                # to convert; RecursionError a body nested deeper than the parser goes.
                 raise InvalidBody("request body is not valid JSON") from exc
         return self._json
 

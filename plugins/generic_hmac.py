@@ -67,9 +67,6 @@ class GenericHmac(BaseProvider):
     """HMAC-SHA256/512 of a body template, hex or base64, in a configurable header."""
 
     name = "hmac"
-    # Tolerance applies only with a timestamp_header; declared True so the config loader keeps
-    # its window >= 2 x tolerance rule whenever it might matter.
-    uses_timestamp = True
     option_names = frozenset(
         {"header", "algorithm", "encoding", "prefix", "timestamp_header", "signed_payload"}
     )
@@ -95,6 +92,8 @@ class GenericHmac(BaseProvider):
         if timestamp_header is not None and not timestamp_header.strip():
             raise OptionError("timestamp_header", "must name a header")
         self.timestamp_header = timestamp_header.strip().lower() if timestamp_header else None
+        # Tolerance (and the window >= 2 x tolerance rule) applies only with a timestamp.
+        self.uses_timestamp = self.timestamp_header is not None
         default = "{timestamp}.{body}" if self.timestamp_header else "{body}"
         template = _text_option(options, "signed_payload", default) or ""
         self.template = self._split_template(template)

@@ -273,7 +273,7 @@ class Ingress:
                     response_excerpt=result.excerpt,
                 )
                 await self.store.commit(
-                    event, destinations, source.dedupe.window, self.clock(), attempt
+                    event, [destination.name], source.dedupe.window, self.clock(), attempt
                 )
                 committed = True
         except StoreError as exc:

@@ -67,8 +67,9 @@ class BaseProvider:
     #: False for schemes that authenticate nothing (``none``); the loader then demands
     #: ``allow_unsigned: true`` and a non-empty ``allow_ips``.
     authenticates: ClassVar[bool] = True
-    #: Whether the scheme signs a timestamp, so ``tolerance`` means something for it.
-    uses_timestamp: ClassVar[bool] = False
+    #: Whether the scheme signs a timestamp, so ``tolerance`` means something for it. A class
+    #: default; a provider whose options decide it (``hmac``) sets it per instance.
+    uses_timestamp: bool = False
     #: Option names this provider accepts under the source's ``options:``.
     option_names: ClassVar[frozenset[str]] = frozenset()
 

@@ -147,8 +147,14 @@ def test_tolerance_is_configurable(make, scheme: Scheme) -> None:
 
 
 @timed
-def test_timestamped_schemes_declare_it(registry, scheme: Scheme) -> None:
-    assert registry.get(scheme.provider).uses_timestamp
+def test_timestamped_schemes_declare_it(make, scheme: Scheme) -> None:
+    assert make(scheme.provider, scheme.options).uses_timestamp
+
+
+@pytest.mark.parametrize("scheme", UNTIMED, ids=[s.id for s in UNTIMED])
+def test_schemes_without_timestamp_say_so(make, scheme: Scheme) -> None:
+    # The loader's window >= 2 x tolerance rule must not bind a scheme with no timestamp.
+    assert not make(scheme.provider, scheme.options).uses_timestamp
 
 
 @pytest.mark.parametrize("scheme", UNTIMED, ids=[s.id for s in UNTIMED])
