@@ -59,7 +59,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[STORE] = store
     client = getattr(store, "client", None)
-    app[LIMITER] = RedisLimiter(client) if client is not None else MemoryLimiter()
+    # A slow limiter store must not stall ingress: after 250 ms on_store_error decides.
+    app[LIMITER] = RedisLimiter(client, timeout=0.25) if client is not None else MemoryLimiter()
     yield
     await store.close()
 
