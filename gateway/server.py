@@ -81,9 +81,8 @@ class ListenSite(web.BaseSite):
         *,
         reuse_port: bool = False,
         header_timeout: float | None = None,
-        shutdown_timeout: float = 30.0,
     ) -> None:
-        super().__init__(runner, shutdown_timeout=shutdown_timeout)
+        super().__init__(runner)
         self._address = address
         self._reuse_port = reuse_port
         self._header_timeout = header_timeout
@@ -145,7 +144,6 @@ class Gateway:
             server.listen,
             reuse_port=reuse_port,
             header_timeout=server.header_timeout,
-            shutdown_timeout=server.shutdown_timeout,
         )
         await self.ingress_site.start()
         if admin:

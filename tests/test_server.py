@@ -1,0 +1,151 @@
+"""The running process: admin listener, header deadline, config reload (DESIGN 5.5)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+
+from gateway.config import load_config
+from gateway.server import Gateway
+from tests.redis_server import RedisServer
+from tests.support import ENV, config_dict, payment_body, payments_source, sign_payment
+
+
+def _write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+async def running(tmp_path, monkeypatch, marketplace):
+    """A Gateway on free ports with its config file, stopped after the test."""
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    _, server = marketplace
+    data = config_dict(
+        str(server.make_url("/api/webhooks/payments")),
+        store_url=f"sqlite:///{tmp_path / 'gw.db'}",
+        server={"header_timeout": "500ms"},
+    )
+    path = _write(tmp_path / "config.yaml", data)
+    gateway = Gateway(load_config(path), config_path=path)
+    await gateway.start()
+    yield gateway, data, path
+    await gateway.stop()
+
+
+def _urls(gateway: Gateway) -> tuple[str, str]:
+    assert gateway.ingress_site is not None
+    assert gateway.admin_site is not None
+    return (
+        f"http://127.0.0.1:{gateway.ingress_site.port}",
+        f"http://127.0.0.1:{gateway.admin_site.port}",
+    )
+
+
+async def test_health_readiness_and_metrics(running):
+    gateway, _, _ = running
+    ingress, admin = _urls(gateway)
+    async with aiohttp.ClientSession() as session:
+        body = payment_body()
+        async with session.post(
+            f"{ingress}/hooks/payments", data=body, headers=sign_payment(body)
+        ) as r:
+            assert r.status == 202
+        async with session.get(f"{admin}/healthz") as r:
+            assert r.status == 200
+        async with session.get(f"{admin}/readyz") as r:
+            assert r.status == 200
+            assert (await r.json())["status"] == "ready"
+        async with session.get(f"{admin}/metrics") as r:
+            text = await r.text()
+        # The admin listener is separate: ingress paths are not there, admin paths not on ingress.
+        async with session.get(f"{ingress}/metrics") as r:
+            assert r.status == 404
+    assert 'webhook_gateway_requests_total{outcome="accepted",source="payments"} 1.0' in text
+    assert "webhook_gateway_build_info" in text
+
+
+async def test_readyz_is_503_when_the_store_is_down(tmp_path, monkeypatch, marketplace):
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    _, server = marketplace
+    with RedisServer() as redis:
+        data = config_dict(str(server.make_url("/x")), store_url=redis.url)
+        gateway = Gateway(load_config(_write(tmp_path / "c.yaml", data)))
+        await gateway.start()
+        try:
+            _, admin = _urls(gateway)
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"{admin}/readyz") as r:
+                    assert r.status == 200
+                redis.stop()
+                async with session.get(f"{admin}/readyz") as r:
+                    assert r.status == 503
+                    assert (await r.json())["status"] == "unavailable"
+                async with session.get(f"{admin}/healthz") as r:
+                    assert r.status == 200
+        finally:
+            await gateway.stop()
+
+
+async def test_a_slow_sender_cannot_hold_a_connection_with_partial_headers(running):
+    gateway, _, _ = running
+    assert gateway.ingress_site is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.ingress_site.port)
+    writer.write(b"POST /hooks/payments HTTP/1.1\r\nHost: x\r\n")
+    await writer.drain()
+    # The header deadline is 500 ms; the server closes the connection without an answer.
+    async with asyncio.timeout(5):
+        assert await reader.read() == b""
+    writer.close()
+
+
+async def test_complete_headers_in_time_are_served(running):
+    gateway, _, _ = running
+    assert gateway.ingress_site is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.ingress_site.port)
+    writer.write(b"GET /hooks/payments HTTP/1.1\r\nHost: x\r\n")
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.write(b"Connection: close\r\n\r\n")
+    await writer.drain()
+    async with asyncio.timeout(5):
+        answer = await reader.read()
+    assert answer.startswith(b"HTTP/1.1 405")
+    writer.close()
+
+
+async def test_reload_refuses_a_bad_config_and_applies_a_good_one(running):
+    gateway, data, path = running
+    ingress, admin = _urls(gateway)
+    # A broken config is refused; the old one keeps serving.
+    data["sources"]["payments"]["provider"] = "no-such-provider"
+    _write(path, data)
+    assert gateway.reload() is False
+    async with aiohttp.ClientSession() as session:
+        body = payment_body()
+        async with session.post(
+            f"{ingress}/hooks/payments", data=body, headers=sign_payment(body)
+        ) as r:
+            assert r.status == 202
+        # A good config with a second path is applied without a restart.
+        data["sources"]["payments"]["provider"] = "standard-webhooks"
+        data["sources"]["orders"] = payments_source(path="/hooks/orders")
+        _write(path, data)
+        assert gateway.reload() is True
+        body = payment_body()
+        async with session.post(
+            f"{ingress}/hooks/orders", data=body, headers=sign_payment(body)
+        ) as r:
+            assert r.status == 202
+        async with session.get(f"{admin}/metrics") as r:
+            text = await r.text()
+    assert 'webhook_gateway_config_reloads_total{result="failure"} 1.0' in text
+    assert 'webhook_gateway_config_reloads_total{result="success"} 1.0' in text
+    assert json.loads(json.dumps(data))  # the file stayed valid YAML/JSON data
