@@ -1,11 +1,21 @@
-"""Prometheus metrics (DESIGN 5.5), built on a registry passed in so tests own theirs."""
+"""Prometheus metrics (DESIGN 5.5), built on a registry passed in so tests own theirs.
+
+With ``server.workers`` above one, the runner points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
+directory before starting the processes; each writes its samples there and ``exposition``
+merges them, so ``/metrics`` counts every process, not only the one that answers.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 import gateway
 
+QUEUE_STATES = ("due", "leased", "dead")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _EVENT_BUCKETS = (0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
 
@@ -82,3 +92,20 @@ class Metrics:
             multiprocess_mode="max",
         )
         self.build_info.labels(version=gateway.__version__).set(1)
+        self._seen_destinations: set[str] = set()
+
+    def set_queue_depth(self, depth: Mapping[tuple[str, str], int]) -> None:
+        """Set the queue gauges from a store reading; states absent from it are zero."""
+        destinations = {destination for destination, _ in depth} | self._seen_destinations
+        self._seen_destinations = destinations
+        for destination in destinations:
+            for state in QUEUE_STATES:
+                self.queue_depth.labels(destination, state).set(depth.get((destination, state), 0))
+
+    def exposition(self) -> bytes:
+        """The Prometheus text of every process's metrics (merged in multiprocess mode)."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+            return bytes(generate_latest(merged))
+        return bytes(generate_latest(self.registry))

@@ -11,7 +11,9 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -52,6 +54,16 @@ def run(config: Config, config_path: Path) -> int:
 
 
 def _supervise(config_path: Path, workers: int) -> int:
+    # Every process writes its metrics here; the admin listener merges them (gateway.metrics).
+    metrics_dir = tempfile.mkdtemp(prefix="webhook-gateway-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    try:
+        return _supervise_processes(config_path, workers)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _supervise_processes(config_path: Path, workers: int) -> int:
     context = multiprocessing.get_context("spawn")
     processes: dict[int, BaseProcess] = {}
     stopping = False

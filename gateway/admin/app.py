@@ -6,7 +6,7 @@ import asyncio
 import json
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.app import METRICS, STORE
 from gateway.errors import StoreError
@@ -41,9 +41,19 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text exposition of the gateway's registry."""
-    registry = request.app[GATEWAY][METRICS].registry
-    response = web.Response(body=generate_latest(registry))
+    """Prometheus text exposition; queue depth is read from the store at scrape time."""
+    gateway = request.app[GATEWAY]
+    collected = gateway[METRICS]
+    store = gateway.get(STORE)
+    if store is not None:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                depth = await store.queue_depth()
+        except (StoreError, TimeoutError):
+            depth = None  # the gauges keep their last values; readyz reports the outage
+        if depth is not None:
+            collected.set_queue_depth(depth)
+    response = web.Response(body=collected.exposition())
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response
 

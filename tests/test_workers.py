@@ -1,0 +1,78 @@
+"""server.workers: N processes share the port and the store; /metrics counts them all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import aiohttp
+import yaml
+
+from tests.redis_server import free_port
+from tests.support import ENV, config_dict, payment_body, sign_payment
+
+
+async def _wait_ready(url: str) -> None:
+    async with asyncio.timeout(30), aiohttp.ClientSession() as session:
+        while True:
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+
+
+async def test_two_processes_share_the_port_and_report_metrics_together(tmp_path):
+    port, admin = free_port(), free_port()
+    data = config_dict(
+        "http://127.0.0.1:9/api/webhooks/payments", store_url=f"sqlite:///{tmp_path}/gw.db"
+    )
+    data["server"] = {
+        "listen": f"127.0.0.1:{port}",
+        "admin_listen": f"127.0.0.1:{admin}",
+        "workers": 2,
+    }
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    log = (tmp_path / "gateway.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "run", "--config", str(path)],
+        env={**os.environ, **ENV},
+        stderr=log,
+    )
+    try:
+        await _wait_ready(f"http://127.0.0.1:{admin}/readyz")
+        sent = 40
+        async with aiohttp.ClientSession(
+            # A new connection per request, so the kernel spreads them over both processes.
+            connector=aiohttp.TCPConnector(force_close=True)
+        ) as session:
+            for _ in range(sent):
+                body = payment_body()
+                async with session.post(
+                    f"http://127.0.0.1:{port}/hooks/payments", data=body, headers=sign_payment(body)
+                ) as response:
+                    assert response.status == 202
+            async with session.get(f"http://127.0.0.1:{admin}/metrics") as response:
+                text = await response.text()
+        accepted = re.search(
+            r'webhook_gateway_requests_total\{outcome="accepted",source="payments"\} (\S+)', text
+        )
+        assert accepted is not None, text[:2000]
+        assert float(accepted.group(1)) == sent
+        served_by = {
+            line.split(b'"pid":')[1].split(b",")[0]
+            for line in (tmp_path / "gateway.log").read_bytes().splitlines()
+            if b'"outcome":"accepted"' in line and b'"pid":' in line
+        }
+        assert len(served_by) == 2, "both processes took requests"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        log.close()
