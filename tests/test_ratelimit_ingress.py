@@ -1,0 +1,98 @@
+"""Rate limits on the request path: per IP before the body, per source after verification."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.app import METRICS, STORE
+from tests.redis_server import RedisServer
+from tests.support import payment_body, payments_source, sign_payment
+
+
+def _limited(per_ip=None, per_source=None, on_store_error="allow"):
+    rate_limit = {"on_store_error": on_store_error}
+    if per_ip:
+        rate_limit["per_ip"] = per_ip
+    if per_source:
+        rate_limit["per_source"] = per_source
+    return {"payments": payments_source(rate_limit=rate_limit)}
+
+
+def _signature_failures(client) -> float:
+    metrics = client.server.app[METRICS]
+    return metrics.signature_failures.labels("payments")._value.get()
+
+
+async def _post(client, body, headers):
+    response = await client.post("/hooks/payments", data=body, headers=headers)
+    return response, await response.read()
+
+
+async def test_per_ip_limit_refuses_before_the_body_and_the_signature(make_gateway, marketplace):
+    client, _ = await make_gateway(sources=_limited(per_ip={"rate": "1/m", "burst": 2}))
+    forged = payment_body()
+    bad = {**sign_payment(forged), "webhook-signature": "v1,AAAA"}
+    for _ in range(2):
+        response, _ = await _post(client, forged, bad)
+        assert response.status == 401
+    response, raw = await _post(client, forged, bad)
+    assert response.status == 429
+    assert json.loads(raw)["error"] == "rate_limited"
+    assert int(response.headers["Retry-After"]) >= 1
+    assert response.headers["RateLimit-Limit"] == "2"
+    assert response.headers["RateLimit-Remaining"] == "0"
+    assert int(response.headers["RateLimit-Reset"]) >= 1
+    # The refused request cost no signature check.
+    assert _signature_failures(client) == 2
+    assert marketplace[0].received == []
+
+
+async def test_forgeries_do_not_consume_the_source_quota(make_gateway):
+    client, _ = await make_gateway(sources=_limited(per_source={"rate": "1/m", "burst": 3}))
+    forged = payment_body()
+    bad = {**sign_payment(forged), "webhook-signature": "v1,AAAA"}
+    for _ in range(20):
+        response, _ = await _post(client, forged, bad)
+        assert response.status == 401
+    for _ in range(3):
+        body = payment_body()
+        response, _ = await _post(client, body, sign_payment(body))
+        assert response.status == 202
+    body = payment_body()
+    response, raw = await _post(client, body, sign_payment(body))
+    assert response.status == 429
+    assert json.loads(raw)["error"] == "rate_limited"
+
+
+async def test_a_refused_request_writes_nothing_to_the_store(make_gateway, marketplace):
+    client, _ = await make_gateway(sources=_limited(per_source={"rate": "1/m", "burst": 1}))
+    body = payment_body()
+    first, _ = await _post(client, body, sign_payment(body, msg_id="msg_one"))
+    assert first.status == 202
+    second = payment_body()
+    limited, _ = await _post(client, second, sign_payment(second, msg_id="msg_two"))
+    assert limited.status == 429
+    store = client.server.app[STORE]
+    assert await store.get_event("msg_one") is not None
+    assert await store.get_event("msg_two") is None
+
+
+@pytest.mark.parametrize(("policy", "status"), [("allow", 503), ("deny", 429)])
+async def test_redis_limiter_down_follows_on_store_error(make_gateway, policy, status):
+    with RedisServer() as redis:
+        client, _ = await make_gateway(
+            store_url=redis.url,
+            sources=_limited(per_ip={"rate": "100/s", "burst": 10}, on_store_error=policy),
+        )
+        body = payment_body()
+        response, _ = await _post(client, body, sign_payment(body))
+        assert response.status == 202
+        redis.stop()
+        body = payment_body()
+        response, raw = await _post(client, body, sign_payment(body))
+    # allow: the limiter lets it through and the store (same Redis) answers 503 unavailable;
+    # deny: the limiter refuses it with 429. Never an unhandled error.
+    assert response.status == status
+    assert json.loads(raw)["error"] == ("unavailable" if policy == "allow" else "rate_limited")
