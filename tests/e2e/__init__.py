@@ -1,0 +1,1 @@
+"""End-to-end tests: the gateway runs as separate OS processes, the way an operator runs it."""
