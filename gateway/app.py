@@ -50,6 +50,8 @@ CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 STORE = web.AppKey("store", Store)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 LIMITER = web.AppKey("limiter", Limiter)
+#: On the admin application: the ingress application whose state it reads.
+GATEWAY = web.AppKey("gateway", web.Application)
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -170,6 +170,128 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run(config, path)
 
 
+# -- admin API clients -----------------------------------------------------------------------------
+
+
+class AdminFailed(Exception):
+    """The admin API refused the request or could not be reached."""
+
+
+def _admin_url(args: argparse.Namespace) -> str:
+    if args.admin:
+        return str(args.admin).rstrip("/")
+    try:
+        listen = _load(args).server.admin_listen
+    except (ConfigError, OSError):
+        return "http://127.0.0.1:9090"
+    host = "127.0.0.1" if listen.host in ("0.0.0.0", "::") else listen.host  # noqa: S104
+    return f"http://{f'[{host}]' if ':' in host else host}:{listen.port}"
+
+
+async def _admin_call(
+    args: argparse.Namespace, method: str, path: str, payload: object | None = None
+) -> object:
+    import aiohttp
+
+    token = os.environ.get("GATEWAY_ADMIN_TOKEN")
+    if not token:
+        raise AdminFailed("set GATEWAY_ADMIN_TOKEN to the gateway's admin.token")
+    url = _admin_url(args) + path
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                method, url, json=payload, headers={"Authorization": f"Bearer {token}"}
+            ) as response,
+        ):
+            text = await response.text()
+            try:
+                data = json.loads(text)
+            except ValueError:
+                data = None
+            if response.status >= 400:
+                message = data.get("message") if isinstance(data, dict) else text[:200]
+                raise AdminFailed(f"{response.status}: {message}")
+            return data
+    except aiohttp.ClientError as exc:
+        raise AdminFailed(f"could not reach the admin API at {url}: {exc}") from exc
+
+
+def _print_table(rows: list[dict[str, object]], columns: Sequence[str]) -> None:
+    cells = [[str(row.get(c) if row.get(c) is not None else "-") for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+
+
+def _query(**params: str | None) -> str:
+    from urllib.parse import urlencode
+
+    given = {k: v for k, v in params.items() if v}
+    return "?" + urlencode(given) if given else ""
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """List events, or show one with every attempt (``events show ID``)."""
+    from urllib.parse import quote
+
+    if args.action == "show":
+        if not args.event_id:
+            print("usage: webhook-gateway events show ID", file=sys.stderr)
+            return EXIT_USAGE
+        path = f"/admin/events/{quote(args.event_id, safe='')}" + _query(source=args.source)
+        print(json.dumps(asyncio.run(_admin_call(args, "GET", path)), indent=2))
+        return EXIT_OK
+    if args.action is not None:
+        print(f"unknown events action {args.action!r} (use: events show ID)", file=sys.stderr)
+        return EXIT_USAGE
+    path = "/admin/events" + _query(source=args.source, status=args.status, limit=str(args.limit))
+    data = asyncio.run(_admin_call(args, "GET", path))
+    assert isinstance(data, dict)
+    _print_table(data["events"], ("id", "source", "type", "status", "received_at"))
+    if data.get("next_cursor"):
+        print(f"(more: --cursor {data['next_cursor']})", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """Deliver a stored event again to its routes (or ``--destination``)."""
+    from urllib.parse import quote
+
+    payload = {"destinations": args.destination} if args.destination else {}
+    path = f"/admin/events/{quote(args.event_id, safe='')}/replay" + _query(source=args.source)
+    data = asyncio.run(_admin_call(args, "POST", path, payload))
+    assert isinstance(data, dict)
+    for delivery in data["deliveries"]:
+        print(delivery)
+    return EXIT_OK
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    """List dead letters with why they died."""
+    path = "/admin/dead-letters" + _query(destination=args.destination, limit=str(args.limit))
+    data = asyncio.run(_admin_call(args, "GET", path))
+    assert isinstance(data, dict)
+    _print_table(
+        data["dead_letters"],
+        ("delivery_id", "event_id", "destination", "attempts_made", "dead_at", "reason"),
+    )
+    return EXIT_OK
+
+
+def cmd_redrive(args: argparse.Namespace) -> int:
+    """Make dead letters due again: ``--all`` or the given delivery ids."""
+    if args.all == bool(args.delivery_ids):
+        print("usage: webhook-gateway redrive (--all | DELIVERY_ID...)", file=sys.stderr)
+        return EXIT_USAGE
+    payload = {"all": True} if args.all else {"ids": args.delivery_ids}
+    data = asyncio.run(_admin_call(args, "POST", "/admin/dead-letters/redrive", payload))
+    assert isinstance(data, dict)
+    print(f"redriven: {data['redriven']}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
     parser = argparse.ArgumentParser(
@@ -192,6 +314,28 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("source", help="source name from the config")
     send.add_argument("--file", help="body file ('-' for stdin; default: a sample event)")
     send.add_argument("--url", help="gateway URL (default: the source's path on server.listen)")
+
+    def admin_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = with_config(sub.add_parser(name, help=help_text))
+        p.add_argument("--admin", help="admin API URL (default: server.admin_listen of the config)")
+        return p
+
+    events = admin_command("events", "list events, or 'events show ID' for one with attempts")
+    events.add_argument("action", nargs="?", help="'show' to show one event")
+    events.add_argument("event_id", nargs="?", help="event id (with show)")
+    events.add_argument("--source", help="only this source")
+    events.add_argument("--status", help="queued, delivered, dead_lettered or unrouted")
+    events.add_argument("--limit", type=int, default=50)
+    replay = admin_command("replay", "deliver a stored event again")
+    replay.add_argument("event_id")
+    replay.add_argument("--source", help="the event's source, when ids repeat across sources")
+    replay.add_argument("--destination", action="append", help="only this destination (repeatable)")
+    dead = admin_command("dead-letters", "list dead letters")
+    dead.add_argument("--destination", help="only this destination")
+    dead.add_argument("--limit", type=int, default=50)
+    redrive = admin_command("redrive", "make dead letters due again")
+    redrive.add_argument("--all", action="store_true", help="every dead letter")
+    redrive.add_argument("delivery_ids", nargs="*", metavar="DELIVERY_ID")
     return parser
 
 
@@ -200,6 +344,10 @@ COMMANDS = {
     "check-config": cmd_check_config,
     "sign": cmd_sign,
     "send": cmd_send,
+    "events": cmd_events,
+    "replay": cmd_replay,
+    "dead-letters": cmd_dead_letters,
+    "redrive": cmd_redrive,
 }
 
 
@@ -210,7 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
         return _report_config_error(_config_path(args), exc)
-    except (LookupError, OSError, SigningError) as exc:
+    except (LookupError, OSError, SigningError, AdminFailed) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
 

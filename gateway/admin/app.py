@@ -8,10 +8,10 @@ import json
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.app import METRICS, STORE
+from gateway.admin.api import add_routes
+from gateway.app import GATEWAY, METRICS, STORE
 from gateway.errors import StoreError
 
-GATEWAY = web.AppKey("gateway", web.Application)
 READY_TIMEOUT = 2.0
 
 
@@ -65,4 +65,5 @@ def create_admin_app(gateway: web.Application) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    add_routes(app)
     return app

@@ -1,0 +1,320 @@
+"""The admin API under ``/admin``: events, attempts, replay, dead letters, redrive (DESIGN 5.5).
+
+Every route needs ``Authorization: Bearer <admin.token>``; without a configured token the API
+answers 404 (disabled) while health and metrics stay up. Errors have the ingress's shape,
+``{"error", "message", "request_id"}``. Times are RFC 3339 UTC strings.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from gateway.admin.openapi import DOCUMENT
+from gateway.app import CLOCK, GATEWAY, RUNTIME, STORE
+from gateway.errors import StoreError
+from gateway.ingress.responses import request_id_of
+from gateway.store.base import (
+    EVENT_STATUSES,
+    Attempt,
+    DeadLetter,
+    DeliveryView,
+    EventNotFound,
+    EventSummary,
+    EventView,
+    InvalidCursor,
+    Store,
+)
+
+MAX_LIMIT = 500
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class AdminError(Exception):
+    """A refused admin request: status, error code and message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        self.status, self.code, self.message = status, code, message
+        super().__init__(message)
+
+
+def _json(status: int, payload: object) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(payload, separators=(",", ":")).encode(),
+        content_type="application/json",
+    )
+
+
+def rfc3339(seconds: float | None) -> str | None:
+    """Unix seconds as an RFC 3339 UTC string with milliseconds."""
+    if seconds is None:
+        return None
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def attempt_json(attempt: Attempt) -> dict[str, Any]:
+    """One attempt: time, status, latency, error, response excerpt."""
+    return {
+        "number": attempt.number,
+        "started_at": rfc3339(attempt.started_at),
+        "status": attempt.status,
+        "latency_ms": round(attempt.latency * 1000, 3),
+        "error": attempt.error,
+        "response_excerpt": attempt.response_excerpt,
+    }
+
+
+def delivery_json(delivery: DeliveryView) -> dict[str, Any]:
+    """One delivery with every attempt."""
+    return {
+        "id": delivery.id,
+        "destination": delivery.destination,
+        "state": delivery.state,
+        "attempts_made": delivery.attempts_made,
+        "created_at": rfc3339(delivery.created_at),
+        "next_attempt_at": rfc3339(delivery.next_attempt_at),
+        "dead_reason": delivery.dead_reason,
+        "dead_at": rfc3339(delivery.dead_at),
+        "attempts": [attempt_json(a) for a in delivery.attempts],
+    }
+
+
+def summary_json(summary: EventSummary) -> dict[str, Any]:
+    """One line of the event list."""
+    return {
+        "id": summary.id,
+        "source": summary.source,
+        "type": summary.type,
+        "subject": summary.subject,
+        "received_at": rfc3339(summary.received_at),
+        "status": summary.status,
+        "mode": summary.mode,
+    }
+
+
+def event_json(view: EventView) -> dict[str, Any]:
+    """An event with its payload, headers kept, deliveries and attempts."""
+    event = view.event
+    body: dict[str, Any]
+    try:
+        body = {"body": event.body.decode("utf-8")}
+    except UnicodeDecodeError:
+        body = {"body_base64": base64.b64encode(event.body).decode()}
+    return {
+        "id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "subject": event.subject,
+        "time": event.time,
+        "dedupe_key": event.dedupe_key,
+        "request_id": event.request_id,
+        "received_at": rfc3339(event.received_at),
+        "status": view.status,
+        "mode": view.mode,
+        "headers": [list(pair) for pair in event.headers],
+        **body,
+        "deliveries": [delivery_json(d) for d in view.deliveries],
+    }
+
+
+def dead_letter_json(dead: DeadLetter) -> dict[str, Any]:
+    """One dead letter with the last attempt made."""
+    return {
+        "delivery_id": dead.delivery_id,
+        "event_id": dead.event_id,
+        "source": dead.source,
+        "destination": dead.destination,
+        "attempts_made": dead.attempts_made,
+        "dead_at": rfc3339(dead.dead_at),
+        "reason": dead.reason,
+        "last_attempt": attempt_json(dead.last_attempt) if dead.last_attempt else None,
+    }
+
+
+# -- plumbing -------------------------------------------------------------------------------------
+
+
+@web.middleware
+async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer-token check for ``/admin``, and one place that turns errors into JSON."""
+    request_id = request_id_of(request.headers.get("X-Request-ID"))
+    if not request.path.startswith("/admin"):
+        return await handler(request)
+    try:
+        token = request.app[GATEWAY][RUNTIME].config.admin.token
+        if token is None:
+            raise AdminError(404, "admin_disabled", "the admin API is off: set admin.token")
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), token.value.encode()
+        ):
+            raise AdminError(401, "unauthorized", "a valid admin bearer token is required")
+        response = await handler(request)
+    except AdminError as exc:
+        response = _json(
+            exc.status, {"error": exc.code, "message": exc.message, "request_id": request_id}
+        )
+    except StoreError:
+        message = "the store is unreachable"
+        response = _json(
+            503, {"error": "unavailable", "message": message, "request_id": request_id}
+        )
+        response.headers["Retry-After"] = "5"
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+def _store(request: web.Request) -> Store:
+    store = request.app[GATEWAY].get(STORE)
+    if store is None:
+        raise AdminError(503, "unavailable", "the gateway is starting")
+    return store
+
+
+def _limit(request: web.Request) -> int:
+    text = request.query.get("limit", "50")
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise AdminError(400, "invalid_request", f"limit must be 1..{MAX_LIMIT}")
+    return int(text)
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        data = json.loads(await request.read() or b"{}")
+    except (ValueError, RecursionError) as exc:
+        raise AdminError(400, "invalid_request", "the request body is not valid JSON") from exc
+    if not isinstance(data, dict):
+        raise AdminError(400, "invalid_request", "the request body must be a JSON object")
+    return data
+
+
+def _now(request: web.Request) -> float:
+    clock = request.app[GATEWAY].get(CLOCK, time.time)
+    return clock()
+
+
+def _wake_workers(request: web.Request) -> None:
+    request.app[GATEWAY][RUNTIME].wake.set()
+
+
+# -- routes ---------------------------------------------------------------------------------------
+
+
+async def list_events(request: web.Request) -> web.Response:
+    """``GET /admin/events?source=&status=&limit=&cursor=``, newest first."""
+    status = request.query.get("status")
+    if status is not None and status not in EVENT_STATUSES:
+        raise AdminError(
+            400, "invalid_request", f"status must be one of {', '.join(EVENT_STATUSES)}"
+        )
+    try:
+        events, cursor = await _store(request).list_events(
+            source=request.query.get("source"),
+            status=status,
+            limit=_limit(request),
+            cursor=request.query.get("cursor"),
+        )
+    except InvalidCursor as exc:
+        raise AdminError(400, "invalid_request", "invalid cursor") from exc
+    payload = {"events": [summary_json(e) for e in events], "next_cursor": cursor}
+    return _json(200, payload)
+
+
+async def show_event(request: web.Request) -> web.Response:
+    """``GET /admin/events/{id}[?source=]``: the event with every delivery and attempt."""
+    view = await _store(request).get_event(
+        request.match_info["event_id"], request.query.get("source")
+    )
+    if view is None:
+        raise AdminError(404, "not_found", "no such event")
+    return _json(200, event_json(view))
+
+
+async def replay_event(request: web.Request) -> web.Response:
+    """``POST /admin/events/{id}/replay``: new deliveries, never swallowed by dedupe.
+
+    Body (optional): ``{"destinations": [...]}``; by default the destinations the event's type
+    is routed to by the current config.
+    """
+    event_id = request.match_info["event_id"]
+    source = request.query.get("source")
+    store = _store(request)
+    data = await _body(request)
+    config = request.app[GATEWAY][RUNTIME].config
+    destinations = data.get("destinations")
+    if destinations is None:
+        view = await store.get_event(event_id, source)
+        if view is None:
+            raise AdminError(404, "not_found", "no such event")
+        routed = config.sources.get(view.event.source)
+        destinations = list(routed.destinations_for(view.event.type)) if routed else []
+        source = view.event.source
+        if not destinations:
+            raise AdminError(409, "unrouted", "no configured route takes this event's type")
+    if not isinstance(destinations, list) or not all(isinstance(d, str) for d in destinations):
+        raise AdminError(400, "invalid_request", "destinations must be a list of names")
+    unknown = sorted(set(destinations) - set(config.destinations))
+    if unknown:
+        raise AdminError(400, "invalid_request", f"unknown destination(s): {', '.join(unknown)}")
+    try:
+        ids = await store.replay(event_id, destinations, _now(request), source=source)
+    except EventNotFound as exc:
+        raise AdminError(404, "not_found", "no such event") from exc
+    _wake_workers(request)
+    return _json(202, {"event_id": event_id, "deliveries": ids})
+
+
+async def list_dead_letters(request: web.Request) -> web.Response:
+    """``GET /admin/dead-letters?destination=&limit=&cursor=``, most recently dead first."""
+    try:
+        dead, cursor = await _store(request).list_dead_letters(
+            destination=request.query.get("destination"),
+            limit=_limit(request),
+            cursor=request.query.get("cursor"),
+        )
+    except InvalidCursor as exc:
+        raise AdminError(400, "invalid_request", "invalid cursor") from exc
+    payload = {"dead_letters": [dead_letter_json(d) for d in dead], "next_cursor": cursor}
+    return _json(200, payload)
+
+
+async def redrive(request: web.Request) -> web.Response:
+    """``POST /admin/dead-letters/redrive`` with ``{"ids": [...]}`` or ``{"all": true}``."""
+    data = await _body(request)
+    ids = data.get("ids")
+    if data.get("all") is True and ids is None:
+        chosen = None
+    elif isinstance(ids, list) and ids and all(isinstance(i, str) for i in ids):
+        chosen = ids
+    else:
+        raise AdminError(400, "invalid_request", 'send {"ids": ["..."]} or {"all": true}')
+    count = await _store(request).redrive(chosen, _now(request))
+    _wake_workers(request)
+    return _json(200, {"redriven": count})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document of this API."""
+    return _json(200, DOCUMENT)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the admin API on the admin application."""
+    app.middlewares.append(admin_guard)
+    app.router.add_get("/admin/openapi.json", openapi)
+    app.router.add_get("/admin/events", list_events)
+    app.router.add_get("/admin/events/{event_id}", show_event)
+    app.router.add_post("/admin/events/{event_id}/replay", replay_event)
+    app.router.add_get("/admin/dead-letters", list_dead_letters)
+    app.router.add_post("/admin/dead-letters/redrive", redrive)

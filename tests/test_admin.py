@@ -1,0 +1,210 @@
+"""The admin API and its CLI: events with attempts, replay, dead letters, redrive (DESIGN 5.5)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+
+import pytest
+
+from gateway.admin.app import create_admin_app
+from gateway.app import create_app
+from tests.support import (
+    ADMIN_TOKEN,
+    ENV,
+    build_config,
+    config_dict,
+    payment_body,
+    sign_payment,
+    sqlite_url,
+)
+
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture
+def with_admin(make_gateway, aiohttp_client):
+    async def factory(**overrides):
+        client, _ = await make_gateway(**overrides)
+        admin = await aiohttp_client(create_admin_app(client.server.app))
+        return client, admin
+
+    return factory
+
+
+async def _accept(client, msg_id: str) -> bytes:
+    body = payment_body()
+    response = await client.post(
+        "/hooks/payments", data=body, headers=sign_payment(body, msg_id=msg_id)
+    )
+    assert response.status == 202
+    return body
+
+
+async def _wait_status(admin, event_id: str, status: str) -> dict:
+    async with asyncio.timeout(15):
+        while True:
+            response = await admin.get(f"/admin/events/{event_id}", headers=AUTH)
+            if response.status == 200:
+                data = await response.json()
+                if data["status"] == status:
+                    return data
+            await asyncio.sleep(0.05)
+
+
+async def test_the_token_is_required(with_admin):
+    _, admin = await with_admin()
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": ADMIN_TOKEN}):
+        response = await admin.get("/admin/events", headers=headers)
+        assert response.status == 401
+        payload = await response.json()
+        assert payload["error"] == "unauthorized"
+        assert payload["request_id"] == response.headers["X-Request-ID"]
+    # Health and metrics stay open to probes and Prometheus.
+    assert (await admin.get("/healthz")).status == 200
+
+
+async def test_without_a_token_the_admin_api_is_off(make_gateway, aiohttp_client, tmp_path):
+    from gateway.app import create_app
+    from tests.support import build_config, config_dict, sqlite_url
+
+    data = config_dict("http://127.0.0.1:9/x", store_url=sqlite_url(tmp_path))
+    del data["admin"]
+    app = create_app(build_config(data), workers=False)
+    await aiohttp_client(app)
+    admin = await aiohttp_client(create_admin_app(app))
+    response = await admin.get("/admin/events", headers=AUTH)
+    assert response.status == 404
+    assert (await response.json())["error"] == "admin_disabled"
+
+
+async def test_event_with_its_attempts(with_admin, marketplace):
+    client, admin = await with_admin()
+    body = await _accept(client, "msg_admin_1")
+    data = await _wait_status(admin, "msg_admin_1", "delivered")
+    assert data["source"] == "payments"
+    assert data["type"] == "payment.completed"
+    assert data["body"] == body.decode()
+    [delivery] = data["deliveries"]
+    assert delivery["destination"] == "marketplace"
+    assert delivery["state"] == "delivered"
+    [attempt] = delivery["attempts"]
+    assert attempt["status"] == 200
+    assert attempt["latency_ms"] >= 0
+    assert attempt["response_excerpt"] == '{"ok":true}'
+    listing = await (await admin.get("/admin/events?source=payments", headers=AUTH)).json()
+    assert [e["id"] for e in listing["events"]] == ["msg_admin_1"]
+    missing = await admin.get("/admin/events/nope", headers=AUTH)
+    assert missing.status == 404
+
+
+async def test_replay_delivers_again_despite_dedupe(with_admin, marketplace):
+    market, _ = marketplace
+    client, admin = await with_admin()
+    await _accept(client, "msg_replay")
+    await market.wait_for(1)
+    response = await admin.post("/admin/events/msg_replay/replay", headers=AUTH)
+    assert response.status == 202
+    assert len((await response.json())["deliveries"]) == 1
+    await market.wait_for(2)
+    assert [r.headers["webhook-id"] for r in market.received] == ["msg_replay", "msg_replay"]
+    assert all(r.verified for r in market.received)
+
+
+async def test_dead_letters_and_redrive(with_admin, marketplace):
+    market, _ = marketplace
+    market.status, market.answer = 400, b'{"error":"bad input"}'
+    client, admin = await with_admin()
+    await _accept(client, "msg_dead")
+    await _wait_status(admin, "msg_dead", "dead_lettered")
+    page = await (await admin.get("/admin/dead-letters", headers=AUTH)).json()
+    [dead] = page["dead_letters"]
+    assert dead["event_id"] == "msg_dead"
+    assert dead["last_attempt"]["status"] == 400
+    assert dead["last_attempt"]["response_excerpt"] == '{"error":"bad input"}'
+    market.status, market.answer = 200, b"{}"
+    response = await admin.post(
+        "/admin/dead-letters/redrive", headers=AUTH, json={"ids": [dead["delivery_id"]]}
+    )
+    assert (await response.json()) == {"redriven": 1}
+    await _wait_status(admin, "msg_dead", "delivered")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/admin/events?limit=0", None),
+        ("GET", "/admin/events?status=lost", None),
+        ("GET", "/admin/events?cursor=garbage", None),
+        ("POST", "/admin/dead-letters/redrive", {"ids": []}),
+        ("POST", "/admin/events/x/replay", {"destinations": ["nowhere"]}),
+    ],
+)
+async def test_bad_requests_are_400(with_admin, method, path, body):
+    _, admin = await with_admin()
+    response = await admin.request(method, path, headers=AUTH, json=body)
+    assert response.status == 400
+    assert (await response.json())["error"] == "invalid_request"
+
+
+async def test_openapi_document(with_admin):
+    _, admin = await with_admin()
+    document = await (await admin.get("/admin/openapi.json", headers=AUTH)).json()
+    assert document["openapi"].startswith("3.")
+    assert set(document["paths"]) == {
+        "/admin/events",
+        "/admin/events/{event_id}",
+        "/admin/events/{event_id}/replay",
+        "/admin/dead-letters",
+        "/admin/dead-letters/redrive",
+    }
+
+
+async def _cli(admin_url: str, *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "gateway",
+        *args,
+        "--admin",
+        admin_url,
+        env={**os.environ, **ENV},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_cli_talks_to_the_admin_api(with_admin, marketplace):
+    market, _ = marketplace
+    market.status = 400
+    client, admin = await with_admin()
+    url = str(admin.make_url("")).rstrip("/")
+    await _accept(client, "msg_cli")
+    await _wait_status(admin, "msg_cli", "dead_lettered")
+
+    code, out, _ = await _cli(url, "events", "--status", "dead_lettered")
+    assert code == 0
+    assert "msg_cli" in out
+    code, out, _ = await _cli(url, "events", "show", "msg_cli")
+    assert code == 0
+    assert json.loads(out)["deliveries"][0]["state"] == "dead"
+    code, out, _ = await _cli(url, "dead-letters")
+    assert code == 0
+    assert "msg_cli" in out
+    market.status = 200
+    code, out, _ = await _cli(url, "redrive", "--all")
+    assert (code, out.strip()) == (0, "redriven: 1")
+    await _wait_status(admin, "msg_cli", "delivered")
+    code, out, _ = await _cli(url, "replay", "msg_cli")
+    assert code == 0
+    assert out.strip()
+    code, _, err = await _cli(url, "events", "show", "no-such-event")
+    assert code == 1
+    assert "404" in err
+    code, _, _ = await _cli(url, "redrive")
+    assert code == 2
