@@ -67,9 +67,6 @@ async def test_the_token_is_required(with_admin):
 
 
 async def test_without_a_token_the_admin_api_is_off(make_gateway, aiohttp_client, tmp_path):
-    from gateway.app import create_app
-    from tests.support import build_config, config_dict, sqlite_url
-
     data = config_dict("http://127.0.0.1:9/x", store_url=sqlite_url(tmp_path))
     del data["admin"]
     app = create_app(build_config(data), workers=False)
