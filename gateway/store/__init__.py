@@ -1,7 +1,8 @@
 """Durable store-and-forward: dedupe, queue, leases, retries, dead letters and replay.
 
 ``open_store(url)`` picks the backend by URL scheme; ``gateway.store.base`` holds the
-interface (``Store``) and the value objects every backend shares.
+interface (``Store``) and the value objects every backend shares; ``gateway.store.crypto``
+encrypts event payloads at rest.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gateway.store.base import (
     NewEvent,
     Store,
 )
+from gateway.store.crypto import KeyRing
 
 __all__ = [
     "AcceptResult",
@@ -43,15 +45,18 @@ __all__ = [
 
 async def open_store(url: str, *, encryption_keys: Sequence[str] = ()) -> Store:
     """Open the store a ``store.url`` names: ``sqlite:///...``, ``redis[s]://...``,
-    ``redis[s]+cluster://...``."""
-    if encryption_keys:
-        raise StoreError("store.encryption_keys is not supported by this version")
+    ``redis[s]+cluster://...``.
+
+    With ``encryption_keys`` (``store.encryption_keys``), event payloads are encrypted at rest
+    under the first key and read with any of them (``gateway.store.crypto``).
+    """
+    ring = KeyRing.from_config(encryption_keys) if encryption_keys else None
     if url.startswith("sqlite:"):
         from gateway.store.sqlite import SqliteStore
 
-        return await SqliteStore.open(url)
+        return await SqliteStore.open(url, ring)
     if url.startswith(("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")):
         from gateway.store.redis import RedisStore
 
-        return await RedisStore.open(url)
+        return await RedisStore.open(url, ring)
     raise StoreError(f"unsupported store URL scheme in {url.split(':', 1)[0]!r}")

@@ -14,6 +14,8 @@ Keys, all under the prefix ``wg:{q}:``::
     dd:<source>\\n<dedupe key>   hash  dedupe entry: st (p = sync claim, d = done), exp, eid
     sid:<source>\\n<event id>    hash  (source, id) seen within the window: exp, uid
     ev:<uid>                    hash  event fields, counters n / pending / dead, status
+                                      (body and headers sealed by ``store.crypto`` when
+                                      ``store.encryption_keys`` is set)
     evd:<uid>                   list  its delivery ids
     dl:<delivery id>            hash  ev, dest, state, made, created, next, first, token, ...
     at:<delivery id>            list  its attempts, JSON
@@ -43,7 +45,6 @@ replication, ``WAIT`` is not used: a failover can lose the last writes the repli
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -72,6 +73,7 @@ from gateway.store.base import (
     decode_cursor,
     encode_cursor,
 )
+from gateway.store.crypto import KeyRing, open_payload, seal_payload
 
 T = TypeVar("T")
 
@@ -111,9 +113,12 @@ def _pairs(flat: Sequence[bytes]) -> dict[str, bytes]:
 class RedisStore:
     """The Redis implementation of ``Store``; open it with ``RedisStore.open``."""
 
-    def __init__(self, client: Redis | RedisCluster, prefix: str = PREFIX) -> None:
+    def __init__(
+        self, client: Redis | RedisCluster, prefix: str = PREFIX, ring: KeyRing | None = None
+    ) -> None:
         self._r = client
         self._p = prefix
+        self._ring = ring
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(_script(name))
             for name in ("accept", "claim", "release", "lease", "finish", "replay", "redrive")
@@ -125,15 +130,18 @@ class RedisStore:
         return self._r
 
     @classmethod
-    async def open(cls, url: str) -> RedisStore:
-        """A store on the Redis (or Redis Cluster) a URL names."""
+    async def open(cls, url: str, ring: KeyRing | None = None) -> RedisStore:
+        """A store on the Redis (or Redis Cluster) a URL names.
+
+        With a ``ring``, event bodies and headers are written encrypted (``store.crypto``).
+        """
         options: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
         try:
             if url.startswith(("redis+cluster://", "rediss+cluster://")):
                 plain = url.replace("+cluster", "", 1)
-                return cls(RedisCluster.from_url(plain, **options))
+                return cls(RedisCluster.from_url(plain, **options), ring=ring)
             if url.startswith(("redis://", "rediss://")):
-                return cls(Redis.from_url(url, **options))
+                return cls(Redis.from_url(url, **options), ring=ring)
         except (RedisError, ValueError) as exc:
             raise StoreError(f"bad Redis store URL: {exc}") from exc
         raise StoreError("a Redis store URL starts with redis://, rediss:// or redis+cluster://")
@@ -198,12 +206,13 @@ class RedisStore:
     ) -> tuple[str, str]:
         """Run accept.lua; the status and event id it answers."""
         uid = uuid.uuid4().hex
+        body, headers = seal_payload(self._ring, event.source, event.id, event.body, event.headers)
         fields: list[Any] = [
             "id", event.id,
             "source", event.source,
             "dedupe_key", event.dedupe_key,
-            "body", event.body,
-            "headers", json.dumps([list(h) for h in event.headers]),
+            "body", body,
+            "headers", headers,
             "request_id", event.request_id,
             "received_at", _t(event.received_at),
             "mode", mode,
@@ -255,7 +264,7 @@ class RedisStore:
             leases.append(
                 Lease(
                     delivery_id=did.decode(),
-                    event=_event(e),
+                    event=_event(e, self._ring),
                     destination=d["dest"].decode(),
                     attempt=int(d["made"]) + 1,
                     token=d["token"].decode(),
@@ -379,7 +388,7 @@ class RedisStore:
                 )
             )
         return EventView(
-            event=_event(fields),
+            event=_event(fields, self._ring),
             mode=cast(Any, fields["mode"].decode()),
             status=cast(Any, fields["status"].decode()),
             deliveries=tuple(deliveries),
@@ -544,17 +553,19 @@ class RedisStore:
             await self._r.aclose()
 
 
-def _event(fields: dict[str, bytes]) -> Event:
-    """An ``Event`` from its hash."""
+def _event(fields: dict[str, bytes], ring: KeyRing | None) -> Event:
+    """An ``Event`` from its hash (its payload decrypted when sealed)."""
+    source, event_id = fields["source"].decode(), fields["id"].decode()
+    body, headers = open_payload(ring, source, event_id, bytes(fields["body"]), fields["headers"])
     return Event(
-        id=fields["id"].decode(),
-        source=fields["source"].decode(),
+        id=event_id,
+        source=source,
         type=_s(fields.get("type")),
         subject=_s(fields.get("subject")),
         time=_s(fields.get("time")),
         dedupe_key=fields["dedupe_key"].decode(),
-        body=bytes(fields["body"]),
-        headers=tuple((str(k), str(v)) for k, v in json.loads(fields["headers"])),
+        body=body,
+        headers=headers,
         request_id=fields["request_id"].decode(),
         received_at=float(fields["received_at"]),
     )

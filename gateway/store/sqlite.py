@@ -12,12 +12,14 @@ that thread owns the connection, which also serialises the store's own calls.
 The URL is ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``; the optional
 query ``?busy_timeout=5`` (seconds) sets how long a writer waits for the lock. The parent
 directory is created when missing.
+
+With ``store.encryption_keys`` set, the ``body`` and ``headers`` columns of new events hold
+envelopes sealed by ``gateway.store.crypto`` (``headers`` then holds a BLOB, not JSON text).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
@@ -42,6 +44,7 @@ from gateway.store.base import (
     decode_cursor,
     encode_cursor,
 )
+from gateway.store.crypto import KeyRing, open_payload, seal_payload
 
 T = TypeVar("T")
 
@@ -143,14 +146,20 @@ def _path_from_url(url: str) -> tuple[str, float]:
 class SqliteStore:
     """The SQLite implementation of ``Store``; open it with ``SqliteStore.open``."""
 
-    def __init__(self, conn: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, executor: ThreadPoolExecutor, ring: KeyRing | None = None
+    ) -> None:
         self._conn = conn
         self._executor = executor
+        self._ring = ring
         self._closed = False
 
     @classmethod
-    async def open(cls, url: str) -> SqliteStore:
-        """Open (creating when needed) the database a ``sqlite:///`` URL names."""
+    async def open(cls, url: str, ring: KeyRing | None = None) -> SqliteStore:
+        """Open (creating when needed) the database a ``sqlite:///`` URL names.
+
+        With a ``ring``, event bodies and headers are written encrypted (``store.crypto``).
+        """
         path, busy = _path_from_url(url)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
         loop = asyncio.get_running_loop()
@@ -159,7 +168,7 @@ class SqliteStore:
         except (sqlite3.Error, OSError) as exc:
             executor.shutdown(wait=False)
             raise StoreError(f"cannot open the SQLite store: {exc}") from exc
-        return cls(conn, executor)
+        return cls(conn, executor, ring)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` on the store's thread; map every SQLite failure to StoreError."""
@@ -221,7 +230,7 @@ class SqliteStore:
             ).fetchone()
             if collision is not None:
                 return AcceptResult("duplicate", event.id)
-            _insert_event(conn, event, "queued", destinations, now, None)
+            _insert_event(conn, self._ring, event, "queued", destinations, now, None)
             _mark_done(conn, event, window, now)
             return AcceptResult("queued", event.id)
 
@@ -261,7 +270,7 @@ class SqliteStore:
         """Mark the key done for the window; record the event as delivered with the attempt."""
 
         def tx(conn: sqlite3.Connection) -> None:
-            _insert_event(conn, event, "sync", destinations, now, attempt.bounded())
+            _insert_event(conn, self._ring, event, "sync", destinations, now, attempt.bounded())
             _mark_done(conn, event, window, now)
 
         await self._write(tx)
@@ -301,7 +310,7 @@ class SqliteStore:
                     " lease_expires_at = ?, leased_by = ? WHERE id = ?",
                     (token, now + lease, worker, delivery_id),
                 )
-                leases.append(_load_lease(conn, delivery_id))
+                leases.append(_load_lease(conn, self._ring, delivery_id))
             return leases
 
         return await self._write(tx)
@@ -433,7 +442,10 @@ class SqliteStore:
                     )
                 )
             return EventView(
-                event=_event(row), mode=row[11], status=row[12], deliveries=tuple(deliveries)
+                event=_event(row, self._ring),
+                mode=row[11],
+                status=row[12],
+                deliveries=tuple(deliveries),
             )
 
         return await self._read(tx)
@@ -623,6 +635,7 @@ def _mark_done(conn: sqlite3.Connection, event: Event, window: float, now: float
 
 def _insert_event(
     conn: sqlite3.Connection,
+    ring: KeyRing | None,
     event: Event,
     mode: Literal["queued", "sync"],
     destinations: Sequence[str],
@@ -631,6 +644,7 @@ def _insert_event(
 ) -> str:
     """Insert the event and its deliveries (delivered with ``delivered`` when given)."""
     uid = uuid.uuid4().hex
+    body, headers = seal_payload(ring, event.source, event.id, event.body, event.headers)
     conn.execute(
         "INSERT INTO events (uid, id, source, type, subject, time, dedupe_key, body, headers,"
         " request_id, received_at, mode, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -642,8 +656,8 @@ def _insert_event(
             event.subject,
             event.time,
             event.dedupe_key,
-            event.body,
-            json.dumps([list(h) for h in event.headers]),
+            body,
+            headers,
             event.request_id,
             event.received_at,
             mode,
@@ -736,8 +750,9 @@ def _find_uid(conn: sqlite3.Connection, event_id: str, source: str | None) -> st
     return None if row is None else cast(str, row[0])
 
 
-def _event(row: Sequence[Any]) -> Event:
-    """An ``Event`` from a row of ``_EVENT_COLUMNS``."""
+def _event(row: Sequence[Any], ring: KeyRing | None) -> Event:
+    """An ``Event`` from a row of ``_EVENT_COLUMNS`` (its payload decrypted when sealed)."""
+    body, headers = open_payload(ring, row[2], row[1], bytes(row[7]), row[8])
     return Event(
         id=row[1],
         source=row[2],
@@ -745,8 +760,8 @@ def _event(row: Sequence[Any]) -> Event:
         subject=row[4],
         time=row[5],
         dedupe_key=row[6],
-        body=bytes(row[7]),
-        headers=tuple((str(k), str(v)) for k, v in json.loads(row[8])),
+        body=body,
+        headers=headers,
         request_id=row[9],
         received_at=row[10],
     )
@@ -764,7 +779,7 @@ def _attempt(row: Sequence[Any]) -> Attempt:
     )
 
 
-def _load_lease(conn: sqlite3.Connection, delivery_id: str) -> Lease:
+def _load_lease(conn: sqlite3.Connection, ring: KeyRing | None, delivery_id: str) -> Lease:
     """The ``Lease`` for a delivery just leased."""
     row = conn.execute(
         f"SELECT {_EVENT_COLUMNS}, d.destination, d.attempts_made, d.lease_token,"  # noqa: S608
@@ -774,7 +789,7 @@ def _load_lease(conn: sqlite3.Connection, delivery_id: str) -> Lease:
     ).fetchone()
     return Lease(
         delivery_id=delivery_id,
-        event=_event(row),
+        event=_event(row, ring),
         destination=row[13],
         attempt=row[14] + 1,
         token=row[15],
