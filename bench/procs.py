@@ -1,0 +1,136 @@
+"""The benchmark's processes: start them, wait until they answer, read their peak RSS, stop them.
+
+Every process is started here and stopped here by its own PID (SIGTERM, then SIGKILL if it
+hangs); nothing is ever looked up or killed by name. Output goes to a log file per process in
+the run's temporary directory, quoted when a process fails to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: The repository top: child processes run here so ``bench``, ``gateway`` and ``tests`` import.
+REPO = Path(__file__).resolve().parent.parent
+
+
+class BenchError(RuntimeError):
+    """A process of the benchmark did not start, answer or finish as it should."""
+
+
+@dataclass
+class Proc:
+    """One child process owned by the benchmark."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def pid(self) -> int:
+        """The child's PID."""
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        """Whether the child is still running."""
+        return self.popen.poll() is None
+
+    def peak_rss_kib(self) -> int:
+        """Peak resident set size so far (``VmHWM`` in /proc/<pid>/status), in KiB."""
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+        raise BenchError(f"{self.name}: no VmHWM in /proc/{self.pid}/status")
+
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its listening socket (the kernel still completes
+        connections into the backlog) but answers nothing until ``resume``."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after ``pause``."""
+        os.kill(self.pid, signal.SIGCONT)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM (after SIGCONT, in case it is paused), then SIGKILL if it does not exit."""
+        if not self.alive():
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGCONT)
+        self.popen.terminate()
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the child's output, for error messages."""
+        with contextlib.suppress(OSError):
+            return self.log_path.read_text(errors="replace")[-chars:]
+        return "(no output)"
+
+
+def spawn(name: str, args: list[str], log_dir: Path) -> Proc:
+    """Start ``python <args>`` in the repository, output to ``log_dir/<name>.log``."""
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("wb") as log:
+        popen = subprocess.Popen(  # noqa: S603 - our own interpreter and modules, no shell
+            [sys.executable, *args],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return Proc(name, popen, log_path)
+
+
+def get_json(url: str, timeout: float = 5.0) -> Any:
+    """GET a loopback URL and decode its JSON answer."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http loopback
+        return json.loads(response.read())
+
+
+def wait_ready(proc: Proc, url: str, timeout: float = 30.0) -> None:
+    """Poll ``url`` until it answers 200; fail early, with the log, if ``proc`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise BenchError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as response:  # noqa: S310 - loopback
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.05)
+    raise BenchError(f"{proc.name} did not answer {url} within {timeout:g} s:\n{proc.log_tail()}")
+
+
+def run_loadgen(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run the load generator in its own process and return its JSON result."""
+    try:
+        done = subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
+            [sys.executable, "-m", "bench.loadgen", json.dumps(spec)],
+            cwd=REPO,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"the load generator did not finish within {timeout:g} s") from exc
+    if done.returncode != 0:
+        raise BenchError(f"the load generator failed:\n{done.stderr.decode(errors='replace')}")
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
