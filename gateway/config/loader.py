@@ -40,6 +40,7 @@ from gateway.providers.base import OptionError, Secret
 from gateway.providers.registry import ProviderRegistry, load_registry
 from gateway.ratelimit.gcra import Rate, RateRule
 from gateway.signing import hmac_key
+from gateway.store.crypto import parse_key
 
 T = TypeVar("T")
 
@@ -211,6 +212,13 @@ def _secret(value: object) -> Secret:
     if not text:
         raise ValueError("secret is empty")
     return Secret(text)
+
+
+def _encryption_key(value: object) -> Secret:
+    """A ``store.encryption_keys`` entry: base64 of 32 bytes (DESIGN 5.4); errors omit it."""
+    secret = _secret(value)
+    parse_key(secret.value)
+    return secret
 
 
 def _positive_int(value: object) -> int:
@@ -545,7 +553,7 @@ def load_config_text(
         st = reader.mapping(top.get("store"), {"url", "encryption_keys"})
         store = StoreConfig(
             url=reader.field(st, "url", _store_url, StoreConfig().url),
-            encryption_keys=reader.list_of(st, "encryption_keys", _secret),
+            encryption_keys=reader.list_of(st, "encryption_keys", _encryption_key),
         )
     with reader.at("admin"):
         ad = reader.mapping(top.get("admin"), {"token"})
