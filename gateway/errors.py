@@ -19,7 +19,8 @@ the ingress handler has a single ``except RequestError``::
           ├── InProgress             409  in_progress        (+ Retry-After: 1)
           ├── Unavailable            503  unavailable        (+ Retry-After)
           ├── BadGateway             502  bad_gateway
-          └── GatewayTimeout         504  gateway_timeout
+          ├── GatewayTimeout         504  gateway_timeout
+          └── InternalError          500  internal_error     (a bug; logged with its traceback)
 
 Messages are for humans and never say which secret, signature or allow-list entry failed.
 """
@@ -157,3 +158,9 @@ class GatewayTimeout(RequestError):
     """The destination did not answer within its timeout (sync delivery)."""
 
     status, code, default_message = 504, "gateway_timeout", "the destination did not answer in time"
+
+
+class InternalError(RequestError):
+    """An unexpected failure inside the gateway; nothing was acknowledged, the sender retries."""
+
+    status, code, default_message = 500, "internal_error", "internal error, retry later"

@@ -8,12 +8,16 @@ import time
 
 import pytest
 
+from gateway.app import create_app
 from tests.support import (
     OLD_PAYMENTS_SECRET,
     PAYMENTS_SECRET,
+    build_config,
+    config_dict,
     payment_body,
     payments_source,
     sign_payment,
+    sqlite_url,
 )
 
 
@@ -239,3 +243,32 @@ async def test_duplicate_is_answered_and_not_delivered_again(make_gateway, marke
     assert json.loads(raw) == {"id": "msg_dup", "status": "duplicate"}
     await asyncio.sleep(0.3)
     assert len(market.received) == 1
+
+
+async def test_a_bug_still_gets_a_json_answer_and_nothing_is_acknowledged(
+    aiohttp_client, tmp_path, marketplace
+):
+    plugin_dir = tmp_path / "plugins"
+    plugin_dir.mkdir()
+    (plugin_dir / "broken.py").write_text(
+        "from gateway.providers import BaseProvider\n"
+        "class Broken(BaseProvider):\n"
+        "    name = 'broken'\n"
+        "    def verify(self, body, headers, secrets, now):\n"
+        "        raise RuntimeError('a bug')\n"
+        "PROVIDERS = (Broken,)\n"
+    )
+    data = config_dict(
+        "http://127.0.0.1:9/x",
+        store_url=sqlite_url(tmp_path),
+        sources={"payments": payments_source(provider="broken", secrets=["x"])},
+    )
+    data["plugins"] = {"paths": [str(plugin_dir)]}
+    client = await aiohttp_client(create_app(build_config(data)))
+    response, raw = await _post(client, payment_body(), {"X-Request-ID": "req-bug"})
+    assert response.status == 500
+    assert _error(raw) == {
+        "error": "internal_error",
+        "message": "internal error, retry later",
+        "request_id": "req-bug",
+    }

@@ -24,6 +24,7 @@ from gateway.errors import (
     BadGateway,
     GatewayTimeout,
     InProgress,
+    InternalError,
     InvalidBody,
     IpNotAllowed,
     MethodNotAllowed,
@@ -112,6 +113,11 @@ class Ingress:
         except RequestError as error:
             outcome = error.code
             answer = error_response(error, request_id)
+        except Exception:  # the one place a bug must still get a JSON answer
+            # Nothing was acknowledged, so the sender retries; the traceback goes to the log.
+            log.exception("unexpected error", extra={"request_id": request_id})
+            outcome = InternalError.code
+            answer = error_response(InternalError(), request_id)
         if source is not None:
             self.metrics.requests.labels(source.name, outcome).inc()
             self.metrics.request_duration.labels(source.name).observe(time.monotonic() - started)
@@ -297,7 +303,8 @@ class Ingress:
         if result.content_type:
             response.headers["Content-Type"] = result.content_type
         response.headers["X-Request-ID"] = event.request_id
-        outcome = "forwarded" if result.ok else f"destination_{result.status}"
+        # A bounded label: the destination's 4xx passed back, by class.
+        outcome = "forwarded" if result.ok else f"destination_{result.status // 100}xx"
         return Accepted(result.status, {}, outcome, event.id, response=response)
 
 
