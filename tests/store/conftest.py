@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,6 +13,9 @@ from gateway.store import Event, Store, open_store
 from tests.redis_server import RedisServer
 
 T0 = 1_700_000_000.0
+#: Fixed test keys for ``store.encryption_keys`` (base64 of 32 bytes, as the config takes them).
+KEY_A = base64.b64encode(bytes(range(32))).decode()
+KEY_B = "base64:" + base64.b64encode(bytes(range(100, 132))).decode()
 
 
 @pytest.fixture(scope="session")
@@ -32,15 +36,17 @@ async def flush(url: str) -> None:
         await client.aclose()
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "sqlite+encrypted", "redis", "redis+encrypted"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """An empty store of each backend."""
-    if request.param == "sqlite":
-        s = await open_store(f"sqlite:///{tmp_path}/data/gateway.db")
+    """An empty store of each backend, in the clear and with payloads encrypted at rest."""
+    backend, _, encrypted = request.param.partition("+")
+    keys = [KEY_A] if encrypted else []
+    if backend == "sqlite":
+        s = await open_store(f"sqlite:///{tmp_path}/data/gateway.db", encryption_keys=keys)
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         await flush(server.url)
-        s = await open_store(server.url)
+        s = await open_store(server.url, encryption_keys=keys)
     yield s
     await s.close()
 
