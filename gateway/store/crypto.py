@@ -2,9 +2,10 @@
 
 Keys come from ``store.encryption_keys``: each is 32 random bytes in standard base64, written
 bare or with the prefix ``base64:`` (``base64:q0vC...=``), so a later form (a KMS reference, say)
-can get a prefix of its own. The FIRST key seals new payloads; EVERY key opens them. Rotation is
-therefore: put the new key first, keep the old ones after it until every event sealed with them
-has aged out (or been deleted), then drop them.
+can get a prefix of its own. The FIRST key seals new payloads; EVERY key opens them. Rotation
+across processes sharing a store is therefore: list the new key last and restart all (now all
+can open it), then move it first and restart again; drop an old key only once no stored event
+was sealed with it (README, "Encryption at rest").
 
 What is sealed is an event's body and its kept headers (they may carry provider data). What
 the store must query on (ids, source, dedupe keys, times, status) stays in the clear.
@@ -16,7 +17,8 @@ Each sealed field is one envelope::
 * the key id is the first 8 bytes of SHA-256 of the key: it picks the key to open with and can
   be shown in errors and logs (it reveals nothing of a 256-bit key); the key itself never is;
 * the nonce is fresh from ``os.urandom`` for every envelope (96 bits, as NIST SP 800-38D
-  section 8.2.2 recommends for random nonces);
+  section 8.2.2 recommends for random nonces); that section caps one key at 2**32 random-nonce
+  encryptions, two per event here, so rotate well before two billion events per key;
 * the associated data (NIST SP 800-38D: authenticated, not encrypted) is the envelope header
   plus the event's source, id and the field name, so a ciphertext copied onto another event, or
   from the body onto the headers, fails to open instead of being delivered.
