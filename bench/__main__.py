@@ -1,7 +1,7 @@
 """``python -m bench`` (``make bench``): run every measurement, print the table, write the JSON.
 
-Order: verification (in this process), then ingress A-B-A (baseline, gateway on SQLite, gateway
-on Redis, baseline again), then delivery A-B-A the same way. Progress goes to stderr, the
+Order: verification (in this process), then ingress in rounds (baseline, gateway on SQLite,
+gateway on Redis, ..., baseline), then delivery in rounds the same way. Progress goes to stderr, the
 table to stdout, the full results to bench/results/latest.json.
 """
 
@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from bench.payloads import BODY_SIZE
 from bench.procs import BenchError
-from bench.report import machine_facts, render, summarize_delivery, summarize_ingress
+from bench.report import DELIVERY_METRICS, INGRESS_METRICS, compare, machine_facts, render
 from bench.scenarios import (
     QUICK,
     Settings,
@@ -41,12 +42,8 @@ def _progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _redis_url(server: RedisServer, db: int) -> str:
-    return f"redis://{server.host}:{server.port}/{db}"
-
-
 def run(settings: Settings, stores: Sequence[str]) -> dict[str, Any]:
-    """Every measurement with its baselines; the JSON-ready result."""
+    """Every measurement with its baselines, interleaved in rounds; the JSON-ready result."""
     started = time.time()
     load_start = os.getloadavg()
     result: dict[str, Any] = {
@@ -56,6 +53,7 @@ def run(settings: Settings, stores: Sequence[str]) -> dict[str, Any]:
         "stores": list(stores),
         "body_bytes": BODY_SIZE,
     }
+    rounds = settings.rounds
     with (
         tempfile.TemporaryDirectory(prefix="wg-bench-") as tmp,
         contextlib.ExitStack() as stack,
@@ -65,39 +63,48 @@ def run(settings: Settings, stores: Sequence[str]) -> dict[str, Any]:
         result["verification"] = verification(settings)
 
         redis: RedisServer | None = None
+        databases = itertools.count()
         if "redis" in stores:
             _progress("starting redis-server (appendonly yes, appendfsync everysec)")
-            redis = stack.enter_context(RedisServer(appendonly=True, appendfsync="everysec"))
+            server = RedisServer(
+                appendonly=True, appendfsync="everysec", extra_args=("--databases", "64")
+            )
+            redis = stack.enter_context(server)
 
-        def store_url(store: str, purpose: str, db: int) -> str:
+        def store_url(store: str, purpose: str) -> str:
+            """A fresh, empty store for each gateway run."""
             if store == "redis":
                 assert redis is not None
-                return _redis_url(redis, db)
+                return f"redis://{redis.host}:{redis.port}/{next(databases)}"
             return ws.sqlite_url(purpose)
 
-        _progress("ingress: baseline server (run 1 of 2)")
-        ingress_base = [ingress_baseline(ws, "ingress-base-1")]
-        ingress_runs: dict[str, Any] = {}
-        for store in stores:
-            _progress(f"ingress: gateway on {store}")
-            ingress_runs[store] = ingress_gateway(
-                ws, f"ingress-{store}", store_url(store, "ingress", 0)
-            )
-        _progress("ingress: baseline server (run 2 of 2)")
-        ingress_base.append(ingress_baseline(ws, "ingress-base-2"))
-        result["ingress"] = summarize_ingress(ingress_base, ingress_runs)
+        ingress_base: list[dict[str, Any]] = []
+        ingress_runs: dict[str, list[dict[str, Any]]] = {store: [] for store in stores}
+        for index in range(rounds + 1):
+            _progress(f"ingress: baseline server ({index + 1} of {rounds + 1})")
+            ingress_base.append(ingress_baseline(ws, f"ingress-base-{index}"))
+            if index == rounds:
+                break
+            for store in stores:
+                _progress(f"ingress: gateway on {store} (round {index + 1} of {rounds})")
+                run = ingress_gateway(ws, f"ingress-{store}-{index}", store_url(store, "ingress"))
+                ingress_runs[store].append(run)
+        result["ingress"] = compare(ingress_base, ingress_runs, INGRESS_METRICS)
 
-        _progress("delivery: direct aiohttp sends (run 1 of 2)")
-        delivery_base = [delivery_direct(ws, "delivery-base-1")]
-        delivery_runs: dict[str, Any] = {}
-        for store in stores:
-            _progress(f"delivery: gateway on {store} draining its queue")
-            delivery_runs[store] = delivery_gateway(
-                ws, f"delivery-{store}", store_url(store, "delivery", 1)
-            )
-        _progress("delivery: direct aiohttp sends (run 2 of 2)")
-        delivery_base.append(delivery_direct(ws, "delivery-base-2"))
-        result["delivery"] = summarize_delivery(delivery_base, delivery_runs)
+        delivery_base: list[dict[str, Any]] = []
+        delivery_runs: dict[str, list[dict[str, Any]]] = {store: [] for store in stores}
+        for index in range(rounds + 1):
+            _progress(f"delivery: direct aiohttp sends ({index + 1} of {rounds + 1})")
+            delivery_base.append(delivery_direct(ws, f"delivery-base-{index}"))
+            if index == rounds:
+                break
+            for store in stores:
+                _progress(f"delivery: gateway on {store} draining (round {index + 1} of {rounds})")
+                run = delivery_gateway(
+                    ws, f"delivery-{store}-{index}", store_url(store, "delivery")
+                )
+                delivery_runs[store].append(run)
+        result["delivery"] = compare(delivery_base, delivery_runs, DELIVERY_METRICS)
 
     result["load_average"] = {"start": list(load_start), "end": list(os.getloadavg())}
     result["duration_s"] = time.time() - started
@@ -110,10 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="short phases: a smoke run, not a measurement"
     )
+    parser.add_argument("--rounds", type=int, choices=range(1, 11), help="gateway runs per store")
     parser.add_argument("--no-redis", action="store_true", help="measure the SQLite store only")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON file ({RESULTS})")
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else Settings()
+    if args.rounds is not None:
+        settings = replace(settings, rounds=args.rounds)
     stores = ["sqlite"] if args.no_redis else ["sqlite", "redis"]
     try:
         result = run(settings, stores)

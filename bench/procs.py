@@ -75,6 +75,19 @@ class Proc:
             self.popen.kill()
             self.popen.wait()
 
+    def log_levels(self) -> dict[str, int]:
+        """How many JSON log lines the child wrote at each level (the gateway logs JSON lines);
+        a run whose gateway logged warnings or errors is flagged in the report."""
+        levels: dict[str, int] = {}
+        with contextlib.suppress(OSError), self.log_path.open(errors="replace") as log:
+            for line in log:
+                try:
+                    level = str(json.loads(line).get("level", "unknown"))
+                except (ValueError, AttributeError):
+                    level = "not-json"
+                levels[level] = levels.get(level, 0) + 1
+        return levels
+
     def log_tail(self, chars: int = 3000) -> str:
         """The end of the child's output, for error messages."""
         with contextlib.suppress(OSError):

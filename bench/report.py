@@ -3,6 +3,11 @@
 Every ratio is ``gateway / baseline`` of the same quantity. Throughput ratios are better
 higher (1.0 would be "as fast as doing nothing"); time, latency and memory ratios are better
 lower (1.0 would be "no cost over the bare baseline").
+
+Runs are interleaved in rounds, ``B G G B G G B``: round i's baseline is the mean of the
+baseline runs just before and just after it, each round gives its own ratio, and the headline
+is the median of the rounds' ratios with their range beside it. A machine that gets busier
+during the run moves both sides of a round together, and the range shows how far it moved.
 """
 
 from __future__ import annotations
@@ -10,9 +15,10 @@ from __future__ import annotations
 import os
 import platform
 import sqlite3
+import statistics
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import version
 from typing import Any
 
@@ -56,67 +62,61 @@ def machine_facts() -> dict[str, Any]:
     }
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
-
-
 def _spread(values: Sequence[float]) -> float:
     """Relative difference between the highest and lowest reading (0.03 = 3 %)."""
-    mean = _mean(values)
+    mean = sum(values) / len(values)
     return (max(values) - min(values)) / mean if mean else 0.0
 
 
-def _ratio(value: float, base: float) -> float | None:
-    return value / base if base else None
+#: What each measure reads from one run's record.
+INGRESS_METRICS: dict[str, Callable[[Mapping[str, Any]], float]] = {
+    "rps": lambda run: float(run["timed"]["rps"]),
+    "p50_ms": lambda run: float(run["timed"]["p50_ms"]),
+    "p99_ms": lambda run: float(run["timed"]["p99_ms"]),
+    "peak_rss_kib": lambda run: float(run["peak_rss_kib"]),
+}
+DELIVERY_METRICS: dict[str, Callable[[Mapping[str, Any]], float]] = {
+    "drain_s": lambda run: float(run["drain_s"]),
+}
 
 
-def summarize_ingress(
-    baselines: Sequence[Mapping[str, Any]], gateways: Mapping[str, Mapping[str, Any]]
+def compare(
+    baselines: Sequence[Mapping[str, Any]],
+    gateways: Mapping[str, Sequence[Mapping[str, Any]]],
+    metrics: Mapping[str, Callable[[Mapping[str, Any]], float]],
 ) -> dict[str, Any]:
-    """Baseline mean and spread; per store the gateway's numbers and their ratios."""
-    timed = [b["timed"] for b in baselines]
-    base: dict[str, Any] = {
-        "rps": _mean([t["rps"] for t in timed]),
-        "p50_ms": _mean([t["p50_ms"] for t in timed]),
-        "p99_ms": _mean([t["p99_ms"] for t in timed]),
-        "peak_rss_kib": _mean([b["peak_rss_kib"] for b in baselines]),
-        "rps_spread": _spread([t["rps"] for t in timed]),
-        "runs": list(baselines),
-    }
-    summary: dict[str, Any] = {"baseline": base}
-    for store, run in gateways.items():
-        t = run["timed"]
-        summary[store] = {
-            "rps": t["rps"],
-            "p50_ms": t["p50_ms"],
-            "p99_ms": t["p99_ms"],
-            "peak_rss_kib": run["peak_rss_kib"],
-            "rps_ratio": _ratio(t["rps"], base["rps"]),
-            "p50_ratio": _ratio(t["p50_ms"], base["p50_ms"]),
-            "p99_ratio": _ratio(t["p99_ms"], base["p99_ms"]),
-            "rss_ratio": _ratio(run["peak_rss_kib"], base["peak_rss_kib"]),
-            "run": dict(run),
-        }
-    return summary
+    """Per measure: baseline median and spread; per store the gateway median and the ratios.
 
-
-def summarize_delivery(
-    baselines: Sequence[Mapping[str, Any]], gateways: Mapping[str, Mapping[str, Any]]
-) -> dict[str, Any]:
-    """Direct-send mean and spread; per store the drain time and its ratio."""
-    times = [b["drain_s"] for b in baselines]
-    base: dict[str, Any] = {
-        "drain_s": _mean(times),
-        "drain_spread": _spread(times),
-        "runs": list(baselines),
-    }
-    summary: dict[str, Any] = {"baseline": base}
-    for store, run in gateways.items():
-        summary[store] = {
-            **run,
-            "time_ratio": _ratio(run["drain_s"], base["drain_s"]),
-            "throughput_ratio": _ratio(base["drain_s"], run["drain_s"]),
+    ``baselines`` has one run more than each store has rounds (``B G B G B``).
+    """
+    summary: dict[str, Any] = {"baseline": {}, "runs": {"baseline": list(baselines)}}
+    for name, read in metrics.items():
+        values = [read(run) for run in baselines]
+        summary["baseline"][name] = {
+            "median": statistics.median(values),
+            "spread": _spread(values),
+            "values": values,
         }
+    for store, runs in gateways.items():
+        if len(runs) != len(baselines) - 1:
+            raise ValueError(f"{store}: {len(runs)} rounds need {len(runs) + 1} baseline runs")
+        summary["runs"][store] = list(runs)
+        entry: dict[str, Any] = {}
+        for name, read in metrics.items():
+            base = [read(run) for run in baselines]
+            values = [read(run) for run in runs]
+            # Round i sits between baseline runs i and i + 1.
+            around = [(base[i] + base[i + 1]) / 2 for i in range(len(runs))]
+            ratios = [v / b for v, b in zip(values, around, strict=True) if b]
+            entry[name] = {
+                "median": statistics.median(values),
+                "values": values,
+                "ratio": statistics.median(ratios) if ratios else None,
+                "ratio_min": min(ratios, default=None),
+                "ratio_max": max(ratios, default=None),
+                "ratios": ratios,
+            }
+        summary[store] = entry
     return summary
 
 
@@ -129,6 +129,10 @@ def _row(cells: Sequence[str], widths: Sequence[int]) -> str:
 
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def _range(low: float | None, high: float | None, digits: int = 2) -> str:
+    return "n/a" if low is None or high is None else f"{low:.{digits}f}-{high:.{digits}f}"
 
 
 def render(result: Mapping[str, Any]) -> str:
@@ -145,58 +149,81 @@ def render(result: Mapping[str, Any]) -> str:
         f"ingress load: {s['concurrency']} concurrent keep-alive connections, "
         f"{result['body_bytes']}-byte signed Standard Webhooks events, "
         f"{s['warmup_seconds']:g} s warm-up, then up to {s['duration']:g} s / "
-        f"{s['max_requests']} requests",
+        f"{s['max_requests']} requests; {s['rounds']} round(s), a baseline run before and "
+        "after each",
         "",
     ]
-    widths = (36, 7, 11, 11, 8, 7)
-    lines.append(_row(["measure", "store", "gateway", "baseline", "ratio", "better"], widths))
+    widths = (36, 7, 10, 10, 7, 12, 6)
+    header = ["measure", "store", "gateway", "baseline", "ratio", "range", "better"]
+    lines.append(_row(header, widths))
     lines.append("-" * (sum(widths) + 2 * (len(widths) - 1)))
 
     def measure(
-        name: str,
-        store: str,
-        values: tuple[float, float, float | None],
-        better: str,
-        digits: int = 2,
-    ) -> None:
-        gateway, baseline, ratio = values
-        cells = [name, store, _fmt(gateway, digits), _fmt(baseline, digits), _fmt(ratio), better]
+        label: str, store: str, section: Mapping[str, Any], name: str, better: str, *,
+        digits: int = 2, scale: float = 1.0,
+    ) -> None:  # fmt: skip
+        gateway = section[store][name]
+        baseline = section["baseline"][name]
+        ratio_digits = 3 if better == "higher" else 2
+        cells = [
+            label,
+            store,
+            _fmt(gateway["median"] * scale, digits),
+            _fmt(baseline["median"] * scale, digits),
+            _fmt(gateway["ratio"], ratio_digits),
+            _range(gateway["ratio_min"], gateway["ratio_max"], ratio_digits),
+            better,
+        ]
         lines.append(_row(cells, widths))
 
     ingress = result["ingress"]
-    base = ingress["baseline"]
     for store in result["stores"]:
-        g = ingress[store]
-        measure("ingress accepted/s", store, (g["rps"], base["rps"], g["rps_ratio"]), "higher", 0)
-        for pct in ("p50", "p99"):
-            values = (g[f"{pct}_ms"], base[f"{pct}_ms"], g[f"{pct}_ratio"])
-            measure(f"ingress latency {pct} (ms)", store, values, "lower")
-        rss = (g["peak_rss_kib"] / 1024, base["peak_rss_kib"] / 1024, g["rss_ratio"])
-        measure("peak RSS after ingress (MiB)", store, rss, "lower", 1)
+        measure("ingress accepted/s", store, ingress, "rps", "higher", digits=0)
+        measure("ingress latency p50 (ms)", store, ingress, "p50_ms", "lower")
+        measure("ingress latency p99 (ms)", store, ingress, "p99_ms", "lower")
+        measure(
+            "peak RSS after ingress (MiB)", store, ingress, "peak_rss_kib", "lower",
+            digits=1, scale=1 / 1024,
+        )  # fmt: skip
     v = result["verification"]
-    verify = (v["verify_ns"] / 1000, v["hmac_ns"] / 1000, v["ratio"])
-    measure(f"verify, {v['body_bytes']}-byte body (us/op)", "-", verify, "lower")
+    cells = [
+        f"verify, {v['body_bytes']}-byte body (us/op)",
+        "-",
+        _fmt(v["verify_ns"] / 1000),
+        _fmt(v["hmac_ns"] / 1000),
+        _fmt(v["ratio"]),
+        _range(v["ratio_min"], v["ratio_max"]),
+        "lower",
+    ]
+    lines.append(_row(cells, widths))
     delivery = result["delivery"]
-    dbase = delivery["baseline"]
     for store in result["stores"]:
-        d = delivery[store]
-        drain = (d["drain_s"], dbase["drain_s"], d["time_ratio"])
-        measure(f"drain {d['events']} queued events (s)", store, drain, "lower", 3)
+        label = f"drain {s['delivery_events']} queued events (s)"
+        measure(label, store, delivery, "drain_s", "lower", digits=3)
+
+    ingress_noise = ingress["baseline"]["rps"]["spread"] * 100
+    delivery_noise = delivery["baseline"]["drain_s"]["spread"] * 100
     lines += [
         "",
-        "baselines: ingress = bare aiohttp server answering 202 (no verify, no store), same load;"
-        " verify = one HMAC-SHA256 + compare_digest of the same bytes;",
+        "ratio = median over rounds of gateway / (mean of the baseline runs before and after);"
+        " range = lowest-highest round.",
+        "baselines: ingress = bare aiohttp server answering 202 (no verify, no store), same load"
+        " generator and concurrency;",
+        "           verify = one HMAC-SHA256 + compare_digest of the same bytes (per-op times are"
+        " the best of several repeats);",
         f"           drain = the same POSTs sent straight to the destination by aiohttp at "
         f"concurrency {s['delivery_concurrency']} (the gateway's delivery_concurrency).",
-        f"noise: the two ingress baseline runs (before/after the gateway) differed by "
-        f"{base['rps_spread'] * 100:.1f} % in rps; the two direct-send runs by "
-        f"{dbase['drain_spread'] * 100:.1f} % in time; verify per-op medians were "
-        f"{v['verify_median_ns'] / v['verify_ns'] * 100 - 100:.1f} % / "
-        f"{v['hmac_median_ns'] / v['hmac_ns'] * 100 - 100:.1f} % above the best.",
+        f"noise: baseline readings varied by {ingress_noise:.1f} % (ingress rps) and "
+        f"{delivery_noise:.1f} % (direct-send time) across their {s['rounds'] + 1} runs.",
     ]
     for store in result["stores"]:
-        g = ingress[store]
-        errors = g["run"]["timed"]["sent"] - g["run"]["timed"]["ok"]
-        if errors:
-            lines.append(f"WARNING: {errors} ingress requests to the {store} gateway were not 202")
+        for run in ingress["runs"][store]:
+            errors = run["timed"]["sent"] - run["timed"]["ok"]
+            if errors:
+                lines.append(f"WARNING: {errors} ingress requests to {store} were not answered 202")
+        for run in (*ingress["runs"][store], *delivery["runs"][store]):
+            levels = run.get("gateway_log_levels", {})
+            noisy = {k: v for k, v in levels.items() if k not in ("debug", "info")}
+            if noisy:
+                lines.append(f"WARNING: the {store} gateway logged {noisy} during a run")
     return "\n".join(lines)

@@ -1,8 +1,7 @@
 """The measurements, each next to its baseline in the same run.
 
-Ingress and delivery run their baseline twice, before and after the gateway runs (A-B-A), so a
-machine that got busier or quieter during the run shows up as a spread between the two
-baseline readings instead of silently tilting a ratio; the ratio uses their mean.
+Each function here is one run of one side (a baseline or the gateway); ``bench.__main__``
+interleaves them in rounds and ``bench.report`` turns them into ratios.
 """
 
 from __future__ import annotations
@@ -41,12 +40,14 @@ HOST = "127.0.0.1"
 class Settings:
     """Sizes and limits of one run; every loop is bounded by a count and by a time."""
 
+    #: Gateway runs per store, each between two baseline runs (B G B G B).
+    rounds: int = 2
     concurrency: int = 32
     warmup_seconds: float = 1.0
     warmup_max: int = 3000
-    duration: float = 4.0
-    max_requests: int = 40000
-    delivery_events: int = 1000
+    duration: float = 3.0
+    max_requests: int = 30000
+    delivery_events: int = 3000
     delivery_warmup: int = 200
     delivery_concurrency: int = 16
     verify_repeat: int = 7
@@ -54,6 +55,7 @@ class Settings:
 
 
 QUICK = Settings(
+    rounds=1,
     warmup_seconds=0.3,
     warmup_max=500,
     duration=1.0,
@@ -199,6 +201,7 @@ def ingress_gateway(ws: Workspace, label: str, store_url: str) -> dict[str, Any]
         # Deliveries that reached the destination while ingress ran (a sanity figure: the
         # worker shares the gateway's CPU with ingress, as it does in production).
         result["delivered_during_run"] = get_json(f"http://{HOST}:{dest_port}/_stats")["count"]
+    result["gateway_log_levels"] = proc.log_levels()
     return result
 
 
@@ -263,6 +266,7 @@ def delivery_gateway(ws: Workspace, label: str, store_url: str) -> dict[str, Any
         "events_per_s": s.delivery_events / drain if drain > 0 else 0.0,
         "arrived": stats["count"] - s.delivery_warmup,
         "peak_rss_kib": rss,
+        "gateway_log_levels": proc.log_levels(),
     }
 
 
@@ -347,6 +351,7 @@ def verification(settings: Settings) -> dict[str, Any]:
     for _ in range(settings.verify_repeat):
         verify_times.append(_per_op(gateway_verify, n_verify))
         hmac_times.append(_per_op(bare_hmac, n_hmac))
+    paired = [v / h for v, h in zip(verify_times, hmac_times, strict=True)]
     return {
         "body_bytes": len(body),
         "signed_bytes": len(content),
@@ -359,4 +364,6 @@ def verification(settings: Settings) -> dict[str, Any]:
         "verify_median_ns": statistics.median(verify_times) * 1e9,
         "hmac_median_ns": statistics.median(hmac_times) * 1e9,
         "ratio": min(verify_times) / min(hmac_times),
+        "ratio_min": min(paired),
+        "ratio_max": max(paired),
     }
