@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ENV_FILE := .env.dev
 
-.PHONY: run test lint check-config bench clean setup redis-server
+.PHONY: run marketplace test lint bench clean setup redis-server
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,9 +28,14 @@ run: $(STAMP) $(ENV_FILE)
 	@echo "Print the signature headers for your own body (for curl):"
 	@echo "    . ./$(ENV_FILE) && $(BIN)/webhook-gateway sign payments --file body.json"
 	@echo "Events are queued in data/gateway.db and delivered to the marketplace at"
-	@echo "http://localhost:8000/api/webhooks/payments (retried until it answers 2xx)."
+	@echo "http://localhost:8000/api/webhooks/payments (retried until it answers 2xx);"
+	@echo "'make marketplace' runs a stand-in that verifies and prints each delivery."
 	@echo ""
 	@. ./$(ENV_FILE) && exec $(BIN)/webhook-gateway run --config config.yaml
+
+# A stand-in marketplace on :8000 that verifies the gateway's signature and prints deliveries.
+marketplace: $(STAMP) $(ENV_FILE)
+	@. ./$(ENV_FILE) && exec $(BIN)/python scripts/dev_marketplace.py
 
 # redis-server is needed by the Redis store tests; they start their own on a free port.
 redis-server:
