@@ -32,7 +32,6 @@ from gateway.providers.base import (
     OptionError,
     Secret,
     check_timestamp,
-    digest_matches,
     lowered,
     parse_int_timestamp,
 )
@@ -41,8 +40,8 @@ from gateway.providers.encoding import (
     Algorithm,
     decode_base64,
     decode_hex,
-    describe_text_secret,
     hmac_digest,
+    require_hmac_match,
 )
 
 ENCODINGS = ("hex", "base64")
@@ -118,10 +117,6 @@ class GenericHmac(BaseProvider):
             raise OptionError(key, "has an unbalanced { or }")
         return before, after
 
-    def describe_secret(self, secret: Secret) -> str | None:
-        """Any non-empty text without surrounding whitespace (the key is its UTF-8 bytes)."""
-        return describe_text_secret(secret.value)
-
     def _message(self, body: bytes, timestamp: str) -> bytes:
         before, after = self.template
         before = before.replace("{timestamp}", timestamp)
@@ -153,10 +148,7 @@ class GenericHmac(BaseProvider):
         if digest is None:
             raise VerificationError(f"signature is not {self.encoding}")
         message = self._message(body, timestamp)
-        for secret in secrets:
-            if digest_matches(hmac_digest(secret.encode(), message, self.algorithm), [digest]):
-                return
-        raise VerificationError()
+        require_hmac_match(message, secrets, [digest], self.algorithm)
 
     def sign(self, body: bytes, secret: Secret, now: float, **kw: Any) -> dict[str, str]:
         """The signature header (and the timestamp header, if configured) for ``body``."""

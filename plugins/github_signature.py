@@ -16,10 +16,14 @@ from gateway.extract import Extractor, Extractors
 from gateway.providers.base import (
     BaseProvider,
     Secret,
-    digest_matches,
     lowered,
 )
-from gateway.providers.encoding import decode_hex, derived_id, describe_text_secret, hmac_digest
+from gateway.providers.encoding import (
+    decode_hex,
+    derived_id,
+    hmac_digest,
+    require_hmac_match,
+)
 
 HEADER = "x-hub-signature-256"
 PREFIX = "sha256="
@@ -35,10 +39,6 @@ class GitHub(BaseProvider):
         dedupe=Extractor("header", "x-github-delivery"),
     )
 
-    def describe_secret(self, secret: Secret) -> str | None:
-        """Any non-empty text without surrounding whitespace."""
-        return describe_text_secret(secret.value)
-
     def verify(
         self, body: bytes, headers: Mapping[str, str], secrets: Sequence[Secret], now: float
     ) -> None:
@@ -52,10 +52,7 @@ class GitHub(BaseProvider):
         digest = decode_hex(header[len(PREFIX) :])
         if digest is None:
             raise VerificationError("X-Hub-Signature-256 is not a hex digest")
-        for secret in secrets:
-            if digest_matches(hmac_digest(secret.encode(), body), [digest]):
-                return
-        raise VerificationError()
+        require_hmac_match(body, secrets, [digest])
 
     def sign(self, body: bytes, secret: Secret, now: float, **kw: Any) -> dict[str, str]:
         """Signature and delivery headers; ``delivery`` and ``event`` may be given."""

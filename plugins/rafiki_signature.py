@@ -22,14 +22,13 @@ from gateway.providers.base import (
     BaseProvider,
     Secret,
     check_timestamp,
-    digest_matches,
     lowered,
     parse_int_timestamp,
 )
 from gateway.providers.encoding import (
     decode_hex,
-    describe_text_secret,
     hmac_digest,
+    require_hmac_match,
     split_params,
 )
 from gateway.providers.jcs import CanonicalizationError, canonicalize, loads
@@ -70,10 +69,6 @@ class Rafiki(BaseProvider):
         dedupe=Extractor("body", "/id"),
     )
 
-    def describe_secret(self, secret: Secret) -> str | None:
-        """Any non-empty text without surrounding whitespace."""
-        return describe_text_secret(secret.value)
-
     def verify(
         self, body: bytes, headers: Mapping[str, str], secrets: Sequence[Secret], now: float
     ) -> None:
@@ -95,10 +90,7 @@ class Rafiki(BaseProvider):
             payload = signed_payload(stamps[0], body)
         except CanonicalizationError as exc:
             raise VerificationError(f"body cannot be canonicalized: {exc}") from exc
-        for secret in secrets:
-            if digest_matches(hmac_digest(secret.encode(), payload), candidates):
-                return
-        raise VerificationError()
+        require_hmac_match(payload, secrets, candidates)
 
     def sign(self, body: bytes, secret: Secret, now: float, **kw: Any) -> dict[str, str]:
         """The ``Rafiki-Signature`` header; ``body`` must be a JSON ``{id, type, data}``."""

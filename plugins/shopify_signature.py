@@ -17,14 +17,13 @@ from gateway.extract import Extractor, Extractors
 from gateway.providers.base import (
     BaseProvider,
     Secret,
-    digest_matches,
     lowered,
 )
 from gateway.providers.encoding import (
     decode_base64,
     derived_id,
-    describe_text_secret,
     hmac_digest,
+    require_hmac_match,
 )
 
 HEADER = "x-shopify-hmac-sha256"
@@ -41,10 +40,6 @@ class Shopify(BaseProvider):
         dedupe=Extractor("header", "x-shopify-webhook-id"),
     )
 
-    def describe_secret(self, secret: Secret) -> str | None:
-        """Any non-empty text without surrounding whitespace (``shpss_`` is usual)."""
-        return describe_text_secret(secret.value)
-
     def verify(
         self, body: bytes, headers: Mapping[str, str], secrets: Sequence[Secret], now: float
     ) -> None:
@@ -55,10 +50,7 @@ class Shopify(BaseProvider):
         digest = decode_base64(header)
         if digest is None:
             raise VerificationError("X-Shopify-Hmac-Sha256 is not base64")
-        for secret in secrets:
-            if digest_matches(hmac_digest(secret.encode(), body), [digest]):
-                return
-        raise VerificationError()
+        require_hmac_match(body, secrets, [digest])
 
     def sign(self, body: bytes, secret: Secret, now: float, **kw: Any) -> dict[str, str]:
         """Signature, webhook id and trigger time; ``webhook_id`` and ``topic`` may be given."""

@@ -21,11 +21,14 @@ from gateway.providers.base import (
     BaseProvider,
     Secret,
     check_timestamp,
-    digest_matches,
     lowered,
     parse_int_timestamp,
 )
-from gateway.providers.encoding import decode_hex, describe_text_secret, hmac_digest
+from gateway.providers.encoding import (
+    decode_hex,
+    hmac_digest,
+    require_hmac_match,
+)
 
 SIGNATURE_HEADER = "x-slack-signature"
 TIMESTAMP_HEADER = "x-slack-request-timestamp"
@@ -47,10 +50,6 @@ class Slack(BaseProvider):
         dedupe=Extractor("sha256"),
     )
 
-    def describe_secret(self, secret: Secret) -> str | None:
-        """Any non-empty text without surrounding whitespace (Slack's are 32 hex digits)."""
-        return describe_text_secret(secret.value)
-
     def verify(
         self, body: bytes, headers: Mapping[str, str], secrets: Sequence[Secret], now: float
     ) -> None:
@@ -68,10 +67,7 @@ class Slack(BaseProvider):
             raise VerificationError("X-Slack-Signature must be v0=<hex>")
         # The base string holds the header's text exactly as Slack sent it.
         payload = base_string(timestamp_text.strip(), body)
-        for secret in secrets:
-            if digest_matches(hmac_digest(secret.encode(), payload), [digest]):
-                return
-        raise VerificationError()
+        require_hmac_match(payload, secrets, [digest])
 
     def sign(self, body: bytes, secret: Secret, now: float, **kw: Any) -> dict[str, str]:
         """The two headers Slack would send for ``body`` at ``now``."""

@@ -19,14 +19,13 @@ from gateway.providers.base import (
     BaseProvider,
     Secret,
     check_timestamp,
-    digest_matches,
     lowered,
     parse_int_timestamp,
 )
 from gateway.providers.encoding import (
     decode_hex,
-    describe_text_secret,
     hmac_digest,
+    require_hmac_match,
     split_params,
 )
 
@@ -51,10 +50,6 @@ class Stripe(BaseProvider):
         dedupe=Extractor("body", "/id"),
     )
 
-    def describe_secret(self, secret: Secret) -> str | None:
-        """Any non-empty text; ``whsec_`` is usual but not required (the key is the whole text)."""
-        return describe_text_secret(secret.value)
-
     def verify(
         self, body: bytes, headers: Mapping[str, str], secrets: Sequence[Secret], now: float
     ) -> None:
@@ -74,10 +69,7 @@ class Stripe(BaseProvider):
         if not candidates:
             raise VerificationError("Stripe-Signature header has no v1 signature")
         payload = signed_payload(timestamp, body)
-        for secret in secrets:
-            if digest_matches(hmac_digest(secret.encode(), payload), candidates):
-                return
-        raise VerificationError()
+        require_hmac_match(payload, secrets, candidates)
 
     def sign(self, body: bytes, secret: Secret, now: float, **kw: Any) -> dict[str, str]:
         """The ``Stripe-Signature`` header Stripe would send for ``body`` at ``now``."""

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from gateway.errors import VerificationError
 from gateway.extract import Extractors
+from gateway.providers.encoding import describe_text_secret
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,11 @@ class BaseProvider:
         raise NotImplementedError
 
     def describe_secret(self, secret: Secret) -> str | None:
-        """Return a problem with a configured secret (wrong format), or ``None`` if usable."""
-        return None if secret.value else "secret is empty"
+        """Return a problem with a configured secret (wrong format), or ``None`` if usable.
+
+        The default suits schemes keyed with the secret's text (HMAC keys, tokens).
+        """
+        return describe_text_secret(secret.value)
 
 
 def lowered(headers: Mapping[str, str]) -> dict[str, str]:

@@ -13,7 +13,13 @@ import hashlib
 import hmac
 import string
 import uuid
-from typing import Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Literal
+
+from gateway.errors import VerificationError
+
+if TYPE_CHECKING:
+    from gateway.providers.base import Secret
 
 Algorithm = Literal["sha256", "sha512"]
 ALGORITHMS: tuple[Algorithm, ...] = ("sha256", "sha512")
@@ -39,6 +45,26 @@ def decode_base64(text: str) -> bytes | None:
 def hmac_digest(key: bytes, message: bytes, algorithm: Algorithm = "sha256") -> bytes:
     """The raw HMAC of ``message`` under ``key``."""
     return hmac.new(key, message, algorithm).digest()
+
+
+def require_hmac_match(
+    message: bytes,
+    secrets: Sequence[Secret],
+    candidates: Sequence[bytes],
+    algorithm: Algorithm = "sha256",
+) -> None:
+    """Return if some secret's HMAC of ``message`` equals some candidate; refuse otherwise.
+
+    Every active secret is tried (rotation); each comparison is constant-time on raw bytes.
+    """
+    for secret in secrets:
+        expected = hmac_digest(secret.encode(), message, algorithm)
+        found = False
+        for candidate in candidates:
+            found |= hmac.compare_digest(expected, candidate)
+        if found:
+            return
+    raise VerificationError()
 
 
 def split_params(header: str) -> list[tuple[str, str]]:
