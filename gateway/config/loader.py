@@ -221,6 +221,31 @@ def _encryption_key(value: object) -> Secret:
     return secret
 
 
+def _check_repeated_keys(reader: _Reader, raw: object) -> None:
+    """Report a ``store.encryption_keys`` entry that repeats an earlier one, by index only.
+
+    ``base64:X`` and ``X`` are the same key. The store refuses a repeat at startup too; here
+    ``check-config`` catches it first. The message names indexes, never a key.
+    """
+    if not isinstance(raw, list):
+        return
+    seen: dict[bytes, int] = {}
+    for index, item in enumerate(raw):
+        if not isinstance(item, str):
+            continue
+        try:
+            key = parse_key(item)
+        except ValueError:
+            continue  # already reported by _encryption_key
+        if key in seen:
+            reader.problem(
+                reader.key("encryption_keys", index),
+                f"repeats store.encryption_keys[{seen[key]}] (list each key once)",
+            )
+        else:
+            seen[key] = index
+
+
 def _positive_int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError("expected a positive integer")
@@ -550,11 +575,13 @@ def load_config_text(
             ),
         )
     with reader.at("store"):
-        st = reader.mapping(top.get("store"), {"url", "encryption_keys"})
+        st = reader.mapping(top.get("store"), {"url", "encryption_keys", "retention"})
         store = StoreConfig(
             url=reader.field(st, "url", _store_url, StoreConfig().url),
             encryption_keys=reader.list_of(st, "encryption_keys", _encryption_key),
+            retention=reader.field(st, "retention", parse_duration, StoreConfig().retention),
         )
+        _check_repeated_keys(reader, st.get("encryption_keys"))
     with reader.at("admin"):
         ad = reader.mapping(top.get("admin"), {"token"})
         admin = AdminConfig(token=reader.field(ad, "token", _secret, None))
@@ -642,6 +669,17 @@ def load_config_text(
                 continue
             paths[source.path] = name
             sources[name] = source
+
+    longest = max(sources.values(), key=lambda src: src.dedupe.window, default=None)
+    if store.retention <= 0:
+        reader.problem("store.retention", "must be longer than zero (e.g. 30d)")
+    elif longest is not None and store.retention < longest.dedupe.window:
+        # An operator looking into a "duplicate" answer must still find the event it repeats.
+        reader.problem(
+            "store.retention",
+            f"must be at least the longest dedupe window (sources.{longest.name}.dedupe.window,"
+            f" {longest.dedupe.window:g}s): the event a duplicate repeats must still be stored",
+        )
 
     if reader.problems:
         raise ConfigError(reader.problems)

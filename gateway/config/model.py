@@ -55,10 +55,13 @@ class StoreConfig:
 
     url: str = "sqlite:///./data/gateway.db"
     encryption_keys: tuple[Secret, ...] = ()
+    #: Seconds a finished event (delivered or unrouted) is kept; then it is pruned.
+    retention: float = 30 * 86400.0
 
     def __repr__(self) -> str:
         return (
-            f"StoreConfig(url={redact_url(self.url)!r}, encryption_keys={self.encryption_keys!r})"
+            f"StoreConfig(url={redact_url(self.url)!r}, encryption_keys={self.encryption_keys!r},"
+            f" retention={self.retention!r})"
         )
 
 

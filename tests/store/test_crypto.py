@@ -392,3 +392,26 @@ def test_config_names_each_bad_key_by_its_path_and_never_shows_it():
     assert "decodes to 31" in problems["store.encryption_keys[1]"]
     assert "not a base64-encoded key" in problems["store.encryption_keys[2]"]
     assert short not in str(info.value) and KEY_A not in str(info.value)
+
+
+def test_config_refuses_a_key_listed_twice_naming_its_index_only():
+    # The same 32 bytes, bare and with the prefix: one key, listed twice.
+    bare_a = KEY_A.removeprefix("base64:")
+    with pytest.raises(ConfigError) as info:
+        _load([KEY_A, KEY_B, "base64:" + bare_a, KEY_B])
+    problems = {p.key: p.message for p in info.value.problems}
+    assert problems == {
+        "store.encryption_keys[2]": "repeats store.encryption_keys[0] (list each key once)",
+        "store.encryption_keys[3]": "repeats store.encryption_keys[1] (list each key once)",
+    }
+    text = str(info.value)
+    assert bare_a not in text and KEY_B.removeprefix("base64:") not in text
+
+
+def test_config_reports_a_repeat_by_its_own_index_after_a_bad_entry():
+    with pytest.raises(ConfigError) as info:
+        _load([KEY_A, "not a key", KEY_A])
+    assert {p.key for p in info.value.problems} == {
+        "store.encryption_keys[1]",
+        "store.encryption_keys[2]",
+    }
