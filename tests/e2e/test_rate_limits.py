@@ -129,14 +129,14 @@ def launch(
             process = await gateways(data).start()
 
             async def read(name: str, labels: dict[str, str]) -> float:
-                return await process.metric(name, **labels)
+                return float(await process.metric(name, **labels))
 
             return Target(process.url(), read)
         app = create_app(build_config(data))
         server = await aiohttp_server(app)
 
         async def read_in_process(name: str, labels: dict[str, str]) -> float:
-            return app[METRICS].registry.get_sample_value(name, labels) or 0.0
+            return float(app[METRICS].registry.get_sample_value(name, labels) or 0.0)
 
         return Target(str(server.make_url("/hooks/payments")), read_in_process)
 
@@ -148,7 +148,9 @@ def session_from(address: str) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(address, 0)))
 
 
-async def forge(session: aiohttp.ClientSession, url: str) -> tuple[int, dict[str, str], dict]:
+async def forge(
+    session: aiohttp.ClientSession, url: str
+) -> tuple[int, dict[str, str], dict[str, Any]]:
     """One request signed with a secret the source does not accept."""
     body = payment_body()
     headers = sign_payment(body, secret=OLD_PAYMENTS_SECRET)
@@ -216,7 +218,7 @@ async def test_per_ip_limit_refuses_the_flooder_before_verification(launch):
     forged: collections.Counter[int] = collections.Counter()
     async with session_from(FORGER) as forger:
         # Sequential, far faster than 10/s: the burst is verified (401), then the IP is refused.
-        refused: tuple[dict[str, str], dict] | None = None
+        refused: tuple[dict[str, str], dict[str, Any]] | None = None
         for _ in range(500):
             status, headers, answer = await forge(forger, target.url)
             forged[status] += 1
