@@ -2,25 +2,45 @@
 
 The gateway runs as its own process; the destination is down while events arrive, the gateway
 is killed with SIGKILL (no chance to flush or hand anything over) and started again, and only
-then does the destination come back. Every accepted event must still arrive, signed by the
-gateway and byte for byte what the sender sent; a resend of an accepted event is a duplicate.
+then does the destination come back. On Redis, the redis-server is killed with SIGKILL as well
+while the gateway is down and started again from its append-only file (``appendfsync always``:
+the Redis store's durability is Redis's own, DESIGN 5.4). Every accepted event must still
+arrive, signed by the gateway and byte for byte what the sender sent; a resend of an accepted
+event is a duplicate.
 """
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.e2e.gateway_process import e2e_config, queue_depth, send_event, wait_drained
+from tests.redis_server import RedisServer
 
 EVENTS = 200
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def durable_store(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[str, RedisServer | None]]:
+    """A store URL, and for Redis a server of this test's own that it may kill and restart."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'gateway.db'}", None
+        return
+    with RedisServer(appendonly=True, appendfsync="always") as server:
+        yield server.url, server
+
+
 async def test_accepted_events_survive_a_down_destination_and_sigkill(
-    store_url, gateways, destinations
+    durable_store, gateways, destinations
 ):
+    store_url, redis_server = durable_store
     destination = destinations()  # chosen port, not listening yet: connections are refused
     gateway = gateways(
         e2e_config(store_url=store_url, destinations={"marketplace": destination.url})
@@ -54,6 +74,9 @@ async def test_accepted_events_survive_a_down_destination_and_sigkill(
         assert destination.market.received == []
 
         assert await gateway.kill() == -signal.SIGKILL
+        if redis_server is not None:
+            redis_server.kill()
+            redis_server.start()  # same port and directory: it loads its append-only file
         await gateway.start()
         await destination.start()
 
