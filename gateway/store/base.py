@@ -10,7 +10,7 @@ one Lua script).
 
 Lifecycle of a delivery (one per event and destination)::
 
-    accept / replay / redrive ──> due ──lease_due──> leased ──complete──> delivered
+    accept / replay / redrive ──> due ──lease_due──> leased ──complete──> delivered ──prune──> gone
                                    ^                   │ └──dead_letter──> dead ──redrive──┐
                                    └───reschedule──────┘    (lease expiry: leased again)   │
                                    ^───────────────────────────────────────────────────────┘
@@ -29,6 +29,10 @@ Operations (see ``Store``):
   gives the claim up after a failed forward. ``accept`` treats a live claim as a duplicate.
 * ``lease_due(now, lease, limit, worker)``: deliveries due at ``now`` plus those whose lease
   expired (their worker died), each leased for ``lease`` seconds under a fresh token.
+  A delivery whose event cannot be read (``UnreadableEvent``: sealed with a key no longer in
+  ``store.encryption_keys``, or a corrupt row) is not returned but dead-lettered on the spot,
+  the reason recorded as its attempt, and leasing goes on past it: one unreadable event never
+  holds up the others. Redrive it once its key is listed again.
   ``complete``, ``reschedule`` and ``dead_letter`` take the lease back and record the attempt;
   they return ``False`` and change nothing when the lease was lost (token mismatch: the lease
   expired and another worker holds the delivery now).
@@ -36,6 +40,13 @@ Operations (see ``Store``):
   now, never swallowed by dedupe; ``EventNotFound`` if there is no such event.
 * ``redrive(delivery_ids | None, now)``: dead letters (all of them for ``None``) are due again
   with their attempt count reset; the attempts already made stay recorded.
+* ``prune(before, limit)``: retention. Deletes at most ``limit`` finished events (status
+  delivered or unrouted: no delivery due, leased or dead) received before ``before``, with
+  their deliveries, attempts and index entries, and answers how many. The caller loops until
+  fewer than ``limit`` come back, so no transaction or script runs long. Events with a dead
+  delivery stay (an operator redrives or inspects them). Dedupe keys keep their own expiry
+  and are left alone; ``store.retention`` is never shorter than a dedupe window (the loader
+  refuses that), so the original of a duplicate is still stored.
 * ``get_event``, ``list_events``, ``list_dead_letters``, ``queue_depth``: for the admin API and
   metrics. Lists are newest first and paged with an opaque cursor; a page may hold fewer than
   ``limit`` items while the cursor is not ``None`` (a filtered scan stops after a bounded
@@ -55,6 +66,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
+from gateway.errors import StoreError
+
 #: Bound on the response excerpt (and error text) recorded with each attempt.
 EXCERPT_LIMIT = 1024
 
@@ -65,6 +78,17 @@ EventStatus = Literal["queued", "delivered", "dead_lettered", "unrouted"]
 EVENT_STATUSES: tuple[EventStatus, ...] = ("queued", "delivered", "dead_lettered", "unrouted")
 #: The states ``queue_depth`` counts (the metric's ``state`` label, DESIGN 5.5).
 DEPTH_STATES: tuple[DeliveryState, ...] = ("due", "leased", "dead")
+#: How many unreadable deliveries one ``lease_due`` may dead-letter while it leases on past
+#: them: bounds one call even when a lost key left thousands behind.
+POISON_BUDGET = 100
+
+
+class UnreadableEvent(StoreError):
+    """A stored event cannot be read back: its key is not configured, or its row is corrupt.
+
+    ``lease_due`` dead-letters its deliveries with the message as the reason (it names a key id
+    at most, never key material nor payload) instead of failing the whole batch.
+    """
 
 
 class EventNotFound(KeyError):
@@ -264,6 +288,9 @@ class Store(Protocol):
 
     async def redrive(self, delivery_ids: Sequence[str] | None, now: float) -> int:
         """Make dead deliveries due again (all for ``None``); how many were moved."""
+
+    async def prune(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` finished events received before ``before``; how many."""
 
     async def get_event(self, event_id: str, source: str | None = None) -> EventView | None:
         """An event with its deliveries and attempts, or ``None``."""

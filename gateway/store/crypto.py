@@ -43,6 +43,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.errors import StoreError
+from gateway.store.base import UnreadableEvent
 
 MAGIC = b"WGE"
 VERSION = 1
@@ -131,28 +132,30 @@ class KeyRing:
         return header + nonce + key.aead.encrypt(nonce, plaintext, header + context)
 
     def open(self, envelope: bytes, context: bytes) -> bytes:
-        """The plaintext of an envelope sealed with ``context``; ``StoreError`` if it is not."""
+        """The plaintext of an envelope sealed with ``context``; ``UnreadableEvent`` if not."""
         if len(envelope) < _HEADER_BYTES + NONCE_BYTES + TAG_BYTES or not is_sealed(envelope):
-            raise StoreError("a stored payload is not a valid encrypted envelope")
+            raise UnreadableEvent("payload cannot be decrypted: not a valid encrypted envelope")
         version = envelope[len(MAGIC)]
         if version != VERSION:
-            raise StoreError(f"a stored payload has unknown encryption version {version}")
+            raise UnreadableEvent(
+                f"payload cannot be decrypted: unknown encryption version {version}"
+            )
         header = envelope[:_HEADER_BYTES]
         kid = header[len(MAGIC) + 1 :]
         key = next((k for k in self._keys if k.id == kid), None)
         if key is None:
-            raise StoreError(
-                f"a stored payload is encrypted with key id {kid.hex()}, which is not in"
-                " store.encryption_keys (keep old keys in the ring until their events age out)"
+            raise UnreadableEvent(
+                f"payload cannot be decrypted: key id {kid.hex()} not in store.encryption_keys"
+                " (list that key again; keep old keys until their events are pruned)"
             )
         nonce = envelope[_HEADER_BYTES : _HEADER_BYTES + NONCE_BYTES]
         sealed = envelope[_HEADER_BYTES + NONCE_BYTES :]
         try:
             return key.aead.decrypt(nonce, sealed, header + context)
         except InvalidTag:
-            raise StoreError(
-                f"a stored payload (key id {kid.hex()}) failed authentication: it was altered or"
-                " belongs to another event"
+            raise UnreadableEvent(
+                f"payload cannot be decrypted: key id {kid.hex()} failed authentication (it was"
+                " altered or belongs to another event)"
             ) from None
 
 
@@ -184,15 +187,23 @@ def seal_payload(
 def open_payload(
     ring: KeyRing | None, source: str, event_id: str, body: bytes, headers: bytes | str
 ) -> tuple[bytes, Headers]:
-    """Inverse of ``seal_payload``; plaintext rows (no envelope) are read as they are."""
+    """Inverse of ``seal_payload``; plaintext rows (no envelope) are read as they are.
+
+    ``UnreadableEvent`` when the payload cannot be decrypted or its headers are not the JSON
+    list of pairs ``seal_payload`` writes (a corrupt row).
+    """
     if is_sealed(headers):
         assert isinstance(headers, bytes)  # is_sealed says so; narrows for mypy
         if ring is None:
-            raise StoreError(
-                "a stored payload is encrypted but store.encryption_keys is empty"
+            raise UnreadableEvent(
+                "payload cannot be decrypted: it is encrypted but store.encryption_keys is empty"
                 " (configure the keys it was written with)"
             )
         body = ring.open(body, _context(source, event_id, "body"))
         headers = ring.open(headers, _context(source, event_id, "headers"))
-    pairs = json.loads(headers)
-    return body, tuple((str(k), str(v)) for k, v in pairs)
+    try:
+        pairs = json.loads(headers)
+        return body, tuple((str(k), str(v)) for k, v in pairs)
+    except (ValueError, TypeError):
+        # The message names no content: a corrupt field may hold part of a payload.
+        raise UnreadableEvent("stored event is corrupt: its headers do not parse") from None

@@ -33,6 +33,10 @@ each worker polling all) is the way out if that ever changes. Scripts build most
 from ``ARGV[1]`` rather than declaring them in ``KEYS``; they all carry the same tag as the
 declared key the script is routed by, so they live on the same node.
 
+Retention: ``prune.lua`` deletes finished events a batch at a time, walking the
+``events:st:delivered`` and ``events:st:unrouted`` indexes by received_at; ``dd:`` and ``sid:``
+keys are left to their own TTLs.
+
 Dedupe windows and claim leases are checked against the caller's clock (the ``exp`` field), as
 the stores take time from the caller; each such key also gets a Redis TTL of the window plus
 a minute, so expired keys disappear without a sweeper.
@@ -45,6 +49,7 @@ replication, ``WAIT`` is not used: a failover can lose the last writes the repli
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -60,6 +65,7 @@ from redis.exceptions import RedisError
 from gateway.errors import StoreError
 from gateway.store.base import (
     DEPTH_STATES,
+    POISON_BUDGET,
     AcceptResult,
     Attempt,
     DeadLetter,
@@ -70,10 +76,13 @@ from gateway.store.base import (
     EventSummary,
     EventView,
     Lease,
+    UnreadableEvent,
     decode_cursor,
     encode_cursor,
 )
 from gateway.store.crypto import KeyRing, open_payload, seal_payload
+
+log = logging.getLogger("gateway.store")
 
 T = TypeVar("T")
 
@@ -83,6 +92,7 @@ PREFIX = "wg:{q}:"
 _TTL_SLACK_MS = 60_000
 _REDRIVE_BATCH = 500
 _SCAN_CHUNK = 200
+_SCRIPTS = ("accept", "claim", "release", "lease", "finish", "replay", "redrive", "prune")
 
 
 def _script(name: str) -> str:
@@ -120,8 +130,7 @@ class RedisStore:
         self._p = prefix
         self._ring = ring
         self._scripts: dict[str, AsyncScript] = {
-            name: client.register_script(_script(name))
-            for name in ("accept", "claim", "release", "lease", "finish", "replay", "redrive")
+            name: client.register_script(_script(name)) for name in _SCRIPTS
         }
 
     @property
@@ -251,40 +260,72 @@ class RedisStore:
     # -- workers -----------------------------------------------------------------------------
 
     async def lease_due(self, now: float, lease: float, limit: int, worker: str) -> list[Lease]:
-        """Lease due deliveries and expired leases, in one script."""
-        rows = await self._call(
-            "lease",
-            [f"{self._p}due", f"{self._p}leased"],
-            [_t(now), _t(now + lease), limit, uuid.uuid4().hex, worker],
-        )
-        leases = []
-        for did, dflat, eflat in rows:
-            d, e = _pairs(dflat), _pairs(eflat)
-            first = d.get("first")
-            leases.append(
-                Lease(
-                    delivery_id=did.decode(),
-                    event=_event(e, self._ring),
-                    destination=d["dest"].decode(),
-                    attempt=int(d["made"]) + 1,
-                    token=d["token"].decode(),
-                    expires_at=float(d["lexp"]),
-                    first_attempt_at=None if first is None else float(first),
-                    created_at=float(d["created"]),
-                )
+        """Lease due deliveries and expired leases (one script a round); dead-letter unreadable."""
+        leases: list[Lease] = []
+        dead = 0
+        # The payload is opened here, not in Lua: an unreadable event is found after its
+        # delivery was leased, dead-lettered under that lease, and leasing goes on past it.
+        while len(leases) < limit and dead < POISON_BUDGET:
+            rows = await self._call(
+                "lease",
+                [f"{self._p}due", f"{self._p}leased"],
+                [_t(now), _t(now + lease), limit - len(leases), uuid.uuid4().hex, worker],
             )
+            if not rows:
+                break
+            for did, dflat, eflat in rows:
+                d = _pairs(dflat)
+                try:
+                    event = _event(_pairs(eflat), self._ring)
+                except UnreadableEvent as exc:
+                    dead += 1
+                    await self._dead_letter_unreadable(did.decode(), d, now, str(exc))
+                    continue
+                first = d.get("first")
+                leases.append(
+                    Lease(
+                        delivery_id=did.decode(),
+                        event=event,
+                        destination=d["dest"].decode(),
+                        attempt=int(d["made"]) + 1,
+                        token=d["token"].decode(),
+                        expires_at=float(d["lexp"]),
+                        first_attempt_at=None if first is None else float(first),
+                        created_at=float(d["created"]),
+                    )
+                )
         return leases
+
+    async def _dead_letter_unreadable(
+        self, delivery_id: str, d: dict[str, bytes], now: float, reason: str
+    ) -> None:
+        """Dead-letter a just-leased delivery whose event cannot be read, recording why."""
+        attempt = Attempt(int(d["made"]) + 1, now, None, 0.0, reason)
+        token = d["token"].decode()
+        try:
+            await self._finish_raw("dead", delivery_id, token, attempt, now, reason)
+        except StoreError as exc:
+            # Left leased: it comes back when the lease expires and is tried again then.
+            log.warning("dead-lettering unreadable delivery %s failed: %s", delivery_id, exc)
+            return
+        log.error("delivery %s dead-lettered: %s", delivery_id, reason)
 
     async def _finish(
         self, mode: str, lease: Lease, attempt: Attempt, at: float, reason: str = ""
     ) -> bool:
+        return await self._finish_raw(mode, lease.delivery_id, lease.token, attempt, at, reason)
+
+    async def _finish_raw(
+        self, mode: str, delivery_id: str, token: str, attempt: Attempt, at: float, reason: str
+    ) -> bool:
+        """Run finish.lua: leave the leased state if ``token`` still holds the delivery."""
         result = await self._call(
             "finish",
-            [f"{self._p}dl:{lease.delivery_id}"],
+            [f"{self._p}dl:{delivery_id}"],
             [
                 mode,
-                lease.delivery_id,
-                lease.token,
+                delivery_id,
+                token,
                 attempt.bounded().to_json(),
                 _t(attempt.started_at),
                 _t(at),
@@ -351,6 +392,12 @@ class RedisStore:
             if n == 0:
                 return moved
             moved += n
+
+    async def prune(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` finished events received before ``before``, in one script."""
+        if limit < 1:
+            return 0
+        return int(await self._call("prune", [f"{self._p}events"], [_t(before), limit]))
 
     async def get_event(self, event_id: str, source: str | None = None) -> EventView | None:
         """An event with its deliveries and all their attempts."""
@@ -554,18 +601,26 @@ class RedisStore:
 
 
 def _event(fields: dict[str, bytes], ring: KeyRing | None) -> Event:
-    """An ``Event`` from its hash (its payload decrypted when sealed)."""
-    source, event_id = fields["source"].decode(), fields["id"].decode()
-    body, headers = open_payload(ring, source, event_id, bytes(fields["body"]), fields["headers"])
+    """An ``Event`` from its hash (payload decrypted when sealed); ``UnreadableEvent`` if not."""
+    try:
+        source, event_id = fields["source"].decode(), fields["id"].decode()
+        sealed_body, sealed_headers = bytes(fields["body"]), fields["headers"]
+        type_, subject, time_ = (_s(fields.get(name)) for name in ("type", "subject", "time"))
+        dedupe_key = fields["dedupe_key"].decode()
+        request_id = fields["request_id"].decode()
+        received_at = float(fields["received_at"])
+    except (KeyError, ValueError) as exc:  # a field missing or mangled (UnicodeDecodeError too)
+        raise UnreadableEvent(f"stored event is corrupt ({type(exc).__name__})") from None
+    body, headers = open_payload(ring, source, event_id, sealed_body, sealed_headers)
     return Event(
         id=event_id,
         source=source,
-        type=_s(fields.get("type")),
-        subject=_s(fields.get("subject")),
-        time=_s(fields.get("time")),
-        dedupe_key=fields["dedupe_key"].decode(),
+        type=type_,
+        subject=subject,
+        time=time_,
+        dedupe_key=dedupe_key,
         body=body,
         headers=headers,
-        request_id=fields["request_id"].decode(),
-        received_at=float(fields["received_at"]),
+        request_id=request_id,
+        received_at=received_at,
     )

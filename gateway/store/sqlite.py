@@ -20,6 +20,7 @@ envelopes sealed by ``gateway.store.crypto`` (``headers`` then holds a BLOB, not
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from typing import Any, Literal, TypeVar, cast
 from gateway.errors import StoreError
 from gateway.store.base import (
     DEPTH_STATES,
+    POISON_BUDGET,
     AcceptResult,
     Attempt,
     DeadLetter,
@@ -41,10 +43,13 @@ from gateway.store.base import (
     EventSummary,
     EventView,
     Lease,
+    UnreadableEvent,
     decode_cursor,
     encode_cursor,
 )
 from gateway.store.crypto import KeyRing, open_payload, seal_payload
+
+log = logging.getLogger("gateway.store")
 
 T = TypeVar("T")
 
@@ -291,29 +296,42 @@ class SqliteStore:
     async def lease_due(self, now: float, lease: float, limit: int, worker: str) -> list[Lease]:
         """Lease due deliveries and expired leases, oldest due first."""
 
-        def tx(conn: sqlite3.Connection) -> list[Lease]:
-            rows = conn.execute(
-                "SELECT id FROM ("
-                " SELECT id, lease_expires_at AS at FROM deliveries"
-                "  WHERE state = 'leased' AND lease_expires_at <= :now"
-                " UNION ALL"
-                " SELECT id, next_attempt_at AS at FROM deliveries"
-                "  WHERE state = 'due' AND next_attempt_at <= :now"
-                ") ORDER BY at LIMIT :limit",
-                {"now": now, "limit": limit},
-            ).fetchall()
-            leases = []
-            for (delivery_id,) in rows:
-                token = uuid.uuid4().hex
-                conn.execute(
-                    "UPDATE deliveries SET state = 'leased', lease_token = ?,"
-                    " lease_expires_at = ?, leased_by = ? WHERE id = ?",
-                    (token, now + lease, worker, delivery_id),
-                )
-                leases.append(_load_lease(conn, self._ring, delivery_id))
-            return leases
+        def tx(conn: sqlite3.Connection) -> tuple[list[Lease], list[tuple[str, str]]]:
+            leases: list[Lease] = []
+            dead: list[tuple[str, str]] = []
+            # Unreadable ones become dead, so each round selects new rows; rounds stop when
+            # the batch is full, nothing more is due, or the poison budget is spent.
+            while len(leases) < limit and len(dead) < POISON_BUDGET:
+                rows = conn.execute(
+                    "SELECT id FROM ("
+                    " SELECT id, lease_expires_at AS at FROM deliveries"
+                    "  WHERE state = 'leased' AND lease_expires_at <= :now"
+                    " UNION ALL"
+                    " SELECT id, next_attempt_at AS at FROM deliveries"
+                    "  WHERE state = 'due' AND next_attempt_at <= :now"
+                    ") ORDER BY at LIMIT :limit",
+                    {"now": now, "limit": limit - len(leases)},
+                ).fetchall()
+                if not rows:
+                    break
+                for (delivery_id,) in rows:
+                    token = uuid.uuid4().hex
+                    conn.execute(
+                        "UPDATE deliveries SET state = 'leased', lease_token = ?,"
+                        " lease_expires_at = ?, leased_by = ? WHERE id = ?",
+                        (token, now + lease, worker, delivery_id),
+                    )
+                    try:
+                        leases.append(_load_lease(conn, self._ring, delivery_id))
+                    except UnreadableEvent as exc:
+                        _dead_letter_unreadable(conn, delivery_id, token, now, str(exc))
+                        dead.append((delivery_id, str(exc)))
+            return leases, dead
 
-        return await self._write(tx)
+        leases, dead = await self._write(tx)
+        for delivery_id, reason in dead:
+            log.error("delivery %s dead-lettered: %s", delivery_id, reason)
+        return leases
 
     async def complete(self, lease: Lease, attempt: Attempt) -> bool:
         """Mark the leased delivery delivered and record the attempt."""
@@ -336,28 +354,7 @@ class SqliteStore:
         """Leave the leased state for ``state`` if the lease token still matches."""
 
         def tx(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
-                "UPDATE deliveries SET state = :state, attempts_made = attempts_made + 1,"
-                " first_attempt_at = COALESCE(first_attempt_at, :started_at),"
-                " lease_token = NULL, lease_expires_at = NULL, leased_by = NULL,"
-                " next_attempt_at = :next_attempt_at, dead_reason = :dead_reason,"
-                " dead_at = :dead_at"
-                " WHERE id = :id AND state = 'leased' AND lease_token = :token",
-                {
-                    "state": state,
-                    "started_at": attempt.started_at,
-                    "next_attempt_at": extra.get("next_attempt_at"),
-                    "dead_reason": extra.get("dead_reason"),
-                    "dead_at": extra.get("dead_at"),
-                    "id": lease.delivery_id,
-                    "token": lease.token,
-                },
-            )
-            if cur.rowcount != 1:
-                return False
-            _insert_attempt(conn, lease.delivery_id, attempt.bounded())
-            _refresh_status_of_delivery(conn, lease.delivery_id)
-            return True
+            return _finish_delivery(conn, lease.delivery_id, lease.token, attempt, state, extra)
 
         return await self._write(tx)
 
@@ -400,6 +397,32 @@ class SqliteStore:
                     _refresh_status_of_delivery(conn, delivery_id)
             return moved
 
+        return await self._write(tx)
+
+    async def prune(self, before: float, limit: int) -> int:
+        """Delete up to ``limit`` finished events received before ``before``, in one transaction."""
+
+        def tx(conn: sqlite3.Connection) -> int:
+            uids: list[tuple[str]] = []
+            # One status at a time, so each walk is an ordered range of events_by_status that
+            # stops at the limit (an IN over both would sort the whole backlog first).
+            for status in ("delivered", "unrouted"):
+                uids += conn.execute(
+                    "SELECT uid FROM events WHERE status = ? AND received_at < ?"
+                    " ORDER BY received_at LIMIT ?",
+                    (status, before, limit - len(uids)),
+                ).fetchall()
+            conn.executemany(
+                "DELETE FROM attempts WHERE delivery_id IN"
+                " (SELECT id FROM deliveries WHERE event_uid = ?)",
+                uids,
+            )
+            conn.executemany("DELETE FROM deliveries WHERE event_uid = ?", uids)
+            conn.executemany("DELETE FROM events WHERE uid = ?", uids)
+            return len(uids)
+
+        if limit < 1:
+            return 0
         return await self._write(tx)
 
     async def get_event(self, event_id: str, source: str | None = None) -> EventView | None:
@@ -697,6 +720,51 @@ def _insert_deliveries(
     return ids
 
 
+def _finish_delivery(
+    conn: sqlite3.Connection,
+    delivery_id: str,
+    token: str,
+    attempt: Attempt,
+    state: DeliveryState,
+    extra: dict[str, Any],
+) -> bool:
+    """Leave the leased state for ``state`` and record the attempt, if ``token`` still holds."""
+    cur = conn.execute(
+        "UPDATE deliveries SET state = :state, attempts_made = attempts_made + 1,"
+        " first_attempt_at = COALESCE(first_attempt_at, :started_at),"
+        " lease_token = NULL, lease_expires_at = NULL, leased_by = NULL,"
+        " next_attempt_at = :next_attempt_at, dead_reason = :dead_reason,"
+        " dead_at = :dead_at"
+        " WHERE id = :id AND state = 'leased' AND lease_token = :token",
+        {
+            "state": state,
+            "started_at": attempt.started_at,
+            "next_attempt_at": extra.get("next_attempt_at"),
+            "dead_reason": extra.get("dead_reason"),
+            "dead_at": extra.get("dead_at"),
+            "id": delivery_id,
+            "token": token,
+        },
+    )
+    if cur.rowcount != 1:
+        return False
+    _insert_attempt(conn, delivery_id, attempt.bounded())
+    _refresh_status_of_delivery(conn, delivery_id)
+    return True
+
+
+def _dead_letter_unreadable(
+    conn: sqlite3.Connection, delivery_id: str, token: str, now: float, reason: str
+) -> None:
+    """Dead-letter a just-leased delivery whose event cannot be read, recording why."""
+    made = conn.execute(
+        "SELECT attempts_made FROM deliveries WHERE id = ?", (delivery_id,)
+    ).fetchone()[0]
+    attempt = Attempt(made + 1, now, None, 0.0, reason)
+    extra = {"dead_reason": reason[:1024], "dead_at": now}
+    _finish_delivery(conn, delivery_id, token, attempt, "dead", extra)
+
+
 def _insert_attempt(conn: sqlite3.Connection, delivery_id: str, attempt: Attempt) -> None:
     """Record one attempt of a delivery."""
     conn.execute(
@@ -752,7 +820,11 @@ def _find_uid(conn: sqlite3.Connection, event_id: str, source: str | None) -> st
 
 def _event(row: Sequence[Any], ring: KeyRing | None) -> Event:
     """An ``Event`` from a row of ``_EVENT_COLUMNS`` (its payload decrypted when sealed)."""
-    body, headers = open_payload(ring, row[2], row[1], bytes(row[7]), row[8])
+    try:
+        sealed_body = bytes(row[7])
+    except TypeError:  # a body that is not a BLOB (NULL, a number): a corrupt row
+        raise UnreadableEvent("stored event is corrupt: its body is not bytes") from None
+    body, headers = open_payload(ring, row[2], row[1], sealed_body, row[8])
     return Event(
         id=row[1],
         source=row[2],

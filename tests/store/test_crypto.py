@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -103,7 +104,7 @@ def test_first_key_seals_and_every_key_opens():
     rotated = KeyRing.from_config([KEY_B, KEY_A])
     assert rotated.open(old, ctx()) == b"payload"
     assert rotated.seal(b"payload", ctx())[4:12].hex() == ID_B
-    with pytest.raises(StoreError, match=f"key id {ID_A}, which is not in") as info:
+    with pytest.raises(StoreError, match=f"key id {ID_A} not in store.encryption_keys") as info:
         KeyRing.from_config([KEY_B]).open(old, ctx())
     for secret in (KEY_A, KEY_B, RAW_A.hex(), RAW_B.hex()):
         assert secret not in str(info.value)
@@ -284,8 +285,9 @@ async def test_rotation_old_key_kept_reads_old_key_dropped_fails_clearly(backend
         with pytest.raises(StoreError, match=f"key id {ID_A}") as info:
             await store.get_event("evt_old")
         assert KEY_A not in str(info.value)
-        with pytest.raises(StoreError, match=f"key id {ID_A}"):
-            await store.lease_due(T0 + 5, 30.0, 10, "w1")
+        # The unreadable event is dead-lettered; the readable one is still delivered.
+        [lease] = await store.lease_due(T0 + 5, 30.0, 10, "w1")
+        assert lease.event.id == "evt_new"
     finally:
         await store.close()
 
@@ -300,8 +302,10 @@ async def test_a_flipped_byte_in_the_stored_body_fails(backend: Backend):
         await backend.write_raw("evt_1", bytes(tampered), headers)
         with pytest.raises(StoreError, match="failed authentication"):
             await store.get_event("evt_1")
-        with pytest.raises(StoreError, match="failed authentication"):
-            await store.lease_due(T0, 30.0, 10, "w1")
+        assert await store.lease_due(T0, 30.0, 10, "w1") == []
+        [dead], _ = await store.list_dead_letters()
+        assert dead.event_id == "evt_1"
+        assert "failed authentication" in dead.reason
     finally:
         await store.close()
 
@@ -352,6 +356,93 @@ async def test_sealed_rows_without_keys_fail_clearly(backend: Backend):
     try:
         with pytest.raises(StoreError, match="encryption_keys is empty"):
             await store.get_event("evt_1")
+    finally:
+        await store.close()
+
+
+# -- unreadable events: dead-lettered, never a stalled queue -------------------------------------
+
+
+def _store_logs(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "gateway.store"]
+
+
+async def test_an_event_under_a_dropped_key_is_dead_lettered_and_the_rest_delivered(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+):
+    store = await backend.open(KEY_A)
+    await store.accept(secret_event("evt_a", T0), ["market"], WINDOW, T0)
+    await store.close()
+
+    store = await backend.open(KEY_B)  # key A dropped from the ring
+    try:
+        await store.accept(secret_event("evt_b", T0 + 1), ["market"], WINDOW, T0 + 1)
+        with caplog.at_level(logging.INFO, logger="gateway.store"):
+            leases = await store.lease_due(T0 + 2, 30.0, 10, "w1")
+            assert [lease.event.id for lease in leases] == ["evt_b"]
+            assert leases[0].event.body == SECRET_BODY
+            assert await store.complete(leases[0], Attempt(1, T0 + 2, 200, 0.01))
+            [dead], _ = await store.list_dead_letters()
+            assert (dead.event_id, dead.destination, dead.dead_at) == ("evt_a", "market", T0 + 2)
+            assert dead.reason.startswith(
+                f"payload cannot be decrypted: key id {ID_A} not in store.encryption_keys"
+            )
+            assert dead.last_attempt == Attempt(1, T0 + 2, None, 0.0, dead.reason)
+            assert await store.queue_depth() == {("market", "dead"): 1}
+            # Dead, so it is not leased (nor logged) again.
+            assert await store.lease_due(T0 + 1000, 30.0, 10, "w1") == []
+        [record] = _store_logs(caplog)
+        assert record.levelno == logging.ERROR
+        message = record.getMessage()
+        assert ID_A in message and dead.delivery_id in message
+        for secret in (KEY_A, KEY_B.removeprefix("base64:"), "4242424242424242"):
+            assert secret not in message and secret not in dead.reason
+    finally:
+        await store.close()
+
+    store = await backend.open(KEY_B, KEY_A)  # the key is back: redrive delivers it
+    try:
+        assert await store.redrive(None, T0 + 10) == 1
+        [lease] = await store.lease_due(T0 + 10, 30.0, 10, "w1")
+        assert (lease.event.id, lease.event.body, lease.attempt) == ("evt_a", SECRET_BODY, 1)
+        assert await store.complete(lease, Attempt(1, T0 + 10, 200, 0.01))
+        view = await store.get_event("evt_a")
+        assert view is not None
+        assert view.status == "delivered"
+        [delivery] = view.deliveries
+        assert [a.status for a in delivery.attempts] == [None, 200]  # the failure stays recorded
+    finally:
+        await store.close()
+
+
+async def test_unreadable_events_do_not_use_up_the_batch(backend: Backend):
+    store = await backend.open(KEY_A)
+    for i in range(3):  # older than the readable one, so they come first
+        await store.accept(secret_event(f"evt_lost_{i}", T0 + i), ["m"], WINDOW, T0 + i)
+    await store.close()
+    store = await backend.open(KEY_B)
+    try:
+        await store.accept(secret_event("evt_ok", T0 + 5), ["m"], WINDOW, T0 + 5)
+        [lease] = await store.lease_due(T0 + 6, 30.0, 1, "w1")
+        assert lease.event.id == "evt_ok"
+        assert await store.queue_depth() == {("m", "dead"): 3, ("m", "leased"): 1}
+    finally:
+        await store.close()
+
+
+async def test_a_corrupt_plaintext_row_is_dead_lettered_without_showing_it(backend: Backend):
+    store = await backend.open()
+    try:
+        await store.accept(secret_event("evt_bad", T0), ["m"], WINDOW, T0)
+        await store.accept(secret_event("evt_ok", T0 + 1), ["m"], WINDOW, T0 + 1)
+        body, _ = (await backend.raw())["evt_bad"]
+        await backend.write_raw("evt_bad", body, b'{"not": "a list of pairs" 4242')
+        [lease] = await store.lease_due(T0 + 2, 30.0, 10, "w1")
+        assert lease.event.id == "evt_ok"
+        [dead], _ = await store.list_dead_letters()
+        assert dead.event_id == "evt_bad"
+        assert dead.reason.startswith("stored event is corrupt")
+        assert "4242" not in dead.reason
     finally:
         await store.close()
 

@@ -35,6 +35,9 @@ async def exercise(url: str) -> None:
         assert {e.id for e in events} == {"evt_1", "evt_2"}
         redriven = leases[1].destination
         assert await store.queue_depth() == {(redriven, "due"): 1, ("c", "due"): 1}
+        assert await store.prune(T0 + 10, 100) == 1  # evt_2, delivered in sync mode
+        events, _ = await store.list_events()
+        assert [e.id for e in events] == ["evt_1"]
     finally:
         await store.close()
 
