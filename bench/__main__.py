@@ -15,13 +15,13 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from bench.payloads import BODY_SIZE
-from bench.procs import BenchError
+from bench.procs import BenchError, foreign_cpu
 from bench.report import DELIVERY_METRICS, INGRESS_METRICS, compare, machine_facts, render
 from bench.scenarios import (
     QUICK,
@@ -71,6 +71,13 @@ def run(settings: Settings, stores: Sequence[str]) -> dict[str, Any]:
             )
             redis = stack.enter_context(server)
 
+        def measured(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+            """Run one side of a round, noting the CPU other people's processes used meanwhile."""
+            noise: dict[str, Any] = {}
+            with foreign_cpu(noise, [redis.pid] if redis and redis.pid else []):
+                run = fn(*args)
+            return {**run, "machine_noise": noise}
+
         def store_url(store: str, purpose: str) -> str:
             """A fresh, empty store for each gateway run."""
             if store == "redis":
@@ -82,12 +89,13 @@ def run(settings: Settings, stores: Sequence[str]) -> dict[str, Any]:
         ingress_runs: dict[str, list[dict[str, Any]]] = {store: [] for store in stores}
         for index in range(rounds + 1):
             _progress(f"ingress: baseline server ({index + 1} of {rounds + 1})")
-            ingress_base.append(ingress_baseline(ws, f"ingress-base-{index}"))
+            ingress_base.append(measured(ingress_baseline, ws, f"ingress-base-{index}"))
             if index == rounds:
                 break
             for store in stores:
                 _progress(f"ingress: gateway on {store} (round {index + 1} of {rounds})")
-                run = ingress_gateway(ws, f"ingress-{store}-{index}", store_url(store, "ingress"))
+                url = store_url(store, "ingress")
+                run = measured(ingress_gateway, ws, f"ingress-{store}-{index}", url)
                 ingress_runs[store].append(run)
         result["ingress"] = compare(ingress_base, ingress_runs, INGRESS_METRICS)
 
@@ -95,14 +103,13 @@ def run(settings: Settings, stores: Sequence[str]) -> dict[str, Any]:
         delivery_runs: dict[str, list[dict[str, Any]]] = {store: [] for store in stores}
         for index in range(rounds + 1):
             _progress(f"delivery: direct aiohttp sends ({index + 1} of {rounds + 1})")
-            delivery_base.append(delivery_direct(ws, f"delivery-base-{index}"))
+            delivery_base.append(measured(delivery_direct, ws, f"delivery-base-{index}"))
             if index == rounds:
                 break
             for store in stores:
                 _progress(f"delivery: gateway on {store} draining (round {index + 1} of {rounds})")
-                run = delivery_gateway(
-                    ws, f"delivery-{store}-{index}", store_url(store, "delivery")
-                )
+                url = store_url(store, "delivery")
+                run = measured(delivery_gateway, ws, f"delivery-{store}-{index}", url)
                 delivery_runs[store].append(run)
         result["delivery"] = compare(delivery_base, delivery_runs, DELIVERY_METRICS)
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,3 +149,46 @@ def run_loadgen(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
         raise BenchError(f"the load generator failed:\n{done.stderr.decode(errors='replace')}")
     result: dict[str, Any] = json.loads(done.stdout)
     return result
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _system_busy_seconds() -> float:
+    """CPU seconds every core has spent busy since boot (``/proc/stat``; idle and iowait are
+    not busy; steal is: another guest had our CPU)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / _TICKS
+
+
+def _own_cpu_seconds(pids: Sequence[int]) -> float:
+    """CPU seconds of this process, its reaped children, and the live processes ``pids``."""
+    me, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    total = me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            # Fields 14 and 15 of /proc/<pid>/stat, counted after the ")" of the command name.
+            after = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(after[11]) + int(after[12])) / _TICKS
+    return total
+
+
+@contextlib.contextmanager
+def foreign_cpu(record: dict[str, Any], live_pids: Sequence[int] = ()) -> Iterator[None]:
+    """Put into ``record`` how many cores' worth of CPU processes NOT started by the benchmark
+    used while the block ran (``foreign_cores``): the machine's busy time minus ours.
+
+    Every process the block starts must be reaped inside it (``Proc.stop`` does that); long-
+    lived ones (redis-server) are passed in ``live_pids``.
+    """
+    wall, busy, own = time.monotonic(), _system_busy_seconds(), _own_cpu_seconds(live_pids)
+    yield
+    wall = time.monotonic() - wall
+    foreign = (_system_busy_seconds() - busy) - (_own_cpu_seconds(live_pids) - own)
+    record["wall_s"] = wall
+    record["foreign_cpu_s"] = max(0.0, foreign)
+    record["foreign_cores"] = max(0.0, foreign) / wall if wall > 0 else 0.0

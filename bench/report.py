@@ -201,6 +201,13 @@ def render(result: Mapping[str, Any]) -> str:
         label = f"drain {s['delivery_events']} queued events (s)"
         measure(label, store, delivery, "drain_s", "lower", digits=3)
 
+    noise = [
+        run["machine_noise"]["foreign_cores"]
+        for section in (ingress, delivery)
+        for runs in section["runs"].values()
+        for run in runs
+        if "machine_noise" in run
+    ]
     ingress_noise = ingress["baseline"]["rps"]["spread"] * 100
     delivery_noise = delivery["baseline"]["drain_s"]["spread"] * 100
     lines += [
@@ -216,6 +223,12 @@ def render(result: Mapping[str, Any]) -> str:
         f"noise: baseline readings varied by {ingress_noise:.1f} % (ingress rps) and "
         f"{delivery_noise:.1f} % (direct-send time) across their {s['rounds'] + 1} runs.",
     ]
+    if noise:
+        lines.append(
+            f"       processes outside the benchmark used {sum(noise) / len(noise):.2f} cores on"
+            f" average during the runs, {max(noise):.2f} at most (of {m['usable_cores']});"
+            " 0 means a quiet machine."
+        )
     for store in result["stores"]:
         for run in ingress["runs"][store]:
             errors = run["timed"]["sent"] - run["timed"]["ok"]
