@@ -1,7 +1,7 @@
 """App factories: the ingress application and the admin application, with typed state.
 
-Each resource has its own ``cleanup_ctx`` (store, HTTP client session, delivery workers), so a
-resource is cleaned up if and only if it was set up, in reverse order.
+Each resource has its own ``cleanup_ctx`` (store, retention, HTTP client session, delivery
+workers), so a resource is cleaned up if and only if it was set up, in reverse order.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.redis_limiter import RedisLimiter
 from gateway.store import open_store
 from gateway.store.base import Attempt, Lease, Store
+from gateway.store.retention import Pruner
 
 #: Seconds a delivery lease outlives the longest destination timeout.
 LEASE_MARGIN = 30.0
@@ -50,6 +51,7 @@ CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 STORE = web.AppKey("store", Store)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 LIMITER = web.AppKey("limiter", Limiter)
+PRUNER = web.AppKey("pruner", Pruner)
 #: On the admin application: the ingress application whose state it reads.
 GATEWAY = web.AppKey("gateway", web.Application)
 
@@ -65,6 +67,16 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[LIMITER] = RedisLimiter(client, timeout=0.25) if client is not None else MemoryLimiter()
     yield
     await store.close()
+
+
+async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Every process prunes (cheap and idempotent), whether or not it runs delivery workers.
+    pruner = Pruner(app[STORE], app[CONFIG].store.retention, clock=app[CLOCK])
+    app[PRUNER] = pruner
+    task = asyncio.create_task(pruner.run(), name="retention")
+    yield
+    pruner.stop()
+    await task
 
 
 async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -198,6 +210,7 @@ def create_app(
     app[METRICS] = metrics or Metrics()
     app[CLOCK] = clock
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_retention_ctx)
     app.cleanup_ctx.append(_session_ctx)
     app.cleanup_ctx.append(_ingress_ctx)
     if workers:

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis.asyncio as aioredis
 
-from gateway.errors import ConfigError
+from gateway.app import PRUNER, STORE, create_app
+from gateway.errors import ConfigError, StoreError
 from gateway.store import Attempt, EventNotFound, Store, open_store
+from gateway.store.retention import Pruner
 from tests.redis_server import RedisServer
 from tests.support import build_config, config_dict, payments_source
 
@@ -242,3 +246,78 @@ async def test_sqlite_prune_deletes_the_rows(tmp_path: Path):
         assert conn.execute("SELECT COUNT(*) FROM attempts").fetchone() == (0,)
         dedupe = conn.execute("SELECT key FROM dedupe ORDER BY key").fetchall()
         assert dedupe == [("evt_1",), ("evt_2",), ("keep",)]
+
+
+# -- the pruner every process runs ---------------------------------------------------------------
+
+
+class CountingStore:
+    """A store stand-in for ``prune`` only: answers from a script and counts the calls."""
+
+    def __init__(self, answers: list[int | StoreError], then: int = 0) -> None:
+        self.answers = answers
+        self.then = then
+        self.calls: list[tuple[float, int]] = []
+        self.called = asyncio.Event()
+
+    async def prune(self, before: float, limit: int) -> int:
+        self.calls.append((before, limit))
+        self.called.set()
+        answer = self.answers.pop(0) if self.answers else self.then
+        if isinstance(answer, StoreError):
+            raise answer
+        return answer
+
+
+async def test_pruner_prunes_batch_by_batch_at_the_retention_cutoff(
+    store: Store, caplog: pytest.LogCaptureFixture
+):
+    for i in range(5):
+        await store.accept(make_event(f"old_{i}", received_at=T0 + i), [], WINDOW, T0 + i)
+    await store.accept(make_event("young", received_at=T0 + 50), [], WINDOW, T0 + 50)
+    pruner = Pruner(store, 3 * DAY, clock=lambda: T0 + 3 * DAY + 10, batch=2)
+    with caplog.at_level(logging.INFO, logger="gateway.store"):
+        assert await pruner.prune_once() == 5
+    assert await ids(store) == {"young"}
+    [record] = [r for r in caplog.records if r.name == "gateway.store"]
+    assert record.levelno == logging.INFO
+    assert record.getMessage().startswith("pruned 5 finished events received before")
+    assert await pruner.prune_once() == 0
+
+
+async def test_pruner_runs_until_stopped_and_survives_store_failures(
+    caplog: pytest.LogCaptureFixture,
+):
+    fake = CountingStore([StoreError("down"), 3, 1])
+    pruner = Pruner(cast(Store, fake), DAY, clock=lambda: T0, interval=0, first_delay=0, batch=3)
+    task = asyncio.create_task(pruner.run())
+    while len(fake.calls) < 4:  # failed run, then a run of two batches (3 then 1), then more
+        fake.called.clear()
+        await asyncio.wait_for(fake.called.wait(), 30)
+    pruner.stop()
+    await asyncio.wait_for(task, 30)
+    assert fake.calls[:3] == [(T0 - DAY, 3)] * 3
+    assert "pruning old events failed: down" in caplog.text
+
+
+async def test_pruner_stop_interrupts_a_long_backlog():
+    fake = CountingStore([], then=10)  # always a full batch: the backlog never ends
+    pruner = Pruner(cast(Store, fake), DAY, clock=lambda: T0, batch=10)
+    job = asyncio.create_task(pruner.prune_once())
+    while len(fake.calls) < 3:
+        fake.called.clear()
+        await asyncio.wait_for(fake.called.wait(), 30)
+    pruner.stop()
+    assert await asyncio.wait_for(job, 30) >= 30
+
+
+async def test_the_app_prunes_with_the_configured_retention(aiohttp_client: Any, tmp_path: Path):
+    data = config_dict("http://127.0.0.1:9/hook", store_url=f"sqlite:///{tmp_path}/g.db")
+    data["store"]["retention"] = "4d"
+    now = T0 + 4 * DAY + 1
+    app = create_app(build_config(data), clock=lambda: now, workers=False)
+    await aiohttp_client(app)
+    await app[STORE].accept(make_event("old", received_at=T0), [], WINDOW, T0)
+    await app[STORE].accept(make_event("young", received_at=T0 + 2), [], WINDOW, T0 + 2)
+    assert await app[PRUNER].prune_once() == 1
+    assert await ids(app[STORE]) == {"young"}
