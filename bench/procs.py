@@ -77,10 +77,12 @@ class Proc:
             self.popen.kill()
             self.popen.wait()
 
-    def log_levels(self) -> dict[str, int]:
-        """How many JSON log lines the child wrote at each level (the gateway logs JSON lines);
-        a run whose gateway logged warnings or errors is flagged in the report."""
+    def log_summary(self, keep: int = 3) -> dict[str, Any]:
+        """Counts of the JSON log lines the child wrote at each level (the gateway logs JSON
+        lines) and the first ``keep`` lines above ``info``: a run whose gateway logged
+        warnings or errors is flagged in the report, with what it said."""
         levels: dict[str, int] = {}
+        notable: list[str] = []
         with contextlib.suppress(OSError), self.log_path.open(errors="replace") as log:
             for line in log:
                 try:
@@ -88,7 +90,9 @@ class Proc:
                 except (ValueError, AttributeError):
                     level = "not-json"
                 levels[level] = levels.get(level, 0) + 1
-        return levels
+                if level not in ("debug", "info") and len(notable) < keep:
+                    notable.append(line.strip()[:500])
+        return {"levels": levels, "first_notable": notable}
 
     def log_tail(self, chars: int = 3000) -> str:
         """The end of the child's output, for error messages."""

@@ -235,8 +235,9 @@ def render(result: Mapping[str, Any]) -> str:
             if errors:
                 lines.append(f"WARNING: {errors} ingress requests to {store} were not answered 202")
         for run in (*ingress["runs"][store], *delivery["runs"][store]):
-            levels = run.get("gateway_log_levels", {})
-            noisy = {k: v for k, v in levels.items() if k not in ("debug", "info")}
+            log = run.get("gateway_log", {})
+            noisy = {k: v for k, v in log.get("levels", {}).items() if k not in ("debug", "info")}
             if noisy:
-                lines.append(f"WARNING: the {store} gateway logged {noisy} during a run")
+                lines.append(f"WARNING: the {store} gateway logged {noisy} during a run, first:")
+                lines.append(f"         {log['first_notable'][0]}")
     return "\n".join(lines)

@@ -203,7 +203,7 @@ def ingress_gateway(ws: Workspace, label: str, store_url: str) -> dict[str, Any]
         # Deliveries that reached the destination while ingress ran (a sanity figure: the
         # worker shares the gateway's CPU with ingress, as it does in production).
         result["delivered_during_run"] = get_json(f"http://{HOST}:{dest_port}/_stats")["count"]
-    result["gateway_log_levels"] = proc.log_levels()
+    result["gateway_log"] = proc.log_summary()
     return result
 
 
@@ -268,7 +268,7 @@ def delivery_gateway(ws: Workspace, label: str, store_url: str) -> dict[str, Any
         "events_per_s": s.delivery_events / drain if drain > 0 else 0.0,
         "arrived": stats["count"] - s.delivery_warmup,
         "peak_rss_kib": rss,
-        "gateway_log_levels": proc.log_levels(),
+        "gateway_log": proc.log_summary(),
     }
 
 
