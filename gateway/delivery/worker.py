@@ -109,6 +109,11 @@ class DeliveryWorker:
                 await self._wait_for_slot()
                 continue
             await self._idle()
+        # stop() may have been called while lease_due was running: the deliveries that call
+        # leased were started after stop() took its count, so finish them here, before the
+        # caller closes the store and the HTTP session under them.
+        while self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
 
     async def _wait_for_slot(self) -> None:
         """Wait until an in-flight delivery finishes (or stop is asked for)."""

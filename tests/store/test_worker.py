@@ -308,6 +308,50 @@ async def test_run_delivers_and_stop_waits_for_in_flight(store: Store, destinati
     assert [o[0] for o in observed] == ["delivered"]
 
 
+class _GatedLeases:
+    """The real store, with lease_due held at a gate: stop() can land while it runs."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.entered = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def lease_due(self, *args: Any, **kwargs: Any) -> list[Lease]:
+        self.entered.set()
+        await self.gate.wait()
+        return await self.store.lease_due(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
+async def test_deliveries_leased_while_stopping_finish_before_run_returns(
+    store: Store, destination, http
+):
+    dest, url = destination
+    gated = _GatedLeases(store)
+    worker = DeliveryWorker(
+        gated,  # type: ignore[arg-type]
+        make_send(http, url, Clock()),
+        {"market": NO_JITTER},
+        clock=time.time,
+        worker_id="w1",
+        concurrency=2,
+        poll_interval=0.05,
+    )
+    await store.accept(make_event(), ["market"], 3600, time.time())
+    task = asyncio.create_task(worker.run())
+    await asyncio.wait_for(gated.entered.wait(), 30)
+    await worker.stop()  # nothing in flight yet: returns at once
+    gated.gate.set()  # the lease that was under way comes back with a delivery
+    await asyncio.wait_for(task, 30)
+    # run() returned only after that delivery finished and was recorded.
+    view = await store.get_event("evt_1")
+    assert view is not None
+    assert view.status == "delivered"
+    assert len(dest.requests) == 1
+
+
 async def test_wake_makes_run_poll_at_once(store: Store, destination, http):
     dest, url = destination
     wake = asyncio.Event()
