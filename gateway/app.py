@@ -20,6 +20,7 @@ from gateway.config.model import Config
 from gateway.delivery.forward import deliver
 from gateway.delivery.retry import RetryPolicy
 from gateway.delivery.worker import DeliveryWorker
+from gateway.ingress.deadline import response_started
 from gateway.ingress.handler import Ingress
 from gateway.metrics import Metrics
 from gateway.ratelimit.limiter import Limiter
@@ -216,4 +217,10 @@ def create_app(
     if workers:
         app.cleanup_ctx.append(_workers_ctx)
     app.router.add_route("*", "/{tail:.*}", _handle)
+    app.on_response_prepare.append(_next_request_deadline)
     return app
+
+
+async def _next_request_deadline(request: web.Request, response: web.StreamResponse) -> None:
+    # A kept-alive connection's next request gets its own header deadline.
+    response_started(request.transport)

@@ -8,7 +8,6 @@ import signal
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
@@ -17,57 +16,10 @@ from gateway.app import RUNTIME, build_ingress, create_app
 from gateway.config import load_config
 from gateway.config.model import Config, HostPort
 from gateway.errors import ConfigError
+from gateway.ingress.deadline import HeaderDeadline
 from gateway.metrics import Metrics
 
 log = logging.getLogger("gateway.server")
-
-
-class _HeaderDeadline(asyncio.Protocol):
-    """Wraps aiohttp's protocol: a connection whose request headers are not complete within
-    ``timeout`` seconds is closed (a slow sender cannot hold a connection forever)."""
-
-    def __init__(self, inner: Any, timeout: float) -> None:
-        self._inner = inner
-        self._timeout = timeout
-        self._timer: asyncio.TimerHandle | None = None
-        self._tail = b""
-        self._transport: asyncio.BaseTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport
-        self._timer = asyncio.get_running_loop().call_later(self._timeout, self._expire)
-        self._inner.connection_made(transport)
-
-    def _expire(self) -> None:
-        self._timer = None
-        if self._transport is not None and not self._transport.is_closing():
-            log.info("closing a connection whose request headers did not arrive in time")
-            self._transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        if self._timer is not None:
-            # Headers end at the first empty line (RFC 9112, section 2.1).
-            if b"\r\n\r\n" in self._tail + data:
-                self._timer.cancel()
-                self._timer = None
-            else:
-                self._tail = (self._tail + data)[-3:]
-        self._inner.data_received(data)
-
-    def eof_received(self) -> bool | None:
-        result: bool | None = self._inner.eof_received()
-        return result
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._inner.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self._inner.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._inner.resume_writing()
 
 
 class ListenSite(web.BaseSite):
@@ -102,7 +54,7 @@ class ListenSite(web.BaseSite):
         timeout = self._header_timeout
         factory: Callable[[], asyncio.BaseProtocol] = server
         if timeout:
-            factory = lambda: _HeaderDeadline(server(), timeout)  # noqa: E731
+            factory = lambda: HeaderDeadline(server(), timeout)  # noqa: E731
         self._server = await loop.create_server(
             factory,
             self._address.host,

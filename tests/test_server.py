@@ -121,6 +121,27 @@ async def test_complete_headers_in_time_are_served(running):
     writer.close()
 
 
+async def test_the_deadline_applies_again_to_the_next_request_on_a_kept_alive_connection(running):
+    gateway, _, _ = running
+    assert gateway.ingress_site is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.ingress_site.port)
+    writer.write(b"GET /hooks/payments HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    async with asyncio.timeout(5):
+        status = await reader.readline()
+        assert status.startswith(b"HTTP/1.1 405")
+        while (await reader.readline()).strip():
+            pass  # headers of the answer
+        await reader.readexactly(len(b'{"error":"method_not_allowed"'))  # part of the body
+    # The connection stays open for a second request, whose headers never finish.
+    writer.write(b"POST /hooks/payments HTTP/1.1\r\n")
+    await writer.drain()
+    async with asyncio.timeout(5):
+        while await reader.read(4096):
+            pass  # the rest of the first answer, then the close
+    writer.close()
+
+
 async def test_reload_refuses_a_bad_config_and_applies_a_good_one(running):
     gateway, data, path = running
     ingress, admin = _urls(gateway)
