@@ -2,12 +2,20 @@
 
 Durability: ``journal_mode=WAL`` with ``synchronous=FULL``, so a transaction is on disk when
 its ``COMMIT`` returns and ingress answers 202 only after that: a ``kill -9`` (or a power cut)
-after the answer loses nothing. Every write is one short ``BEGIN IMMEDIATE`` transaction, so
-several gateway processes on one host can share the file (``busy_timeout`` makes a writer wait
-for another instead of failing; a lock held longer than that is a ``StoreError``).
+after the answer loses nothing. Writes are short ``BEGIN IMMEDIATE`` transactions, so several
+gateway processes on one host can share the file (``busy_timeout`` makes a writer wait for
+another instead of failing; a lock held longer than that is a ``StoreError``).
 
 SQLite calls block, so they run on one dedicated thread per store, never on the event loop;
 that thread owns the connection, which also serialises the store's own calls.
+
+Group commit: the fsync of each ``COMMIT`` bounds a store to a few thousand transactions a
+second, so the write operations that arrive while a transaction is being committed wait and
+then share the next one (at most ``MAX_BATCH`` of them), in the order they were called. Each
+runs inside its own ``SAVEPOINT``: one that fails is rolled back alone and fails only its own
+caller, and every later operation sees exactly what it would have seen had they run one by one
+(the second of two accepts with one dedupe key is a duplicate). No caller gets an answer before
+the ``COMMIT`` holding its operation returned, so the durability promise above is unchanged.
 
 The URL is ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``; the optional
 query ``?busy_timeout=5`` (seconds) sets how long a writer waits for the lock. The parent
@@ -20,11 +28,13 @@ envelopes sealed by ``gateway.store.crypto`` (``headers`` then holds a BLOB, not
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 import uuid
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
@@ -127,6 +137,14 @@ _EVENT_COLUMNS = (
 # and no single transaction grows long.
 _PRUNE_BATCH = 100
 
+#: Most write operations one group commit holds: bounds how long the write lock is held (other
+#: processes on the file wait that long) and how many callers one failed COMMIT answers 503.
+MAX_BATCH = 64
+
+#: What one write operation of a batch came to: ``(True, result)`` or ``(False, exception)``.
+_Outcome = tuple[bool, Any]
+_WriteOp = Callable[[sqlite3.Connection], Any]
+
 
 def _path_from_url(url: str) -> tuple[str, float]:
     """The file path and busy timeout of a ``sqlite:///`` URL."""
@@ -158,6 +176,12 @@ class SqliteStore:
         self._executor = executor
         self._ring = ring
         self._closed = False
+        # Group commit (see the module docstring): writes waiting for the next transaction,
+        # and whether one is being run now. Touched on the event loop's thread only.
+        self._waiting: deque[tuple[_WriteOp, asyncio.Future[Any]]] = deque()
+        self._committing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @classmethod
     async def open(cls, url: str, ring: KeyRing | None = None) -> SqliteStore:
@@ -186,19 +210,56 @@ class SqliteStore:
             raise StoreError(f"SQLite store failed: {exc}") from exc
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` inside one ``BEGIN IMMEDIATE`` transaction, rolled back on any error."""
+        """Run ``fn`` in the next group commit, in a savepoint of its own; answer once committed.
 
-        def tx(conn: sqlite3.Connection) -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
-            return result
+        ``fn`` sees the effects of every write called before it and none after; an error it
+        raises undoes only its own changes and comes back here (a SQLite one as StoreError).
+        """
+        if self._closed:
+            raise StoreError("the store is closed")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append((fn, future))
+        if not self._committing:
+            self._start_batch()
+        return cast(T, await future)
 
-        return await self._run(tx)
+    def _start_batch(self) -> None:
+        """Hand the waiting writes (up to ``MAX_BATCH``) to the store's thread as one batch."""
+        batch: list[tuple[_WriteOp, asyncio.Future[Any]]] = []
+        while self._waiting and len(batch) < MAX_BATCH:
+            fn, future = self._waiting.popleft()
+            # A caller cancelled before its turn: its write is never run, as with any
+            # executor job cancelled before it started.
+            if not future.done():
+                batch.append((fn, future))
+        if not batch:
+            self._committing = False
+            self._idle.set()
+            return
+        self._committing = True
+        self._idle.clear()
+        job = self._executor.submit(_run_batch, self._conn, [fn for fn, _ in batch])
+        job.add_done_callback(
+            functools.partial(_call_soon, asyncio.get_running_loop(), self._batch_done, batch)
+        )
+
+    def _batch_done(
+        self, batch: list[tuple[_WriteOp, asyncio.Future[Any]]], job: Future[list[_Outcome]]
+    ) -> None:
+        """Answer every caller of a batch (its COMMIT has returned, or failed), then go on."""
+        try:
+            outcomes = job.result()
+        except Exception as exc:  # noqa: BLE001 - handed to every caller, nothing is swallowed
+            # BEGIN or COMMIT failed: the whole transaction is gone, so is every write in it.
+            outcomes = [(False, exc)] * len(batch)
+        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+            if future.done():  # cancelled meanwhile; what it wrote stays written
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(_as_store_error(value))
+        self._start_batch()
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one read transaction, so it sees a single snapshot."""
@@ -587,6 +648,8 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
+        # Every write already called was promised an answer: let its batch commit first.
+        await self._idle.wait()
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._conn.close)
@@ -596,7 +659,72 @@ class SqliteStore:
             self._executor.shutdown(wait=True)
 
 
+def _call_soon(
+    loop: asyncio.AbstractEventLoop,
+    callback: Callable[[list[tuple[_WriteOp, asyncio.Future[Any]]], Future[list[_Outcome]]], None],
+    batch: list[tuple[_WriteOp, asyncio.Future[Any]]],
+    job: Future[list[_Outcome]],
+) -> None:
+    """Run ``callback(batch, job)`` on the event loop (``job`` finished on the store's thread)."""
+    loop.call_soon_threadsafe(callback, batch, job)
+
+
+def _as_store_error(exc: BaseException) -> BaseException:
+    """What a write's caller gets for ``exc``: SQLite failures become ``StoreError``."""
+    if isinstance(exc, sqlite3.Error):
+        error = StoreError(f"SQLite store failed: {exc}")
+        error.__cause__ = exc
+        return error
+    return exc
+
+
 # -- helpers, all called on the store's thread --------------------------------------------------
+
+
+def _run_batch(conn: sqlite3.Connection, ops: Sequence[_WriteOp]) -> list[_Outcome]:
+    """Run ``ops`` in order in one transaction, each in a savepoint; the outcome of each.
+
+    An error that SQLite answers by rolling back the whole transaction (a full disk, an I/O
+    error) takes the earlier operations' work with it: that operation fails and the others are
+    run again in a new transaction, so each run drops one operation and the loop ends. A
+    failing ``BEGIN`` or ``COMMIT`` raises: then nothing of the batch was written.
+    """
+    outcomes: list[_Outcome] = [(False, None)] * len(ops)
+    todo = list(range(len(ops)))
+    while todo:
+        lost = _try_batch(conn, ops, todo, outcomes)
+        if lost is None:
+            break
+        todo.remove(lost)
+    return outcomes
+
+
+def _try_batch(
+    conn: sqlite3.Connection, ops: Sequence[_WriteOp], todo: list[int], outcomes: list[_Outcome]
+) -> int | None:
+    """One attempt of ``_run_batch``: ``None`` once committed, else the operation whose error
+    rolled the transaction back (its outcome recorded, the others' to be redone)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for index in todo:
+            conn.execute("SAVEPOINT op")
+            try:
+                result = ops[index](conn)
+            except Exception as exc:  # noqa: BLE001 - handed to this operation's caller
+                outcomes[index] = (False, exc)
+                if not conn.in_transaction:
+                    return index
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+            else:
+                conn.execute("RELEASE op")
+                outcomes[index] = (True, result)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    return None
 
 
 def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:

@@ -1,0 +1,293 @@
+"""SQLite group commit: writes that wait for a COMMIT share the next one, and nothing changes.
+
+Concurrent accepts must give exactly the answers of the same accepts one by one; an operation
+that fails inside a batch fails only its own caller; an answered accept survives a kill -9
+even when it was committed together with others; closing the store still answers every write
+already called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.errors import StoreError
+from gateway.store import Event, open_store
+from gateway.store import sqlite as sqlite_store
+from gateway.store.base import AcceptResult, EventNotFound
+from gateway.store.sqlite import MAX_BATCH, SqliteStore
+
+from .conftest import T0, make_event
+
+REPO = Path(__file__).resolve().parents[2]
+WINDOW = 3600.0
+
+
+@pytest.fixture
+def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every batch the store's thread runs (proves the writes were grouped)."""
+    sizes: list[int] = []
+    run_batch = sqlite_store._run_batch
+
+    def spy(conn: sqlite3.Connection, ops: Sequence[Callable[[sqlite3.Connection], Any]]):
+        sizes.append(len(ops))
+        return run_batch(conn, ops)
+
+    monkeypatch.setattr(sqlite_store, "_run_batch", spy)
+    return sizes
+
+
+async def _open(tmp_path: Path, name: str) -> SqliteStore:
+    store = await open_store(f"sqlite:///{tmp_path}/{name}.db")
+    assert isinstance(store, SqliteStore)
+    return store
+
+
+def _workload() -> list[Event]:
+    """Accepts with repeated dedupe keys, and repeated ids under different keys, interleaved."""
+    events = []
+    for i in range(150):
+        key = f"k{i % 40}"  # keys 0..39 come back again and again
+        event_id = f"evt_{i}" if i % 7 else f"evt_{i % 3}"  # some ids collide across keys
+        events.append(make_event(event_id, key=key, body=b'{"n":%d}' % i))
+    return events
+
+
+def _expected(events: Sequence[Event]) -> list[AcceptResult]:
+    """The answers of DESIGN 3 worked out by hand: first key wins, then first id wins."""
+    first_by_key: dict[str, str] = {}
+    ids_seen: set[str] = set()
+    answers = []
+    for event in events:
+        if event.dedupe_key in first_by_key:
+            answers.append(AcceptResult("duplicate", first_by_key[event.dedupe_key]))
+        elif event.id in ids_seen:
+            answers.append(AcceptResult("duplicate", event.id))
+        else:
+            first_by_key[event.dedupe_key] = event.id
+            ids_seen.add(event.id)
+            answers.append(AcceptResult("queued", event.id))
+    return answers
+
+
+async def test_concurrent_accepts_answer_exactly_as_sequential_ones(
+    tmp_path: Path, batch_sizes: list[int]
+):
+    events = _workload()
+    one_by_one = await _open(tmp_path, "sequential")
+    together = await _open(tmp_path, "concurrent")
+    try:
+        sequential = [await one_by_one.accept(e, ["m"], WINDOW, T0) for e in events]
+        batch_sizes.clear()
+        concurrent = await asyncio.gather(*(together.accept(e, ["m"], WINDOW, T0) for e in events))
+        assert sequential == _expected(events)
+        assert concurrent == sequential
+        # They did share transactions, and no transaction held more than the bound.
+        assert max(batch_sizes) > 1
+        assert max(batch_sizes) <= MAX_BATCH
+        assert sum(batch_sizes) == len(events)
+        queued = sum(1 for answer in sequential if answer.status == "queued")
+        assert await together.queue_depth() == {("m", "due"): queued}
+    finally:
+        await one_by_one.close()
+        await together.close()
+
+
+async def test_a_statement_failing_inside_a_batch_fails_only_its_caller(
+    tmp_path: Path, batch_sizes: list[int]
+):
+    store = await _open(tmp_path, "gw")
+    try:
+        good = [make_event(f"evt_{i}") for i in range(10)]
+        bad = make_event("evt_bad")
+        # A destination of None breaks the NOT NULL constraint of deliveries.destination AFTER
+        # the event row was inserted: only the savepoint can take that row back out.
+        bad_destinations: list[Any] = ["m", None]
+        calls = [store.accept(e, ["m"], WINDOW, T0) for e in good[:5]]
+        calls.append(store.accept(bad, bad_destinations, WINDOW, T0))
+        calls += [store.accept(e, ["m"], WINDOW, T0) for e in good[5:]]
+        answers = await asyncio.gather(*calls, return_exceptions=True)
+        assert max(batch_sizes) > 1
+        assert isinstance(answers[5], StoreError)
+        assert isinstance(answers[5].__cause__, sqlite3.IntegrityError)
+        assert answers[:5] + answers[6:] == [AcceptResult("queued", e.id) for e in good]
+        # Nothing of the failed accept stayed: no event, no delivery, its key not taken.
+        assert await store.get_event("evt_bad") is None
+        assert await store.queue_depth() == {("m", "due"): 10}
+        assert await store.accept(bad, ["m"], WINDOW, T0 + 1) == AcceptResult("queued", bad.id)
+    finally:
+        await store.close()
+
+
+async def test_an_error_raised_by_an_operation_inside_a_batch_reaches_only_its_caller(
+    tmp_path: Path, batch_sizes: list[int]
+):
+    store = await _open(tmp_path, "gw")
+    try:
+        await store.accept(make_event("evt_0"), ["m"], WINDOW, T0)
+        answers = await asyncio.gather(
+            store.accept(make_event("evt_1"), ["m"], WINDOW, T0),
+            store.replay("no_such_event", ["m"], T0),
+            store.replay("evt_0", ["m"], T0),
+            store.accept(make_event("evt_2"), ["m"], WINDOW, T0),
+            return_exceptions=True,
+        )
+        assert max(batch_sizes) > 1
+        assert answers[0] == AcceptResult("queued", "evt_1")
+        assert isinstance(answers[1], EventNotFound)
+        assert isinstance(answers[2], list)
+        assert len(answers[2]) == 1
+        assert answers[3] == AcceptResult("queued", "evt_2")
+        assert await store.queue_depth() == {("m", "due"): 4}
+    finally:
+        await store.close()
+
+
+async def test_an_error_that_rolls_back_the_whole_transaction_fails_only_its_caller(
+    tmp_path: Path, batch_sizes: list[int]
+):
+    """SQLite answers a full disk or an I/O error by rolling the transaction back; the writes
+    batched before it are then redone in a new one, the failing one alone is refused."""
+    store = await _open(tmp_path, "gw")
+
+    def lose_the_transaction(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO schema_version (version) VALUES (99)")
+        conn.execute("ROLLBACK")  # what SQLite itself does on SQLITE_FULL or SQLITE_IOERR
+        raise sqlite3.OperationalError("database or disk is full")
+
+    try:
+        answers = await asyncio.gather(
+            *(store.accept(make_event(f"evt_{i}"), ["m"], WINDOW, T0) for i in range(5)),
+            store._write(lose_the_transaction),
+            *(store.accept(make_event(f"evt_{i}"), ["m"], WINDOW, T0) for i in range(5, 10)),
+            return_exceptions=True,
+        )
+        assert max(batch_sizes) > 1
+        assert isinstance(answers[5], StoreError)
+        assert "disk is full" in str(answers[5])
+        assert answers[:5] + answers[6:] == [AcceptResult("queued", f"evt_{i}") for i in range(10)]
+        assert await store.queue_depth() == {("m", "due"): 10}
+        for i in range(10):
+            assert await store.get_event(f"evt_{i}") is not None
+        version = await store._run(
+            lambda conn: conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0]
+        )
+        assert version == 1
+    finally:
+        await store.close()
+
+
+async def test_a_failed_commit_fails_every_caller_of_the_batch_and_keeps_nothing(
+    tmp_path: Path,
+):
+    path = tmp_path / "gw.db"
+    store = await open_store(f"sqlite:///{path}?busy_timeout=0.05")
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        answers = await asyncio.gather(
+            *(store.accept(make_event(f"evt_{i}"), ["m"], WINDOW, T0) for i in range(8)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(answer, StoreError) for answer in answers)
+        other.execute("COMMIT")
+        # Nothing was kept: the retries are new events, not duplicates.
+        retried = await asyncio.gather(
+            *(store.accept(make_event(f"evt_{i}"), ["m"], WINDOW, T0 + 1) for i in range(8))
+        )
+        assert [answer.status for answer in retried] == ["queued"] * 8
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_close_answers_every_write_already_called(tmp_path: Path):
+    url = f"sqlite:///{tmp_path}/gw.db"
+    store = await open_store(url)
+    tasks = [
+        asyncio.create_task(store.accept(make_event(f"evt_{i}"), ["m"], WINDOW, T0))
+        for i in range(200)
+    ]
+    await asyncio.sleep(0)  # every task has called accept and waits for its batch
+    await store.close()
+    answers = await asyncio.gather(*tasks)
+    assert [answer.status for answer in answers] == ["queued"] * 200
+    with pytest.raises(StoreError):
+        await store.accept(make_event("evt_late"), ["m"], WINDOW, T0)
+    reopened = await open_store(url)
+    try:
+        assert await reopened.queue_depth() == {("m", "due"): 200}
+    finally:
+        await reopened.close()
+
+
+CHILD = textwrap.dedent(
+    """
+    import asyncio, itertools, sys
+    from gateway.store import Event, open_store
+
+    async def accept(store, i):
+        event = Event(f"evt_{i}", "payments", "t", None, None, f"key_{i}", b"body-%d" % i,
+                      (("content-type", "application/json"),), f"req-{i}", 1.7e9)
+        result = await store.accept(event, ["market"], 3600.0, 1.7e9)
+        assert result.status == "queued"
+        sys.stdout.write(f"{event.id}\\n")   # the 202 would go out now
+        sys.stdout.flush()
+
+    async def main(url):
+        store = await open_store(url)
+        counter = itertools.count()
+        async def sender():
+            while True:
+                await accept(store, next(counter))
+        await asyncio.gather(*(sender() for _ in range(48)))   # killed long before it ends
+
+    asyncio.run(main(sys.argv[1]))
+    """
+)
+
+
+async def test_answered_accepts_survive_kill_9_under_concurrency(tmp_path: Path):
+    url = f"sqlite:///{tmp_path}/gw.db"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, url],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    answered: list[str] = []
+    try:
+        assert child.stdout is not None
+        # Killed in the middle of the stream: batches are being committed while it dies.
+        while len(answered) < 600:
+            line = child.stdout.readline()
+            assert line, "the child stopped before it was killed"
+            answered.append(line.decode().strip())
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        # Everything it wrote before it died was answered too, up to the last whole line.
+        rest = child.stdout.read().decode()
+        answered += rest.split("\n")[:-1]
+    finally:
+        child.kill()
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+    store = await open_store(url)
+    try:
+        missing = [i for i in answered if await store.get_event(i) is None]
+        assert missing == []
+        depth = (await store.queue_depth())[("market", "due")]
+        assert depth >= len(answered)
+    finally:
+        await store.close()
