@@ -56,6 +56,7 @@ from gateway.store.base import (
     UnreadableEvent,
     decode_cursor,
     encode_cursor,
+    event_status,
 )
 from gateway.store.crypto import KeyRing, open_payload, seal_payload
 
@@ -796,6 +797,10 @@ def _insert_event(
     """Insert the event and its deliveries (delivered with ``delivered`` when given)."""
     uid = uuid.uuid4().hex
     body, headers = seal_payload(ring, event.source, event.id, event.body, event.headers)
+    # A new event's status follows from the deliveries about to be inserted, so it is written
+    # once here rather than recomputed by ``_refresh_status`` (an UPDATE touching its index).
+    pending = len(destinations) if delivered is None else 0
+    status = event_status(len(destinations), pending, 0)
     conn.execute(
         "INSERT INTO events (uid, id, source, type, subject, time, dedupe_key, body, headers,"
         " request_id, received_at, mode, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -812,11 +817,10 @@ def _insert_event(
             event.request_id,
             event.received_at,
             mode,
-            "unrouted",
+            status,
         ),
     )
     _insert_deliveries(conn, uid, destinations, now, delivered)
-    _refresh_status(conn, uid)
     return uid
 
 
