@@ -93,6 +93,21 @@ class Metrics:
         )
         self.build_info.labels(version=gateway.__version__).set(1)
         self._seen_destinations: set[str] = set()
+        # The children of the per-request metrics, kept once made: ``labels()`` validates and
+        # takes a lock on every call, which the ingress would otherwise pay twice a request.
+        self._request_counts: dict[tuple[str, str], Counter] = {}
+        self._request_durations: dict[str, Histogram] = {}
+
+    def observe_request(self, source: str, outcome: str, seconds: float) -> None:
+        """Count one ingress request by outcome and record how long it took."""
+        count = self._request_counts.get((source, outcome))
+        if count is None:
+            count = self._request_counts[(source, outcome)] = self.requests.labels(source, outcome)
+        count.inc()
+        duration = self._request_durations.get(source)
+        if duration is None:
+            duration = self._request_durations[source] = self.request_duration.labels(source)
+        duration.observe(seconds)
 
     def set_queue_depth(self, depth: Mapping[tuple[str, str], int]) -> None:
         """Set the queue gauges from a store reading; states absent from it are zero."""

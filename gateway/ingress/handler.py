@@ -96,6 +96,14 @@ class Ingress:
         self.session = session
         self.clock = clock
         self.on_accepted = on_accepted
+        # Decided once per config rather than per request: whether stage 7 must parse the
+        # body as JSON (some extractor or required field reads it).
+        self._needs_json = {
+            source.name: any(
+                e is not None and e.needs_json for e in (*extractors_of(source), *source.require)
+            )
+            for source in config.sources.values()
+        }
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Run the stages for one request; every answer carries ``X-Request-ID``."""
@@ -119,8 +127,7 @@ class Ingress:
             outcome = InternalError.code
             answer = error_response(InternalError(), request_id)
         if source is not None:
-            self.metrics.requests.labels(source.name, outcome).inc()
-            self.metrics.request_duration.labels(source.name).observe(time.monotonic() - started)
+            self.metrics.observe_request(source.name, outcome, time.monotonic() - started)
         log.info(
             "request",
             extra={
@@ -198,7 +205,7 @@ class Ingress:
         """Stage 7: event id, type, subject, time, dedupe key; ``require``d fields."""
         payload = Payload(body, request.headers)
         extractors = source.event
-        if any(e is not None and e.needs_json for e in (*extractors_of(source), *source.require)):
+        if self._needs_json[source.name]:
             payload.json()  # 400 invalid_body once, before any field is looked at
         for required in source.require:
             if not payload.has(required):

@@ -11,6 +11,8 @@ from aiohttp import web
 from gateway.errors import RequestError
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
+#: ``json.dumps`` with options builds a new encoder per call; this one is built once.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 def request_id_of(header: str | None) -> str:
@@ -24,7 +26,7 @@ def json_response(status: int, payload: dict[str, object], request_id: str) -> w
     """A compact JSON response carrying ``X-Request-ID``."""
     return web.Response(
         status=status,
-        body=json.dumps(payload, separators=(",", ":")).encode(),
+        body=_COMPACT.encode(payload).encode(),
         content_type="application/json",
         headers={"X-Request-ID": request_id},
     )
