@@ -29,12 +29,20 @@ async def read_body(request: web.BaseRequest, limit: int, *, read_timeout: float
     length = declared_length(request)
     if length is not None and length > limit:
         raise BodyTooLarge(f"request body is larger than {limit} bytes")
+    content = request.content
+    if content.is_eof():
+        # The whole body already arrived (a webhook's small body usually comes in the same
+        # packets as its headers): nothing to wait for, so no timer to arm.
+        body = content.read_nowait()
+        if len(body) > limit:
+            raise BodyTooLarge(f"request body is larger than {limit} bytes")
+        return body
     chunks: list[bytes] = []
     received = 0
     try:
         async with asyncio.timeout(read_timeout):
             while True:
-                chunk = await request.content.readany()
+                chunk = await content.readany()
                 if not chunk:
                     break
                 received += len(chunk)

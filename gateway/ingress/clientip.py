@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -9,6 +10,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+# Cached: the same few peers (a proxy, a provider's senders) come back request after request,
+# and parsing is most of this module's cost. Bounded, as header entries are the sender's text.
+@functools.lru_cache(maxsize=1024)
 def parse_address(text: str | None) -> IPAddress | None:
     """An address from a peer name or header entry; IPv4-mapped IPv6 becomes IPv4."""
     if not text:
