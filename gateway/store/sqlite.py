@@ -31,6 +31,7 @@ import asyncio
 import functools
 import logging
 import sqlite3
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -737,7 +738,7 @@ def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
     )
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _enable_wal(conn, busy_timeout)
         if str(mode).lower() != "wal":
             raise sqlite3.OperationalError(f"cannot switch {path} to WAL (got {mode})")
         # FULL: fsync the WAL at every commit, so an answered request survives a power cut.
@@ -765,6 +766,23 @@ def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
+
+
+def _enable_wal(conn: sqlite3.Connection, busy_timeout: float) -> object:
+    """``PRAGMA journal_mode = WAL``, retried while another process holds the lock it needs.
+
+    Switching the journal mode of a new file takes a lock for which SQLite does not call the
+    busy handler, so processes opening one new file together got "database is locked" at once;
+    this waits for the other as ``busy_timeout`` promises. Answers the mode now in force.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                raise
+        time.sleep(0.01)
 
 
 def _prune_dedupe(conn: sqlite3.Connection, now: float) -> None:
