@@ -40,10 +40,11 @@ class Runtime:
 
     config: Config
     ingress: Ingress | None = None
-    worker: DeliveryWorker | None = None
+    #: Set when ingress accepts or the admin API replays: local workers lease at once.
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+#: The config the process started with: server and store settings, which reloads do not change.
 CONFIG = web.AppKey("config", Config)
 RUNTIME = web.AppKey("runtime", Runtime)
 METRICS = web.AppKey("metrics", Metrics)
@@ -180,7 +181,6 @@ def build_worker(app: web.Application, runtime: Runtime) -> DeliveryWorker:
 async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
     worker = build_worker(app, runtime)
-    runtime.worker = worker
     task = asyncio.create_task(worker.run(), name="delivery-worker")
     yield
     # SIGTERM: stop leasing, let in-flight deliveries finish (a lease left behind is taken

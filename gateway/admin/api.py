@@ -45,7 +45,8 @@ class AdminError(Exception):
         super().__init__(message)
 
 
-def _json(status: int, payload: object) -> web.Response:
+def json_answer(status: int, payload: object) -> web.Response:
+    """A compact JSON response (``X-Request-ID`` is added by ``admin_guard``)."""
     return web.Response(
         status=status,
         body=json.dumps(payload, separators=(",", ":")).encode(),
@@ -160,12 +161,12 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
             raise AdminError(401, "unauthorized", "a valid admin bearer token is required")
         response = await handler(request)
     except AdminError as exc:
-        response = _json(
+        response = json_answer(
             exc.status, {"error": exc.code, "message": exc.message, "request_id": request_id}
         )
     except StoreError:
         message = "the store is unreachable"
-        response = _json(
+        response = json_answer(
             503, {"error": "unavailable", "message": message, "request_id": request_id}
         )
         response.headers["Retry-After"] = "5"
@@ -228,7 +229,7 @@ async def list_events(request: web.Request) -> web.Response:
     except InvalidCursor as exc:
         raise AdminError(400, "invalid_request", "invalid cursor") from exc
     payload = {"events": [summary_json(e) for e in events], "next_cursor": cursor}
-    return _json(200, payload)
+    return json_answer(200, payload)
 
 
 async def show_event(request: web.Request) -> web.Response:
@@ -238,7 +239,7 @@ async def show_event(request: web.Request) -> web.Response:
     )
     if view is None:
         raise AdminError(404, "not_found", "no such event")
-    return _json(200, event_json(view))
+    return json_answer(200, event_json(view))
 
 
 async def replay_event(request: web.Request) -> web.Response:
@@ -272,7 +273,7 @@ async def replay_event(request: web.Request) -> web.Response:
     except EventNotFound as exc:
         raise AdminError(404, "not_found", "no such event") from exc
     _wake_workers(request)
-    return _json(202, {"event_id": event_id, "deliveries": ids})
+    return json_answer(202, {"event_id": event_id, "deliveries": ids})
 
 
 async def list_dead_letters(request: web.Request) -> web.Response:
@@ -286,7 +287,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     except InvalidCursor as exc:
         raise AdminError(400, "invalid_request", "invalid cursor") from exc
     payload = {"dead_letters": [dead_letter_json(d) for d in dead], "next_cursor": cursor}
-    return _json(200, payload)
+    return json_answer(200, payload)
 
 
 async def redrive(request: web.Request) -> web.Response:
@@ -301,12 +302,12 @@ async def redrive(request: web.Request) -> web.Response:
         raise AdminError(400, "invalid_request", 'send {"ids": ["..."]} or {"all": true}')
     count = await _store(request).redrive(chosen, _now(request))
     _wake_workers(request)
-    return _json(200, {"redriven": count})
+    return json_answer(200, {"redriven": count})
 
 
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 document of this API."""
-    return _json(200, DOCUMENT)
+    return json_answer(200, DOCUMENT)
 
 
 def add_routes(app: web.Application) -> None:

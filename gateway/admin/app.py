@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.admin.api import add_routes
+from gateway.admin.api import add_routes, json_answer
 from gateway.app import GATEWAY, METRICS, STORE
 from gateway.errors import StoreError
 
 READY_TIMEOUT = 2.0
 
 
-def _json(status: int, payload: dict[str, object]) -> web.Response:
-    return web.Response(
-        status=status, body=json.dumps(payload).encode(), content_type="application/json"
-    )
-
-
 async def healthz(request: web.Request) -> web.Response:
     """The process is alive and its event loop answers."""
-    return _json(200, {"status": "ok"})
+    return json_answer(200, {"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -31,13 +24,13 @@ async def readyz(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     store = gateway.get(STORE)
     if store is None:
-        return _json(503, {"status": "starting"})
+        return json_answer(503, {"status": "starting"})
     try:
         async with asyncio.timeout(READY_TIMEOUT):
             await store.ping()
     except (StoreError, TimeoutError) as exc:
-        return _json(503, {"status": "unavailable", "store": str(exc) or "timed out"})
-    return _json(200, {"status": "ready"})
+        return json_answer(503, {"status": "unavailable", "store": str(exc) or "timed out"})
+    return json_answer(200, {"status": "ready"})
 
 
 async def metrics(request: web.Request) -> web.Response:
