@@ -26,10 +26,9 @@ from gateway.providers.base import (
     parse_int_timestamp,
 )
 from gateway.providers.encoding import (
-    decode_hex,
     hmac_digest,
     require_hmac_match,
-    split_params,
+    timestamped_signatures,
 )
 from gateway.providers.jcs import CanonicalizationError, canonicalize, loads
 
@@ -73,21 +72,12 @@ class Rafiki(BaseProvider):
         self, body: bytes, headers: Mapping[str, str], secrets: Sequence[Secret], now: float
     ) -> None:
         """Check ``t`` (milliseconds) and every ``v1`` against each secret."""
-        header = lowered(headers).get(HEADER)
-        if header is None:
-            raise VerificationError("Rafiki-Signature header is missing")
-        params = split_params(header)
-        stamps = [value for name, value in params if name == "t"]
-        if len(stamps) != 1:
-            raise VerificationError("Rafiki-Signature header needs exactly one t=")
-        check_timestamp(parse_int_timestamp(stamps[0]) / 1000, now, self.tolerance)
-        candidates = [
-            digest for name, value in params if name == SCHEME if (digest := decode_hex(value))
-        ]
-        if not candidates:
-            raise VerificationError("Rafiki-Signature header has no v1 signature")
+        stamp, candidates = timestamped_signatures(
+            lowered(headers).get(HEADER), "Rafiki-Signature", SCHEME
+        )
+        check_timestamp(parse_int_timestamp(stamp) / 1000, now, self.tolerance)
         try:
-            payload = signed_payload(stamps[0], body)
+            payload = signed_payload(stamp, body)
         except CanonicalizationError as exc:
             raise VerificationError(f"body cannot be canonicalized: {exc}") from exc
         require_hmac_match(payload, secrets, candidates)

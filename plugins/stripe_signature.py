@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gateway.errors import VerificationError
 from gateway.extract import Extractor, Extractors
 from gateway.providers.base import (
     BaseProvider,
@@ -23,10 +22,9 @@ from gateway.providers.base import (
     parse_int_timestamp,
 )
 from gateway.providers.encoding import (
-    decode_hex,
     hmac_digest,
     require_hmac_match,
-    split_params,
+    timestamped_signatures,
 )
 
 HEADER = "stripe-signature"
@@ -54,20 +52,11 @@ class Stripe(BaseProvider):
         self, body: bytes, headers: Mapping[str, str], secrets: Sequence[Secret], now: float
     ) -> None:
         """Check the ``Stripe-Signature`` header's ``t`` and every ``v1`` against each secret."""
-        header = lowered(headers).get(HEADER)
-        if header is None:
-            raise VerificationError("Stripe-Signature header is missing")
-        params = split_params(header)
-        stamps = [value for name, value in params if name == "t"]
-        if len(stamps) != 1:
-            raise VerificationError("Stripe-Signature header needs exactly one t=")
-        timestamp = parse_int_timestamp(stamps[0])
+        stamp, candidates = timestamped_signatures(
+            lowered(headers).get(HEADER), "Stripe-Signature", SCHEME
+        )
+        timestamp = parse_int_timestamp(stamp)
         check_timestamp(timestamp, now, self.tolerance)
-        candidates = [
-            digest for name, value in params if name == SCHEME if (digest := decode_hex(value))
-        ]
-        if not candidates:
-            raise VerificationError("Stripe-Signature header has no v1 signature")
         payload = signed_payload(timestamp, body)
         require_hmac_match(payload, secrets, candidates)
 

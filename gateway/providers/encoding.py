@@ -80,6 +80,27 @@ def split_params(header: str) -> list[tuple[str, str]]:
     return params
 
 
+def timestamped_signatures(
+    header: str | None, header_name: str, scheme: str = "v1"
+) -> tuple[str, list[bytes]]:
+    """The ``t`` and the decoded ``<scheme>`` digests of a ``t=..,v1=..,v1=..`` header.
+
+    The layout Stripe introduced and Rafiki reuses: exactly one timestamp, any number of
+    signatures (one per active secret while a secret is rolled); malformed digests are dropped,
+    other schemes ignored. Refuses a missing header, no or several ``t``, and no signature.
+    """
+    if header is None:
+        raise VerificationError(f"{header_name} header is missing")
+    params = split_params(header)
+    stamps = [value for name, value in params if name == "t"]
+    if len(stamps) != 1:
+        raise VerificationError(f"{header_name} header needs exactly one t=")
+    digests = [digest for name, value in params if name == scheme if (digest := decode_hex(value))]
+    if not digests:
+        raise VerificationError(f"{header_name} header has no {scheme} signature")
+    return stamps[0], digests
+
+
 def describe_text_secret(value: str) -> str | None:
     """The problem with a secret used as raw text (HMAC key or token), or ``None``."""
     if not value:
