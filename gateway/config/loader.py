@@ -41,6 +41,8 @@ from gateway.providers.registry import ProviderRegistry, load_registry
 from gateway.ratelimit.gcra import Rate, RateRule
 from gateway.signing import hmac_key
 from gateway.store.crypto import parse_key
+from gateway.store.sentinel import SCHEMES as SENTINEL_SCHEMES
+from gateway.store.sentinel import parse_sentinel_url
 
 T = TypeVar("T")
 
@@ -277,9 +279,18 @@ def _http_url(value: object) -> str:
 
 def _store_url(value: object) -> str:
     text = str(value)
+    # The messages never quote the URL: it may carry a resolved ${...} password.
     scheme = urlsplit(text).scheme
-    if scheme not in ("sqlite", "redis", "rediss", "redis+cluster", "rediss+cluster"):
-        raise ValueError(f"{text!r}: store URL must start with sqlite://, redis:// or rediss://")
+    if scheme in SENTINEL_SCHEMES:
+        try:
+            parse_sentinel_url(text)
+        except ValueError as exc:
+            raise ValueError(f"bad Redis Sentinel URL: {exc}") from None
+    elif scheme not in ("sqlite", "redis", "rediss", "redis+cluster", "rediss+cluster"):
+        raise ValueError(
+            "store URL must start with sqlite://, redis://, rediss://, redis+cluster:// "
+            "or redis+sentinel://"
+        )
     return text
 
 
