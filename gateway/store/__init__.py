@@ -42,10 +42,23 @@ __all__ = [
     "open_store",
 ]
 
+_REDIS_PREFIXES = (
+    "redis://",
+    "rediss://",
+    "redis+cluster://",
+    "rediss+cluster://",
+    "redis+sentinel://",
+    "rediss+sentinel://",
+)
+
 
 async def open_store(url: str, *, encryption_keys: Sequence[str] = ()) -> Store:
     """Open the store a ``store.url`` names: ``sqlite:///...``, ``redis[s]://...``,
-    ``redis[s]+cluster://...``.
+    ``redis[s]+cluster://...`` or
+    ``redis[s]+sentinel://[[user]:password@]host1:26379,host2:26379/<service>[/<db>]``.
+
+    A Sentinel URL takes options in its query string (``sentinel_password``, ...; see
+    ``gateway.store.sentinel``); a malformed one is a ``StoreError`` naming ``store.url``.
 
     With ``encryption_keys`` (``store.encryption_keys``), event payloads are encrypted at rest
     under the first key and read with any of them (``gateway.store.crypto``).
@@ -55,7 +68,7 @@ async def open_store(url: str, *, encryption_keys: Sequence[str] = ()) -> Store:
         from gateway.store.sqlite import SqliteStore
 
         return await SqliteStore.open(url, ring)
-    if url.startswith(("redis://", "rediss://", "redis+cluster://", "rediss+cluster://")):
+    if url.startswith(_REDIS_PREFIXES):
         from gateway.store.redis import RedisStore
 
         return await RedisStore.open(url, ring)

@@ -1,8 +1,15 @@
 """The shared store: Redis or Redis Cluster, for replicas on many hosts (DESIGN 5.4, 7).
 
-URLs: ``redis://host:port/db``, ``rediss://...`` (TLS), and ``redis+cluster://host:port`` or
-``rediss+cluster://...`` for Redis Cluster (any node as the seed). Connecting is lazy: opening
+URLs: ``redis://host:port/db``, ``rediss://...`` (TLS); ``redis+cluster://host:port`` or
+``rediss+cluster://...`` for Redis Cluster (any node as the seed); and
+``redis+sentinel://[[user]:password@]host1:26379,host2:26379/<service>[/<db>][?options]`` or
+``rediss+sentinel://...`` (TLS to the master) for a master that Redis Sentinel watches
+(``gateway.store.sentinel`` documents the form and its options). Connecting is lazy: opening
 the store does not need Redis up; ``ping`` (``/readyz``) says whether it is.
+
+With Sentinel, every new connection first asks a Sentinel for the current master, so after a
+failover the store (and the rate limiter sharing its client) reconnects to the promoted replica
+by itself: calls fail with ``StoreError`` while no master is known, then work again.
 
 Atomicity: every operation that changes more than one key is one Lua script (the ``*.lua``
 files beside this module, each prefixed with ``prelude.lua``). Redis runs a script without
@@ -59,6 +66,9 @@ from typing import Any, Literal, TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
@@ -81,6 +91,7 @@ from gateway.store.base import (
     encode_cursor,
 )
 from gateway.store.crypto import KeyRing, open_payload, seal_payload
+from gateway.store.sentinel import SentinelURL, is_sentinel_url, parse_sentinel_url
 
 log = logging.getLogger("gateway.store")
 
@@ -124,9 +135,16 @@ class RedisStore:
     """The Redis implementation of ``Store``; open it with ``RedisStore.open``."""
 
     def __init__(
-        self, client: Redis | RedisCluster, prefix: str = PREFIX, ring: KeyRing | None = None
+        self,
+        client: Redis | RedisCluster,
+        prefix: str = PREFIX,
+        ring: KeyRing | None = None,
+        *,
+        sentinel: Sentinel | None = None,
     ) -> None:
         self._r = client
+        # The Sentinel clients that find the master; the store owns them and closes them.
+        self._sentinel = sentinel
         self._p = prefix
         self._ring = ring
         self._scripts: dict[str, AsyncScript] = {
@@ -140,11 +158,18 @@ class RedisStore:
 
     @classmethod
     async def open(cls, url: str, ring: KeyRing | None = None) -> RedisStore:
-        """A store on the Redis (or Redis Cluster) a URL names.
+        """A store on the Redis (Sentinel-watched master, or Redis Cluster) a URL names.
 
         With a ``ring``, event bodies and headers are written encrypted (``store.crypto``).
         """
         options: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+        if is_sentinel_url(url):
+            try:
+                target = parse_sentinel_url(url)
+            except ValueError as exc:
+                raise StoreError(f"store.url: bad Redis Sentinel URL: {exc}") from None
+            sentinel, client = _sentinel_client(target, options)
+            return cls(client, ring=ring, sentinel=sentinel)
         try:
             if url.startswith(("redis+cluster://", "rediss+cluster://")):
                 plain = url.replace("+cluster", "", 1)
@@ -153,7 +178,10 @@ class RedisStore:
                 return cls(Redis.from_url(url, **options), ring=ring)
         except (RedisError, ValueError) as exc:
             raise StoreError(f"bad Redis store URL: {exc}") from exc
-        raise StoreError("a Redis store URL starts with redis://, rediss:// or redis+cluster://")
+        raise StoreError(
+            "a Redis store URL starts with redis://, rediss://, redis+cluster:// "
+            "or redis+sentinel://"
+        )
 
     @asynccontextmanager
     async def _errors(self) -> AsyncIterator[None]:
@@ -595,9 +623,46 @@ class RedisStore:
             await self._r.ping()
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (and the connections to the Sentinels)."""
         async with self._errors():
-            await self._r.aclose()
+            try:
+                await self._r.aclose()
+            finally:
+                if self._sentinel is not None:
+                    await self._sentinel.aclose()
+
+
+def _sentinel_client(target: SentinelURL, options: dict[str, Any]) -> tuple[Sentinel, Redis]:
+    """The Sentinel clients for ``target`` and a client of the master they name.
+
+    Both sides get the store's socket timeouts, so an unreachable Sentinel is skipped after
+    the connect timeout at most rather than hanging discovery.
+    """
+    tls: dict[str, Any] = {"ssl": True}
+    if target.ssl_ca_certs is not None:
+        tls["ssl_ca_certs"] = target.ssl_ca_certs
+    sentinel_kwargs: dict[str, Any] = {
+        **options,
+        # No retries against one Sentinel: discovery moves on to the next one itself, and
+        # redis-py's default (ten tries with backoff) made a dead first Sentinel cost seconds.
+        "retry": Retry(NoBackoff(), 0),
+        "username": target.sentinel_username,
+        "password": target.sentinel_password,
+        **(tls if target.sentinel_tls else {}),
+    }
+    hosts = list(target.sentinels)
+    # redis-py leaves Sentinel.__init__ unannotated; the arguments are as documented there.
+    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    # TLS keys only when TLS is on: the plain connection class refuses ssl_* arguments.
+    master = sentinel.master_for(
+        target.service_name,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        **options,
+        **(tls if target.tls else {}),
+    )
+    return sentinel, cast(Redis, master)
 
 
 def _event(fields: dict[str, bytes], ring: KeyRing | None) -> Event:
