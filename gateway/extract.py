@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from gateway.errors import InvalidBody
@@ -24,6 +24,12 @@ class Extractor:
 
     kind: ExtractorKind
     name: str = ""  # header name (lower case) or JSON pointer; empty for sha256
+    #: The pointer's reference tokens, split and unescaped once here, not on every request.
+    tokens: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
+
+    def __post_init__(self) -> None:
+        if self.kind == "body":
+            object.__setattr__(self, "tokens", tuple(_split_pointer(self.name)))
 
     def __str__(self) -> str:
         if self.kind == "sha256":
@@ -60,8 +66,7 @@ def parse_extractor(spec: str, *, allow_sha256: bool = False) -> Extractor:
     if not pointer.startswith("/"):
         hint = ", header:NAME or sha256" if allow_sha256 else " or header:NAME"
         raise ValueError(f"{spec!r} is not an extractor: use a JSON pointer like /id{hint}")
-    _split_pointer(pointer)  # validates escapes
-    return Extractor("body", pointer)
+    return Extractor("body", pointer)  # splitting the pointer validates its escapes
 
 
 def _split_pointer(pointer: str) -> list[str]:
@@ -77,10 +82,10 @@ def _split_pointer(pointer: str) -> list[str]:
 _MISSING = object()
 
 
-def resolve_pointer(document: object, pointer: str) -> object:
-    """Return the value at ``pointer`` in a parsed JSON document, or raise ``KeyError``."""
+def resolve_pointer(document: object, tokens: tuple[str, ...]) -> object:
+    """Return the value at a pointer's ``tokens`` in a parsed JSON document, or ``KeyError``."""
     node = document
-    for part in _split_pointer(pointer):
+    for part in tokens:
         if isinstance(node, dict):
             node = node.get(part, _MISSING)
         elif isinstance(node, list) and part.isdigit() and (part == "0" or part[0] != "0"):
@@ -89,7 +94,7 @@ def resolve_pointer(document: object, pointer: str) -> object:
         else:
             node = _MISSING
         if node is _MISSING:
-            raise KeyError(pointer)
+            raise KeyError("/".join(tokens))
     return node
 
 
@@ -121,7 +126,7 @@ class Payload:
         if extractor.kind == "header":
             return self.headers.get(extractor.name)
         try:
-            value = resolve_pointer(self.json(), extractor.name)
+            value = resolve_pointer(self.json(), extractor.tokens)
         except KeyError:
             return None
         if value is None:
