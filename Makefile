@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ENV_FILE := .env.dev
 
-.PHONY: run marketplace test lint bench clean setup redis-server
+.PHONY: run marketplace test lint bench clean setup system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,22 +37,27 @@ run: $(STAMP) $(ENV_FILE)
 marketplace: $(STAMP) $(ENV_FILE)
 	@. ./$(ENV_FILE) && exec $(BIN)/python scripts/dev_marketplace.py
 
-# redis-server is needed by the Redis store tests; they start their own on a free port.
-redis-server:
-	@command -v redis-server >/dev/null 2>&1 || { \
-		echo "installing redis-server (apt-get)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+# Programs the tests start for real (each on its own free port): redis-server, and Node.js for
+# the senders in tests/node. Installed with apt-get when missing.
+SYSTEM_DEPS := redis-server=redis-server node=nodejs npm=npm
+NODE_MODULES := tests/node/node_modules/.package-lock.json
+
+system-deps:
+	@scripts/system-deps $(SYSTEM_DEPS)
+
+$(NODE_MODULES): tests/node/package.json tests/node/package-lock.json | system-deps
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway plugins tests scripts
 	$(BIN)/ruff format --check gateway plugins tests scripts
 	$(BIN)/mypy gateway plugins
 
-test: $(STAMP) redis-server lint
+test: $(STAMP) system-deps $(NODE_MODULES) lint
 	$(BIN)/pytest -q
 
-bench: $(STAMP) redis-server
+bench: $(STAMP) system-deps
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache tests/node/node_modules

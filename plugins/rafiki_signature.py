@@ -1,14 +1,16 @@
 """Interledger Rafiki webhook signatures (https://rafiki.dev/integration/requirements/webhook-events).
 
-``Rafiki-Signature: t=<unix milliseconds>, v1=<hex>``. The ``v1`` digest is the HMAC-SHA256 of
-``<t>.`` followed by the RFC 8785 canonical JSON of ``{id, type, data}``, keyed with the
+``Rafiki-Signature: t=<unix milliseconds>, v1=<hex>``. The ``v1`` digest is the HMAC-SHA256
+of ``<t>.`` followed by the RFC 8785 canonical JSON of ``{id, type, data}``, keyed with the
 webhook secret. Rafiki signs the JSON value, not the bytes it sends, so the body is parsed and
 re-canonicalized (``gateway.providers.jcs``) and may arrive pretty-printed or unsorted.
 
 Because only ``id``, ``type`` and ``data`` are signed, a body with any other top-level member
 is refused: the destination receives the original bytes, and nothing unsigned may ride along
 with them. Duplicate member names are refused too (two parsers could read two events from one
-body). The timestamp is in milliseconds; the tolerance is in seconds, checked both ways.
+body). The timestamp is in milliseconds (seconds are taken too, see ``stamp_seconds``); the
+tolerance is in seconds, checked both ways. A Rafiki node counts only 200 as delivered, so
+a queued event is answered 200 (``ack_status``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from gateway.providers.encoding import (
 from gateway.providers.jcs import CanonicalizationError, canonicalize, loads
 
 HEADER = "rafiki-signature"
+#: A ``t`` at or above this is in milliseconds: as seconds it would be after the year 5000,
+#: as milliseconds it is after 1973, so the two readings never overlap.
+MILLISECOND_STAMPS = 10**11
 SCHEME = "v1"
 SIGNED_MEMBERS = ("id", "type", "data")
 
@@ -52,6 +57,13 @@ def signed_document(body: bytes) -> bytes:
     return canonicalize(document)
 
 
+def stamp_seconds(stamp: int) -> float:
+    """Unix seconds of a ``t``: Rafiki's docs give milliseconds, some releases sign seconds
+    (``Math.round(Date.now() / 1000)`` in the webhook service); both are signed, so both are
+    taken, each checked against the same tolerance."""
+    return stamp / 1000 if stamp >= MILLISECOND_STAMPS else float(stamp)
+
+
 def signed_payload(timestamp: str, body: bytes) -> bytes:
     """The bytes a Rafiki ``v1`` signature covers."""
     return timestamp.encode() + b"." + signed_document(body)
@@ -62,6 +74,9 @@ class Rafiki(BaseProvider):
 
     name = "rafiki"
     uses_timestamp = True
+    # Rafiki's webhook service posts with ``validateStatus: (status) => status === 200``
+    # (packages/backend/src/webhook/service.ts): a 202 counts as a failure and is sent again.
+    ack_status = 200
     defaults = Extractors(
         id=Extractor("body", "/id"),
         type=Extractor("body", "/type"),
@@ -75,7 +90,7 @@ class Rafiki(BaseProvider):
         stamp, candidates = timestamped_signatures(
             lowered(headers).get(HEADER), "Rafiki-Signature", SCHEME
         )
-        check_timestamp(parse_int_timestamp(stamp) / 1000, now, self.tolerance)
+        check_timestamp(stamp_seconds(parse_int_timestamp(stamp)), now, self.tolerance)
         try:
             payload = signed_payload(stamp, body)
         except CanonicalizationError as exc:

@@ -161,3 +161,37 @@ class Marketplace:
 def sqlite_url(tmp_path: Path) -> str:
     """A SQLite store URL in the test's temporary directory."""
     return f"sqlite:///{tmp_path / 'gateway.db'}"
+
+
+#: Node.js senders (tests/node): real npm packages playing the payments service and Rafiki.
+NODE_DIR = Path(__file__).resolve().parent / "node"
+
+
+async def run_node(script: str, *args: str, timeout: float = 60.0) -> Any:
+    """Run ``tests/node/<script>`` with Node.js, without blocking the loop; its JSON output.
+
+    ``make test`` installs Node.js and the packages (``npm ci`` in tests/node); a missing one
+    fails the test with what to run, never skips it.
+    """
+    import shutil
+
+    node = shutil.which("node")
+    assert node, "Node.js is not installed: run make test (it installs nodejs and npm)"
+    assert (NODE_DIR / "node_modules").is_dir(), "npm packages missing: run npm ci in tests/node"
+    process = await asyncio.create_subprocess_exec(
+        node,
+        str(NODE_DIR / script),
+        *args,
+        cwd=NODE_DIR,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode == 0, err.decode(errors="replace")
+    return json.loads(out)

@@ -133,6 +133,41 @@ def test_sync_delivery_must_name_exactly_one_destination():
     )
 
 
+RAFIKI_SOURCE = {
+    "path": "/hooks/rafiki",
+    "provider": "rafiki",
+    "secrets": ["rafiki-test-secret-0123456789"],
+    "routes": [{"destination": "marketplace"}],
+}
+
+
+def test_ack_status_comes_from_the_provider_unless_the_source_sets_it():
+    sources = {"payments": payments_source(), "rafiki": dict(RAFIKI_SOURCE)}
+    config = build_config(_base(sources=sources))
+    # Rafiki counts only 200 as delivered (validateStatus: status === 200).
+    assert config.sources["rafiki"].ack_status == 200
+    assert config.sources["payments"].ack_status == 202
+    # check-config shows the answer each source gives, chosen or defaulted.
+    assert config.redacted["sources"]["rafiki"]["ack_status"] == 200
+    assert config.redacted["sources"]["payments"]["ack_status"] == 202
+    sources["payments"] = payments_source(ack_status=200)
+    sources["rafiki"] = {**RAFIKI_SOURCE, "ack_status": 202}
+    config = build_config(_base(sources=sources))
+    assert config.sources["payments"].ack_status == 200
+    assert config.sources["rafiki"].ack_status == 202
+
+
+@pytest.mark.parametrize("bad", [201, 204, "200", True, None, [200]], ids=repr)
+def test_ack_status_is_200_or_202(bad):
+    data = _base(sources={"payments": payments_source(ack_status=bad)})
+    if bad is None:  # an empty value means the default
+        assert build_config(data).sources["payments"].ack_status == 202
+        return
+    assert any(
+        p.startswith("sources.payments.ack_status: expected 200 or 202") for p in _problems(data)
+    )
+
+
 def test_route_to_an_unknown_destination_is_refused():
     data = _base(sources={"payments": payments_source(routes=[{"destination": "nowhere"}])})
     assert any(

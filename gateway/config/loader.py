@@ -350,8 +350,18 @@ def _retry(reader: _Reader, raw: object) -> RetryPolicy:
 
 _SOURCE_KEYS = {
     "path", "provider", "secrets", "tolerance", "allow_ips", "allow_unsigned", "rate_limit",
-    "dedupe", "event", "require", "delivery", "routes", "forward_headers", "options",
+    "dedupe", "event", "require", "delivery", "ack_status", "routes", "forward_headers",
+    "options",
 }  # fmt: skip
+#: What a source may answer an accepted event with (DESIGN 3): the sender counts one of them
+#: as success (Rafiki only 200).
+ACK_STATUSES = (200, 202)
+
+
+def _ack_status(value: object) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value in ACK_STATUSES:
+        return value
+    raise ValueError("expected 200 or 202 (the status the sender counts as success)")
 
 
 def _source(
@@ -455,6 +465,7 @@ def _source(
     delivery: Literal["queued", "sync"] = reader.field(
         data, "delivery", _choice("queued", "sync"), "queued"
     )
+    ack_status = reader.field(data, "ack_status", _ack_status, verifier.ack_status)
     routes: list[RouteConfig] = []
     raw_routes = data.get("routes")
     if not isinstance(raw_routes, list) or not raw_routes:
@@ -495,6 +506,7 @@ def _source(
         event=Extractors(event.id, event.type, event.subject, event.time, dedupe_key),
         require=require,
         delivery=delivery,
+        ack_status=ack_status,
         routes=tuple(routes),
         forward_headers=forward_headers,
         options=MappingProxyType(dict(options)),
@@ -526,6 +538,15 @@ def _redact(node: object, key: str, templated: set[str], raw: object) -> object:
     if key in templated:
         return raw  # show ${VAR} rather than what it resolved to (a URL may carry a password)
     return node
+
+
+def _show_answers(redacted: dict[str, Any], sources: Mapping[str, SourceConfig]) -> None:
+    """Put each source's delivery mode and ``ack_status`` in the printed config, defaults too:
+    what a sender is answered is worth seeing even when the provider chose it."""
+    for name, source in sources.items():
+        shown = redacted["sources"][name]
+        shown.setdefault("delivery", source.delivery)
+        shown.setdefault("ack_status", source.ack_status)
 
 
 def load_config_text(
@@ -696,6 +717,7 @@ def load_config_text(
         raise ConfigError(reader.problems)
     redacted = _redact(resolved, "", templated, raw)
     assert isinstance(redacted, dict)
+    _show_answers(redacted, sources)
     return Config(
         server=server,
         store=store,

@@ -148,6 +148,8 @@ class SourceConfig:
     event: Extractors = Extractors()
     require: tuple[Extractor, ...] = ()
     delivery: Literal["queued", "sync"] = "queued"
+    #: The status a queued event is answered with: 200 or 202 (the provider's default).
+    ack_status: int = 202
     routes: tuple[RouteConfig, ...] = ()
     forward_headers: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict, compare=False)

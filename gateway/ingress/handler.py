@@ -254,7 +254,9 @@ class Ingress:
                 200, {"id": result.event_id, "status": "duplicate"}, "duplicate", result.event_id
             )
         self.on_accepted()
-        return Accepted(202, {"id": event.id, "status": "queued"}, "accepted", event.id)
+        return Accepted(
+            source.ack_status, {"id": event.id, "status": "queued"}, "accepted", event.id
+        )
 
     async def _forward_sync(self, source: SourceConfig, event: Event, now: float) -> Accepted:
         """Stage 8, sync: claim the key, forward inline, commit on 2xx or release."""

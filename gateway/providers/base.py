@@ -73,6 +73,9 @@ class BaseProvider:
     uses_timestamp: bool = False
     #: Option names this provider accepts under the source's ``options:``.
     option_names: ClassVar[frozenset[str]] = frozenset()
+    #: The status a queued event is acknowledged with (DESIGN 3 ``ack_status``): what this
+    #: scheme's senders count as success. A source may set its own (200 or 202).
+    ack_status: ClassVar[int] = 202
 
     def __init__(self, *, tolerance: float = 300.0, options: Mapping[str, Any] | None = None):
         self.tolerance = tolerance
