@@ -209,6 +209,7 @@ def create_app(
     app[CONFIG] = config
     app[RUNTIME] = Runtime(config)
     app[METRICS] = metrics or Metrics()
+    declare_metrics(app[METRICS], config)
     app[CLOCK] = clock
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_retention_ctx)
@@ -219,6 +220,13 @@ def create_app(
     app.router.add_route("*", "/{tail:.*}", _handle)
     app.on_response_prepare.append(_next_request_deadline)
     return app
+
+
+def declare_metrics(metrics: Metrics, config: Config) -> None:
+    """Every series of the configured sources and destinations, at 0 from start (DESIGN 5.5)."""
+    metrics.declare(
+        {name: source.delivery for name, source in config.sources.items()}, config.destinations
+    )
 
 
 async def _next_request_deadline(request: web.Request, response: web.StreamResponse) -> None:

@@ -3,12 +3,15 @@
 With ``server.workers`` above one, the runner points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
 directory before starting the processes; each writes its samples there and ``exposition``
 merges them, so ``/metrics`` counts every process, not only the one that answers.
+
+Every labelled series of a configured source or destination exists from start at 0
+(``declare``), in every process, so an alert or a dashboard never meets an absent series.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -16,6 +19,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 import gateway
 
 QUEUE_STATES = ("due", "leased", "dead")
+DELIVERY_RESULTS = ("delivered", "retried", "dead_lettered")
+#: Request outcomes a source has from start: what alerts and dashboards divide by.
+START_OUTCOMES = ("accepted", "duplicate", "invalid_signature", "rate_limited", "unavailable")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _EVENT_BUCKETS = (0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
 
@@ -64,7 +70,9 @@ class Metrics:
             "Deliveries by state",
             ["destination", "state"],
             registry=r,
-            multiprocess_mode="max",
+            # The admin process reads the store at each scrape: its latest reading is the truth
+            # (a dead process's gauges go with it, see runner.py).
+            multiprocess_mode="livemostrecent",
         )
         self.signature_failures = Counter(
             "webhook_gateway_signature_failures",
@@ -89,14 +97,36 @@ class Metrics:
             "Build information",
             ["version"],
             registry=r,
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         )
         self.build_info.labels(version=gateway.__version__).set(1)
-        self._seen_destinations: set[str] = set()
+        self._destinations: set[str] = set()
         # The children of the per-request metrics, kept once made: ``labels()`` validates and
         # takes a lock on every call, which the ingress would otherwise pay twice a request.
         self._request_counts: dict[tuple[str, str], Counter] = {}
         self._request_durations: dict[str, Histogram] = {}
+
+    def declare(self, sources: Mapping[str, str], destinations: Iterable[str]) -> None:
+        """Create every series of these sources (name -> delivery mode) and destinations at 0.
+
+        Called at start and after each reload; series of a name dropped since stay (at their
+        last value) until the process restarts.
+        """
+        for source, delivery in sources.items():
+            outcomes = (*START_OUTCOMES, "forwarded") if delivery == "sync" else START_OUTCOMES
+            for outcome in outcomes:
+                self.requests.labels(source, outcome)
+            self.request_duration.labels(source)
+            self.signature_failures.labels(source)
+            self.rate_limit_store_errors.labels(source)
+        for destination in destinations:
+            for result in DELIVERY_RESULTS:
+                self.deliveries.labels(destination, result)
+            self.delivery_duration.labels(destination)
+            self.event_latency.labels(destination)
+        for result in ("success", "failure"):
+            self.config_reloads.labels(result)
+        self.set_queue_depth({}, destinations)
 
     def observe_request(self, source: str, outcome: str, seconds: float) -> None:
         """Count one ingress request by outcome and record how long it took."""
@@ -109,11 +139,16 @@ class Metrics:
             duration = self._request_durations[source] = self.request_duration.labels(source)
         duration.observe(seconds)
 
-    def set_queue_depth(self, depth: Mapping[tuple[str, str], int]) -> None:
-        """Set the queue gauges from a store reading; states absent from it are zero."""
-        destinations = {destination for destination, _ in depth} | self._seen_destinations
-        self._seen_destinations = destinations
-        for destination in destinations:
+    def set_queue_depth(
+        self, depth: Mapping[tuple[str, str], int], destinations: Iterable[str] = ()
+    ) -> None:
+        """Set the queue gauges from a store reading; states absent from it are zero.
+
+        Every destination declared or ever seen gets all three states, so a drained queue
+        reads 0 rather than vanishing.
+        """
+        self._destinations.update(destinations, (destination for destination, _ in depth))
+        for destination in self._destinations:
             for state in QUEUE_STATES:
                 self.queue_depth.labels(destination, state).set(depth.get((destination, state), 0))
 

@@ -19,6 +19,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
 
+from prometheus_client.multiprocess import mark_process_dead
+
 from gateway.config import load_config
 from gateway.config.model import Config
 from gateway.logs import setup_logging
@@ -93,6 +95,9 @@ def _supervise_processes(config_path: Path, workers: int) -> int:
             process.join(timeout=0.2)
             if process.is_alive():
                 continue
+            if process.pid is not None:
+                # Its live gauges (queue depth, build info) must not outlive it in the merge.
+                mark_process_dead(process.pid)  # type: ignore[no-untyped-call]
             if stopping:
                 processes.pop(index)
                 continue

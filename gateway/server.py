@@ -12,7 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from gateway.admin.app import create_admin_app
-from gateway.app import RUNTIME, build_ingress, create_app
+from gateway.app import RUNTIME, build_ingress, create_app, declare_metrics
 from gateway.config import load_config
 from gateway.config.model import Config, HostPort
 from gateway.errors import ConfigError
@@ -139,6 +139,7 @@ class Gateway:
         runtime.config = new
         # The worker reads destinations and policies from the runtime at each send.
         runtime.ingress = build_ingress(self.app, runtime)
+        declare_metrics(self.metrics, new)
         self.config = new
         self.metrics.config_reloads.labels("success").inc()
         log.info("config reloaded", extra={"sources": sorted(new.sources)})

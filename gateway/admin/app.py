@@ -8,7 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.admin.api import add_routes, json_answer
-from gateway.app import GATEWAY, METRICS, STORE
+from gateway.app import GATEWAY, METRICS, RUNTIME, STORE
 from gateway.errors import StoreError
 
 READY_TIMEOUT = 2.0
@@ -45,7 +45,7 @@ async def metrics(request: web.Request) -> web.Response:
         except (StoreError, TimeoutError):
             depth = None  # the gauges keep their last values; readyz reports the outage
         if depth is not None:
-            collected.set_queue_depth(depth)
+            collected.set_queue_depth(depth, gateway[RUNTIME].config.destinations)
     response = web.Response(body=collected.exposition())
     response.headers["Content-Type"] = CONTENT_TYPE_LATEST
     return response

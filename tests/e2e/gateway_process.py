@@ -241,23 +241,30 @@ class GatewayProcess:
                 f"{self.name} did not log {message!r} within {timeout:g}s\n{self.log_tail()}"
             ) from None
 
-    async def metric(self, name: str, **labels: str) -> float:
-        """One sample of the admin listener's Prometheus text (0 when it is not there yet)."""
+    async def series(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+        """Every sample of the admin listener's Prometheus text: (name, labels) -> value."""
         async with (
             aiohttp.ClientSession() as session,
             session.get(self.admin_url("/metrics")) as response,
         ):
             text = await response.text()
-        wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        samples = {}
         for line in text.splitlines():
             if line.startswith("#") or " " not in line:
                 continue
             series, value = line.rsplit(" ", 1)
             metric, _, rest = series.partition("{")
-            got = ",".join(sorted(rest.rstrip("}").split(","))) if rest else ""
-            if metric == name and got == wanted:
-                return float(value)
-        return 0.0
+            labels = frozenset(
+                (name, quoted.strip('"'))
+                for name, _, quoted in (pair.partition("=") for pair in rest.rstrip("}").split(","))
+                if name
+            )
+            samples[(metric, labels)] = float(value)
+        return samples
+
+    async def metric(self, name: str, **labels: str) -> float:
+        """One sample of the admin listener's Prometheus text (0 when it is not there yet)."""
+        return (await self.series()).get((name, frozenset(labels.items())), 0.0)
 
 
 class Destination:
