@@ -112,3 +112,19 @@ async def test_structured_format_sends_one_cloudevents_document(make_gateway, ma
     assert document["type"] == "payment.completed"
     assert document["datacontenttype"] == "application/json"
     assert document["data"] == json.loads(body)
+
+
+async def test_each_sync_attempt_logs_a_delivery_line(make_gateway, marketplace, caplog):
+    market, _ = marketplace
+    client, _ = await make_gateway(sources=SYNC)
+    caplog.set_level("INFO", logger="gateway.delivery")
+    for status, msg_id in ((500, "msg_log_fail"), (200, "msg_log_ok")):
+        market.status = status
+        body = payment_body()
+        await _send(client, body, sign_payment(body, msg_id=msg_id))
+    lines = [r for r in caplog.records if r.getMessage() == "delivery attempt"]
+    assert [(r.event_id, r.status, r.result, r.mode) for r in lines] == [
+        ("msg_log_fail", 500, "retried", "sync"),
+        ("msg_log_ok", 200, "delivered", "sync"),
+    ]
+    assert all(r.destination == "marketplace" and r.attempt == 1 for r in lines)

@@ -12,11 +12,11 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
+from gateway import times
 from gateway.admin.openapi import DOCUMENT
 from gateway.app import CLOCK, GATEWAY, RUNTIME, STORE
 from gateway.errors import StoreError
@@ -55,11 +55,8 @@ def json_answer(status: int, payload: object) -> web.Response:
 
 
 def rfc3339(seconds: float | None) -> str | None:
-    """Unix seconds as an RFC 3339 UTC string with milliseconds."""
-    if seconds is None:
-        return None
-    moment = datetime.fromtimestamp(seconds, tz=UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Unix seconds as an RFC 3339 UTC string with milliseconds (``None`` stays ``None``)."""
+    return None if seconds is None else times.rfc3339(seconds)
 
 
 def attempt_json(attempt: Attempt) -> dict[str, Any]:

@@ -15,6 +15,10 @@ deliveries again (at-least-once; destinations dedupe on ``webhook-id``). ``lease
 longer than the longest destination timeout, or a slow delivery is sent twice.
 A store failure while recording an outcome is logged and left to the lease: the delivery
 comes back when the lease expires.
+
+Every recorded attempt logs one JSON line (DESIGN 5.5, ``log_attempt``): the event, destination,
+attempt number, status, latency and result, with the next attempt's time for a retry and the
+reason for a dead letter, so an event can be followed in the logs alone.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 from gateway.delivery.retry import RetryPolicy, is_retryable
 from gateway.errors import StoreError
-from gateway.store.base import Attempt, Lease, Store
+from gateway.store.base import Attempt, Event, Lease, Store
+from gateway.times import rfc3339
 
 log = logging.getLogger("gateway.delivery")
 
@@ -36,6 +42,48 @@ Result = Literal["delivered", "retried", "dead_lettered"]
 #: ``observer(result, destination, duration, received_at)``: duration is the attempt's latency,
 #: received_at when ingress accepted the event (for the received-to-delivered latency).
 Observer = Callable[[Result, str, float, float], None]
+_LEVELS = {"delivered": logging.INFO, "retried": logging.WARNING, "dead_lettered": logging.ERROR}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to: the result, whether the store took it, and what is next."""
+
+    result: Result
+    recorded: bool
+    next_attempt_at: float | None = None  # retried: when
+    reason: str | None = None  # dead_lettered: why
+
+
+def log_attempt(
+    event: Event,
+    destination: str,
+    attempt: Attempt,
+    result: Result,
+    *,
+    next_attempt_at: float | None = None,
+    reason: str | None = None,
+    mode: str = "queued",
+) -> None:
+    """One JSON log line for one delivery attempt (never the body, never a secret)."""
+    fields: dict[str, object] = {
+        "event_id": event.id,
+        "source": event.source,
+        "request_id": event.request_id,
+        "destination": destination,
+        "attempt": attempt.number,
+        "status": attempt.status,
+        "latency_ms": round(attempt.latency * 1000, 1),
+        "result": result,
+        "mode": mode,
+    }
+    if attempt.error:
+        fields["error"] = attempt.error
+    if next_attempt_at is not None:
+        fields["next_attempt_at"] = rfc3339(next_attempt_at)
+    if reason is not None:
+        fields["reason"] = reason
+    log.log(_LEVELS[result], "delivery attempt", extra=fields)
 
 
 class DeliveryWorker:
@@ -157,26 +205,37 @@ class DeliveryWorker:
             now = self._clock()
             attempt = Attempt(lease.attempt, now, None, 0.0, f"internal error: {exc!r}", "")
         try:
-            result, recorded = await self._record(lease, attempt)
+            outcome = await self._record(lease, attempt)
         except StoreError as exc:
             # The lease expires and the delivery is taken again: at-least-once.
             log.warning("recording delivery %s failed: %s", lease.delivery_id, exc)
             return None
-        if not recorded:
+        if not outcome.recorded:
             log.warning("lease on delivery %s was lost before it was recorded", lease.delivery_id)
             return None
+        log_attempt(
+            lease.event,
+            lease.destination,
+            attempt,
+            outcome.result,
+            next_attempt_at=outcome.next_attempt_at,
+            reason=outcome.reason,
+        )
         if self._observer is not None:
-            self._observer(result, lease.destination, attempt.latency, lease.event.received_at)
-        return result
+            self._observer(
+                outcome.result, lease.destination, attempt.latency, lease.event.received_at
+            )
+        return outcome.result
 
-    async def _record(self, lease: Lease, attempt: Attempt) -> tuple[Result, bool]:
+    async def _record(self, lease: Lease, attempt: Attempt) -> Outcome:
         """Decide what the attempt means and tell the store (DESIGN 3)."""
         if attempt.status is not None and 200 <= attempt.status < 300:
-            return "delivered", await self._store.complete(lease, attempt)
+            return Outcome("delivered", await self._store.complete(lease, attempt))
         if not is_retryable(attempt.status):
             # A 4xx other than 408/409/425/429 will not get better by waiting.
             reason = f"HTTP {attempt.status} is not retried"
-            return "dead_lettered", await self._store.dead_letter(lease, attempt, reason)
+            recorded = await self._store.dead_letter(lease, attempt, reason)
+            return Outcome("dead_lettered", recorded, reason=reason)
         policy = self._policies.get(lease.destination, self._default_policy)
         first = lease.first_attempt_at if lease.first_attempt_at is not None else attempt.started_at
         finished = attempt.started_at + attempt.latency
@@ -190,5 +249,7 @@ class DeliveryWorker:
                 reason += f", last answer HTTP {attempt.status}"
             elif attempt.error:
                 reason += f", last error: {attempt.error}"
-            return "dead_lettered", await self._store.dead_letter(lease, attempt, reason)
-        return "retried", await self._store.reschedule(lease, attempt, next_at)
+            recorded = await self._store.dead_letter(lease, attempt, reason)
+            return Outcome("dead_lettered", recorded, reason=reason)
+        recorded = await self._store.reschedule(lease, attempt, next_at)
+        return Outcome("retried", recorded, next_attempt_at=next_at)

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from gateway.config.model import Config, SourceConfig
 from gateway.delivery.forward import deliver
+from gateway.delivery.worker import Result, log_attempt
 from gateway.errors import (
     BadGateway,
     GatewayTimeout,
@@ -279,14 +280,15 @@ class Ingress:
         try:
             result = await deliver(self.session, event, destination, 1, clock=self.clock)
             self.metrics.delivery_duration.labels(destination.name).observe(result.latency)
+            attempt = Attempt(
+                number=1,
+                started_at=now,
+                status=result.status,
+                latency=result.latency,
+                error=result.error,
+                response_excerpt=result.excerpt,
+            )
             if result.ok:
-                attempt = Attempt(
-                    number=1,
-                    started_at=now,
-                    status=result.status,
-                    latency=result.latency,
-                    response_excerpt=result.excerpt,
-                )
                 await self.store.commit(
                     event, [destination.name], source.dedupe.window, self.clock(), attempt
                 )
@@ -300,9 +302,10 @@ class Ingress:
                 except StoreError:
                     # The claim's lease runs out by itself; the sender's retry then goes through.
                     log.warning("could not release a sync claim", extra={"event_id": event.id})
-        self.metrics.deliveries.labels(
-            destination.name, "delivered" if result.ok else "retried"
-        ).inc()
+        # Not delivered: the sender is answered with the failure and sends the event again.
+        delivery_result: Result = "delivered" if result.ok else "retried"
+        self.metrics.deliveries.labels(destination.name, delivery_result).inc()
+        log_attempt(event, destination.name, attempt, delivery_result, mode="sync")
         if result.timed_out:
             raise GatewayTimeout()
         if result.status is None or result.status >= 500:
