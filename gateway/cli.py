@@ -18,9 +18,11 @@ from pathlib import Path
 
 import yaml
 
+from gateway import times
 from gateway.config import load_config
 from gateway.config.model import Config, SourceConfig
 from gateway.errors import ConfigError
+from gateway.ids import ulid
 
 DEFAULT_CONFIG = "config.yaml"
 
@@ -47,29 +49,38 @@ def _report_config_error(path: Path, exc: ConfigError) -> int:
     return EXIT_FAILED
 
 
-def sample_body(source: SourceConfig, now: float) -> bytes:
-    """A test ``payment.completed`` event that satisfies the example sources."""
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".000Z"
-    payment = {
-        "pendingId": f"pending_{uuid.uuid4().hex[:12]}",
-        "offerId": "offer-1",
-        "status": "completed",
-        "outgoingPaymentId": f"https://wallet.example/outgoing-payments/{uuid.uuid4()}",
-        "timestamp": stamp,
+#: The payments service's ``status`` for each event type it sends (the marketplace answers 400
+#: to any other status).
+PAYMENT_TYPES = {"paid": "payment.completed", "failed": "payment.failed"}
+
+
+def sample_payment(offer: str, status: str, now: float) -> dict[str, object]:
+    """The body the payments service POSTs when a payment settles (DESIGN 1): ``status`` is
+    ``paid`` (``payment.completed``, with the outgoing payment's URL) or ``failed``
+    (``payment.failed``, without one); ``offerId`` is the marketplace's numeric offer id and
+    ``pendingId`` a ULID, as the service makes them."""
+    payment: dict[str, object] = {
+        "type": PAYMENT_TYPES[status],
+        "pendingId": ulid(now),
+        "offerId": int(offer),
+        "status": status,
     }
-    event_id = f"evt_{uuid.uuid4().hex[:24]}"
-    event: dict[str, object]
-    if source.provider == "rafiki":
-        # Rafiki signs exactly {id, type, data}; anything else at the top would be unsigned.
-        event = {"id": event_id, "type": "incoming_payment.completed", "data": payment}
-    else:
-        event = {"id": event_id, "type": "payment.completed", **payment}
-    return json.dumps(event, separators=(",", ":")).encode()
+    if status == "paid":
+        payment["outgoingPaymentId"] = f"https://wallet.example/outgoing-payments/{uuid.uuid4()}"
+    payment["timestamp"] = times.rfc3339(now)
+    return payment
+
+
+def sample_body(
+    source: SourceConfig, now: float, offer: str = "1", status: str = "paid"
+) -> bytes:
+    """A test payment event as the source's senders would send it (the provider's envelope)."""
+    return source.verifier.sample_body(sample_payment(offer, status, now), str(uuid.uuid4()))
 
 
 def _body(args: argparse.Namespace, source: SourceConfig, now: float) -> bytes:
     if args.file is None:
-        return sample_body(source, now)
+        return sample_body(source, now, args.offer, args.status)
     if args.file == "-":
         return sys.stdin.buffer.read()
     return Path(args.file).read_bytes()
@@ -292,6 +303,13 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _offer_id(text: str) -> str:
+    """The marketplace looks an offer up by ``int(offerId)``: only digits reach a real offer."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a numeric offer id")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
     parser = argparse.ArgumentParser(
@@ -307,12 +325,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     with_config(sub.add_parser("run", help="serve ingress, admin and delivery workers"))
     with_config(sub.add_parser("check-config", help="validate and print the effective config"))
-    sign = with_config(sub.add_parser("sign", help="print the signature headers for a body"))
-    sign.add_argument("source", help="source name from the config")
-    sign.add_argument("--file", help="body file ('-' for stdin; default: a sample event)")
-    send = with_config(sub.add_parser("send", help="sign and POST a test event"))
-    send.add_argument("source", help="source name from the config")
-    send.add_argument("--file", help="body file ('-' for stdin; default: a sample event)")
+    def with_sample(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("source", help="source name from the config")
+        p.add_argument("--file", help="body file ('-' for stdin; default: a sample payment event)")
+        p.add_argument(
+            "--offer", type=_offer_id, default="1", help="sample's offerId (digits; default 1)"
+        )
+        p.add_argument(
+            "--status",
+            choices=sorted(PAYMENT_TYPES),
+            default="paid",
+            help="sample's status: paid (payment.completed) or failed (payment.failed)",
+        )
+        return p
+
+    with_sample(with_config(sub.add_parser("sign", help="print the signature headers for a body")))
+    send = with_sample(with_config(sub.add_parser("send", help="sign and POST a test event")))
     send.add_argument("--url", help="gateway URL (default: the source's path on server.listen)")
 
     def admin_command(name: str, help_text: str) -> argparse.ArgumentParser:

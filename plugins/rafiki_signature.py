@@ -15,6 +15,8 @@ a queued event is answered 200 (``ack_status``).
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -96,6 +98,23 @@ class Rafiki(BaseProvider):
         except CanonicalizationError as exc:
             raise VerificationError(f"body cannot be canonicalized: {exc}") from exc
         require_hmac_match(payload, secrets, candidates)
+
+    def sample_body(self, payment: Mapping[str, object], event_id: str) -> bytes:
+        """An ``incoming_payment.completed`` (or, for a failed payment, an
+        ``outgoing_payment.failed``) event whose ``data`` carries the payment in its metadata."""
+        completed = payment.get("status") != "failed"
+        data: dict[str, object] = {
+            "id": f"https://rafiki.example/incoming-payments/{uuid.uuid4()}",
+            "walletAddressId": "https://rafiki.example/accounts/marketplace",
+            "completed": completed,
+            "receivedAmount": {"value": "2500" if completed else "0", "assetCode": "USD",
+                               "assetScale": 2},
+            "metadata": {k: v for k, v in payment.items() if k in ("offerId", "pendingId")},
+            "createdAt": payment.get("timestamp"),
+        }  # fmt: skip
+        kind = "incoming_payment.completed" if completed else "outgoing_payment.failed"
+        event = {"id": event_id, "type": kind, "data": data}
+        return json.dumps(event, separators=(",", ":")).encode()
 
     def sign(self, body: bytes, secret: Secret, now: float, **kw: Any) -> dict[str, str]:
         """The ``Rafiki-Signature`` header; ``body`` must be a JSON ``{id, type, data}``."""

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -124,3 +125,42 @@ def test_send_to_nothing_says_what_to_do(tmp_path):
     result = _run("send", "payments", "--config", str(_config(tmp_path)), "--url", url)
     assert result.returncode == 1
     assert b"Is the gateway running" in result.stderr
+
+
+def _sample(tmp_path: Path, *options: str) -> dict:
+    result = _run("sign", "payments", "--config", str(_config(tmp_path)), *options)
+    assert result.returncode == 0, result.stderr.decode()
+    body = result.stderr.decode().strip().splitlines()[-1]  # the sample goes to stderr
+    headers = dict(
+        line.split(": ", 1) for line in result.stdout.decode().splitlines() if ": " in line
+    )
+    Webhook(PAYMENTS_SECRET).verify(body.encode(), headers)
+    sample: dict = json.loads(body)
+    return sample
+
+
+def _ulid_millis(text: str) -> int:
+    alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    assert len(text) == 26 and set(text) <= set(alphabet), text
+    return int("".join(f"{alphabet.index(c):05b}" for c in text[:10]), 2)
+
+
+def test_the_sample_payment_is_what_the_payments_service_sends(tmp_path):
+    # What the marketplace's view accepts: status paid for payment.completed, a numeric offer
+    # (it looks the job up by pk=int(offerId)), a ULID pendingId, the outgoing payment's URL.
+    before = int(time.time() * 1000)
+    paid = _sample(tmp_path, "--offer", "42")
+    assert set(paid) == {"type", "pendingId", "offerId", "status", "outgoingPaymentId", "timestamp"}
+    assert (paid["type"], paid["status"], paid["offerId"]) == ("payment.completed", "paid", 42)
+    assert before - 1000 <= _ulid_millis(paid["pendingId"]) <= int(time.time() * 1000)
+    assert paid["outgoingPaymentId"].startswith("https://")
+    assert paid["timestamp"].endswith("Z")
+    failed = _sample(tmp_path, "--status", "failed")
+    assert (failed["type"], failed["status"], failed["offerId"]) == ("payment.failed", "failed", 1)
+    assert "outgoingPaymentId" not in failed  # the service sends none on a failure
+
+
+def test_sample_options_are_checked(tmp_path):
+    for bad in (["--offer", "offer-1"], ["--offer", "4²"], ["--status", "completed"]):
+        result = _run("sign", "payments", "--config", str(_config(tmp_path)), *bad)
+        assert result.returncode == 2, bad

@@ -8,12 +8,13 @@ as well as verify, so tests and the CLI never hand-roll signatures.
 from __future__ import annotations
 
 import hmac
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from gateway.errors import VerificationError
-from gateway.extract import Extractors
+from gateway.extract import Extractor, Extractors
 from gateway.providers.encoding import describe_text_secret
 
 
@@ -98,6 +99,17 @@ class BaseProvider:
     def sign(self, body: bytes, secret: Secret, now: float, **kw: Any) -> dict[str, str]:
         """Sign ``body`` with ``secret`` at time ``now``; return the headers to send."""
         raise NotImplementedError
+
+    def sample_body(self, payment: Mapping[str, object], event_id: str) -> bytes:
+        """A test event carrying ``payment`` as this scheme's senders send it (``send``, ``sign``).
+
+        The default sends the payment as it is, with ``event_id`` at ``/id`` when this
+        provider reads the id from there; a scheme with an envelope of its own overrides it.
+        """
+        event = dict(payment)
+        if self.defaults.id == Extractor("body", "/id"):
+            event = {"id": event_id, **event}
+        return json.dumps(event, separators=(",", ":")).encode()
 
     def describe_secret(self, secret: Secret) -> str | None:
         """Return a problem with a configured secret (wrong format), or ``None`` if usable.
