@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -71,9 +72,7 @@ def sample_payment(offer: str, status: str, now: float) -> dict[str, object]:
     return payment
 
 
-def sample_body(
-    source: SourceConfig, now: float, offer: str = "1", status: str = "paid"
-) -> bytes:
+def sample_body(source: SourceConfig, now: float, offer: str = "1", status: str = "paid") -> bytes:
     """A test payment event as the source's senders would send it (the provider's envelope)."""
     return source.verifier.sample_body(sample_payment(offer, status, now), str(uuid.uuid4()))
 
@@ -228,12 +227,14 @@ async def _admin_call(
         raise AdminFailed(f"could not reach the admin API at {url}: {exc}") from exc
 
 
-def _print_table(rows: list[dict[str, object]], columns: Sequence[str]) -> None:
+def _print_table(
+    rows: list[dict[str, object]], columns: Sequence[str], *, indent: str = ""
+) -> None:
     cells = [[str(row.get(c) if row.get(c) is not None else "-") for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    print(indent + "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
     for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+        print(indent + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
 def _query(**params: str | None) -> str:
@@ -241,6 +242,37 @@ def _query(**params: str | None) -> str:
 
     given = {k: v for k, v in params.items() if v}
     return "?" + urlencode(given) if given else ""
+
+
+def _print_json(data: object) -> None:
+    """``--json``: the admin API's document, as one JSON document on stdout (for scripts)."""
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _next_page(data: dict[str, Any]) -> None:
+    if data.get("next_cursor"):
+        print(f"(more: --cursor {data['next_cursor']})", file=sys.stderr)
+
+
+def _print_event(event: dict[str, Any]) -> None:
+    """One event for people: its fields, then each delivery with every attempt."""
+    for name in ("id", "source", "type", "subject", "status", "received_at", "request_id"):
+        print(f"{name + ':':<12} {event.get(name) if event.get(name) is not None else '-'}")
+    for delivery in event.get("deliveries", []):
+        print(
+            f"\ndelivery {delivery['id']} to {delivery['destination']}: {delivery['state']}"
+            f" after {delivery['attempts_made']} attempt(s)"
+        )
+        if delivery.get("next_attempt_at"):
+            print(f"  next attempt at {delivery['next_attempt_at']}")
+        if delivery.get("dead_reason"):
+            print(f"  dead: {delivery['dead_reason']}")
+        if delivery["attempts"]:
+            _print_table(
+                delivery["attempts"],
+                ("number", "started_at", "status", "latency_ms", "error"),
+                indent="  ",
+            )
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -252,17 +284,26 @@ def cmd_events(args: argparse.Namespace) -> int:
             print("usage: webhook-gateway events show ID", file=sys.stderr)
             return EXIT_USAGE
         path = f"/admin/events/{quote(args.event_id, safe='')}" + _query(source=args.source)
-        print(json.dumps(asyncio.run(_admin_call(args, "GET", path)), indent=2))
+        event = asyncio.run(_admin_call(args, "GET", path))
+        assert isinstance(event, dict)
+        if args.json:
+            _print_json(event)
+        else:
+            _print_event(event)
         return EXIT_OK
     if args.action is not None:
         print(f"unknown events action {args.action!r} (use: events show ID)", file=sys.stderr)
         return EXIT_USAGE
-    path = "/admin/events" + _query(source=args.source, status=args.status, limit=str(args.limit))
+    path = "/admin/events" + _query(
+        source=args.source, status=args.status, limit=str(args.limit), cursor=args.cursor
+    )
     data = asyncio.run(_admin_call(args, "GET", path))
     assert isinstance(data, dict)
+    if args.json:
+        _print_json(data)
+        return EXIT_OK
     _print_table(data["events"], ("id", "source", "type", "status", "received_at"))
-    if data.get("next_cursor"):
-        print(f"(more: --cursor {data['next_cursor']})", file=sys.stderr)
+    _next_page(data)
     return EXIT_OK
 
 
@@ -281,13 +322,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     """List dead letters with why they died."""
-    path = "/admin/dead-letters" + _query(destination=args.destination, limit=str(args.limit))
+    path = "/admin/dead-letters" + _query(
+        destination=args.destination, limit=str(args.limit), cursor=args.cursor
+    )
     data = asyncio.run(_admin_call(args, "GET", path))
     assert isinstance(data, dict)
+    if args.json:
+        _print_json(data)
+        return EXIT_OK
     _print_table(
         data["dead_letters"],
         ("delivery_id", "event_id", "destination", "attempts_made", "dead_at", "reason"),
     )
+    _next_page(data)
     return EXIT_OK
 
 
@@ -310,6 +357,12 @@ def _offer_id(text: str) -> str:
     return text
 
 
+def _page_size(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and 1 <= int(text) <= 500):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a page size from 1 to 500")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every command."""
     parser = argparse.ArgumentParser(
@@ -325,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     with_config(sub.add_parser("run", help="serve ingress, admin and delivery workers"))
     with_config(sub.add_parser("check-config", help="validate and print the effective config"))
+
     def with_sample(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("source", help="source name from the config")
         p.add_argument("--file", help="body file ('-' for stdin; default: a sample payment event)")
@@ -352,15 +406,21 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("action", nargs="?", help="'show' to show one event")
     events.add_argument("event_id", nargs="?", help="event id (with show)")
     events.add_argument("--source", help="only this source")
-    events.add_argument("--status", help="queued, delivered, dead_lettered or unrouted")
-    events.add_argument("--limit", type=int, default=50)
+    events.add_argument(
+        "--status", choices=("queued", "delivered", "dead_lettered", "unrouted"), help="only these"
+    )
+    events.add_argument("--limit", type=_page_size, default=50, help="page size (1-500)")
+    events.add_argument("--cursor", help="the next page, as a previous list printed it")
+    events.add_argument("--json", action="store_true", help="print the API's JSON document")
     replay = admin_command("replay", "deliver a stored event again")
     replay.add_argument("event_id")
     replay.add_argument("--source", help="the event's source, when ids repeat across sources")
     replay.add_argument("--destination", action="append", help="only this destination (repeatable)")
     dead = admin_command("dead-letters", "list dead letters")
     dead.add_argument("--destination", help="only this destination")
-    dead.add_argument("--limit", type=int, default=50)
+    dead.add_argument("--limit", type=_page_size, default=50, help="page size (1-500)")
+    dead.add_argument("--cursor", help="the next page, as a previous list printed it")
+    dead.add_argument("--json", action="store_true", help="print the API's JSON document")
     redrive = admin_command("redrive", "make dead letters due again")
     redrive.add_argument("--all", action="store_true", help="every dead letter")
     redrive.add_argument("delivery_ids", nargs="*", metavar="DELIVERY_ID")

@@ -189,10 +189,17 @@ async def test_cli_talks_to_the_admin_api(with_admin, marketplace):
     assert "msg_cli" in out
     code, out, _ = await _cli(url, "events", "show", "msg_cli")
     assert code == 0
+    assert "id:          msg_cli" in out
+    assert "dead: HTTP 400 is not retried" in out
+    code, out, _ = await _cli(url, "events", "show", "msg_cli", "--json")
+    assert code == 0
     assert json.loads(out)["deliveries"][0]["state"] == "dead"
     code, out, _ = await _cli(url, "dead-letters")
     assert code == 0
     assert "msg_cli" in out
+    code, out, _ = await _cli(url, "dead-letters", "--json")
+    assert code == 0
+    assert [d["event_id"] for d in json.loads(out)["dead_letters"]] == ["msg_cli"]
     market.status = 200
     code, out, _ = await _cli(url, "redrive", "--all")
     assert (code, out.strip()) == (0, "redriven: 1")
@@ -205,3 +212,20 @@ async def test_cli_talks_to_the_admin_api(with_admin, marketplace):
     assert "404" in err
     code, _, _ = await _cli(url, "redrive")
     assert code == 2
+
+
+async def test_cli_lists_as_json_and_pages_with_the_cursor(with_admin):
+    client, admin = await with_admin()
+    url = str(admin.make_url("")).rstrip("/")
+    for n in range(3):
+        await _accept(client, f"msg_page_{n}")
+    code, out, err = await _cli(url, "events", "--json", "--limit", "2")
+    assert code == 0, err
+    first = json.loads(out)  # one JSON document, nothing else on stdout
+    assert [e["id"] for e in first["events"]] == ["msg_page_2", "msg_page_1"]
+    code, out, err = await _cli(url, "events", "--limit", "2", "--cursor", first["next_cursor"])
+    assert code == 0, err
+    assert "msg_page_0" in out and "msg_page_1" not in out
+    for usage in (["events", "--limit", "0"], ["events", "--status", "lost"], ["events", "x"]):
+        code, _, err = await _cli(url, *usage)
+        assert code == 2, (usage, err)
