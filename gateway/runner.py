@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -39,7 +40,24 @@ def _warn_unsigned(config: Config) -> None:
             )
 
 
-def _child(config_path: str, index: int) -> None:
+def _exit_with(parent: int) -> None:
+    """SIGTERM this process once ``parent`` is gone (checked every second, on a thread).
+
+    A supervisor killed with SIGKILL cannot pass anything on: without this its processes would
+    live on as orphans, serving the shared port and leasing deliveries from a gateway that,
+    for its operator, has stopped.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _child(config_path: str, index: int, parent: int) -> None:
+    _exit_with(parent)
     config = load_config(config_path)
     setup_logging(config.server.log_level)
     asyncio.run(serve(config, config_path=Path(config_path), reuse_port=True, admin=index == 0))
@@ -72,7 +90,7 @@ def _supervise_processes(config_path: Path, workers: int) -> int:
 
     def start(index: int) -> None:
         process = context.Process(
-            target=_child, args=(str(config_path), index), name=f"gateway-{index}"
+            target=_child, args=(str(config_path), index, os.getpid()), name=f"gateway-{index}"
         )
         process.start()
         processes[index] = process

@@ -136,6 +136,8 @@ class GatewayProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,
+                # Its own process group, so teardown can end it with every process it started.
+                start_new_session=True,
             )
         await self.wait_ready(timeout)
         return self
@@ -194,13 +196,13 @@ class GatewayProcess:
         return await self.wait_exit()
 
     def cleanup(self) -> None:
-        """Fixture teardown: make sure the process is gone (SIGKILL by PID if it still runs)."""
+        """Fixture teardown: make sure the process and any it started (``server.workers``) are
+        gone: SIGKILL to its process group, which it leads."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.process.pid, signal.SIGCONT)  # a stopped process dies at once
-            self.process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGCONT)  # a stopped process dies at once
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
     # -- logs -----------------------------------------------------------------------------------

@@ -7,7 +7,10 @@ serving; a good one takes effect without a restart.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import signal
+from pathlib import Path
 
 import aiohttp
 
@@ -55,6 +58,42 @@ async def test_sigterm_lets_in_flight_deliveries_finish(store_url, gateways, des
     finally:
         await store.close()
     assert destination.ids() == dict.fromkeys(ids, 1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+async def test_processes_of_a_killed_supervisor_stop_too(tmp_path, gateways, destinations):
+    # server.workers: 2 runs a supervisor and two gateway processes. A supervisor that is
+    # SIGKILLed passes nothing on; its processes must not live on as orphans that serve the
+    # port and lease deliveries for a gateway its operator has stopped.
+    destination = destinations()
+    config = e2e_config(
+        store_url=f"sqlite:///{tmp_path / 'gateway.db'}",
+        destinations={"marketplace": destination.url},
+        server={"workers": 2},
+    )
+    gateway = gateways(config)
+    await gateway.start()
+    supervisor = gateway.pid
+    async with asyncio.timeout(15):
+        while len(children := {r["pid"] for r in gateway.log_records()} - {supervisor}) < 2:
+            await asyncio.sleep(0.05)
+    assert all(_alive(pid) for pid in children)
+    os.kill(supervisor, signal.SIGKILL)
+    try:
+        async with asyncio.timeout(15):
+            while any(_alive(pid) for pid in children):
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"orphans still running: {children}") from None
+    stopped = [r for r in gateway.log_records() if r.get("msg") == "gateway stopped"]
+    assert {r["pid"] for r in stopped} == children, "each stopped gracefully, on its own"
 
 
 async def test_sighup_keeps_the_old_config_on_error_and_applies_a_good_one(
