@@ -11,11 +11,21 @@ import os
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
 
+from gateway.appkeys import (
+    CLOCK,
+    CONFIG,
+    LIMITER,
+    METRICS,
+    PRUNER,
+    RUNTIME,
+    SESSION,
+    STORE,
+    Runtime,
+)
 from gateway.config.model import Config
 from gateway.delivery.forward import deliver
 from gateway.delivery.retry import RetryPolicy
@@ -23,39 +33,14 @@ from gateway.delivery.worker import DeliveryWorker
 from gateway.ingress.deadline import response_started
 from gateway.ingress.handler import Ingress
 from gateway.metrics import Metrics
-from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.redis_limiter import RedisLimiter
 from gateway.store import open_store
-from gateway.store.base import Attempt, Lease, Store
+from gateway.store.base import Attempt, Lease
 from gateway.store.retention import Pruner
 
 #: Seconds a delivery lease outlives the longest destination timeout.
 LEASE_MARGIN = 30.0
-
-
-@dataclass
-class Runtime:
-    """Everything that changes on a config reload, swapped as one reference."""
-
-    config: Config
-    ingress: Ingress | None = None
-    #: Set when ingress accepts or the admin API replays: local workers lease at once.
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-#: The config the process started with: server and store settings, which reloads do not change.
-CONFIG = web.AppKey("config", Config)
-RUNTIME = web.AppKey("runtime", Runtime)
-METRICS = web.AppKey("metrics", Metrics)
-Clock = Callable[[], float]
-CLOCK: web.AppKey[Clock] = web.AppKey("clock")
-STORE = web.AppKey("store", Store)
-SESSION = web.AppKey("session", aiohttp.ClientSession)
-LIMITER = web.AppKey("limiter", Limiter)
-PRUNER = web.AppKey("pruner", Pruner)
-#: On the admin application: the ingress application whose state it reads.
-GATEWAY = web.AppKey("gateway", web.Application)
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -22,13 +22,13 @@ import yaml
 from gateway import times
 from gateway.config import load_config
 from gateway.config.model import Config, SourceConfig
-from gateway.errors import ConfigError
+from gateway.errors import CommandError, ConfigError
 from gateway.ids import ulid
 
 DEFAULT_CONFIG = "config.yaml"
 
 
-class SigningError(Exception):
+class SigningError(CommandError):
     """The source's provider cannot sign the given body (e.g. Rafiki's extra fields)."""
 
 
@@ -183,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 # -- admin API clients -----------------------------------------------------------------------------
 
 
-class AdminFailed(Exception):
+class AdminFailed(CommandError):
     """The admin API refused the request or could not be reached."""
 
 
@@ -446,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
         return _report_config_error(_config_path(args), exc)
-    except (LookupError, OSError, SigningError, AdminFailed) as exc:
+    except (LookupError, OSError, CommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
 

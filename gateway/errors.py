@@ -1,11 +1,16 @@
 """One error hierarchy for the whole gateway.
 
 Every error a request can meet carries the HTTP status and the error code it answers with, so
-the ingress handler has a single ``except RequestError``::
+the ingress handler and the admin API each have a single ``except RequestError``::
 
     GatewayError
      ├── ConfigError                      config refused (startup, reload, check-config)
+     ├── OptionError                      a provider option is wrong (becomes a ConfigError)
      ├── StoreError                       the store could not be reached or answered badly
+     │    └── UnreadableEvent             one stored event cannot be read (store.base)
+     ├── EventNotFound                    no stored event has this id
+     ├── InvalidCursor                    a list cursor no list handed out
+     ├── CommandError                     a command-line operation failed (exit status 1)
      └── RequestError(status, code)
           ├── UnknownSource          404  unknown_source
           ├── MethodNotAllowed       405  method_not_allowed
@@ -20,7 +25,13 @@ the ingress handler has a single ``except RequestError``::
           ├── Unavailable            503  unavailable        (+ Retry-After)
           ├── BadGateway             502  bad_gateway
           ├── GatewayTimeout         504  gateway_timeout
-          └── InternalError          500  internal_error     (a bug; logged with its traceback)
+          ├── InternalError          500  internal_error     (a bug; logged with its traceback)
+          │   the admin API's own:
+          ├── InvalidRequest         400  invalid_request    (a parameter or body field)
+          ├── Unauthorized           401  unauthorized       (no or a wrong admin token)
+          ├── NotFound               404  not_found
+          ├── AdminDisabled          404  admin_disabled     (no admin.token configured)
+          └── Unrouted               409  unrouted           (replay: no route takes the type)
 
 Messages are for humans and never say which secret, signature or allow-list entry failed.
 """
@@ -59,8 +70,29 @@ class ConfigError(GatewayError):
         return cls([ConfigProblem(key, message)])
 
 
+class OptionError(GatewayError):
+    """A provider option is wrong; ``key`` names it relative to the source's ``options``."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        self.message = message
+        super().__init__(f"{key}: {message}")
+
+
 class StoreError(GatewayError):
     """The store is unreachable or failed; the request answers 503 and nothing is half-done."""
+
+
+class EventNotFound(GatewayError):
+    """No stored event has this id (for this source, when one was given)."""
+
+
+class InvalidCursor(GatewayError):
+    """A list cursor that no list of this store handed out."""
+
+
+class CommandError(GatewayError):
+    """A command-line operation failed (a refused admin call, a body that cannot be signed)."""
 
 
 class RequestError(GatewayError):
@@ -164,3 +196,37 @@ class InternalError(RequestError):
     """An unexpected failure inside the gateway; nothing was acknowledged, the sender retries."""
 
     status, code, default_message = 500, "internal_error", "internal error, retry later"
+
+
+class InvalidRequest(RequestError):
+    """An admin request with a parameter or body field that is not valid."""
+
+    status, code, default_message = 400, "invalid_request", "the request is not valid"
+
+
+class Unauthorized(RequestError):
+    """The admin API needs ``Authorization: Bearer <admin.token>``."""
+
+    status, code, default_message = 401, "unauthorized", "a valid admin bearer token is required"
+
+
+class NotFound(RequestError):
+    """What the admin request names does not exist."""
+
+    status, code, default_message = 404, "not_found", "no such event"
+
+
+class AdminDisabled(RequestError):
+    """No ``admin.token`` is configured, so the admin API is off."""
+
+    status, code, default_message = 404, "admin_disabled", "the admin API is off: set admin.token"
+
+
+class Unrouted(RequestError):
+    """A replay without destinations, of an event whose type no configured route takes."""
+
+    status, code, default_message = (
+        409,
+        "unrouted",
+        "no configured route takes this event's type",
+    )

@@ -12,7 +12,7 @@ import binascii
 import hashlib
 import hmac
 
-from gateway.providers.base import Secret
+from gateway.secret import Secret
 
 HMAC_PREFIX = "whsec_"
 

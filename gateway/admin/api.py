@@ -18,31 +18,32 @@ from aiohttp import web
 
 from gateway import times
 from gateway.admin.openapi import DOCUMENT
-from gateway.app import CLOCK, GATEWAY, RUNTIME, STORE
-from gateway.errors import StoreError
-from gateway.ingress.responses import request_id_of
+from gateway.appkeys import CLOCK, GATEWAY, RUNTIME, STORE
+from gateway.errors import (
+    AdminDisabled,
+    EventNotFound,
+    InvalidCursor,
+    InvalidRequest,
+    NotFound,
+    RequestError,
+    StoreError,
+    Unauthorized,
+    Unavailable,
+    Unrouted,
+)
+from gateway.ingress.responses import error_response, request_id_of
 from gateway.store.base import (
     EVENT_STATUSES,
     Attempt,
     DeadLetter,
     DeliveryView,
-    EventNotFound,
     EventSummary,
     EventView,
-    InvalidCursor,
     Store,
 )
 
 MAX_LIMIT = 500
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class AdminError(Exception):
-    """A refused admin request: status, error code and message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        self.status, self.code, self.message = status, code, message
-        super().__init__(message)
 
 
 def json_answer(status: int, payload: object) -> web.Response:
@@ -150,23 +151,17 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         token = request.app[GATEWAY][RUNTIME].config.admin.token
         if token is None:
-            raise AdminError(404, "admin_disabled", "the admin API is off: set admin.token")
+            raise AdminDisabled()
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(
             given.strip().encode(), token.value.encode()
         ):
-            raise AdminError(401, "unauthorized", "a valid admin bearer token is required")
+            raise Unauthorized()
         response = await handler(request)
-    except AdminError as exc:
-        response = json_answer(
-            exc.status, {"error": exc.code, "message": exc.message, "request_id": request_id}
-        )
+    except RequestError as exc:
+        return error_response(exc, request_id)
     except StoreError:
-        message = "the store is unreachable"
-        response = json_answer(
-            503, {"error": "unavailable", "message": message, "request_id": request_id}
-        )
-        response.headers["Retry-After"] = "5"
+        return error_response(Unavailable("the store is unreachable"), request_id)
     response.headers["X-Request-ID"] = request_id
     return response
 
@@ -174,14 +169,14 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
 def _store(request: web.Request) -> Store:
     store = request.app[GATEWAY].get(STORE)
     if store is None:
-        raise AdminError(503, "unavailable", "the gateway is starting")
+        raise Unavailable("the gateway is starting")
     return store
 
 
 def _limit(request: web.Request) -> int:
     text = request.query.get("limit", "50")
     if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
-        raise AdminError(400, "invalid_request", f"limit must be 1..{MAX_LIMIT}")
+        raise InvalidRequest(f"limit must be 1..{MAX_LIMIT}")
     return int(text)
 
 
@@ -191,9 +186,9 @@ async def _body(request: web.Request) -> dict[str, Any]:
     try:
         data = json.loads(await request.read() or b"{}")
     except (ValueError, RecursionError) as exc:
-        raise AdminError(400, "invalid_request", "the request body is not valid JSON") from exc
+        raise InvalidRequest("the request body is not valid JSON") from exc
     if not isinstance(data, dict):
-        raise AdminError(400, "invalid_request", "the request body must be a JSON object")
+        raise InvalidRequest("the request body must be a JSON object")
     return data
 
 
@@ -213,9 +208,7 @@ async def list_events(request: web.Request) -> web.Response:
     """``GET /admin/events?source=&status=&limit=&cursor=``, newest first."""
     status = request.query.get("status")
     if status is not None and status not in EVENT_STATUSES:
-        raise AdminError(
-            400, "invalid_request", f"status must be one of {', '.join(EVENT_STATUSES)}"
-        )
+        raise InvalidRequest(f"status must be one of {', '.join(EVENT_STATUSES)}")
     try:
         events, cursor = await _store(request).list_events(
             source=request.query.get("source"),
@@ -224,7 +217,7 @@ async def list_events(request: web.Request) -> web.Response:
             cursor=request.query.get("cursor"),
         )
     except InvalidCursor as exc:
-        raise AdminError(400, "invalid_request", "invalid cursor") from exc
+        raise InvalidRequest("invalid cursor") from exc
     payload = {"events": [summary_json(e) for e in events], "next_cursor": cursor}
     return json_answer(200, payload)
 
@@ -235,7 +228,7 @@ async def show_event(request: web.Request) -> web.Response:
         request.match_info["event_id"], request.query.get("source")
     )
     if view is None:
-        raise AdminError(404, "not_found", "no such event")
+        raise NotFound()
     return json_answer(200, event_json(view))
 
 
@@ -254,21 +247,21 @@ async def replay_event(request: web.Request) -> web.Response:
     if destinations is None:
         view = await store.get_event(event_id, source)
         if view is None:
-            raise AdminError(404, "not_found", "no such event")
+            raise NotFound()
         routed = config.sources.get(view.event.source)
         destinations = list(routed.destinations_for(view.event.type)) if routed else []
         source = view.event.source
         if not destinations:
-            raise AdminError(409, "unrouted", "no configured route takes this event's type")
+            raise Unrouted()
     if not isinstance(destinations, list) or not all(isinstance(d, str) for d in destinations):
-        raise AdminError(400, "invalid_request", "destinations must be a list of names")
+        raise InvalidRequest("destinations must be a list of names")
     unknown = sorted(set(destinations) - set(config.destinations))
     if unknown:
-        raise AdminError(400, "invalid_request", f"unknown destination(s): {', '.join(unknown)}")
+        raise InvalidRequest(f"unknown destination(s): {', '.join(unknown)}")
     try:
         ids = await store.replay(event_id, destinations, _now(request), source=source)
     except EventNotFound as exc:
-        raise AdminError(404, "not_found", "no such event") from exc
+        raise NotFound() from exc
     _wake_workers(request)
     return json_answer(202, {"event_id": event_id, "deliveries": ids})
 
@@ -282,7 +275,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
             cursor=request.query.get("cursor"),
         )
     except InvalidCursor as exc:
-        raise AdminError(400, "invalid_request", "invalid cursor") from exc
+        raise InvalidRequest("invalid cursor") from exc
     payload = {"dead_letters": [dead_letter_json(d) for d in dead], "next_cursor": cursor}
     return json_answer(200, payload)
 
@@ -296,7 +289,7 @@ async def redrive(request: web.Request) -> web.Response:
     elif isinstance(ids, list) and ids and all(isinstance(i, str) for i in ids):
         chosen = ids
     else:
-        raise AdminError(400, "invalid_request", 'send {"ids": ["..."]} or {"all": true}')
+        raise InvalidRequest('send {"ids": ["..."]} or {"all": true}')
     count = await _store(request).redrive(chosen, _now(request))
     _wake_workers(request)
     return json_answer(200, {"redriven": count})

@@ -8,7 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.admin.api import add_routes, json_answer
-from gateway.app import GATEWAY, METRICS, RUNTIME, STORE
+from gateway.appkeys import GATEWAY, METRICS, RUNTIME, STORE
 from gateway.errors import StoreError
 
 READY_TIMEOUT = 2.0

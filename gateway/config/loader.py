@@ -34,11 +34,11 @@ from gateway.config.model import (
     StoreConfig,
 )
 from gateway.delivery.retry import RetryPolicy
-from gateway.errors import ConfigError, ConfigProblem
+from gateway.errors import ConfigError, ConfigProblem, OptionError
 from gateway.extract import Extractor, Extractors, parse_extractor
-from gateway.providers.base import OptionError, Secret
 from gateway.providers.registry import ProviderRegistry, load_registry
 from gateway.ratelimit.gcra import Rate, RateRule
+from gateway.secret import Secret
 from gateway.signing import hmac_key
 from gateway.store.crypto import parse_key
 from gateway.store.sentinel import SCHEMES as SENTINEL_SCHEMES

@@ -7,38 +7,25 @@ as well as verify, so tests and the CLI never hand-roll signatures.
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from gateway.errors import VerificationError
+from gateway.errors import OptionError, VerificationError
 from gateway.extract import Extractor, Extractors
-from gateway.providers.encoding import describe_text_secret
+from gateway.providers.encoding import describe_text_secret, digest_matches
+from gateway.secret import Secret
 
-
-@dataclass(frozen=True)
-class Secret:
-    """A configured secret (or public key, or token); its repr never shows the value."""
-
-    value: str = field(repr=False)
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    def encode(self) -> bytes:
-        """The secret's UTF-8 bytes, as most HMAC schemes key with them."""
-        return self.value.encode()
-
-
-class OptionError(ValueError):
-    """A provider option is wrong; ``key`` names it relative to the source's ``options``."""
-
-    def __init__(self, key: str, message: str) -> None:
-        self.key = key
-        self.message = message
-        super().__init__(f"{key}: {message}")
+__all__ = [
+    "BaseProvider",
+    "OptionError",
+    "Provider",
+    "Secret",
+    "check_timestamp",
+    "digest_matches",
+    "lowered",
+    "parse_int_timestamp",
+]
 
 
 @runtime_checkable
@@ -140,11 +127,3 @@ def parse_int_timestamp(text: str | None) -> int:
     if not text.isascii() or not text.isdigit() or len(text) > 16:
         raise VerificationError("timestamp is not an integer")
     return int(text)
-
-
-def digest_matches(expected: bytes, candidates: Sequence[bytes]) -> bool:
-    """Constant-time: does any candidate equal ``expected``? Every candidate is compared."""
-    found = False
-    for candidate in candidates:
-        found |= hmac.compare_digest(expected, candidate)
-    return found

@@ -14,12 +14,10 @@ import hmac
 import string
 import uuid
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from gateway.errors import VerificationError
-
-if TYPE_CHECKING:
-    from gateway.providers.base import Secret
+from gateway.secret import Secret
 
 Algorithm = Literal["sha256", "sha512"]
 ALGORITHMS: tuple[Algorithm, ...] = ("sha256", "sha512")
@@ -58,13 +56,17 @@ def require_hmac_match(
     Every active secret is tried (rotation); each comparison is constant-time on raw bytes.
     """
     for secret in secrets:
-        expected = hmac_digest(secret.encode(), message, algorithm)
-        found = False
-        for candidate in candidates:
-            found |= hmac.compare_digest(expected, candidate)
-        if found:
+        if digest_matches(hmac_digest(secret.encode(), message, algorithm), candidates):
             return
     raise VerificationError()
+
+
+def digest_matches(expected: bytes, candidates: Sequence[bytes]) -> bool:
+    """Constant-time: does any candidate equal ``expected``? Every candidate is compared."""
+    found = False
+    for candidate in candidates:
+        found |= hmac.compare_digest(expected, candidate)
+    return found
 
 
 def split_params(header: str) -> list[tuple[str, str]]:

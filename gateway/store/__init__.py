@@ -9,19 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gateway.errors import StoreError
+from gateway.errors import EventNotFound, InvalidCursor, StoreError
 from gateway.store.base import (
     AcceptResult,
     Attempt,
     DeadLetter,
     DeliveryView,
     Event,
-    EventNotFound,
     EventSummary,
     EventView,
-    InvalidCursor,
     Lease,
-    NewEvent,
     Store,
 )
 from gateway.store.crypto import KeyRing
@@ -37,7 +34,6 @@ __all__ = [
     "EventView",
     "InvalidCursor",
     "Lease",
-    "NewEvent",
     "Store",
     "open_store",
 ]

@@ -66,7 +66,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from gateway.errors import StoreError
+from gateway.errors import InvalidCursor, StoreError
 
 #: Bound on the response excerpt (and error text) recorded with each attempt.
 EXCERPT_LIMIT = 1024
@@ -91,14 +91,6 @@ class UnreadableEvent(StoreError):
     """
 
 
-class EventNotFound(KeyError):
-    """No stored event has this id (for this source, when one was given)."""
-
-
-class InvalidCursor(ValueError):
-    """A list cursor that no list of this store handed out."""
-
-
 @dataclass(frozen=True)
 class Event:
     """An event as ingress hands it to the store and as a worker gets it back."""
@@ -113,10 +105,6 @@ class Event:
     headers: tuple[tuple[str, str], ...]  # content-type and the source's forward_headers
     request_id: str
     received_at: float
-
-
-#: What ingress hands the store: the same shape as what a lease gives back.
-NewEvent = Event
 
 
 @dataclass(frozen=True)

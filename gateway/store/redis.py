@@ -72,7 +72,7 @@ from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
-from gateway.errors import StoreError
+from gateway.errors import EventNotFound, StoreError
 from gateway.store.base import (
     DEPTH_STATES,
     POISON_BUDGET,
@@ -81,7 +81,6 @@ from gateway.store.base import (
     DeadLetter,
     DeliveryView,
     Event,
-    EventNotFound,
     EventStatus,
     EventSummary,
     EventView,

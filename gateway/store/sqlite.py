@@ -39,7 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
-from gateway.errors import StoreError
+from gateway.errors import EventNotFound, StoreError
 from gateway.store.base import (
     DEPTH_STATES,
     POISON_BUDGET,
@@ -49,7 +49,6 @@ from gateway.store.base import (
     DeliveryState,
     DeliveryView,
     Event,
-    EventNotFound,
     EventStatus,
     EventSummary,
     EventView,

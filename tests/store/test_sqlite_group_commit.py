@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from gateway.errors import StoreError
+from gateway.errors import EventNotFound, StoreError
 from gateway.store import Event, open_store
 from gateway.store import sqlite as sqlite_store
-from gateway.store.base import AcceptResult, EventNotFound
+from gateway.store.base import AcceptResult
 from gateway.store.sqlite import MAX_BATCH, SqliteStore
 
 from .conftest import T0, make_event
