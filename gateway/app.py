@@ -33,8 +33,6 @@ from gateway.delivery.worker import DeliveryWorker
 from gateway.ingress.deadline import response_started
 from gateway.ingress.handler import Ingress
 from gateway.metrics import Metrics
-from gateway.ratelimit.memory import MemoryLimiter
-from gateway.ratelimit.redis_limiter import RedisLimiter
 from gateway.store import open_store
 from gateway.store.base import Attempt, Lease
 from gateway.store.retention import Pruner
@@ -49,9 +47,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         config.store.url, encryption_keys=[k.value for k in config.store.encryption_keys]
     )
     app[STORE] = store
-    client = getattr(store, "client", None)
-    # A slow limiter store must not stall ingress: after 250 ms on_store_error decides.
-    app[LIMITER] = RedisLimiter(client, timeout=0.25) if client is not None else MemoryLimiter()
+    app[LIMITER] = store.rate_limiter()
     yield
     await store.close()
 

@@ -17,8 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 
 import gateway
+from gateway.store.base import DEPTH_STATES
 
-QUEUE_STATES = ("due", "leased", "dead")
 DELIVERY_RESULTS = ("delivered", "retried", "dead_lettered")
 #: Request outcomes a source has from start: what alerts and dashboards divide by.
 START_OUTCOMES = ("accepted", "duplicate", "invalid_signature", "rate_limited", "unavailable")
@@ -149,7 +149,7 @@ class Metrics:
         """
         self._destinations.update(destinations, (destination for destination, _ in depth))
         for destination in self._destinations:
-            for state in QUEUE_STATES:
+            for state in DEPTH_STATES:
                 self.queue_depth.labels(destination, state).set(depth.get((destination, state), 0))
 
     def exposition(self) -> bytes:

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from gateway.delivery.forward import Destination
 from gateway.delivery.retry import RetryPolicy
 from gateway.extract import Extractor, Extractors
-from gateway.providers.base import BaseProvider, Secret
+from gateway.providers.base import BaseProvider
 from gateway.ratelimit.gcra import RateRule
+from gateway.secret import Secret
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -89,14 +91,9 @@ class PluginsConfig:
 
 
 @dataclass(frozen=True)
-class DestinationConfig:
-    """A backend that receives events, and how the gateway delivers to it."""
+class DestinationConfig(Destination):
+    """A backend that receives events: how one delivery reaches it, and its retry policy."""
 
-    name: str
-    url: str
-    signing_secret: Secret
-    timeout: float = 10.0
-    format: Literal["binary", "structured"] = "binary"
     retry: RetryPolicy = RetryPolicy()
 
 

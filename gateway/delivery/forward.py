@@ -9,24 +9,35 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import aiohttp
 
-from gateway.config.model import DestinationConfig
 from gateway.delivery.cloudevents import (
     STRUCTURED_CONTENT_TYPE,
     binary_headers,
     structured_body,
 )
+from gateway.secret import Secret
 from gateway.signing import sign_delivery
-from gateway.store.base import Event
+from gateway.store.base import Event, excerpt
 
 #: Hop-by-hop headers (RFC 9110 7.6.1) and framing headers never pass, even if listed.
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
     "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length",
 })  # fmt: skip
-RESPONSE_EXCERPT_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where and how a destination receives events: what one delivery needs to know of it."""
+
+    name: str
+    url: str
+    signing_secret: Secret
+    timeout: float = 10.0
+    format: Literal["binary", "structured"] = "binary"
 
 
 @dataclass(frozen=True)
@@ -48,11 +59,11 @@ class DeliveryResult:
     @property
     def excerpt(self) -> str:
         """The first bytes of the answer as text, for the attempt record."""
-        return self.body[:RESPONSE_EXCERPT_BYTES].decode("utf-8", "replace")
+        return excerpt(self.body)
 
 
 def build_request(
-    event: Event, destination: DestinationConfig, attempt: int, now: float
+    event: Event, destination: Destination, attempt: int, now: float
 ) -> tuple[bytes, dict[str, str]]:
     """The body and headers of one delivery attempt."""
     if destination.format == "structured":
@@ -75,7 +86,7 @@ def build_request(
 async def deliver(
     session: aiohttp.ClientSession,
     event: Event,
-    destination: DestinationConfig,
+    destination: Destination,
     attempt: int,
     *,
     clock: Callable[[], float] = time.time,

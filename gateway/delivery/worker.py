@@ -122,10 +122,6 @@ class DeliveryWorker:
         self._stopping = asyncio.Event()
         self._inflight: set[asyncio.Task[Result | None]] = set()
 
-    def wake(self) -> None:
-        """Poll now instead of at the end of the poll interval (ingress just queued something)."""
-        self._wake.set()
-
     async def run_once(self, now: float | None = None) -> int:
         """Lease what is due at ``now`` (default: the clock), deliver it all; how many leased."""
         at = self._clock() if now is None else now

@@ -19,12 +19,8 @@ import aiohttp
 from aiohttp import web
 
 from gateway.config.model import Config, SourceConfig
-from gateway.delivery.forward import deliver
-from gateway.delivery.worker import Result, log_attempt
+from gateway.delivery.sync import forward_sync
 from gateway.errors import (
-    BadGateway,
-    GatewayTimeout,
-    InProgress,
     InternalError,
     InvalidBody,
     IpNotAllowed,
@@ -46,14 +42,12 @@ from gateway.ratelimit.gcra import RateRule
 from gateway.ratelimit.headers import rate_limit_headers
 from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.policy import StoreErrorPolicy
-from gateway.store.base import Attempt, Event, Store
+from gateway.store.base import Event, Store
 
 log = logging.getLogger("gateway.ingress")
 
 #: Longest event id or dedupe key kept; anything longer is refused rather than truncated.
 MAX_KEY_LENGTH = 512
-#: How long a sync claim lasts beyond the destination's timeout before another may take it.
-SYNC_LEASE_MARGIN = 5.0
 
 
 @dataclass(frozen=True)
@@ -260,64 +254,32 @@ class Ingress:
         )
 
     async def _forward_sync(self, source: SourceConfig, event: Event, now: float) -> Accepted:
-        """Stage 8, sync: claim the key, forward inline, commit on 2xx or release."""
+        """Stage 8, sync: forward inline under a claim (``delivery.sync``), answer as it did."""
         destinations = source.destinations_for(event.type)
         if not destinations:
             # Nothing to forward to: record it like a queued event with no routes.
             return await self._enqueue(source, event, now)
         destination = self.config.destinations[destinations[0]]
-        try:
-            claim = await self.store.claim(
-                source.name, event.dedupe_key, destination.timeout + SYNC_LEASE_MARGIN, now
-            )
-        except StoreError as exc:
-            raise Unavailable() from exc
-        if claim == "done":
+        forwarded = await forward_sync(
+            self.store,
+            self.session,
+            self.metrics,
+            event,
+            destination,
+            source.dedupe.window,
+            now,
+            clock=self.clock,
+        )
+        if forwarded is None:
             return Accepted(200, {"id": event.id, "status": "duplicate"}, "duplicate", event.id)
-        if claim == "in_progress":
-            raise InProgress()
-        committed = False
-        try:
-            result = await deliver(self.session, event, destination, 1, clock=self.clock)
-            self.metrics.delivery_duration.labels(destination.name).observe(result.latency)
-            attempt = Attempt(
-                number=1,
-                started_at=now,
-                status=result.status,
-                latency=result.latency,
-                error=result.error,
-                response_excerpt=result.excerpt,
-            )
-            if result.ok:
-                await self.store.commit(
-                    event, [destination.name], source.dedupe.window, self.clock(), attempt
-                )
-                committed = True
-        except StoreError as exc:
-            raise Unavailable() from exc
-        finally:
-            if not committed:
-                try:
-                    await self.store.release(source.name, event.dedupe_key)
-                except StoreError:
-                    # The claim's lease runs out by itself; the sender's retry then goes through.
-                    log.warning("could not release a sync claim", extra={"event_id": event.id})
-        # Not delivered: the sender is answered with the failure and sends the event again.
-        delivery_result: Result = "delivered" if result.ok else "retried"
-        self.metrics.deliveries.labels(destination.name, delivery_result).inc()
-        log_attempt(event, destination.name, attempt, delivery_result, mode="sync")
-        if result.timed_out:
-            raise GatewayTimeout()
-        if result.status is None or result.status >= 500:
-            raise BadGateway()
         # The destination's own answer (2xx, or a 4xx the sender should see) passes through.
-        response = web.Response(status=result.status, body=result.body)
-        if result.content_type:
-            response.headers["Content-Type"] = result.content_type
+        response = web.Response(status=forwarded.status, body=forwarded.body)
+        if forwarded.content_type:
+            response.headers["Content-Type"] = forwarded.content_type
         response.headers["X-Request-ID"] = event.request_id
         # A bounded label: the destination's 4xx passed back, by class.
-        outcome = "forwarded" if result.ok else f"destination_{result.status // 100}xx"
-        return Accepted(result.status, {}, outcome, event.id, response=response)
+        outcome = "forwarded" if forwarded.ok else f"destination_{forwarded.status // 100}xx"
+        return Accepted(forwarded.status, {}, outcome, event.id, response=response)
 
 
 def extractors_of(source: SourceConfig) -> tuple[Extractor | None, ...]:

@@ -64,14 +64,22 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 from gateway.errors import InvalidCursor, StoreError
+from gateway.ratelimit.limiter import Limiter
 
 #: Bound on the response excerpt (and error text) recorded with each attempt.
 EXCERPT_LIMIT = 1024
 
 DeliveryState = Literal["due", "leased", "delivered", "dead"]
+DELIVERY_STATES: tuple[DeliveryState, ...] = ("due", "leased", "delivered", "dead")
+Mode = Literal["queued", "sync"]
+MODES: tuple[Mode, ...] = ("queued", "sync")
+AcceptStatus = Literal["queued", "duplicate"]
+ACCEPT_STATUSES: tuple[AcceptStatus, ...] = ("queued", "duplicate")
+Claim = Literal["claimed", "in_progress", "done"]
+CLAIMS: tuple[Claim, ...] = ("claimed", "in_progress", "done")
 #: ``queued``: some delivery is due or leased; ``dead_lettered``: none is, some are dead;
 #: ``delivered``: every delivery was delivered; ``unrouted``: the event has no delivery at all.
 EventStatus = Literal["queued", "delivered", "dead_lettered", "unrouted"]
@@ -111,7 +119,7 @@ class Event:
 class AcceptResult:
     """The answer to ``accept``: for a duplicate, the id of the event accepted first."""
 
-    status: Literal["queued", "duplicate"]
+    status: AcceptStatus
     event_id: str
 
 
@@ -128,14 +136,14 @@ class Attempt:
 
     def bounded(self) -> Attempt:
         """This attempt with its error and excerpt cut to ``EXCERPT_LIMIT`` characters."""
-        error = None if self.error is None else self.error[:EXCERPT_LIMIT]
+        error = None if self.error is None else excerpt(self.error)
         return Attempt(
             self.number,
             self.started_at,
             self.status,
             self.latency,
             error,
-            self.response_excerpt[:EXCERPT_LIMIT],
+            excerpt(self.response_excerpt),
         )
 
     def to_json(self) -> str:
@@ -159,9 +167,24 @@ class Attempt:
         return cls(int(number), float(started_at), status, float(latency), error, excerpt_)
 
 
-def excerpt(data: bytes, limit: int = EXCERPT_LIMIT) -> str:
-    """A response body as text for the record: UTF-8 with replacement, at most ``limit`` chars."""
-    return data[: limit * 4].decode("utf-8", errors="replace")[:limit]
+def excerpt(data: bytes | str, limit: int = EXCERPT_LIMIT) -> str:
+    """A response body (UTF-8 with replacement) or an error text as kept in the record: at
+    most ``limit`` characters. The one place a recorded text is cut."""
+    if isinstance(data, bytes):
+        data = data[: limit * 4].decode("utf-8", errors="replace")
+    return data[:limit]
+
+
+_L = TypeVar("_L", bound=str)
+
+
+def one_of(value: str, allowed: tuple[_L, ...], what: str) -> _L:
+    """``value`` as one of the ``allowed`` literals; ``UnreadableEvent`` if it is none of them
+    (a stored field a store reads back and the type system cannot vouch for)."""
+    for option in allowed:
+        if value == option:
+            return option
+    raise UnreadableEvent(f"stored {what} {value[:40]!r} is not one of {', '.join(allowed)}")
 
 
 @dataclass(frozen=True)
@@ -198,7 +221,7 @@ class EventView:
     """An event with all its deliveries, for the admin API."""
 
     event: Event
-    mode: Literal["queued", "sync"]
+    mode: Mode
     status: EventStatus
     deliveries: tuple[DeliveryView, ...]
 
@@ -213,7 +236,7 @@ class EventSummary:
     subject: str | None
     received_at: float
     status: EventStatus
-    mode: Literal["queued", "sync"]
+    mode: Mode
 
 
 @dataclass(frozen=True)
@@ -239,9 +262,7 @@ class Store(Protocol):
     ) -> AcceptResult:
         """Dedupe, persist and enqueue one delivery per destination, atomically."""
 
-    async def claim(
-        self, source: str, dedupe_key: str, lease: float, now: float
-    ) -> Literal["claimed", "in_progress", "done"]:
+    async def claim(self, source: str, dedupe_key: str, lease: float, now: float) -> Claim:
         """Sync mode: take the dedupe key for ``lease`` seconds, unless taken or done."""
 
     async def commit(
@@ -300,6 +321,10 @@ class Store(Protocol):
 
     async def queue_depth(self) -> dict[tuple[str, str], int]:
         """Deliveries per ``(destination, state)`` for the states due, leased and dead."""
+
+    def rate_limiter(self) -> Limiter:
+        """The rate limiter that keeps its state where this store does (DESIGN 5.3): in the
+        process for SQLite, in the same Redis (one limit for every replica) for Redis."""
 
     async def ping(self) -> None:
         """Return if the store answers; raise ``StoreError`` otherwise."""

@@ -73,8 +73,15 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from gateway.errors import EventNotFound, StoreError
+from gateway.ratelimit.limiter import Limiter
+from gateway.ratelimit.redis_limiter import RedisLimiter
 from gateway.store.base import (
+    ACCEPT_STATUSES,
+    CLAIMS,
+    DELIVERY_STATES,
     DEPTH_STATES,
+    EVENT_STATUSES,
+    MODES,
     POISON_BUDGET,
     AcceptResult,
     Attempt,
@@ -88,6 +95,8 @@ from gateway.store.base import (
     UnreadableEvent,
     decode_cursor,
     encode_cursor,
+    excerpt,
+    one_of,
 )
 from gateway.store.crypto import KeyRing, open_payload, seal_payload
 from gateway.store.sentinel import SentinelURL, is_sentinel_url, parse_sentinel_url
@@ -102,6 +111,8 @@ PREFIX = "wg:{q}:"
 _TTL_SLACK_MS = 60_000
 _REDRIVE_BATCH = 500
 _SCAN_CHUNK = 200
+#: Seconds a rate-limit check may take before ``on_store_error`` decides.
+RATE_LIMIT_TIMEOUT = 0.25
 _SCRIPTS = ("accept", "claim", "release", "lease", "finish", "replay", "redrive", "prune")
 
 
@@ -205,7 +216,7 @@ class RedisStore:
     ) -> AcceptResult:
         """Dedupe, persist and enqueue, in one script."""
         status, event_id = await self._store_event("queued", event, destinations, window, now)
-        return AcceptResult(cast(Literal["queued", "duplicate"], status), event_id)
+        return AcceptResult(one_of(status, ACCEPT_STATUSES, "accept status"), event_id)
 
     async def claim(
         self, source: str, dedupe_key: str, lease: float, now: float
@@ -214,7 +225,7 @@ class RedisStore:
         result = await self._call(
             "claim", [self._dd(source, dedupe_key)], [_t(now), _t(now + lease), _ttl_ms(lease)]
         )
-        return cast(Literal["claimed", "in_progress", "done"], result.decode())
+        return one_of(result.decode(), CLAIMS, "claim")
 
     async def commit(
         self,
@@ -356,7 +367,7 @@ class RedisStore:
                 attempt.bounded().to_json(),
                 _t(attempt.started_at),
                 _t(at),
-                reason[:1024],
+                excerpt(reason),
             ],
         )
         return bool(result)
@@ -452,7 +463,7 @@ class RedisStore:
                 DeliveryView(
                     id=did,
                     destination=d["dest"].decode(),
-                    state=cast(Any, state),
+                    state=one_of(state, DELIVERY_STATES, "delivery state"),
                     attempts_made=int(d["made"]),
                     created_at=float(d["created"]),
                     next_attempt_at=float(d["next"]) if state == "due" else None,
@@ -463,8 +474,8 @@ class RedisStore:
             )
         return EventView(
             event=_event(fields, self._ring),
-            mode=cast(Any, fields["mode"].decode()),
-            status=cast(Any, fields["status"].decode()),
+            mode=one_of(fields["mode"].decode(), MODES, "mode"),
+            status=one_of(fields["status"].decode(), EVENT_STATUSES, "event status"),
             deliveries=tuple(deliveries),
         )
 
@@ -553,8 +564,8 @@ class RedisStore:
                     type=_s(row[2]),
                     subject=_s(row[3]),
                     received_at=float(row[4]),
-                    status=cast(Any, row[5].decode()),
-                    mode=cast(Any, row[6].decode()),
+                    status=one_of(row[5].decode(), EVENT_STATUSES, "event status"),
+                    mode=one_of(row[6].decode(), MODES, "mode"),
                 )
                 keep = (source is None or summary.source == source) and (
                     status is None or summary.status == status
@@ -615,6 +626,11 @@ class RedisStore:
             if state in DEPTH_STATES and int(count) > 0:
                 depth[(destination, state)] = int(count)
         return depth
+
+    def rate_limiter(self) -> Limiter:
+        """One limit shared by every process and replica, on this store's Redis client."""
+        # A slow Redis must not stall ingress: after 250 ms the source's on_store_error decides.
+        return RedisLimiter(self._r, timeout=RATE_LIMIT_TIMEOUT)
 
     async def ping(self) -> None:
         """Ask Redis for PONG."""

@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
 from gateway.errors import EventNotFound, StoreError
+from gateway.ratelimit.limiter import Limiter
+from gateway.ratelimit.memory import MemoryLimiter
 from gateway.store.base import (
     DEPTH_STATES,
     POISON_BUDGET,
@@ -57,6 +59,7 @@ from gateway.store.base import (
     decode_cursor,
     encode_cursor,
     event_status,
+    excerpt,
 )
 from gateway.store.crypto import KeyRing, open_payload, seal_payload
 
@@ -407,7 +410,7 @@ class SqliteStore:
         """Record the attempt and move the delivery to the dead letters."""
         dead_at = attempt.started_at + attempt.latency
         return await self._finish(
-            lease, attempt, "dead", {"dead_reason": reason[:1024], "dead_at": dead_at}
+            lease, attempt, "dead", {"dead_reason": excerpt(reason), "dead_at": dead_at}
         )
 
     async def _finish(
@@ -639,6 +642,10 @@ class SqliteStore:
 
         rows = await self._read(tx)
         return {(r[0], r[1]): r[2] for r in rows if r[1] in DEPTH_STATES}
+
+    def rate_limiter(self) -> Limiter:
+        """Limits kept in this process (the file is one host's; each process counts its own)."""
+        return MemoryLimiter()
 
     async def ping(self) -> None:
         """Read from the database file."""
@@ -910,7 +917,7 @@ def _dead_letter_unreadable(
         "SELECT attempts_made FROM deliveries WHERE id = ?", (delivery_id,)
     ).fetchone()[0]
     attempt = Attempt(made + 1, now, None, 0.0, reason)
-    extra = {"dead_reason": reason[:1024], "dead_at": now}
+    extra = {"dead_reason": excerpt(reason), "dead_at": now}
     _finish_delivery(conn, delivery_id, token, attempt, "dead", extra)
 
 
