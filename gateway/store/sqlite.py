@@ -1,25 +1,12 @@
 """The embedded store: one SQLite file in WAL mode, for a single host (DESIGN 5.4).
 
-Durability: ``journal_mode=WAL`` with ``synchronous=FULL``, so a transaction is on disk when
-its ``COMMIT`` returns and ingress answers 202 only after that: a ``kill -9`` (or a power cut)
-after the answer loses nothing. Writes are short ``BEGIN IMMEDIATE`` transactions, so several
-gateway processes on one host can share the file (``busy_timeout`` makes a writer wait for
-another instead of failing; a lock held longer than that is a ``StoreError``).
-
-SQLite calls block, so they run on one dedicated thread per store, never on the event loop;
-that thread owns the connection, which also serialises the store's own calls.
-
-Group commit: the fsync of each ``COMMIT`` bounds a store to a few thousand transactions a
-second, so the write operations that arrive while a transaction is being committed wait and
-then share the next one (at most ``MAX_BATCH`` of them), in the order they were called. Each
-runs inside its own ``SAVEPOINT``: one that fails is rolled back alone and fails only its own
-caller, and every later operation sees exactly what it would have seen had they run one by one
-(the second of two accepts with one dedupe key is a duplicate). No caller gets an answer before
-the ``COMMIT`` holding its operation returned, so the durability promise above is unchanged.
-
-The URL is ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``; the optional
-query ``?busy_timeout=5`` (seconds) sets how long a writer waits for the lock. The parent
-directory is created when missing.
+This module is the SQL of every store operation; ``gateway.store.sqlite_db`` holds the file
+under it: connection, schema, the store's one thread and group commit. Each write operation
+is one function run in a savepoint of the next group commit, so a caller is answered only once
+the ``COMMIT`` holding its operation returned: ingress answers 202 after the event is on disk,
+and a ``kill -9`` (or a power cut) after the answer loses nothing. Within a batch, every
+operation sees what it would have seen had they run one by one (the second of two accepts
+with one dedupe key is a duplicate).
 
 With ``store.encryption_keys`` set, the ``body`` and ``headers`` columns of new events hold
 envelopes sealed by ``gateway.store.crypto`` (``headers`` then holds a BLOB, not JSON text).
@@ -27,19 +14,13 @@ envelopes sealed by ``gateway.store.crypto`` (``headers`` then holds a BLOB, not
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import logging
 import sqlite3
-import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Literal, TypeVar, cast
 
-from gateway.errors import EventNotFound, StoreError
+from gateway.errors import EventNotFound
 from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.store.base import (
@@ -62,75 +43,11 @@ from gateway.store.base import (
     excerpt,
 )
 from gateway.store.crypto import KeyRing, open_payload, seal_payload
+from gateway.store.sqlite_db import SqliteDatabase
 
 log = logging.getLogger("gateway.store")
 
 T = TypeVar("T")
-
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    uid TEXT PRIMARY KEY,
-    id TEXT NOT NULL,
-    source TEXT NOT NULL,
-    type TEXT,
-    subject TEXT,
-    time TEXT,
-    dedupe_key TEXT NOT NULL,
-    body BLOB NOT NULL,
-    headers TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    mode TEXT NOT NULL,
-    status TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_by_id ON events (id, received_at);
-CREATE INDEX IF NOT EXISTS events_by_source_id ON events (source, id, received_at);
-CREATE INDEX IF NOT EXISTS events_newest ON events (received_at, uid);
-CREATE INDEX IF NOT EXISTS events_by_source ON events (source, received_at, uid);
-CREATE INDEX IF NOT EXISTS events_by_status ON events (status, received_at, uid);
-CREATE TABLE IF NOT EXISTS dedupe (
-    source TEXT NOT NULL,
-    key TEXT NOT NULL,
-    state TEXT NOT NULL,          -- 'processing' (sync claim) or 'done'
-    event_id TEXT,
-    expires_at REAL NOT NULL,
-    PRIMARY KEY (source, key)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS dedupe_expiry ON dedupe (expires_at);
-CREATE TABLE IF NOT EXISTS deliveries (
-    id TEXT PRIMARY KEY,
-    event_uid TEXT NOT NULL REFERENCES events (uid),
-    destination TEXT NOT NULL,
-    state TEXT NOT NULL,
-    attempts_made INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    next_attempt_at REAL,
-    first_attempt_at REAL,
-    lease_token TEXT,
-    lease_expires_at REAL,
-    leased_by TEXT,
-    dead_reason TEXT,
-    dead_at REAL
-);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (state, lease_expires_at);
-CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (state, dead_at, id);
-CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event_uid);
-CREATE TABLE IF NOT EXISTS attempts (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    delivery_id TEXT NOT NULL REFERENCES deliveries (id),
-    number INTEGER NOT NULL,
-    started_at REAL NOT NULL,
-    status INTEGER,
-    latency REAL NOT NULL,
-    error TEXT,
-    response_excerpt TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS attempts_by_delivery ON attempts (delivery_id, seq);
-"""
 
 _EVENT_COLUMNS = (
     "e.uid, e.id, e.source, e.type, e.subject, e.time, e.dedupe_key, e.body, e.headers,"
@@ -141,51 +58,13 @@ _EVENT_COLUMNS = (
 # and no single transaction grows long.
 _PRUNE_BATCH = 100
 
-#: Most write operations one group commit holds: bounds how long the write lock is held (other
-#: processes on the file wait that long) and how many callers one failed COMMIT answers 503.
-MAX_BATCH = 64
-
-#: What one write operation of a batch came to: ``(True, result)`` or ``(False, exception)``.
-_Outcome = tuple[bool, Any]
-_WriteOp = Callable[[sqlite3.Connection], Any]
-
-
-def _path_from_url(url: str) -> tuple[str, float]:
-    """The file path and busy timeout of a ``sqlite:///`` URL."""
-    if not url.startswith("sqlite:///"):
-        raise StoreError("a SQLite store URL starts with sqlite:///")
-    rest = url[len("sqlite:///") :]
-    path, _, query = rest.partition("?")
-    busy = 5.0
-    for part in filter(None, query.split("&")):
-        name, _, value = part.partition("=")
-        if name != "busy_timeout":
-            raise StoreError(f"unknown SQLite store option {name!r}")
-        try:
-            busy = float(value)
-        except ValueError as exc:
-            raise StoreError("busy_timeout must be a number of seconds") from exc
-    if not path:
-        raise StoreError("the SQLite store URL names no file")
-    return path, busy
-
 
 class SqliteStore:
     """The SQLite implementation of ``Store``; open it with ``SqliteStore.open``."""
 
-    def __init__(
-        self, conn: sqlite3.Connection, executor: ThreadPoolExecutor, ring: KeyRing | None = None
-    ) -> None:
-        self._conn = conn
-        self._executor = executor
+    def __init__(self, db: SqliteDatabase, ring: KeyRing | None = None) -> None:
+        self._db = db
         self._ring = ring
-        self._closed = False
-        # Group commit (see the module docstring): writes waiting for the next transaction,
-        # and whether one is being run now. Touched on the event loop's thread only.
-        self._waiting: deque[tuple[_WriteOp, asyncio.Future[Any]]] = deque()
-        self._committing = False
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     @classmethod
     async def open(cls, url: str, ring: KeyRing | None = None) -> SqliteStore:
@@ -193,89 +72,7 @@ class SqliteStore:
 
         With a ``ring``, event bodies and headers are written encrypted (``store.crypto``).
         """
-        path, busy = _path_from_url(url)
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
-        loop = asyncio.get_running_loop()
-        try:
-            conn = await loop.run_in_executor(executor, _connect, path, busy)
-        except (sqlite3.Error, OSError) as exc:
-            executor.shutdown(wait=False)
-            raise StoreError(f"cannot open the SQLite store: {exc}") from exc
-        return cls(conn, executor, ring)
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(conn)`` on the store's thread; map every SQLite failure to StoreError."""
-        if self._closed:
-            raise StoreError("the store is closed")
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, fn, self._conn)
-        except sqlite3.Error as exc:
-            raise StoreError(f"SQLite store failed: {exc}") from exc
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in the next group commit, in a savepoint of its own; answer once committed.
-
-        ``fn`` sees the effects of every write called before it and none after; an error it
-        raises undoes only its own changes and comes back here (a SQLite one as StoreError).
-        """
-        if self._closed:
-            raise StoreError("the store is closed")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append((fn, future))
-        if not self._committing:
-            self._start_batch()
-        return cast(T, await future)
-
-    def _start_batch(self) -> None:
-        """Hand the waiting writes (up to ``MAX_BATCH``) to the store's thread as one batch."""
-        batch: list[tuple[_WriteOp, asyncio.Future[Any]]] = []
-        while self._waiting and len(batch) < MAX_BATCH:
-            fn, future = self._waiting.popleft()
-            # A caller cancelled before its turn: its write is never run, as with any
-            # executor job cancelled before it started.
-            if not future.done():
-                batch.append((fn, future))
-        if not batch:
-            self._committing = False
-            self._idle.set()
-            return
-        self._committing = True
-        self._idle.clear()
-        job = self._executor.submit(_run_batch, self._conn, [fn for fn, _ in batch])
-        job.add_done_callback(
-            functools.partial(_call_soon, asyncio.get_running_loop(), self._batch_done, batch)
-        )
-
-    def _batch_done(
-        self, batch: list[tuple[_WriteOp, asyncio.Future[Any]]], job: Future[list[_Outcome]]
-    ) -> None:
-        """Answer every caller of a batch (its COMMIT has returned, or failed), then go on."""
-        try:
-            outcomes = job.result()
-        except Exception as exc:  # noqa: BLE001 - handed to every caller, nothing is swallowed
-            # BEGIN or COMMIT failed: the whole transaction is gone, so is every write in it.
-            outcomes = [(False, exc)] * len(batch)
-        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
-            if future.done():  # cancelled meanwhile; what it wrote stays written
-                continue
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(_as_store_error(value))
-        self._start_batch()
-
-    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one read transaction, so it sees a single snapshot."""
-
-        def tx(conn: sqlite3.Connection) -> T:
-            conn.execute("BEGIN")
-            try:
-                return fn(conn)
-            finally:
-                conn.rollback()
-
-        return await self._run(tx)
+        return cls(await SqliteDatabase.open(url), ring)
 
     # -- queued mode -------------------------------------------------------------------------
 
@@ -304,7 +101,7 @@ class SqliteStore:
             _mark_done(conn, event, window, now)
             return AcceptResult("queued", event.id)
 
-        return await self._write(tx)
+        return await self._db.write(tx)
 
     # -- sync mode ---------------------------------------------------------------------------
 
@@ -327,7 +124,7 @@ class SqliteStore:
             )
             return "claimed"
 
-        return await self._write(tx)
+        return await self._db.write(tx)
 
     async def commit(
         self,
@@ -343,7 +140,7 @@ class SqliteStore:
             _insert_event(conn, self._ring, event, "sync", destinations, now, attempt.bounded())
             _mark_done(conn, event, window, now)
 
-        await self._write(tx)
+        await self._db.write(tx)
 
     async def release(self, source: str, dedupe_key: str) -> None:
         """Give a claim up; a key already done stays done."""
@@ -354,7 +151,7 @@ class SqliteStore:
                 (source, dedupe_key),
             )
 
-        await self._write(tx)
+        await self._db.write(tx)
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -393,7 +190,7 @@ class SqliteStore:
                         dead.append((delivery_id, str(exc)))
             return leases, dead
 
-        leases, dead = await self._write(tx)
+        leases, dead = await self._db.write(tx)
         for delivery_id, reason in dead:
             log.error("delivery %s dead-lettered: %s", delivery_id, reason)
         return leases
@@ -421,7 +218,7 @@ class SqliteStore:
         def tx(conn: sqlite3.Connection) -> bool:
             return _finish_delivery(conn, lease.delivery_id, lease.token, attempt, state, extra)
 
-        return await self._write(tx)
+        return await self._db.write(tx)
 
     # -- operator ----------------------------------------------------------------------------
 
@@ -438,7 +235,7 @@ class SqliteStore:
             _refresh_status(conn, uid)
             return ids
 
-        return await self._write(tx)
+        return await self._db.write(tx)
 
     async def redrive(self, delivery_ids: Sequence[str] | None, now: float) -> int:
         """Make dead deliveries due now with their attempt count reset."""
@@ -462,7 +259,7 @@ class SqliteStore:
                     _refresh_status_of_delivery(conn, delivery_id)
             return moved
 
-        return await self._write(tx)
+        return await self._db.write(tx)
 
     async def prune(self, before: float, limit: int) -> int:
         """Delete up to ``limit`` finished events received before ``before``, in one transaction."""
@@ -488,7 +285,7 @@ class SqliteStore:
 
         if limit < 1:
             return 0
-        return await self._write(tx)
+        return await self._db.write(tx)
 
     async def get_event(self, event_id: str, source: str | None = None) -> EventView | None:
         """An event with its deliveries and all their attempts."""
@@ -536,7 +333,7 @@ class SqliteStore:
                 deliveries=tuple(deliveries),
             )
 
-        return await self._read(tx)
+        return await self._db.read(tx)
 
     async def list_events(
         self,
@@ -570,7 +367,7 @@ class SqliteStore:
         def tx(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             return conn.execute(sql, params).fetchall()
 
-        rows = await self._read(tx)
+        rows = await self._db.read(tx)
         page = [
             EventSummary(
                 id=r[1],
@@ -614,7 +411,7 @@ class SqliteStore:
         def tx(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             return conn.execute(sql, params).fetchall()
 
-        rows = await self._read(tx)
+        rows = await self._db.read(tx)
         page = [
             DeadLetter(
                 delivery_id=r[0],
@@ -640,7 +437,7 @@ class SqliteStore:
                 " WHERE state IN ('due', 'leased', 'dead') GROUP BY destination, state"
             ).fetchall()
 
-        rows = await self._read(tx)
+        rows = await self._db.read(tx)
         return {(r[0], r[1]): r[2] for r in rows if r[1] in DEPTH_STATES}
 
     def rate_limiter(self) -> Limiter:
@@ -649,146 +446,16 @@ class SqliteStore:
 
     async def ping(self) -> None:
         """Read from the database file."""
-        await self._run(lambda conn: conn.execute("SELECT version FROM schema_version").fetchone())
+        await self._db.run(
+            lambda conn: conn.execute("SELECT version FROM schema_version").fetchone()
+        )
 
     async def close(self) -> None:
-        """Close the connection and stop the store's thread."""
-        if self._closed:
-            return
-        self._closed = True
-        # Every write already called was promised an answer: let its batch commit first.
-        await self._idle.wait()
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._executor, self._conn.close)
-        except sqlite3.Error as exc:
-            raise StoreError(f"closing the SQLite store failed: {exc}") from exc
-        finally:
-            self._executor.shutdown(wait=True)
-
-
-def _call_soon(
-    loop: asyncio.AbstractEventLoop,
-    callback: Callable[[list[tuple[_WriteOp, asyncio.Future[Any]]], Future[list[_Outcome]]], None],
-    batch: list[tuple[_WriteOp, asyncio.Future[Any]]],
-    job: Future[list[_Outcome]],
-) -> None:
-    """Run ``callback(batch, job)`` on the event loop (``job`` finished on the store's thread)."""
-    loop.call_soon_threadsafe(callback, batch, job)
-
-
-def _as_store_error(exc: BaseException) -> BaseException:
-    """What a write's caller gets for ``exc``: SQLite failures become ``StoreError``."""
-    if isinstance(exc, sqlite3.Error):
-        error = StoreError(f"SQLite store failed: {exc}")
-        error.__cause__ = exc
-        return error
-    return exc
+        """Close the connection and stop the store's thread (after the writes called)."""
+        await self._db.close()
 
 
 # -- helpers, all called on the store's thread --------------------------------------------------
-
-
-def _run_batch(conn: sqlite3.Connection, ops: Sequence[_WriteOp]) -> list[_Outcome]:
-    """Run ``ops`` in order in one transaction, each in a savepoint; the outcome of each.
-
-    An error that SQLite answers by rolling back the whole transaction (a full disk, an I/O
-    error) takes the earlier operations' work with it: that operation fails and the others are
-    run again in a new transaction, so each run drops one operation and the loop ends. A
-    failing ``BEGIN`` or ``COMMIT`` raises: then nothing of the batch was written.
-    """
-    outcomes: list[_Outcome] = [(False, None)] * len(ops)
-    todo = list(range(len(ops)))
-    while todo:
-        lost = _try_batch(conn, ops, todo, outcomes)
-        if lost is None:
-            break
-        todo.remove(lost)
-    return outcomes
-
-
-def _try_batch(
-    conn: sqlite3.Connection, ops: Sequence[_WriteOp], todo: list[int], outcomes: list[_Outcome]
-) -> int | None:
-    """One attempt of ``_run_batch``: ``None`` once committed, else the operation whose error
-    rolled the transaction back (its outcome recorded, the others' to be redone)."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for index in todo:
-            conn.execute("SAVEPOINT op")
-            try:
-                result = ops[index](conn)
-            except Exception as exc:  # noqa: BLE001 - handed to this operation's caller
-                outcomes[index] = (False, exc)
-                if not conn.in_transaction:
-                    return index
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-            else:
-                conn.execute("RELEASE op")
-                outcomes[index] = (True, result)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
-        raise
-    return None
-
-
-def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
-    """Open the file with the durability settings and create the schema when missing."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE for writes).
-    conn = sqlite3.connect(
-        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-    )
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        mode = _enable_wal(conn, busy_timeout)
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"cannot switch {path} to WAL (got {mode})")
-        # FULL: fsync the WAL at every commit, so an answered request survives a power cut.
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Statement by statement: executescript would commit the open transaction.
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            row = conn.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] > SCHEMA_VERSION:
-                raise sqlite3.OperationalError(
-                    f"the store schema is version {row[0]}, newer than this gateway's"
-                    f" {SCHEMA_VERSION}"
-                )
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _enable_wal(conn: sqlite3.Connection, busy_timeout: float) -> object:
-    """``PRAGMA journal_mode = WAL``, retried while another process holds the lock it needs.
-
-    Switching the journal mode of a new file takes a lock for which SQLite does not call the
-    busy handler, so processes opening one new file together got "database is locked" at once;
-    this waits for the other as ``busy_timeout`` promises. Answers the mode now in force.
-    """
-    deadline = time.monotonic() + busy_timeout
-    while True:
-        try:
-            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
-                raise
-        time.sleep(0.01)
 
 
 def _prune_dedupe(conn: sqlite3.Connection, now: float) -> None:

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from gateway.errors import EventNotFound, StoreError
-from gateway.store import Event, open_store
-from gateway.store import sqlite as sqlite_store
+from gateway.store import Event, open_store, sqlite_db
 from gateway.store.base import AcceptResult
-from gateway.store.sqlite import MAX_BATCH, SqliteStore
+from gateway.store.sqlite import SqliteStore
+from gateway.store.sqlite_db import MAX_BATCH
 
 from .conftest import T0, make_event
 
@@ -37,13 +37,13 @@ WINDOW = 3600.0
 def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The size of every batch the store's thread runs (proves the writes were grouped)."""
     sizes: list[int] = []
-    run_batch = sqlite_store._run_batch
+    run_batch = sqlite_db._run_batch
 
     def spy(conn: sqlite3.Connection, ops: Sequence[Callable[[sqlite3.Connection], Any]]):
         sizes.append(len(ops))
         return run_batch(conn, ops)
 
-    monkeypatch.setattr(sqlite_store, "_run_batch", spy)
+    monkeypatch.setattr(sqlite_db, "_run_batch", spy)
     return sizes
 
 
@@ -168,7 +168,7 @@ async def test_an_error_that_rolls_back_the_whole_transaction_fails_only_its_cal
     try:
         answers = await asyncio.gather(
             *(store.accept(make_event(f"evt_{i}"), ["m"], WINDOW, T0) for i in range(5)),
-            store._write(lose_the_transaction),
+            store._db.write(lose_the_transaction),
             *(store.accept(make_event(f"evt_{i}"), ["m"], WINDOW, T0) for i in range(5, 10)),
             return_exceptions=True,
         )
@@ -179,7 +179,7 @@ async def test_an_error_that_rolls_back_the_whole_transaction_fails_only_its_cal
         assert await store.queue_depth() == {("m", "due"): 10}
         for i in range(10):
             assert await store.get_event(f"evt_{i}") is not None
-        version = await store._run(
+        version = await store._db.run(
             lambda conn: conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0]
         )
         assert version == 1
