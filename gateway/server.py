@@ -19,6 +19,7 @@ from gateway.config.model import Config, HostPort
 from gateway.errors import ConfigError
 from gateway.ingress.deadline import HeaderDeadline
 from gateway.metrics import Metrics
+from gateway.store.urls import store_kind
 
 log = logging.getLogger("gateway.server")
 
@@ -110,7 +111,7 @@ class Gateway:
             extra={
                 "listen": str(server.listen),
                 "admin_listen": str(server.admin_listen) if admin else None,
-                "store": _store_kind(self.config.store.url),
+                "store": store_kind(self.config.store.url),
                 "sources": sorted(self.config.sources),
             },
         )
@@ -145,10 +146,6 @@ class Gateway:
         self.metrics.config_reloads.labels("success").inc()
         log.info("config reloaded", extra={"sources": sorted(new.sources)})
         return True
-
-
-def _store_kind(url: str) -> str:
-    return url.split(":", 1)[0]
 
 
 async def serve(

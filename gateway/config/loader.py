@@ -41,8 +41,8 @@ from gateway.ratelimit.gcra import Rate, RateRule
 from gateway.secret import Secret
 from gateway.signing import hmac_key
 from gateway.store.crypto import parse_key
-from gateway.store.sentinel import SCHEMES as SENTINEL_SCHEMES
 from gateway.store.sentinel import parse_sentinel_url
+from gateway.store.urls import describe_schemes, store_kind
 
 T = TypeVar("T")
 
@@ -280,17 +280,14 @@ def _http_url(value: object) -> str:
 def _store_url(value: object) -> str:
     text = str(value)
     # The messages never quote the URL: it may carry a resolved ${...} password.
-    scheme = urlsplit(text).scheme
-    if scheme in SENTINEL_SCHEMES:
+    kind = store_kind(text)
+    if kind is None:
+        raise ValueError(f"store URL must start with one of {describe_schemes()}")
+    if kind == "sentinel":
         try:
             parse_sentinel_url(text)
         except ValueError as exc:
             raise ValueError(f"bad Redis Sentinel URL: {exc}") from None
-    elif scheme not in ("sqlite", "redis", "rediss", "redis+cluster", "rediss+cluster"):
-        raise ValueError(
-            "store URL must start with sqlite://, redis://, rediss://, redis+cluster:// "
-            "or redis+sentinel://"
-        )
     return text
 
 

@@ -22,6 +22,7 @@ from gateway.store.base import (
     Store,
 )
 from gateway.store.crypto import KeyRing
+from gateway.store.urls import describe_schemes, store_kind
 
 __all__ = [
     "AcceptResult",
@@ -38,15 +39,6 @@ __all__ = [
     "open_store",
 ]
 
-_REDIS_PREFIXES = (
-    "redis://",
-    "rediss://",
-    "redis+cluster://",
-    "rediss+cluster://",
-    "redis+sentinel://",
-    "rediss+sentinel://",
-)
-
 
 async def open_store(url: str, *, encryption_keys: Sequence[str] = ()) -> Store:
     """Open the store a ``store.url`` names: ``sqlite:///...``, ``redis[s]://...``,
@@ -60,12 +52,13 @@ async def open_store(url: str, *, encryption_keys: Sequence[str] = ()) -> Store:
     under the first key and read with any of them (``gateway.store.crypto``).
     """
     ring = KeyRing.from_config(encryption_keys) if encryption_keys else None
-    if url.startswith("sqlite:"):
+    kind = store_kind(url)
+    if kind == "sqlite":
         from gateway.store.sqlite import SqliteStore
 
         return await SqliteStore.open(url, ring)
-    if url.startswith(_REDIS_PREFIXES):
+    if kind is not None:
         from gateway.store.redis import RedisStore
 
         return await RedisStore.open(url, ring)
-    raise StoreError(f"unsupported store URL scheme in {url.split(':', 1)[0]!r}")
+    raise StoreError(f"store.url: the scheme is not one of {describe_schemes()}")

@@ -99,7 +99,8 @@ from gateway.store.base import (
     one_of,
 )
 from gateway.store.crypto import KeyRing, open_payload, seal_payload
-from gateway.store.sentinel import SentinelURL, is_sentinel_url, parse_sentinel_url
+from gateway.store.sentinel import SentinelURL, parse_sentinel_url
+from gateway.store.urls import describe_schemes, store_kind
 
 log = logging.getLogger("gateway.store")
 
@@ -173,7 +174,8 @@ class RedisStore:
         With a ``ring``, event bodies and headers are written encrypted (``store.crypto``).
         """
         options: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
-        if is_sentinel_url(url):
+        kind = store_kind(url)
+        if kind == "sentinel":
             try:
                 target = parse_sentinel_url(url)
             except ValueError as exc:
@@ -181,17 +183,14 @@ class RedisStore:
             sentinel, client = _sentinel_client(target, options)
             return cls(client, ring=ring, sentinel=sentinel)
         try:
-            if url.startswith(("redis+cluster://", "rediss+cluster://")):
+            if kind == "cluster":
                 plain = url.replace("+cluster", "", 1)
                 return cls(RedisCluster.from_url(plain, **options), ring=ring)
-            if url.startswith(("redis://", "rediss://")):
+            if kind == "redis":
                 return cls(Redis.from_url(url, **options), ring=ring)
         except (RedisError, ValueError) as exc:
             raise StoreError(f"bad Redis store URL: {exc}") from exc
-        raise StoreError(
-            "a Redis store URL starts with redis://, rediss://, redis+cluster:// "
-            "or redis+sentinel://"
-        )
+        raise StoreError(f"store.url: not a Redis URL (one of {describe_schemes()})")
 
     @asynccontextmanager
     async def _errors(self) -> AsyncIterator[None]:

@@ -24,7 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-SCHEMES = ("redis+sentinel", "rediss+sentinel")
+from gateway.store.urls import SCHEMES as STORE_SCHEMES
+
+SCHEMES = tuple(scheme for scheme, kind in STORE_SCHEMES.items() if kind == "sentinel")
 DEFAULT_PORT = 26379
 _OPTIONS = frozenset({"sentinel_username", "sentinel_password", "sentinel_tls", "ssl_ca_certs"})
 _YES, _NO = frozenset({"yes", "true", "1"}), frozenset({"no", "false", "0"})
@@ -44,11 +46,6 @@ class SentinelURL:
     sentinel_password: str | None = field(default=None, repr=False)
     sentinel_tls: bool = False
     ssl_ca_certs: str | None = None
-
-
-def is_sentinel_url(url: str) -> bool:
-    """Whether ``url`` has one of the Sentinel schemes."""
-    return url.startswith(tuple(f"{scheme}://" for scheme in SCHEMES))
 
 
 def parse_sentinel_url(url: str) -> SentinelURL:
