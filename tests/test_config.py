@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from gateway.config import load_config, load_config_text
-from gateway.config.loader import parse_duration, parse_host_port, parse_network
+from gateway.config.reader import parse_duration, parse_host_port, parse_network
 from gateway.errors import ConfigError
 from tests.support import ENV, build_config, config_dict, payments_source
 
@@ -232,3 +232,40 @@ def test_listen_addresses_and_networks():
     # IPv4-mapped IPv6 networks become their IPv4 form, so either spelling matches.
     assert parse_network("::ffff:10.0.0.0/104") == ipaddress.ip_network("10.0.0.0/8")
     assert parse_network("192.0.2.5") == ipaddress.ip_network("192.0.2.5/32")
+
+
+def test_a_missing_variable_is_reported_once_at_its_cause():
+    # Not again as an empty secret, an URL that is not one, or a route to a destination that
+    # "does not exist" because its own values were refused.
+    data = _base()
+    data["destinations"]["marketplace"]["url"] = "${MARKETPLACE_URL}"
+    env = {k: v for k, v in ENV.items() if k not in ("PAYMENTS_WEBHOOK_SECRET",)}
+    env.pop("MARKETPLACE_WEBHOOK_SECRET")
+    with pytest.raises(ConfigError) as info:
+        load_config_text(yaml.safe_dump(data), environ=env)
+    assert sorted(str(p) for p in info.value.problems) == [
+        "destinations.marketplace.signing_secret: environment variable"
+        " MARKETPLACE_WEBHOOK_SECRET is not set",
+        "destinations.marketplace.url: environment variable MARKETPLACE_URL is not set",
+        "sources.payments.secrets[0]: environment variable PAYMENTS_WEBHOOK_SECRET is not set",
+    ]
+
+
+def test_a_refused_destination_silences_only_routes_to_it():
+    data = _base()
+    data["destinations"]["marketplace"]["timeout"] = "soon"
+    data["sources"]["payments"]["routes"].append({"destination": "nowhere"})
+    problems = _problems(data)
+    assert problems[0].startswith("destinations.marketplace.timeout:")
+    # The route to the refused destination is quiet; a name defined nowhere is still named.
+    assert problems[1:] == [
+        "sources.payments.routes[1].destination: unknown destination 'nowhere' (known: none defined)"
+    ]
+
+
+def test_secret_problems_are_reported_at_their_own_index():
+    data = _base(sources={"payments": payments_source(secrets=["${NOT_SET}", "whsec_not*base64"])})
+    problems = _problems(data)
+    assert problems[0] == "sources.payments.secrets[0]: environment variable NOT_SET is not set"
+    assert problems[1].startswith("sources.payments.secrets[1]:")
+    assert len(problems) == 2

@@ -7,15 +7,12 @@ silently turn a protection off.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
 
 import yaml
 
@@ -24,8 +21,6 @@ from gateway.config.model import (
     Config,
     DedupeConfig,
     DestinationConfig,
-    HostPort,
-    IPNetwork,
     PluginsConfig,
     RateLimitConfig,
     RouteConfig,
@@ -33,8 +28,20 @@ from gateway.config.model import (
     SourceConfig,
     StoreConfig,
 )
+from gateway.config.reader import (
+    NAME,
+    Reader,
+    boolean,
+    choice,
+    http_url,
+    parse_duration,
+    parse_host_port,
+    parse_network,
+    positive_int,
+    secret,
+)
 from gateway.delivery.retry import RetryPolicy
-from gateway.errors import ConfigError, ConfigProblem, OptionError
+from gateway.errors import ConfigError, OptionError
 from gateway.extract import Extractor, Extractors, parse_extractor
 from gateway.providers.registry import ProviderRegistry, load_registry
 from gateway.ratelimit.gcra import Rate, RateRule
@@ -46,184 +53,15 @@ from gateway.store.urls import describe_schemes, store_kind
 
 T = TypeVar("T")
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_REFERENCE = re.compile(r"\$\{([^}]*)\}")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-REDACTED = "***"
-
-
-def parse_duration(value: object) -> float:
-    """``300ms``, ``5s``, ``10m``, ``72h``, ``1d`` (or a bare number of seconds) to seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration like 5s, 10m or 72h")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a duration (use 300ms, 5s, 10m, 72h)")
-        seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    if seconds < 0:
-        raise ValueError("a duration cannot be negative")
-    return seconds
-
-
-def parse_host_port(value: object) -> HostPort:
-    """``host:port`` or ``[v6]:port``."""
-    text = str(value).strip()
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"{text!r} is not host:port (e.g. 0.0.0.0:8080 or [::]:8080)")
-    host = host.removeprefix("[").removesuffix("]")
-    if not host:
-        raise ValueError(f"{text!r} has no host (e.g. 0.0.0.0:8080)")
-    return HostPort(host, int(port))
-
-
-def parse_network(value: object) -> IPNetwork:
-    """A CIDR or a bare address (a /32 or /128); IPv4-mapped IPv6 becomes its IPv4 form."""
-    network = ipaddress.ip_network(str(value).strip(), strict=False)
-    if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped:
-        mapped = network.network_address.ipv4_mapped
-        return ipaddress.IPv4Network(f"{mapped}/{max(0, network.prefixlen - 96)}", strict=False)
-    return network
-
-
-class _Reader:
-    """Walks the raw YAML, remembering the key path, collecting every problem found."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
-        self.problems: list[ConfigProblem] = []
-        self.path: list[str] = []
-
-    # -- key paths and problems -----------------------------------------------------------------
-
-    def key(self, *parts: str | int) -> str:
-        out = ""
-        for part in [*self.path, *parts]:
-            if isinstance(part, int):
-                out += f"[{part}]"
-            else:
-                out += f".{part}" if out else part
-        return out
-
-    def problem(self, key: str, message: str) -> None:
-        self.problems.append(ConfigProblem(key, message))
-
-    @contextmanager
-    def at(self, *parts: str | int) -> Iterator[None]:
-        saved = list(self.path)
-        self.path.extend(str(p) if not isinstance(p, int) else p for p in parts)  # type: ignore[misc]
-        try:
-            yield
-        finally:
-            self.path = saved
-
-    # -- shapes ---------------------------------------------------------------------------------
-
-    def mapping(self, raw: object, allowed: set[str], key: str = "") -> dict[str, Any]:
-        """A mapping with only ``allowed`` keys; an unknown key is reported, never ignored."""
-        where = key or self.key()
-        if raw is None:
-            return {}
-        if not isinstance(raw, dict):
-            self.problem(where, f"expected a mapping, got {type(raw).__name__}")
-            return {}
-        for name in raw:
-            if str(name) not in allowed:
-                hint = ", ".join(sorted(allowed))
-                self.problem(self.key(str(name)), f"unknown key (allowed here: {hint})")
-        return {str(k): v for k, v in raw.items() if str(k) in allowed}
-
-    def field(self, raw: Mapping[str, Any], name: str, parse: Callable[[Any], T], default: T) -> T:
-        """Parse ``raw[name]`` with ``parse``; report a failure under its key, use the default."""
-        if name not in raw or raw[name] is None:
-            return default
-        try:
-            return parse(raw[name])
-        except (ValueError, TypeError) as exc:
-            self.problem(self.key(name), str(exc))
-            return default
-
-    def list_of(
-        self, raw: Mapping[str, Any], name: str, parse: Callable[[Any], T]
-    ) -> tuple[T, ...]:
-        value = raw.get(name)
-        if value is None:
-            return ()
-        if not isinstance(value, list):
-            self.problem(self.key(name), "expected a list")
-            return ()
-        out: list[T] = []
-        for index, item in enumerate(value):
-            try:
-                out.append(parse(item))
-            except (ValueError, TypeError) as exc:
-                self.problem(self.key(name, index), str(exc))
-        return tuple(out)
-
-    # -- ${VAR} and ${file:/path} ---------------------------------------------------------------
-
-    def interpolate(self, value: object, key: str) -> tuple[object, bool]:
-        """Replace references in strings; return (value, whether a reference was used)."""
-        if not isinstance(value, str) or "${" not in value:
-            return value, False
-
-        def replace(match: re.Match[str]) -> str:
-            ref = match.group(1).strip()
-            if ref.startswith("file:"):
-                path = ref[len("file:") :]
-                try:
-                    return Path(path).read_text().rstrip("\r\n")
-                except OSError as exc:
-                    self.problem(key, f"cannot read secret file {path}: {exc.strerror}")
-                    return ""
-            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ref):
-                self.problem(
-                    key, f"${{{ref}}} is not a valid reference (use ${{VAR}} or ${{file:/path}})"
-                )
-                return ""
-            if ref not in self.environ:
-                self.problem(key, f"environment variable {ref} is not set")
-                return ""
-            return self.environ[ref]
-
-        return _REFERENCE.sub(replace, value), True
-
-    def resolve_tree(self, node: object, key: str, templated: set[str]) -> object:
-        """Interpolate every string in the tree; remember keys whose value came from outside."""
-        if isinstance(node, dict):
-            return {
-                k: self.resolve_tree(v, f"{key}.{k}" if key else str(k), templated)
-                for k, v in node.items()
-            }
-        if isinstance(node, list):
-            return [self.resolve_tree(v, f"{key}[{i}]", templated) for i, v in enumerate(node)]
-        value, used = self.interpolate(node, key)
-        if used:
-            templated.add(key)
-        return value
-
-
-def _secret(value: object) -> Secret:
-    if not isinstance(value, str | int) or isinstance(value, bool):
-        raise ValueError("expected a secret string")
-    text = str(value)
-    if not text:
-        raise ValueError("secret is empty")
-    return Secret(text)
-
 
 def _encryption_key(value: object) -> Secret:
     """A ``store.encryption_keys`` entry: base64 of 32 bytes (DESIGN 5.4); errors omit it."""
-    secret = _secret(value)
-    parse_key(secret.value)
-    return secret
+    parsed = secret(value)
+    parse_key(parsed.value)
+    return parsed
 
 
-def _check_repeated_keys(reader: _Reader, raw: object) -> None:
+def _check_repeated_keys(reader: Reader, raw: object) -> None:
     """Report a ``store.encryption_keys`` entry that repeats an earlier one, by index only.
 
     ``base64:X`` and ``X`` are the same key. The store refuses a repeat at startup too; here
@@ -248,35 +86,6 @@ def _check_repeated_keys(reader: _Reader, raw: object) -> None:
             seen[key] = index
 
 
-def _positive_int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError("expected a positive integer")
-    return value
-
-
-def _bool(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError("expected true or false")
-    return value
-
-
-def _choice(*options: str) -> Callable[[object], Any]:
-    def parse(value: object) -> str:
-        if value not in options:
-            raise ValueError(f"expected one of: {', '.join(options)}")
-        return str(value)
-
-    return parse
-
-
-def _http_url(value: object) -> str:
-    text = str(value)
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{text!r} is not an http(s) URL")
-    return text
-
-
 def _store_url(value: object) -> str:
     text = str(value)
     # The messages never quote the URL: it may carry a resolved ${...} password.
@@ -298,7 +107,7 @@ def _source_path(value: object) -> str:
     return text.rstrip("/") or "/"
 
 
-def _rate_rule(reader: _Reader, raw: object, key: str) -> RateRule | None:
+def _rate_rule(reader: Reader, raw: object, key: str) -> RateRule | None:
     if raw is None:
         return None
     with reader.at(key):
@@ -307,7 +116,7 @@ def _rate_rule(reader: _Reader, raw: object, key: str) -> RateRule | None:
             reader.problem(reader.key("rate"), "required (e.g. 100/s)")
             return None
         rate = reader.field(data, "rate", Rate.parse, None)
-        burst = reader.field(data, "burst", _positive_int, None)
+        burst = reader.field(data, "burst", positive_int, None)
         if rate is None or (burst is None and "burst" in data):
             return None
         try:
@@ -317,7 +126,7 @@ def _rate_rule(reader: _Reader, raw: object, key: str) -> RateRule | None:
             return None
 
 
-def _retry(reader: _Reader, raw: object) -> RetryPolicy:
+def _retry(reader: Reader, raw: object) -> RetryPolicy:
     default = RetryPolicy()
     with reader.at("retry"):
         data = reader.mapping(
@@ -328,7 +137,7 @@ def _retry(reader: _Reader, raw: object) -> RetryPolicy:
             if "schedule" in data
             else default.schedule
         )
-        max_attempts = reader.field(data, "max_attempts", _positive_int, None)
+        max_attempts = reader.field(data, "max_attempts", positive_int, None)
         max_age = reader.field(data, "max_age", parse_duration, default.max_age)
         jitter = reader.field(data, "jitter", float, default.jitter)
         if not 0 <= jitter <= 1:
@@ -362,11 +171,12 @@ def _ack_status(value: object) -> int:
 
 
 def _source(
-    reader: _Reader,
+    reader: Reader,
     name: str,
     raw: object,
     registry: ProviderRegistry,
     destinations: Mapping[str, DestinationConfig],
+    refused: set[str],
 ) -> SourceConfig | None:
     data = reader.mapping(raw, _SOURCE_KEYS)
     before = len(reader.problems)
@@ -394,15 +204,18 @@ def _source(
         reader.problem(reader.key("options", exc.key), exc.message)
         return None
 
-    secrets = reader.list_of(data, "secrets", _secret)
-    for index, secret in enumerate(secrets):
-        problem = verifier.describe_secret(secret)
+    def provider_secret(value: object) -> Secret:
+        parsed = secret(value)
+        problem = verifier.describe_secret(parsed)
         if problem:
-            reader.problem(reader.key("secrets", index), problem)
+            raise ValueError(problem)
+        return parsed
+
+    secrets = reader.list_of(data, "secrets", provider_secret)
     allow_ips = reader.list_of(data, "allow_ips", parse_network)
-    allow_unsigned = reader.field(data, "allow_unsigned", _bool, False)
+    allow_unsigned = reader.field(data, "allow_unsigned", boolean, False)
     if verifier.authenticates:
-        if not secrets and "secrets" in data:
+        if not secrets and "secrets" in data and not reader.reported(reader.key("secrets")):
             reader.problem(reader.key("secrets"), "at least one secret is required")
         elif "secrets" not in data:
             reader.problem(
@@ -423,9 +236,7 @@ def _source(
             rate_limit = RateLimitConfig(
                 per_ip=_rate_rule(reader, rl.get("per_ip"), "per_ip"),
                 per_source=_rate_rule(reader, rl.get("per_source"), "per_source"),
-                on_store_error=reader.field(
-                    rl, "on_store_error", _choice("allow", "deny"), "allow"
-                ),
+                on_store_error=reader.field(rl, "on_store_error", choice("allow", "deny"), "allow"),
             )
 
     # Event extraction: the source's own, falling back to the provider's defaults.
@@ -460,7 +271,7 @@ def _source(
     require = reader.list_of(data, "require", lambda v: parse_extractor(str(v)))
 
     delivery: Literal["queued", "sync"] = reader.field(
-        data, "delivery", _choice("queued", "sync"), "queued"
+        data, "delivery", choice("queued", "sync"), "queued"
     )
     ack_status = reader.field(data, "ack_status", _ack_status, verifier.ack_status)
     routes: list[RouteConfig] = []
@@ -472,6 +283,8 @@ def _source(
         with reader.at("routes", index):
             rd = reader.mapping(raw_route, {"destination", "types"})
             dest = str(rd.get("destination", ""))
+            if dest in refused:
+                continue  # that destination's own problems were reported at its keys
             if dest not in destinations:
                 known = ", ".join(sorted(destinations)) or "none defined"
                 reader.problem(
@@ -510,6 +323,7 @@ def _source(
     )
 
 
+REDACTED = "***"
 _SECRET_KEYS = re.compile(
     r"^(sources\.[^.]+\.secrets\[\d+\]|destinations\.[^.]+\.signing_secret|admin\.token|"
     r"store\.encryption_keys\[\d+\])$"
@@ -546,6 +360,170 @@ def _show_answers(redacted: dict[str, Any], sources: Mapping[str, SourceConfig])
         shown.setdefault("ack_status", source.ack_status)
 
 
+_SERVER_KEYS = {
+    "listen", "admin_listen", "workers", "trusted_proxies", "max_body_bytes", "header_timeout",
+    "body_timeout", "shutdown_timeout", "delivery_concurrency", "delivery_lease",
+    "delivery_poll_interval", "log_level",
+}  # fmt: skip
+
+
+def _server(reader: Reader, raw: object) -> ServerConfig:
+    s = reader.mapping(raw, _SERVER_KEYS)
+    d = ServerConfig()
+    return ServerConfig(
+        listen=reader.field(s, "listen", parse_host_port, d.listen),
+        admin_listen=reader.field(s, "admin_listen", parse_host_port, d.admin_listen),
+        workers=reader.field(s, "workers", positive_int, d.workers),
+        trusted_proxies=reader.list_of(s, "trusted_proxies", parse_network),
+        max_body_bytes=reader.field(s, "max_body_bytes", positive_int, d.max_body_bytes),
+        header_timeout=reader.field(s, "header_timeout", parse_duration, d.header_timeout),
+        body_timeout=reader.field(s, "body_timeout", parse_duration, d.body_timeout),
+        shutdown_timeout=reader.field(s, "shutdown_timeout", parse_duration, d.shutdown_timeout),
+        delivery_concurrency=reader.field(
+            s, "delivery_concurrency", positive_int, d.delivery_concurrency
+        ),
+        delivery_lease=reader.field(s, "delivery_lease", parse_duration, None),
+        delivery_poll_interval=reader.field(
+            s, "delivery_poll_interval", parse_duration, d.delivery_poll_interval
+        ),
+        log_level=reader.field(
+            s, "log_level", choice("debug", "info", "warning", "error"), d.log_level
+        ),
+    )
+
+
+def _store(reader: Reader, raw: object) -> StoreConfig:
+    st = reader.mapping(raw, {"url", "encryption_keys", "retention"})
+    d = StoreConfig()
+    store = StoreConfig(
+        url=reader.field(st, "url", _store_url, d.url),
+        encryption_keys=reader.list_of(st, "encryption_keys", _encryption_key),
+        retention=reader.field(st, "retention", parse_duration, d.retention),
+    )
+    _check_repeated_keys(reader, st.get("encryption_keys"))
+    if store.retention <= 0:
+        reader.problem(reader.key("retention"), "must be longer than zero (e.g. 30d)")
+    return store
+
+
+def _admin(reader: Reader, raw: object) -> AdminConfig:
+    ad = reader.mapping(raw, {"token"})
+    return AdminConfig(token=reader.field(ad, "token", secret, None))
+
+
+def _plugins(reader: Reader, raw: object, base: Path) -> PluginsConfig:
+    pl = reader.mapping(raw, {"paths"})
+    return PluginsConfig(paths=reader.list_of(pl, "paths", lambda v: (base / str(v)).resolve()))
+
+
+def _destination(reader: Reader, name: str, raw: object) -> DestinationConfig | None:
+    """One destination, or ``None`` when it has problems (each reported at its key)."""
+    before = len(reader.problems)
+    if not NAME.match(name):
+        reader.problem(reader.key(), "names use letters, digits, _ . -")
+    dd = reader.mapping(raw, {"url", "signing_secret", "timeout", "format", "retry"})
+    if "url" not in dd:
+        reader.problem(reader.key("url"), "required")
+    if "signing_secret" not in dd:
+        reader.problem(
+            reader.key("signing_secret"),
+            "required: the destination verifies the gateway's signature with it",
+        )
+    url = reader.field(dd, "url", http_url, "")
+    signing = reader.field(dd, "signing_secret", _signing_secret, None)
+    destination = DestinationConfig(
+        name=name,
+        url=url,
+        signing_secret=signing or Secret("-"),
+        timeout=reader.field(dd, "timeout", parse_duration, 10.0),
+        format=reader.field(dd, "format", choice("binary", "structured"), "binary"),
+        retry=_retry(reader, dd.get("retry")),
+    )
+    return destination if len(reader.problems) == before else None
+
+
+def _signing_secret(value: object) -> Secret:
+    """A destination's ``whsec_`` secret: the gateway signs what it delivers with it."""
+    parsed = secret(value)
+    hmac_key(parsed)  # ValueError when it is not base64 of a key
+    return parsed
+
+
+def _sources(
+    reader: Reader,
+    raw: object,
+    registry: ProviderRegistry,
+    destinations: Mapping[str, DestinationConfig],
+    refused: set[str],
+) -> dict[str, SourceConfig]:
+    """Every source; a route to a destination in ``refused`` (reported at its own key
+    already) is skipped without a second message."""
+    sources: dict[str, SourceConfig] = {}
+    paths: dict[str, str] = {}
+    if not isinstance(raw, dict) or not raw:
+        reader.problem(reader.key(), "at least one source is required")
+        return sources
+    for name, raw_source in raw.items():
+        name = str(name)
+        with reader.at(name):
+            if not NAME.match(name):
+                reader.problem(reader.key(), "names use letters, digits, _ . -")
+                continue
+            source = _source(reader, name, raw_source, registry, destinations, refused)
+        if source is None:
+            continue
+        if source.path in paths:
+            reader.problem(
+                f"sources.{name}.path",
+                f"{source.path} is already the path of source {paths[source.path]}",
+            )
+            continue
+        paths[source.path] = name
+        sources[name] = source
+    return sources
+
+
+def _cross_checks(
+    reader: Reader,
+    server: ServerConfig,
+    store: StoreConfig,
+    destinations: Mapping[str, DestinationConfig],
+    sources: Mapping[str, SourceConfig],
+) -> None:
+    """What no single section can check alone."""
+    if server.delivery_lease is not None:
+        for name, dest in destinations.items():
+            if dest.timeout >= server.delivery_lease:
+                # A lease shorter than the POST lets a second worker send the same delivery.
+                reader.problem(
+                    "server.delivery_lease",
+                    f"must be longer than destinations.{name}.timeout ({dest.timeout:g}s)",
+                )
+    longest = max(sources.values(), key=lambda src: src.dedupe.window, default=None)
+    if longest is not None and 0 < store.retention < longest.dedupe.window:
+        # An operator looking into a "duplicate" answer must still find the event it repeats.
+        reader.problem(
+            "store.retention",
+            f"must be at least the longest dedupe window (sources.{longest.name}.dedupe.window,"
+            f" {longest.dedupe.window:g}s): the event a duplicate repeats must still be stored",
+        )
+
+
+def _parse_yaml(text: str) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        hint = ""
+        if "::" in str(exc):
+            hint = ' (quote IPv6 addresses inside [...] lists, e.g. ["::1/128"])'
+        raise ConfigError.at("", f"config is not valid YAML{hint}: {exc}") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError.at("", "config must be a YAML mapping at the top")
+    return raw
+
+
 def load_config_text(
     text: str,
     *,
@@ -555,161 +533,44 @@ def load_config_text(
     source_path: Path | None = None,
 ) -> Config:
     """Parse config YAML; raise ``ConfigError`` listing every problem, each by its key."""
-    reader = _Reader(os.environ if environ is None else environ)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        hint = ""
-        if "::" in str(exc):
-            hint = ' (quote IPv6 addresses inside [...] lists, e.g. ["::1/128"])'
-        raise ConfigError.at("", f"config is not valid YAML{hint}: {exc}") from exc
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError.at("", "config must be a YAML mapping at the top")
+    raw = _parse_yaml(text)
+    reader = Reader(os.environ if environ is None else environ)
     templated: set[str] = set()
     resolved = reader.resolve_tree(raw, "", templated)
     assert isinstance(resolved, dict)
     top = reader.mapping(
         resolved, {"server", "store", "admin", "plugins", "destinations", "sources"}
     )
-
     with reader.at("server"):
-        s = reader.mapping(top.get("server"), {
-            "listen", "admin_listen", "workers", "trusted_proxies", "max_body_bytes",
-            "header_timeout", "body_timeout", "shutdown_timeout", "delivery_concurrency",
-            "delivery_lease", "delivery_poll_interval", "log_level",
-        })  # fmt: skip
-        d = ServerConfig()
-        server = ServerConfig(
-            listen=reader.field(s, "listen", parse_host_port, d.listen),
-            admin_listen=reader.field(s, "admin_listen", parse_host_port, d.admin_listen),
-            workers=reader.field(s, "workers", _positive_int, d.workers),
-            trusted_proxies=reader.list_of(s, "trusted_proxies", parse_network),
-            max_body_bytes=reader.field(s, "max_body_bytes", _positive_int, d.max_body_bytes),
-            header_timeout=reader.field(s, "header_timeout", parse_duration, d.header_timeout),
-            body_timeout=reader.field(s, "body_timeout", parse_duration, d.body_timeout),
-            shutdown_timeout=reader.field(
-                s, "shutdown_timeout", parse_duration, d.shutdown_timeout
-            ),
-            delivery_concurrency=reader.field(
-                s, "delivery_concurrency", _positive_int, d.delivery_concurrency
-            ),
-            delivery_lease=reader.field(s, "delivery_lease", parse_duration, None),
-            delivery_poll_interval=reader.field(
-                s, "delivery_poll_interval", parse_duration, d.delivery_poll_interval
-            ),
-            log_level=reader.field(
-                s, "log_level", _choice("debug", "info", "warning", "error"), d.log_level
-            ),
-        )
+        server = _server(reader, top.get("server"))
     with reader.at("store"):
-        st = reader.mapping(top.get("store"), {"url", "encryption_keys", "retention"})
-        store = StoreConfig(
-            url=reader.field(st, "url", _store_url, StoreConfig().url),
-            encryption_keys=reader.list_of(st, "encryption_keys", _encryption_key),
-            retention=reader.field(st, "retention", parse_duration, StoreConfig().retention),
-        )
-        _check_repeated_keys(reader, st.get("encryption_keys"))
+        store = _store(reader, top.get("store"))
     with reader.at("admin"):
-        ad = reader.mapping(top.get("admin"), {"token"})
-        admin = AdminConfig(token=reader.field(ad, "token", _secret, None))
+        admin = _admin(reader, top.get("admin"))
     with reader.at("plugins"):
-        pl = reader.mapping(top.get("plugins"), {"paths"})
-        base = base_dir or Path.cwd()
-        plugins = PluginsConfig(
-            paths=reader.list_of(pl, "paths", lambda v: (base / str(v)).resolve())
-        )
-
+        plugins = _plugins(reader, top.get("plugins"), base_dir or Path.cwd())
     if registry is None:
         try:
             registry = load_registry(plugins.paths)
         except ConfigError as exc:
             reader.problems.extend(exc.problems)
             registry = load_registry((), use_entry_points=True)
-
     destinations: dict[str, DestinationConfig] = {}
+    refused: set[str] = set()
     with reader.at("destinations"):
-        raw_dests = reader.mapping(top.get("destinations"), set(top.get("destinations") or {}))
-        for name, raw_dest in raw_dests.items():
+        raw_destinations = top.get("destinations") or {}
+        for name, raw_destination in reader.mapping(
+            raw_destinations, set(raw_destinations)
+        ).items():
             with reader.at(name):
-                if not _NAME.match(name):
-                    reader.problem(reader.key(), "names use letters, digits, _ . -")
-                dd = reader.mapping(
-                    raw_dest, {"url", "signing_secret", "timeout", "format", "retry"}
-                )
-                before = len(reader.problems)
-                if "url" not in dd:
-                    reader.problem(reader.key("url"), "required")
-                if "signing_secret" not in dd:
-                    reader.problem(
-                        reader.key("signing_secret"),
-                        "required: the destination verifies the gateway's signature with it",
-                    )
-                url = reader.field(dd, "url", _http_url, "")
-                signing = reader.field(dd, "signing_secret", _secret, Secret("-"))
-                if "signing_secret" in dd:
-                    try:
-                        hmac_key(signing)
-                    except ValueError as exc:
-                        reader.problem(reader.key("signing_secret"), str(exc))
-                retry = _retry(reader, dd.get("retry"))
-                dest = DestinationConfig(
-                    name=name,
-                    url=url,
-                    signing_secret=signing,
-                    timeout=reader.field(dd, "timeout", parse_duration, 10.0),
-                    format=reader.field(dd, "format", _choice("binary", "structured"), "binary"),
-                    retry=retry,
-                )
-                if len(reader.problems) == before:
-                    destinations[name] = dest
-
-    if server.delivery_lease is not None:
-        for name, dest in destinations.items():
-            if dest.timeout >= server.delivery_lease:
-                # A lease shorter than the POST lets a second worker send the same delivery.
-                reader.problem(
-                    "server.delivery_lease",
-                    f"must be longer than destinations.{name}.timeout ({dest.timeout:g}s)",
-                )
-
-    sources: dict[str, SourceConfig] = {}
-    paths: dict[str, str] = {}
+                destination = _destination(reader, name, raw_destination)
+            if destination is None:
+                refused.add(name)
+            else:
+                destinations[name] = destination
     with reader.at("sources"):
-        raw_sources = top.get("sources")
-        if not isinstance(raw_sources, dict) or not raw_sources:
-            reader.problem("sources", "at least one source is required")
-            raw_sources = {}
-        for name, raw_source in raw_sources.items():
-            name = str(name)
-            with reader.at(name):
-                if not _NAME.match(name):
-                    reader.problem(reader.key(), "names use letters, digits, _ . -")
-                    continue
-                source = _source(reader, name, raw_source, registry, destinations)
-            if source is None:
-                continue
-            if source.path in paths:
-                reader.problem(
-                    f"sources.{name}.path",
-                    f"{source.path} is already the path of source {paths[source.path]}",
-                )
-                continue
-            paths[source.path] = name
-            sources[name] = source
-
-    longest = max(sources.values(), key=lambda src: src.dedupe.window, default=None)
-    if store.retention <= 0:
-        reader.problem("store.retention", "must be longer than zero (e.g. 30d)")
-    elif longest is not None and store.retention < longest.dedupe.window:
-        # An operator looking into a "duplicate" answer must still find the event it repeats.
-        reader.problem(
-            "store.retention",
-            f"must be at least the longest dedupe window (sources.{longest.name}.dedupe.window,"
-            f" {longest.dedupe.window:g}s): the event a duplicate repeats must still be stored",
-        )
-
+        sources = _sources(reader, top.get("sources"), registry, destinations, refused)
+    _cross_checks(reader, server, store, destinations, sources)
     if reader.problems:
         raise ConfigError(reader.problems)
     redacted = _redact(resolved, "", templated, raw)
