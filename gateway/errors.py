@@ -25,6 +25,7 @@ the ingress handler and the admin API each have a single ``except RequestError``
           ├── Unavailable            503  unavailable        (+ Retry-After)
           ├── BadGateway             502  bad_gateway
           ├── GatewayTimeout         504  gateway_timeout
+          ├── ClientClosed           499  client_closed      (the sender left mid-request)
           ├── InternalError          500  internal_error     (a bug; logged with its traceback)
           │   the admin API's own:
           ├── InvalidRequest         400  invalid_request    (a parameter or body field)
@@ -190,6 +191,15 @@ class GatewayTimeout(RequestError):
     """The destination did not answer within its timeout (sync delivery)."""
 
     status, code, default_message = 504, "gateway_timeout", "the destination did not answer in time"
+
+
+class ClientClosed(RequestError):
+    """The sender closed the connection before its request was read; nobody gets an answer.
+
+    499 is only a label for logs and metrics (as proxies use it): nothing is sent.
+    """
+
+    status, code, default_message = 499, "client_closed", "the client closed the connection"
 
 
 class InternalError(RequestError):

@@ -15,6 +15,8 @@ import hmac
 from gateway.secret import Secret
 
 HMAC_PREFIX = "whsec_"
+#: Standard Webhooks keys are 24 to 64 random bytes; fewer is refused as too weak.
+MIN_HMAC_KEY_BYTES = 24
 
 
 def hmac_key(secret: Secret) -> bytes:

@@ -47,6 +47,7 @@ class Bearer(BaseProvider):
             raise OptionError("scheme", "must be a single word")
         self.header_name = header.strip()
         self.header = self.header_name.lower()
+        self.reads = frozenset({self.header})
         self.scheme = scheme.strip()
 
     def describe_secret(self, secret: Secret) -> str | None:

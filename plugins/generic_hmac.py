@@ -93,6 +93,7 @@ class GenericHmac(BaseProvider):
         self.timestamp_header = timestamp_header.strip().lower() if timestamp_header else None
         # Tolerance (and the window >= 2 x tolerance rule) applies only with a timestamp.
         self.uses_timestamp = self.timestamp_header is not None
+        self.reads = frozenset(filter(None, (self.header, self.timestamp_header)))
         default = "{timestamp}.{body}" if self.timestamp_header else "{body}"
         template = _text_option(options, "signed_payload", default) or ""
         self.template = self._split_template(template)

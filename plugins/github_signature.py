@@ -33,6 +33,7 @@ class GitHub(BaseProvider):
     """GitHub ``X-Hub-Signature-256`` (hex HMAC-SHA256 of the raw body), several secrets."""
 
     name = "github"
+    reads = frozenset({HEADER})
     defaults = Extractors(
         id=Extractor("header", "x-github-delivery"),
         type=Extractor("header", "x-github-event"),

@@ -75,6 +75,7 @@ class Rafiki(BaseProvider):
     """Rafiki ``Rafiki-Signature`` (v1 HMAC-SHA256 over ``t.`` + JCS of the event)."""
 
     name = "rafiki"
+    reads = frozenset({HEADER})
     uses_timestamp = True
     # Rafiki's webhook service posts with ``validateStatus: (status) => status === 200``
     # (packages/backend/src/webhook/service.ts): a 202 counts as a failure and is sent again.

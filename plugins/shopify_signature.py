@@ -33,6 +33,7 @@ class Shopify(BaseProvider):
     """Shopify ``X-Shopify-Hmac-Sha256`` (base64 HMAC-SHA256 of the raw body), several secrets."""
 
     name = "shopify"
+    reads = frozenset({HEADER})
     defaults = Extractors(
         id=Extractor("header", "x-shopify-webhook-id"),
         type=Extractor("header", "x-shopify-topic"),

@@ -44,6 +44,7 @@ class Slack(BaseProvider):
     """Slack ``X-Slack-Signature`` (v0 HMAC-SHA256 over ``v0:ts:body``), several secrets."""
 
     name = "slack"
+    reads = frozenset({SIGNATURE_HEADER, TIMESTAMP_HEADER})
     uses_timestamp = True
     defaults = Extractors(
         time=Extractor("header", TIMESTAMP_HEADER),

@@ -31,7 +31,7 @@ from gateway.providers.base import (
     lowered,
     parse_int_timestamp,
 )
-from gateway.signing import hmac_key, signed_content, v1_signature
+from gateway.signing import MIN_HMAC_KEY_BYTES, hmac_key, signed_content, v1_signature
 
 PUBLIC_PREFIX = "whpk_"
 PRIVATE_PREFIX = "whsk_"
@@ -45,6 +45,7 @@ class StandardWebhooks(BaseProvider):
     """Standard Webhooks v1 (HMAC-SHA256) and v1a (Ed25519) with several active secrets."""
 
     name = "standard-webhooks"
+    reads = frozenset({"webhook-id", "webhook-timestamp", "webhook-signature"})
     uses_timestamp = True
     defaults = Extractors(
         id=Extractor("header", "webhook-id"),
@@ -62,8 +63,14 @@ class StandardWebhooks(BaseProvider):
             elif value.startswith(PRIVATE_PREFIX):
                 Ed25519PrivateKey.from_private_bytes(_b64(value[len(PRIVATE_PREFIX) :]))
             else:
-                hmac_key(secret)
+                key = hmac_key(secret)
+                if len(key) < MIN_HMAC_KEY_BYTES:
+                    return (
+                        f"a whsec_ key must decode to at least {MIN_HMAC_KEY_BYTES} bytes"
+                        f" (this one has {len(key)})"
+                    )
         except (binascii.Error, ValueError):
+            # An Ed25519 key is exactly 32 bytes: from_*_bytes refuses any other length.
             return "not a Standard Webhooks secret (whsec_/whpk_/whsk_ followed by base64)"
         return None
 

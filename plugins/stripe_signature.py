@@ -40,6 +40,7 @@ class Stripe(BaseProvider):
     """Stripe ``Stripe-Signature`` (v1 HMAC-SHA256 over ``t.body``), several secrets."""
 
     name = "stripe"
+    reads = frozenset({HEADER})
     uses_timestamp = True
     defaults = Extractors(
         id=Extractor("body", "/id"),

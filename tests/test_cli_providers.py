@@ -12,15 +12,15 @@ from gateway.config import load_config
 from tests.support import ENV, config_dict
 
 SOURCES = {
-    "stripe": {"provider": "stripe", "secrets": ["whsec_test_stripe_secret"]},
-    "github": {"provider": "github", "secrets": ["gh-secret"]},
-    "shopify": {"provider": "shopify", "secrets": ["shpss_secret"]},
+    "stripe": {"provider": "stripe", "secrets": ["whsec_test_stripe_secret_0123456789"]},
+    "github": {"provider": "github", "secrets": ["gh-secret-0123456789abcdef"]},
+    "shopify": {"provider": "shopify", "secrets": ["shpss_secret0123456789"]},
     "slack": {"provider": "slack", "secrets": ["8f742231b10e8888abcd99yyyzzz85a5"]},
-    "rafiki": {"provider": "rafiki", "secrets": ["rafiki-secret"]},
+    "rafiki": {"provider": "rafiki", "secrets": ["rafiki-secret-0123456789"]},
     "standard": {"provider": "standard-webhooks", "secrets": ["${PAYMENTS_WEBHOOK_SECRET}"]},
     "partner": {
         "provider": "hmac",
-        "secrets": ["partner-secret"],
+        "secrets": ["partner-secret-0123456789"],
         "options": {
             "header": "X-Signature",
             "algorithm": "sha512",
@@ -32,7 +32,7 @@ SOURCES = {
     },
     "ops": {
         "provider": "bearer",
-        "secrets": ["ops-token"],
+        "secrets": ["ops-token-0123456789abcdef"],
         "options": {"header": "Authorization", "scheme": "Bearer"},
     },
 }

@@ -269,3 +269,36 @@ def test_secret_problems_are_reported_at_their_own_index():
     assert problems[0] == "sources.payments.secrets[0]: environment variable NOT_SET is not set"
     assert problems[1].startswith("sources.payments.secrets[1]:")
     assert len(problems) == 2
+
+
+@pytest.mark.parametrize(
+    ("key", "source", "env"),
+    [
+        ("sources.payments.secrets[0]", {"secrets": ["whsec_AQ=="]}, {}),
+        ("sources.gh.secrets[0]", {"provider": "github", "secrets": ["x"]}, {}),
+        ("sources.st.secrets[0]", {"provider": "stripe", "secrets": ["whsec_1"]}, {}),
+        ("admin.token", None, {"GATEWAY_ADMIN_TOKEN": "x"}),
+        (
+            "destinations.marketplace.signing_secret",
+            None,
+            {"MARKETPLACE_WEBHOOK_SECRET": "whsec_AQ=="},
+        ),
+    ],
+    ids=["whsec-1-byte", "github-1-char", "stripe-1-char", "admin-token", "signing-secret"],
+)
+def test_weak_secrets_are_refused_by_key(key, source, env):
+    sources = {"payments": payments_source()}
+    if source is not None:
+        name = key.split(".")[1]
+        sources[name] = payments_source(path=f"/hooks/{name}", **source)
+    problems = _problems(_base(sources=sources), env)
+    assert any(p.startswith(f"{key}:") for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["ce-id", "Webhook-Signature", "X-Request-ID", "x-gateway-attempt", "Connection", "Host"],
+)
+def test_forward_headers_cannot_name_what_the_gateway_writes(name):
+    data = _base(sources={"payments": payments_source(forward_headers=["X-GitHub-Event", name])})
+    assert any(p.startswith("sources.payments.forward_headers[1]:") for p in _problems(data))

@@ -266,7 +266,9 @@ async def test_a_bug_still_gets_a_json_answer_and_nothing_is_acknowledged(
     data = config_dict(
         "http://127.0.0.1:9/x",
         store_url=sqlite_url(tmp_path),
-        sources={"payments": payments_source(provider="broken", secrets=["x"])},
+        sources={
+            "payments": payments_source(provider="broken", secrets=["broken-provider-secret"])
+        },
     )
     data["plugins"] = {"paths": [str(plugin_dir)]}
     client = await aiohttp_client(create_app(build_config(data)))

@@ -106,6 +106,29 @@ async def test_a_slow_sender_cannot_hold_a_connection_with_partial_headers(runni
     writer.close()
 
 
+@pytest.mark.parametrize("lead", [b"\r\n\r\n", b"\r\n", b"\r\n\r\n\r\n\r\n"])
+async def test_leading_empty_lines_do_not_escape_the_header_deadline(running, lead):
+    # Empty lines before a request line end no headers: the deadline counts from the first
+    # byte, whatever it is, and a trickled request line after them is cut like any other.
+    gateway, _, _ = running
+    assert gateway.ingress_site is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.ingress_site.port)
+    closed = asyncio.ensure_future(reader.read())  # b"" once the gateway closes it
+    writer.write(lead)
+    sent = 0
+    for byte in b"POST /hooks/payments HTTP/1.1\r\nHost: x\r\n":
+        await asyncio.wait({closed}, timeout=0.2)
+        if closed.done():
+            break
+        writer.write(bytes([byte]))
+        sent += 1
+    async with asyncio.timeout(5):
+        assert await closed == b""
+    writer.close()
+    # Cut by the 500 ms deadline, a few bytes in, long before the 41-byte trickle ended.
+    assert sent < 20
+
+
 async def test_complete_headers_in_time_are_served(running):
     gateway, _, _ = running
     assert gateway.ingress_site is not None

@@ -31,6 +31,7 @@ from gateway.errors import (
     Unavailable,
     Unrouted,
 )
+from gateway.ingress.headers import is_text
 from gateway.ingress.responses import error_response, request_id_of
 from gateway.store.base import (
     EVENT_STATUSES,
@@ -153,8 +154,9 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
         if token is None:
             raise AdminDisabled()
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        # Bytes that are not UTF-8 arrive as surrogates: compare them as the bytes they were.
         if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), token.value.encode()
+            given.strip().encode("utf-8", "surrogateescape"), token.value.encode()
         ):
             raise Unauthorized()
         response = await handler(request)
@@ -175,9 +177,37 @@ def _store(request: web.Request) -> Store:
 
 def _limit(request: web.Request) -> int:
     text = request.query.get("limit", "50")
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_LIMIT:
         raise InvalidRequest(f"limit must be 1..{MAX_LIMIT}")
     return int(text)
+
+
+#: Longest id, name or cursor a parameter may carry (ingress refuses longer event ids too).
+MAX_PARAMETER = 512
+#: Most ids one redrive or replay may name.
+MAX_IDS = 1000
+
+
+def _text(value: object, what: str) -> str:
+    """A parameter or body field that must be a short string of valid Unicode text."""
+    if not isinstance(value, str) or not value or len(value) > MAX_PARAMETER:
+        raise InvalidRequest(f"{what} must be a string of 1 to {MAX_PARAMETER} characters")
+    if not is_text(value):
+        raise InvalidRequest(f"{what} is not valid UTF-8 text")
+    return value
+
+
+def _param(request: web.Request, name: str) -> str | None:
+    """An optional query parameter, checked like every other text."""
+    value = request.query.get(name)
+    return None if value is None else _text(value, name)
+
+
+def _names(value: object, what: str) -> list[str]:
+    """A JSON list of ids or names, each checked, at most ``MAX_IDS`` of them."""
+    if not isinstance(value, list) or not value or len(value) > MAX_IDS:
+        raise InvalidRequest(f"{what} must be a list of 1 to {MAX_IDS} strings")
+    return [_text(item, what) for item in value]
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -211,10 +241,10 @@ async def list_events(request: web.Request) -> web.Response:
         raise InvalidRequest(f"status must be one of {', '.join(EVENT_STATUSES)}")
     try:
         events, cursor = await _store(request).list_events(
-            source=request.query.get("source"),
+            source=_param(request, "source"),
             status=status,
             limit=_limit(request),
-            cursor=request.query.get("cursor"),
+            cursor=_param(request, "cursor"),
         )
     except InvalidCursor as exc:
         raise InvalidRequest("invalid cursor") from exc
@@ -225,7 +255,7 @@ async def list_events(request: web.Request) -> web.Response:
 async def show_event(request: web.Request) -> web.Response:
     """``GET /admin/events/{id}[?source=]``: the event with every delivery and attempt."""
     view = await _store(request).get_event(
-        request.match_info["event_id"], request.query.get("source")
+        _text(request.match_info["event_id"], "event id"), _param(request, "source")
     )
     if view is None:
         raise NotFound()
@@ -238,8 +268,8 @@ async def replay_event(request: web.Request) -> web.Response:
     Body (optional): ``{"destinations": [...]}``; by default the destinations the event's type
     is routed to by the current config.
     """
-    event_id = request.match_info["event_id"]
-    source = request.query.get("source")
+    event_id = _text(request.match_info["event_id"], "event id")
+    source = _param(request, "source")
     store = _store(request)
     data = await _body(request)
     config = request.app[GATEWAY][RUNTIME].config
@@ -253,8 +283,7 @@ async def replay_event(request: web.Request) -> web.Response:
         source = view.event.source
         if not destinations:
             raise Unrouted()
-    if not isinstance(destinations, list) or not all(isinstance(d, str) for d in destinations):
-        raise InvalidRequest("destinations must be a list of names")
+    destinations = _names(destinations, "destinations")
     unknown = sorted(set(destinations) - set(config.destinations))
     if unknown:
         raise InvalidRequest(f"unknown destination(s): {', '.join(unknown)}")
@@ -270,9 +299,9 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     """``GET /admin/dead-letters?destination=&limit=&cursor=``, most recently dead first."""
     try:
         dead, cursor = await _store(request).list_dead_letters(
-            destination=request.query.get("destination"),
+            destination=_param(request, "destination"),
             limit=_limit(request),
-            cursor=request.query.get("cursor"),
+            cursor=_param(request, "cursor"),
         )
     except InvalidCursor as exc:
         raise InvalidRequest("invalid cursor") from exc
@@ -286,8 +315,8 @@ async def redrive(request: web.Request) -> web.Response:
     ids = data.get("ids")
     if data.get("all") is True and ids is None:
         chosen = None
-    elif isinstance(ids, list) and ids and all(isinstance(i, str) for i in ids):
-        chosen = ids
+    elif isinstance(ids, list):
+        chosen = _names(ids, "ids")
     else:
         raise InvalidRequest('send {"ids": ["..."]} or {"all": true}')
     count = await _store(request).redrive(chosen, _now(request))

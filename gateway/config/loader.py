@@ -40,13 +40,14 @@ from gateway.config.reader import (
     positive_int,
     secret,
 )
+from gateway.delivery.forward import gateway_owned
 from gateway.delivery.retry import RetryPolicy
 from gateway.errors import ConfigError, OptionError
 from gateway.extract import Extractor, Extractors, parse_extractor
 from gateway.providers.registry import ProviderRegistry, load_registry
 from gateway.ratelimit.gcra import Rate, RateRule
 from gateway.secret import Secret
-from gateway.signing import hmac_key
+from gateway.signing import MIN_HMAC_KEY_BYTES, hmac_key
 from gateway.store.crypto import parse_key
 from gateway.store.sentinel import parse_sentinel_url
 from gateway.store.urls import describe_schemes, store_kind
@@ -162,6 +163,18 @@ _SOURCE_KEYS = {
 #: What a source may answer an accepted event with (DESIGN 3): the sender counts one of them
 #: as success (Rafiki only 200).
 ACK_STATUSES = (200, 202)
+
+
+def _forward_header(value: object) -> str:
+    name = str(value).strip()
+    if not name or any(c.isspace() or c == ":" for c in name):
+        raise ValueError(f"{name!r} is not a header name")
+    if gateway_owned(name):
+        raise ValueError(
+            f"{name} is written by the gateway (ce-*, webhook-*, X-Request-ID, X-Gateway-Attempt,"
+            " Content-Type) or is hop-by-hop: a sender's value must not replace it"
+        )
+    return name
 
 
 def _ack_status(value: object) -> int:
@@ -299,7 +312,7 @@ def _source(
             "delivery: sync forwards to exactly one destination and returns its answer; "
             "these routes name several (use delivery: queued for fan-out)",
         )
-    forward_headers = reader.list_of(data, "forward_headers", lambda v: str(v).strip())
+    forward_headers = reader.list_of(data, "forward_headers", _forward_header)
     if len(reader.problems) > before:
         return None
     return SourceConfig(
@@ -408,7 +421,18 @@ def _store(reader: Reader, raw: object) -> StoreConfig:
 
 def _admin(reader: Reader, raw: object) -> AdminConfig:
     ad = reader.mapping(raw, {"token"})
-    return AdminConfig(token=reader.field(ad, "token", secret, None))
+    return AdminConfig(token=reader.field(ad, "token", _admin_token, None))
+
+
+#: Fewest characters an admin token may have: it guards replay and redrive of payments.
+MIN_ADMIN_TOKEN = 16
+
+
+def _admin_token(value: object) -> Secret:
+    token = secret(value)
+    if len(token.value) < MIN_ADMIN_TOKEN:
+        raise ValueError(f"must be at least {MIN_ADMIN_TOKEN} characters (a random string)")
+    return token
 
 
 def _plugins(reader: Reader, raw: object, base: Path) -> PluginsConfig:
@@ -445,7 +469,9 @@ def _destination(reader: Reader, name: str, raw: object) -> DestinationConfig | 
 def _signing_secret(value: object) -> Secret:
     """A destination's ``whsec_`` secret: the gateway signs what it delivers with it."""
     parsed = secret(value)
-    hmac_key(parsed)  # ValueError when it is not base64 of a key
+    key = hmac_key(parsed)  # ValueError when it is not base64 of a key
+    if len(key) < MIN_HMAC_KEY_BYTES:
+        raise ValueError(f"a whsec_ key must decode to at least {MIN_HMAC_KEY_BYTES} bytes")
     return parsed
 
 

@@ -56,17 +56,29 @@ def event_type(event: Event) -> str:
     return event.type or f"{event.source}.webhook"
 
 
+def header_value(value: str) -> str:
+    """An attribute as a ``ce-*`` header value (binding section 3.1.3.2): space, ``"``, ``%``
+    and everything outside printable ASCII are percent-encoded as UTF-8, so a sender's CR LF,
+    control character or non-ASCII text can always travel and always decodes back."""
+    if all("!" <= c <= "~" and c not in '"%' for c in value):
+        return value
+    return "".join(
+        c if "!" <= c <= "~" and c not in '"%' else "".join(f"%{b:02X}" for b in c.encode())
+        for c in value
+    )
+
+
 def binary_headers(event: Event) -> dict[str, str]:
     """The ``ce-*`` headers of binary mode, plus the original ``Content-Type``."""
     headers = {
         "ce-specversion": SPECVERSION,
-        "ce-id": event.id,
-        "ce-source": f"/sources/{event.source}",
-        "ce-type": event_type(event),
+        "ce-id": header_value(event.id),
+        "ce-source": header_value(f"/sources/{event.source}"),
+        "ce-type": header_value(event_type(event)),
         "ce-time": rfc3339(event.time, event.received_at),
     }
     if event.subject is not None:
-        headers["ce-subject"] = event.subject
+        headers["ce-subject"] = header_value(event.subject)
     original = content_type(event)
     if original:
         headers["Content-Type"] = original

@@ -27,6 +27,15 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection",
     "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length",
 })  # fmt: skip
+#: Headers the gateway writes on every delivery; a sender's value must never replace them.
+GATEWAY_HEADERS = frozenset({"x-request-id", "x-gateway-attempt", "content-type"})
+GATEWAY_PREFIXES = ("ce-", "webhook-")
+
+
+def gateway_owned(name: str) -> bool:
+    """Whether a header is the gateway's to write (or hop-by-hop): never forwarded."""
+    lower = name.strip().lower()
+    return lower in HOP_BY_HOP or lower in GATEWAY_HEADERS or lower.startswith(GATEWAY_PREFIXES)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from gateway.errors import BodyTimeout, BodyTooLarge, InvalidBody
+from gateway.errors import BodyTimeout, BodyTooLarge, ClientClosed, InvalidBody
 
 
 def declared_length(request: web.BaseRequest) -> int | None:
@@ -51,4 +51,7 @@ async def read_body(request: web.BaseRequest, limit: int, *, read_timeout: float
                 chunks.append(chunk)
     except TimeoutError as exc:
         raise BodyTimeout() from exc
+    except ConnectionError as exc:
+        # aiohttp ends the body with ConnectionResetError when the sender hangs up mid-body.
+        raise ClientClosed() from exc
     return b"".join(chunks)

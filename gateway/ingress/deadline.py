@@ -31,6 +31,7 @@ class HeaderDeadline(asyncio.Protocol):
         self._timeout = timeout
         self._timer: asyncio.TimerHandle | None = None
         self._waiting = True  # for the headers of a request that has not started yet
+        self._begun = False  # a byte other than CR or LF has arrived for it
         self._tail = b""
         self._transport: asyncio.BaseTransport | None = None
 
@@ -53,18 +54,29 @@ class HeaderDeadline(asyncio.Protocol):
     def next_request(self) -> None:
         """A response began: the next bytes on this connection start a new request."""
         self._waiting = True
+        self._begun = False
         self._tail = b""
 
     def data_received(self, data: bytes) -> None:
         """Watch for the end of the headers, then hand the bytes to aiohttp unchanged."""
         if self._waiting:
             if self._timer is None:
-                self._start()
-            if b"\r\n\r\n" in self._tail + data:
+                self._start()  # from the first byte, whatever it is
+            seen = data
+            if not self._begun:
+                # Empty lines before a request line are allowed (RFC 9112, section 2.2) and
+                # end nothing: only after the request line can an empty line end the headers.
+                seen = data.lstrip(b"\r\n")
+                self._begun = bool(seen)
+            if self._begun and b"\r\n\r\n" in self._tail + seen:
                 self._stop()
-            else:
-                self._tail = (self._tail + data)[-3:]
+            elif self._begun:
+                self._tail = (self._tail + seen)[-3:]
         self._inner.data_received(data)
+
+    def headers_arrived(self) -> None:
+        """aiohttp parsed a request's headers (its handler runs): the deadline is met."""
+        self._stop()
 
     def _stop(self) -> None:
         self._waiting = False
@@ -89,6 +101,14 @@ class HeaderDeadline(asyncio.Protocol):
     def resume_writing(self) -> None:
         """Passed to aiohttp."""
         self._inner.resume_writing()
+
+
+def headers_arrived(transport: asyncio.BaseTransport | None) -> None:
+    """End the header deadline of ``transport``'s current request (its handler has begun)."""
+    if transport is not None:
+        guard = _GUARDS.get(transport)
+        if guard is not None:
+            guard.headers_arrived()
 
 
 def response_started(transport: asyncio.BaseTransport | None) -> None:

@@ -10,19 +10,22 @@ a forgery before it touches the store.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
-from aiohttp import web
+from aiohttp import HttpVersion10, web
 
 from gateway.config.model import Config, SourceConfig
 from gateway.delivery.sync import forward_sync
 from gateway.errors import (
+    ClientClosed,
     InternalError,
     InvalidBody,
+    InvalidRequest,
     IpNotAllowed,
     MethodNotAllowed,
     MissingField,
@@ -36,6 +39,8 @@ from gateway.errors import (
 from gateway.extract import Extractor, Payload
 from gateway.ingress.body import read_body
 from gateway.ingress.clientip import client_ip, in_networks
+from gateway.ingress.deadline import headers_arrived
+from gateway.ingress.headers import check_single, check_text, has_control, is_text
 from gateway.ingress.responses import error_response, json_response, request_id_of
 from gateway.metrics import Metrics
 from gateway.ratelimit.gcra import RateRule
@@ -91,6 +96,20 @@ class Ingress:
         self.session = session
         self.clock = clock
         self.on_accepted = on_accepted
+        # Stage 7's headers, per source: those an extractor reads (once, as text) and those
+        # kept with the event (as text).
+        self._read_headers = {
+            source.name: frozenset(
+                e.name
+                for e in (*extractors_of(source), *source.require)
+                if e is not None and e.kind == "header"
+            )
+            for source in config.sources.values()
+        }
+        self._kept_headers = {
+            source.name: ("content-type", *source.forward_headers)
+            for source in config.sources.values()
+        }
         # Decided once per config rather than per request: whether stage 7 must parse the
         # body as JSON (some extractor or required field reads it).
         self._needs_json = {
@@ -102,11 +121,16 @@ class Ingress:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Run the stages for one request; every answer carries ``X-Request-ID``."""
+        headers_arrived(request.transport)
         request_id = request_id_of(request.headers.get("X-Request-ID"))
         started = time.monotonic()
         source: SourceConfig | None = None
         event_id: str | None = None
         try:
+            if request.version < HttpVersion10:
+                # A request line without a version (HTTP/0.9): a proxy in front may frame the
+                # bytes differently; answer and close rather than guess.
+                raise InvalidRequest("the request line has no HTTP version")
             source = self._route(request)
             response = await self._process(request, source, request_id)
             outcome, event_id = response.outcome, response.event_id
@@ -116,11 +140,31 @@ class Ingress:
         except RequestError as error:
             outcome = error.code
             answer = error_response(error, request_id)
+            if request.version < HttpVersion10:
+                answer.force_close()
+        except asyncio.CancelledError:
+            # aiohttp cancels the handler of a sender that hung up: one line, no traceback,
+            # nothing acknowledged (a cancelled store call is never half-done).
+            self._observe(request_id, source, None, ClientClosed.code, ClientClosed.status, started)
+            raise
         except Exception:  # the one place a bug must still get a JSON answer
             # Nothing was acknowledged, so the sender retries; the traceback goes to the log.
             log.exception("unexpected error", extra={"request_id": request_id})
             outcome = InternalError.code
             answer = error_response(InternalError(), request_id)
+        self._observe(request_id, source, event_id, outcome, answer.status, started)
+        return answer
+
+    def _observe(
+        self,
+        request_id: str,
+        source: SourceConfig | None,
+        event_id: str | None,
+        outcome: str,
+        status: int,
+        started: float,
+    ) -> None:
+        """The request's metric and its one log line."""
         if source is not None:
             self.metrics.observe_request(source.name, outcome, time.monotonic() - started)
         log.info(
@@ -130,10 +174,9 @@ class Ingress:
                 "source": source.name if source else None,
                 "event_id": event_id,
                 "outcome": outcome,
-                "status": answer.status,
+                "status": status,
             },
         )
-        return answer
 
     # -- stages -----------------------------------------------------------------------------
 
@@ -162,9 +205,11 @@ class Ingress:
             await self._limit(source, f"ip:{source.name}:{ip}", source.rate_limit.per_ip)
         # Stage 4: the body, within size and time limits.
         body = await read_body(request, server.max_body_bytes, read_timeout=server.body_timeout)
-        # Stage 5: the provider's verdict; raw bytes, never decoded first.
+        # Stage 5: the provider's verdict; raw bytes, never decoded first. Each header it reads
+        # occurs once and is text, so what it verifies is what every later stage reads.
         now = self.clock()
         try:
+            check_single(request.headers, source.verifier.reads, VerificationError)
             source.verifier.verify(body, request.headers, source.secrets, now)
         except VerificationError:
             self.metrics.signature_failures.labels(source.name).inc()
@@ -198,6 +243,8 @@ class Ingress:
         now: float,
     ) -> Event:
         """Stage 7: event id, type, subject, time, dedupe key; ``require``d fields."""
+        check_single(request.headers, self._read_headers[source.name], InvalidBody)
+        check_text(request.headers, self._kept_headers[source.name])
         payload = Payload(body, request.headers)
         extractors = source.event
         if self._needs_json[source.name]:
@@ -216,6 +263,17 @@ class Ingress:
             )
         if len(event_id) > MAX_KEY_LENGTH or len(dedupe_key) > MAX_KEY_LENGTH:
             raise InvalidBody(f"event id or dedupe key is longer than {MAX_KEY_LENGTH} characters")
+        # The id travels as the destination's webhook-id header, which cannot be escaped.
+        if has_control(event_id):
+            raise InvalidBody("the event id holds a control character")
+        type_, subject, time_ = (
+            payload.get(e) if e else None
+            for e in (extractors.type, extractors.subject, extractors.time)
+        )
+        for value in (event_id, dedupe_key, type_, subject, time_):
+            # A JSON "\udcff" escape parses to a lone surrogate, which no store can keep.
+            if value is not None and not is_text(value):
+                raise InvalidBody("an extracted value is not valid Unicode text")
         kept: list[tuple[str, str]] = []
         content_type = request.headers.get("Content-Type")
         if content_type:
@@ -226,9 +284,9 @@ class Ingress:
         return Event(
             id=event_id,
             source=source.name,
-            type=payload.get(extractors.type) if extractors.type else None,
-            subject=payload.get(extractors.subject) if extractors.subject else None,
-            time=payload.get(extractors.time) if extractors.time else None,
+            type=type_,
+            subject=subject,
+            time=time_,
             dedupe_key=dedupe_key,
             body=body,
             headers=tuple(kept),

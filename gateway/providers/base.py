@@ -59,6 +59,11 @@ class BaseProvider:
     #: Whether the scheme signs a timestamp, so ``tolerance`` means something for it. A class
     #: default; a provider whose options decide it (``hmac``) sets it per instance.
     uses_timestamp: bool = False
+    #: The (lower-case) headers ``verify`` reads. The ingress refuses a request in which one of
+    #: them occurs more than once or is not UTF-8 text (401), so verification and everything
+    #: after it read one and the same value. A provider whose options name headers sets it
+    #: per instance in ``configure``.
+    reads: frozenset[str] = frozenset()
     #: Option names this provider accepts under the source's ``options:``.
     option_names: ClassVar[frozenset[str]] = frozenset()
     #: The status a queued event is acknowledged with (DESIGN 3 ``ack_status``): what this

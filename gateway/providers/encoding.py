@@ -103,10 +103,17 @@ def timestamped_signatures(
     return stamps[0], digests
 
 
+#: Fewest bytes of key material a secret may have: 128 bits, below which an HMAC key or a token
+#: can be guessed offline from one signed request.
+MIN_SECRET_BYTES = 16
+
+
 def describe_text_secret(value: str) -> str | None:
     """The problem with a secret used as raw text (HMAC key or token), or ``None``."""
     if not value:
         return "secret is empty"
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        return f"secret is shorter than {MIN_SECRET_BYTES} bytes: too weak to sign with"
     if value != value.strip():
         # Nearly always a stray newline from a secret file; it would fail every signature.
         return "secret has leading or trailing whitespace"

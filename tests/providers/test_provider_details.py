@@ -38,7 +38,7 @@ def test_stripe_tolerates_spaces_between_items(make) -> None:
 
 def test_stripe_secret_need_not_start_with_whsec(make) -> None:
     provider = make("stripe")
-    assert provider.describe_secret(Secret("sk_any_text")) is None
+    assert provider.describe_secret(Secret("sk_any_text_long_enough")) is None
     headers = provider.sign(b"{}", Secret("plain-secret"), NOW)
     provider.verify(b"{}", headers, [Secret("plain-secret")], NOW)
 
@@ -281,23 +281,31 @@ def test_defaults_find_their_values_in_a_signed_request(make, name, options, kw)
 SECRET_PROBLEMS = [
     ("stripe", "", True),
     ("stripe", "whsec_abc\n", True),
-    ("stripe", "anything", False),
+    ("stripe", "anything-long-enough", False),
+    ("stripe", "abc123", True),
     ("github", " padded", True),
     ("github", "It's a Secret to Everybody", False),
     ("shopify", "", True),
-    ("shopify", "shpss_x", False),
+    ("shopify", "shpss_0123456789abcdef", False),
+    ("shopify", "shpss_x", True),
     ("slack", "abc\n", True),
     ("slack", "8f742231b10e8888abcd99yyyzzz85a5", False),
     ("rafiki", "", True),
-    ("rafiki", "rafiki-secret", False),
+    ("rafiki", "rafiki-secret-0123456789", False),
+    ("rafiki", "rafiki-secret", True),
     ("hmac", "\tkey", True),
-    ("hmac", "key", False),
+    ("hmac", "key-of-sixteen-b", False),
+    ("hmac", "key", True),
     ("bearer", "two words", True),
     ("bearer", "", True),
-    ("bearer", "tok_123", False),
+    ("bearer", "tok_0123456789abcdef", False),
+    ("bearer", "tok_123", True),
     ("none", "", False),
     ("standard-webhooks", "whsec_not base64", True),
     ("standard-webhooks", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", False),
+    # 16 bytes of key: a Standard Webhooks key needs 24 or more.
+    ("standard-webhooks", "whsec_MDEyMzQ1Njc4OWFiY2RlZg==", True),
+    ("standard-webhooks", "whpk_AAAA", True),
 ]
 
 
