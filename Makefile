@@ -38,8 +38,9 @@ marketplace: $(STAMP) $(ENV_FILE)
 	@. ./$(ENV_FILE) && exec $(BIN)/python scripts/dev_marketplace.py
 
 # Programs the tests start for real (each on its own free port): redis-server, and Node.js for
-# the senders in tests/node. Installed with apt-get when missing.
-SYSTEM_DEPS := redis-server=redis-server node=nodejs npm=npm
+# the senders in tests/node, and promtool (Debian's prometheus package) for the alert rules in
+# deploy/prometheus. Installed with apt-get when missing.
+SYSTEM_DEPS := redis-server=redis-server node=nodejs npm=npm promtool=prometheus
 NODE_MODULES := tests/node/node_modules/.package-lock.json
 
 system-deps:
