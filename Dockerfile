@@ -1,4 +1,8 @@
 # webhook-gateway container image: the package and its built-in providers, nothing else.
+#   docker build -t webhook-gateway .
+#   docker run --env-file deploy/.env -v "$PWD/deploy/config.yaml:/etc/webhook-gateway/config.yaml:ro" \
+#              -p 8080:8080 webhook-gateway
+# Stage 1 builds a wheel (build tools stay here); stage 2 installs only that wheel.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
@@ -7,15 +11,27 @@ COPY plugins ./plugins
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
-RUN useradd --system --uid 10001 --home-dir /var/lib/webhook-gateway --create-home gateway
+# A fixed, unprivileged uid: the Kubernetes securityContext (runAsUser 10001) names the same one.
+RUN useradd --system --uid 10001 --home-dir /var/lib/webhook-gateway --create-home gateway \
+    && mkdir -p /etc/webhook-gateway/plugins
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-cache-dir --no-index /wheels/*.whl \
+    && rm -rf /wheels
 USER 10001
 WORKDIR /var/lib/webhook-gateway
-# The config is mounted here (ConfigMap); secrets come from the environment or ${file:...}.
+# Mount points: the config (a ConfigMap or a bind mount) and, optionally, third-party providers
+# (list /etc/webhook-gateway/plugins under plugins.paths). Built-in providers ship in the wheel.
+# Secrets come from the environment or ${file:...}; SQLite data, if used, lives in the workdir.
 ENV WEBHOOK_GATEWAY_CONFIG=/etc/webhook-gateway/config.yaml \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
 EXPOSE 8080 9090
+# /healthz on the admin listener answers while the process is alive (readiness, which needs the
+# store, is /readyz and belongs to the orchestrator). The image has no curl: Python asks instead.
+# The admin listener must be reachable on 127.0.0.1:9090 (its default, or 0.0.0.0:9090).
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:9090/healthz', timeout=2).status != 200)"]
+# SIGTERM stops accepting, finishes in-flight requests and deliveries (server.shutdown_timeout).
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["webhook-gateway"]
 CMD ["run"]
