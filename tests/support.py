@@ -167,12 +167,17 @@ def sqlite_url(tmp_path: Path) -> str:
 NODE_DIR = Path(__file__).resolve().parent / "node"
 
 
-async def run_node(script: str, *args: str, timeout: float = 60.0) -> Any:
+async def run_node(
+    script: str, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None
+) -> Any:
     """Run ``tests/node/<script>`` with Node.js, without blocking the loop; its JSON output.
+
+    ``env`` adds variables to the inherited environment.
 
     ``make test`` installs Node.js and the packages (``npm ci`` in tests/node); a missing one
     fails the test with what to run, never skips it.
     """
+    import os
     import shutil
 
     node = shutil.which("node")
@@ -183,6 +188,7 @@ async def run_node(script: str, *args: str, timeout: float = 60.0) -> Any:
         str(NODE_DIR / script),
         *args,
         cwd=NODE_DIR,
+        env={**os.environ, **(env or {})},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

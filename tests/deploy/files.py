@@ -84,3 +84,14 @@ def resource(kind: str) -> dict[str, Any]:
     found = [doc for docs in manifests().values() for doc in docs if doc.get("kind") == kind]
     assert len(found) == 1, f"expected one {kind}, found {len(found)}"
     return found[0]
+
+
+#: A named code block in a Markdown page: ```lang file=NAME ... ```
+_NAMED_BLOCK = re.compile(r"^```[\w-]* file=(\S+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+
+def doc_code_block(page: str, name: str) -> str:
+    """The code block marked ``file=<name>`` in docs/<page>: the tests run what the docs show."""
+    blocks = dict(_NAMED_BLOCK.findall((DOCS / page).read_text()))
+    assert name in blocks, f"docs/{page} has no code block marked file={name}"
+    return blocks[name]
