@@ -1,0 +1,104 @@
+"""A stand-in for the marketplace's Django app, serving the decorator of
+docs/integrate-marketplace.md on a real socket (wsgiref), for the tests.
+
+usage: python -m tests.deploy.django_marketplace PROJECT_DIR
+PROJECT_DIR holds ``jobs/webhooks.py`` (the documented decorator); GATEWAY_WEBHOOK_SECRET comes
+from the environment. Prints the port it listens on, then serves until killed. Every request a
+view handles is appended to PROJECT_DIR/handled.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+urlpatterns: list[Any] = []  # filled in by main(); ROOT_URLCONF is this module
+PROJECT: Path
+#: Offers the marketplace knows; any other answers 404, as the real view does.
+OFFERS = {"42", "43"}
+
+
+def _record(request: Any, view: str) -> None:
+    entry = {"view": view, "webhook-id": request.headers.get("webhook-id"), "body": None}
+    entry["body"] = request.body.decode()
+    with (PROJECT / "handled.jsonl").open("a") as out:
+        out.write(json.dumps(entry) + "\n")
+
+
+def payment_webhook(request: Any) -> Any:
+    """The marketplace's payments view, as it is today: type, pendingId, offerId, status."""
+    from django.http import JsonResponse
+
+    try:
+        data = json.loads(request.body)
+    except ValueError:
+        return JsonResponse({"error": "invalid JSON"}, status=400)
+    if not all(key in data for key in ("type", "pendingId", "offerId", "status")):
+        return JsonResponse({"error": "missing field"}, status=400)
+    if str(data["offerId"]) not in OFFERS:
+        return JsonResponse({"error": "unknown offer"}, status=404)
+    _record(request, "payments")
+    return JsonResponse({"ok": True})
+
+
+def rafiki_webhook(request: Any) -> Any:
+    """The marketplace's Rafiki view: an {id, type, data} event."""
+    from django.http import JsonResponse
+
+    data = json.loads(request.body)
+    if not {"id", "type", "data"} <= set(data):
+        return JsonResponse({"error": "missing field"}, status=400)
+    _record(request, "rafiki")
+    return JsonResponse({"ok": True})
+
+
+def main() -> int:
+    """Configure Django in-process, decorate the views, serve on a free port."""
+    global PROJECT
+    PROJECT = Path(sys.argv[1])
+    sys.path.insert(0, str(PROJECT))
+    import django
+    from django.conf import settings
+
+    settings.configure(
+        DEBUG=False,
+        SECRET_KEY="django-insecure-test-only",
+        ALLOWED_HOSTS=["127.0.0.1", "localhost"],
+        ROOT_URLCONF=__name__,
+        INSTALLED_APPS=[],
+        MIDDLEWARE=[
+            "django.middleware.security.SecurityMiddleware",
+            "django.middleware.common.CommonMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+        ],
+        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+        GATEWAY_WEBHOOK_SECRET=os.environ["GATEWAY_WEBHOOK_SECRET"],
+    )
+    django.setup()
+    from django.core.wsgi import get_wsgi_application
+    from django.urls import path
+    from jobs.webhooks import from_gateway  # the documented decorator
+
+    urlpatterns.extend(
+        [
+            path("api/webhooks/payments", from_gateway(payment_webhook)),
+            path("api/webhooks/rafiki", from_gateway(rafiki_webhook)),
+        ]
+    )
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = make_server("127.0.0.1", 0, get_wsgi_application(), handler_class=Quiet)
+    print(server.server_port, flush=True)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
