@@ -86,12 +86,17 @@ def resource(kind: str) -> dict[str, Any]:
     return found[0]
 
 
-#: A named code block in a Markdown page: ```lang file=NAME ... ```
-_NAMED_BLOCK = re.compile(r"^```[\w-]* file=(\S+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+#: A named code block in a Markdown page: ```lang file=NAME ... ```, perhaps in a list item.
+_NAMED_BLOCK = re.compile(
+    r"^(?P<indent> *)```[\w-]* file=(?P<name>\S+)\n(?P<code>.*?)^(?P=indent)```",
+    re.MULTILINE | re.DOTALL,
+)
 
 
 def doc_code_block(page: str, name: str) -> str:
     """The code block marked ``file=<name>`` in docs/<page>: the tests run what the docs show."""
-    blocks = dict(_NAMED_BLOCK.findall((DOCS / page).read_text()))
-    assert name in blocks, f"docs/{page} has no code block marked file={name}"
-    return blocks[name]
+    for match in _NAMED_BLOCK.finditer((DOCS / page).read_text()):
+        if match["name"] == name:
+            indent = len(match["indent"])
+            return "".join(line[indent:] for line in match["code"].splitlines(keepends=True))
+    raise AssertionError(f"docs/{page} has no code block marked file={name}")

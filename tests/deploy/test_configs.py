@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.files import DEPLOY, ROOT, env_references, read_env_file
+from tests.deploy.files import DEPLOY, ROOT, doc_code_block, env_references, read_env_file
 from tests.deploy.test_kubernetes import configmap_with_stand_in_secrets
 
 #: The gateway configs in the repository (the ConfigMap's is checked in its own test).
@@ -92,3 +92,14 @@ def test_configmap_config_passes_check_config_with_stand_in_secret_files(tmp_pat
     path.write_text(text)
     result = check_config(path, environ)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_unsigned_migration_source_in_operate_md_loads(tmp_path):
+    # docs/operate.md shows a source to add under `sources:` of config.yaml; it must load.
+    block = doc_code_block("operate.md", "payments-unsigned.yaml")
+    path = tmp_path / "config.yaml"
+    path.write_text((ROOT / "config.yaml").read_text().rstrip("\n") + "\n" + block)
+    (tmp_path / "plugins").mkdir()  # plugins.paths is relative to the config file
+    result = check_config(path, _dev_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "payments-unsigned" in result.stdout
