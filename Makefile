@@ -40,7 +40,7 @@ marketplace: $(STAMP) $(ENV_FILE)
 # Programs the tests start for real (each on its own free port): redis-server, and Node.js for
 # the senders in tests/node, and promtool (Debian's prometheus package) for the alert rules in
 # deploy/prometheus. Installed with apt-get when missing.
-SYSTEM_DEPS := redis-server=redis-server node=nodejs npm=npm promtool=prometheus
+SYSTEM_DEPS := redis-server=redis-server redis-cli=redis-tools node=nodejs npm=npm promtool=prometheus
 NODE_MODULES := tests/node/node_modules/.package-lock.json
 
 system-deps:

@@ -44,7 +44,9 @@ LEASE_MARGIN = 30.0
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     store = await open_store(
-        config.store.url, encryption_keys=[k.value for k in config.store.encryption_keys]
+        config.store.url,
+        encryption_keys=[k.value for k in config.store.encryption_keys],
+        partitions=config.store.partitions,
     )
     app[STORE] = store
     app[LIMITER] = store.rate_limiter()

@@ -302,3 +302,14 @@ def test_weak_secrets_are_refused_by_key(key, source, env):
 def test_forward_headers_cannot_name_what_the_gateway_writes(name):
     data = _base(sources={"payments": payments_source(forward_headers=["X-GitHub-Event", name])})
     assert any(p.startswith("sources.payments.forward_headers[1]:") for p in _problems(data))
+
+
+def test_store_partitions():
+    data = _base()
+    data["store"] = {"url": "redis+cluster://redis:6379", "partitions": 16}
+    assert build_config(data).store.partitions == 16
+    for bad in (0, -1, "many", 5000):
+        data["store"]["partitions"] = bad
+        assert any(p.startswith("store.partitions:") for p in _problems(data)), bad
+    data["store"] = {"url": "sqlite:///x.db", "partitions": 4}
+    assert any(p.startswith("store.partitions: applies to Redis") for p in _problems(data))

@@ -406,17 +406,33 @@ def _server(reader: Reader, raw: object) -> ServerConfig:
 
 
 def _store(reader: Reader, raw: object) -> StoreConfig:
-    st = reader.mapping(raw, {"url", "encryption_keys", "retention"})
+    st = reader.mapping(raw, {"url", "partitions", "encryption_keys", "retention"})
     d = StoreConfig()
     store = StoreConfig(
         url=reader.field(st, "url", _store_url, d.url),
+        partitions=reader.field(st, "partitions", _partitions, d.partitions),
         encryption_keys=reader.list_of(st, "encryption_keys", _encryption_key),
         retention=reader.field(st, "retention", parse_duration, d.retention),
     )
     _check_repeated_keys(reader, st.get("encryption_keys"))
+    if store.partitions > 1 and store_kind(store.url) == "sqlite":
+        reader.problem(
+            reader.key("partitions"), "applies to Redis stores; a SQLite store is one part"
+        )
     if store.retention <= 0:
         reader.problem(reader.key("retention"), "must be longer than zero (e.g. 30d)")
     return store
+
+
+#: More partitions than this only costs every worker's poll a longer read.
+MAX_PARTITIONS = 1024
+
+
+def _partitions(value: object) -> int:
+    count = positive_int(value)
+    if count > MAX_PARTITIONS:
+        raise ValueError(f"at most {MAX_PARTITIONS}")
+    return count
 
 
 def _admin(reader: Reader, raw: object) -> AdminConfig:

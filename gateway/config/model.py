@@ -56,13 +56,17 @@ class StoreConfig:
     """Where events, dedupe keys, queues and rate limits live."""
 
     url: str = "sqlite:///./data/gateway.db"
+    #: Redis: parts the store is split into, by a hash of (source, dedupe key); fixed for the
+    #: store's life (DESIGN 5.4). 16 or more on a Redis Cluster, so writes spread over masters.
+    partitions: int = 1
     encryption_keys: tuple[Secret, ...] = ()
     #: Seconds a finished event (delivered or unrouted) is kept; then it is pruned.
     retention: float = 30 * 86400.0
 
     def __repr__(self) -> str:
         return (
-            f"StoreConfig(url={redact_url(self.url)!r}, encryption_keys={self.encryption_keys!r},"
+            f"StoreConfig(url={redact_url(self.url)!r}, partitions={self.partitions!r},"
+            f" encryption_keys={self.encryption_keys!r},"
             f" retention={self.retention!r})"
         )
 

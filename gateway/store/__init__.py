@@ -40,7 +40,9 @@ __all__ = [
 ]
 
 
-async def open_store(url: str, *, encryption_keys: Sequence[str] = ()) -> Store:
+async def open_store(
+    url: str, *, encryption_keys: Sequence[str] = (), partitions: int = 1
+) -> Store:
     """Open the store a ``store.url`` names: ``sqlite:///...``, ``redis[s]://...``,
     ``redis[s]+cluster://...`` or
     ``redis[s]+sentinel://[[user]:password@]host1:26379,host2:26379/<service>[/<db>]``.
@@ -49,7 +51,8 @@ async def open_store(url: str, *, encryption_keys: Sequence[str] = ()) -> Store:
     ``gateway.store.sentinel``); a malformed one is a ``StoreError`` naming ``store.url``.
 
     With ``encryption_keys`` (``store.encryption_keys``), event payloads are encrypted at rest
-    under the first key and read with any of them (``gateway.store.crypto``).
+    under the first key and read with any of them (``gateway.store.crypto``). ``partitions``
+    (``store.partitions``) splits a Redis store; a SQLite store is one part.
     """
     ring = KeyRing.from_config(encryption_keys) if encryption_keys else None
     kind = store_kind(url)
@@ -60,5 +63,5 @@ async def open_store(url: str, *, encryption_keys: Sequence[str] = ()) -> Store:
     if kind is not None:
         from gateway.store.redis import RedisStore
 
-        return await RedisStore.open(url, ring)
+        return await RedisStore.open(url, ring, partitions=partitions)
     raise StoreError(f"store.url: the scheme is not one of {describe_schemes()}")

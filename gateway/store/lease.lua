@@ -1,27 +1,27 @@
--- lease_due. KEYS[1] due zset, KEYS[2] leased zset.
--- ARGV: 1 prefix, 2 now, 3 lease expiry, 4 limit, 5 token base, 6 worker.
--- Expired leases first (their worker died), then due deliveries, oldest first.
-local now, expires, limit = ARGV[2], ARGV[3], tonumber(ARGV[4])
+-- lease_due, for candidates the caller read from the due and leased sets of one partition.
+-- KEYS: 1-9 shared, then for each candidate its delivery hash and its event hash.
+-- ARGV: 1 now, 2 lease expiry, 3 token base, 4 worker, 5.. candidate delivery ids.
+-- A candidate is taken only if it is still due, or still leased under an expired lease (its
+-- worker died): another worker may have taken it since it was read.
+local now, expires = tonumber(ARGV[1]), ARGV[2]
 local out = {}
-local function take(did, from_due)
-  local dk = P .. 'dl:' .. did
-  local token = ARGV[5] .. ':' .. (#out + 1)
-  if from_due then
-    redis.call('ZREM', KEYS[1], did)
-    local dest = redis.call('HGET', dk, 'dest')
-    depth(dest, 'due', -1)
-    depth(dest, 'leased', 1)
+for i = 5, #ARGV do
+  local did = ARGV[i]
+  local dk, ek = KEYS[10 + 2 * (i - 5)], KEYS[11 + 2 * (i - 5)]
+  local lexp = redis.call('ZSCORE', LEASED, did)
+  local due = redis.call('ZSCORE', DUE, did)
+  local take = (lexp and tonumber(lexp) <= now) or (due and tonumber(due) <= now)
+  if take then
+    if due then
+      redis.call('ZREM', DUE, did)
+      local dest = redis.call('HGET', dk, 'dest')
+      depth(dest, 'due', -1)
+      depth(dest, 'leased', 1)
+    end
+    local token = ARGV[3] .. ':' .. (#out + 1)
+    redis.call('ZADD', LEASED, expires, did)
+    redis.call('HSET', dk, 'state', 'leased', 'token', token, 'lexp', expires, 'worker', ARGV[4])
+    out[#out + 1] = {did, redis.call('HGETALL', dk), redis.call('HGETALL', ek)}
   end
-  redis.call('ZADD', KEYS[2], expires, did)
-  redis.call('HSET', dk, 'state', 'leased', 'token', token, 'lexp', expires, 'worker', ARGV[6])
-  local uid = redis.call('HGET', dk, 'ev')
-  out[#out + 1] = {did, redis.call('HGETALL', dk), redis.call('HGETALL', P .. 'ev:' .. uid)}
-end
-for _, did in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, limit)) do
-  take(did, false)
-end
-if #out < limit then
-  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit - #out)
-  for _, did in ipairs(due) do take(did, true) end
 end
 return out

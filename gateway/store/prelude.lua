@@ -1,18 +1,21 @@
 -- Shared by every store script (prepended by gateway/store/redis.py).
--- ARGV[1] is the key prefix, "wg:{q}:". Every key starts with it, so every key of every script
--- hashes to the one slot of the tag "{q}" and the scripts run unchanged on Redis Cluster.
+-- Every key a script touches is passed in KEYS (the Redis Cluster contract); none is built
+-- here. All of one call's keys carry the hash tag of one partition, so each script runs on the
+-- one node that owns the partition. Scripts that move deliveries or change an event's status
+-- take the partition's shared keys first, in this order (``_shared_keys`` in redis.py):
+local DUE, LEASED, DEAD, DEPTH, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local STATUS = {queued = KEYS[6], delivered = KEYS[7], dead_lettered = KEYS[8],
+                unrouted = KEYS[9]}
 -- Times arrive as strings written by Python (repr of a float) and are stored as given: a Lua
 -- number turned back into a string would keep only 14 digits.
-local P = ARGV[1]
 
 local function depth(dest, state, by)
-  redis.call('HINCRBY', P .. 'depth', dest .. '\n' .. state, by)
+  redis.call('HINCRBY', DEPTH, dest .. '\n' .. state, by)
 end
 
 -- An event's status from its counters (gateway.store.base.event_status), kept in the status
 -- index the event list reads.
-local function refresh_status(uid)
-  local ek = P .. 'ev:' .. uid
+local function refresh_status(ek, uid)
   local v = redis.call('HMGET', ek, 'n', 'pending', 'dead', 'status', 'received_at')
   local n, pending, dead = tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0
   local st
@@ -21,21 +24,21 @@ local function refresh_status(uid)
   elseif dead > 0 then st = 'dead_lettered'
   else st = 'delivered' end
   if v[4] ~= st then
-    if v[4] then redis.call('ZREM', P .. 'events:st:' .. v[4], uid) end
-    redis.call('ZADD', P .. 'events:st:' .. st, v[5], uid)
+    if v[4] then redis.call('ZREM', STATUS[v[4]], uid) end
+    redis.call('ZADD', STATUS[st], v[5], uid)
     redis.call('HSET', ek, 'status', st)
   end
 end
 
--- A new delivery of event uid: 'due' at now, or 'delivered' (sync mode).
-local function add_delivery(uid, dest, did, now, state)
-  redis.call('HSET', P .. 'dl:' .. did, 'ev', uid, 'dest', dest, 'state', state, 'made', 0,
+-- A new delivery did (hash dk) of the event uid (hash ek, delivery list evdk): 'due' at now,
+-- or 'delivered' (sync mode).
+local function add_delivery(ek, evdk, dk, uid, dest, did, now, state)
+  redis.call('HSET', dk, 'ev', uid, 'dest', dest, 'state', state, 'made', 0,
     'created', now, 'next', now)
-  redis.call('RPUSH', P .. 'evd:' .. uid, did)
-  local ek = P .. 'ev:' .. uid
+  redis.call('RPUSH', evdk, did)
   redis.call('HINCRBY', ek, 'n', 1)
   if state == 'due' then
-    redis.call('ZADD', P .. 'due', now, did)
+    redis.call('ZADD', DUE, now, did)
     depth(dest, 'due', 1)
     redis.call('HINCRBY', ek, 'pending', 1)
   end

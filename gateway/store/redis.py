@@ -16,7 +16,21 @@ files beside this module, each prefixed with ``prelude.lua``). Redis runs a scri
 interleaving anything else, so e.g. ``accept`` checks the dedupe key, writes the event and
 enqueues its deliveries, or does nothing at all.
 
-Keys, all under the prefix ``wg:{q}:``::
+Partitions (``store.partitions``, DESIGN 5.4): the store is N independent parts, each under
+the hash tag of its own prefix, ``wg:{q}:`` for one partition and ``wg:{q0}:`` ...
+``wg:{q<N-1>}:`` for more. An event lives with its deliveries, attempts, dedupe entry and
+indexes in the partition of a stable hash of (source, dedupe key), so a duplicate always meets
+its original, and each script touches one partition: on a Redis Cluster the partitions spread
+over the masters and writes grow with them. Every key a script touches is passed in ``KEYS``
+(the cluster contract): event ids (``uid``) start with their partition's number and delivery ids
+with their event's uid, so the keys of a delivery are known before a script runs. Workers read
+due deliveries from every partition in one pipelined round trip, starting from a different
+partition each time, then lease with one script per partition that has some. Lists and
+look-ups by id merge the partitions newest first. The partition count is recorded in
+``wg:meta`` on first use, and a store opened with another count is refused (the other count
+would look for duplicates in the wrong partition).
+
+Keys of one partition, under its prefix::
 
     dd:<source>\\n<dedupe key>   hash  dedupe entry: st (p = sync claim, d = done), exp, eid
     sid:<source>\\n<event id>    hash  (source, id) seen within the window: exp, uid
@@ -31,16 +45,10 @@ Keys, all under the prefix ``wg:{q}:``::
     events, events:src:<source>, events:st:<status>, id:<event id>
                                 zset  event uids by received_at, for lists and look-ups
 
-Cluster trade-off: the hash tag ``{q}`` puts every key in one slot, so every script runs on a
-cluster (a script may only touch keys of one slot) and the due queue is one sorted set that
-any replica can lease from. The price is that the store lives on one shard: Redis Cluster gives
-it failover, not horizontal write scaling. One shard handles tens of thousands of script calls
-per second, far above webhook volumes; sharding by a partition tag (``{q:0}`` ... ``{q:N}``,
-each worker polling all) is the way out if that ever changes. Scripts build most key names
-from ``ARGV[1]`` rather than declaring them in ``KEYS``; they all carry the same tag as the
-declared key the script is routed by, so they live on the same node.
+The (source, id) check of ``accept`` (an id seen under another dedupe key) sees the events of
+the partition the new event hashes to; with one partition that is every event.
 
-Retention: ``prune.lua`` deletes finished events a batch at a time, walking the
+Retention: ``prune.lua`` deletes finished events a batch at a time, per partition, walking the
 ``events:st:delivered`` and ``events:st:unrouted`` indexes by received_at; ``dd:`` and ``sid:``
 keys are left to their own TTLs.
 
@@ -56,6 +64,7 @@ replication, ``WAIT`` is not used: a failover can lose the last writes the repli
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import uuid
@@ -85,6 +94,7 @@ from gateway.store.base import (
     POISON_BUDGET,
     AcceptResult,
     Attempt,
+    Claim,
     DeadLetter,
     DeliveryView,
     Event,
@@ -106,15 +116,18 @@ log = logging.getLogger("gateway.store")
 
 T = TypeVar("T")
 
-PREFIX = "wg:{q}:"
+#: Where the partition count is recorded (no hash tag: read once, from any node).
+META_KEY = "wg:meta"
 # Redis TTLs run on Redis's clock, the logical expiry on the caller's: keep keys a little
 # longer than the window so clock skew between replicas never drops one early.
 _TTL_SLACK_MS = 60_000
 _REDRIVE_BATCH = 500
+_PRUNE_READ = 100
 _SCAN_CHUNK = 200
 #: Seconds a rate-limit check may take before ``on_store_error`` decides.
 RATE_LIMIT_TIMEOUT = 0.25
 _SCRIPTS = ("accept", "claim", "release", "lease", "finish", "replay", "redrive", "prune")
+_STATUSES = ("queued", "delivered", "dead_lettered", "unrouted")
 
 
 def _script(name: str) -> str:
@@ -142,22 +155,89 @@ def _pairs(flat: Sequence[bytes]) -> dict[str, bytes]:
     return {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
 
 
+def partition_of(source: str, dedupe_key: str, partitions: int) -> int:
+    """The partition of an event: a stable hash of (source, dedupe key), so a duplicate
+    always lands where its original is (the same in every process and every release)."""
+    if partitions == 1:
+        return 0
+    digest = hashlib.blake2b(f"{source}\n{dedupe_key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % partitions
+
+
+def uid_of(delivery_id: str) -> str:
+    """The uid of the event a delivery belongs to (a delivery id is ``<uid>:<suffix>``)."""
+    return delivery_id.rpartition(":")[0]
+
+
+class _Keys:
+    """The key names of one partition: every key a script is given is made here."""
+
+    def __init__(self, index: int, partitions: int) -> None:
+        self.index = index
+        self.prefix = "wg:{q}:" if partitions == 1 else f"wg:{{q{index}}}:"
+        p = self.prefix
+        self.due, self.leased, self.dead, self.depth = (
+            p + "due",
+            p + "leased",
+            p + "dead",
+            p + "depth",
+        )
+        self.events = p + "events"
+        self.status = {st: f"{p}events:st:{st}" for st in _STATUSES}
+        #: What every state-changing script takes first, in prelude.lua's order.
+        self.shared = [
+            self.due, self.leased, self.dead, self.depth, self.events,
+            *(self.status[st] for st in _STATUSES),
+        ]  # fmt: skip
+
+    def dd(self, source: str, dedupe_key: str) -> str:
+        return f"{self.prefix}dd:{source}\n{dedupe_key}"
+
+    def sid(self, source: str, event_id: str) -> str:
+        return f"{self.prefix}sid:{source}\n{event_id}"
+
+    def ev(self, uid: str) -> str:
+        return f"{self.prefix}ev:{uid}"
+
+    def evd(self, uid: str) -> str:
+        return f"{self.prefix}evd:{uid}"
+
+    def dl(self, delivery_id: str) -> str:
+        return f"{self.prefix}dl:{delivery_id}"
+
+    def at(self, delivery_id: str) -> str:
+        return f"{self.prefix}at:{delivery_id}"
+
+    def src(self, source: str) -> str:
+        return f"{self.prefix}events:src:{source}"
+
+    def ids(self, event_id: str) -> str:
+        return f"{self.prefix}id:{event_id}"
+
+    def new_uid(self) -> str:
+        return f"{self.index}.{uuid.uuid4().hex}"
+
+
 class RedisStore:
     """The Redis implementation of ``Store``; open it with ``RedisStore.open``."""
 
     def __init__(
         self,
         client: Redis | RedisCluster,
-        prefix: str = PREFIX,
         ring: KeyRing | None = None,
         *,
+        partitions: int = 1,
         sentinel: Sentinel | None = None,
     ) -> None:
+        if partitions < 1:
+            raise ValueError("partitions must be at least 1")
         self._r = client
         # The Sentinel clients that find the master; the store owns them and closes them.
         self._sentinel = sentinel
-        self._p = prefix
         self._ring = ring
+        self._parts = [_Keys(index, partitions) for index in range(partitions)]
+        self._checked = False
+        self._next_start = 0
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(_script(name)) for name in _SCRIPTS
         }
@@ -167,30 +247,78 @@ class RedisStore:
         """The Redis client, shared with what else keeps state in Redis (the rate limiter)."""
         return self._r
 
+    @property
+    def partitions(self) -> int:
+        """How many partitions the store is made of."""
+        return len(self._parts)
+
+    def partition_of(self, source: str, dedupe_key: str) -> int:
+        """The partition an event with this (source, dedupe key) lives in."""
+        return partition_of(source, dedupe_key, len(self._parts))
+
+    def _keys_of_uid(self, uid: str) -> _Keys:
+        head, dot, _ = uid.partition(".")
+        index = int(head) if dot and head.isdigit() else 0
+        if index >= len(self._parts):
+            raise StoreError(f"event {uid} names a partition this store does not have")
+        return self._parts[index]
+
     @classmethod
-    async def open(cls, url: str, ring: KeyRing | None = None) -> RedisStore:
+    async def open(
+        cls, url: str, ring: KeyRing | None = None, *, partitions: int = 1
+    ) -> RedisStore:
         """A store on the Redis (Sentinel-watched master, or Redis Cluster) a URL names.
 
         With a ``ring``, event bodies and headers are written encrypted (``store.crypto``).
+        The partition count is checked against the one the store recorded now if Redis
+        answers, else before the first operation.
         """
         options: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
         kind = store_kind(url)
+        store: RedisStore | None = None
         if kind == "sentinel":
             try:
                 target = parse_sentinel_url(url)
             except ValueError as exc:
                 raise StoreError(f"store.url: bad Redis Sentinel URL: {exc}") from None
             sentinel, client = _sentinel_client(target, options)
-            return cls(client, ring=ring, sentinel=sentinel)
+            store = cls(client, ring, partitions=partitions, sentinel=sentinel)
+        else:
+            try:
+                if kind == "cluster":
+                    plain = url.replace("+cluster", "", 1)
+                    store = cls(
+                        RedisCluster.from_url(plain, **options), ring, partitions=partitions
+                    )
+                elif kind == "redis":
+                    store = cls(Redis.from_url(url, **options), ring, partitions=partitions)
+            except (RedisError, ValueError) as exc:
+                raise StoreError(f"bad Redis store URL: {exc}") from exc
+        if store is None:
+            raise StoreError(f"store.url: not a Redis URL (one of {describe_schemes()})")
         try:
-            if kind == "cluster":
-                plain = url.replace("+cluster", "", 1)
-                return cls(RedisCluster.from_url(plain, **options), ring=ring)
-            if kind == "redis":
-                return cls(Redis.from_url(url, **options), ring=ring)
-        except (RedisError, ValueError) as exc:
-            raise StoreError(f"bad Redis store URL: {exc}") from exc
-        raise StoreError(f"store.url: not a Redis URL (one of {describe_schemes()})")
+            await store._check_partitions()
+        except PartitionMismatch:
+            await store.close()
+            raise
+        except StoreError:
+            pass  # Redis is not up yet: checked before the first operation instead
+        return store
+
+    async def _check_partitions(self) -> None:
+        """Record the partition count on first use; refuse a store made with another one."""
+        if self._checked:
+            return
+        async with self._errors():
+            await self._r.hsetnx(META_KEY, "partitions", len(self._parts))
+            recorded = await self._r.hget(META_KEY, "partitions")
+        if recorded is None or int(recorded) != len(self._parts):
+            raise PartitionMismatch(
+                f"store.partitions is {len(self._parts)}, but this store was created with"
+                f" {recorded!r} partitions; changing the count would split dedupe, so the"
+                " gateway refuses to start (set it back, or drain and empty the store first)"
+            )
+        self._checked = True
 
     @asynccontextmanager
     async def _errors(self) -> AsyncIterator[None]:
@@ -202,11 +330,20 @@ class RedisStore:
 
     async def _call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """Run one store script (EVALSHA, loading it when the server lacks it)."""
+        if not self._checked:
+            await self._check_partitions()
         async with self._errors():
-            return await self._scripts[name](keys=list(keys), args=[self._p, *args])
+            return await self._scripts[name](keys=list(keys), args=list(args))
 
-    def _dd(self, source: str, dedupe_key: str) -> str:
-        return f"{self._p}dd:{source}\n{dedupe_key}"
+    async def _pipeline(self, fill: Callable[[Any], object]) -> list[Any]:
+        """One round trip (per node) of the plain commands ``fill`` queues on a pipeline."""
+        if not self._checked:
+            await self._check_partitions()
+        async with self._errors():
+            pipe = self._r.pipeline(transaction=False)
+            fill(pipe)
+            replies: list[Any] = await pipe.execute()
+            return replies
 
     # -- queued and sync mode ----------------------------------------------------------------
 
@@ -217,12 +354,11 @@ class RedisStore:
         status, event_id = await self._store_event("queued", event, destinations, window, now)
         return AcceptResult(one_of(status, ACCEPT_STATUSES, "accept status"), event_id)
 
-    async def claim(
-        self, source: str, dedupe_key: str, lease: float, now: float
-    ) -> Literal["claimed", "in_progress", "done"]:
+    async def claim(self, source: str, dedupe_key: str, lease: float, now: float) -> Claim:
         """Take the dedupe key for ``lease`` seconds, unless it is claimed or done."""
+        keys = self._parts[self.partition_of(source, dedupe_key)]
         result = await self._call(
-            "claim", [self._dd(source, dedupe_key)], [_t(now), _t(now + lease), _ttl_ms(lease)]
+            "claim", [keys.dd(source, dedupe_key)], [_t(now), _t(now + lease), _ttl_ms(lease)]
         )
         return one_of(result.decode(), CLAIMS, "claim")
 
@@ -239,7 +375,8 @@ class RedisStore:
 
     async def release(self, source: str, dedupe_key: str) -> None:
         """Give a claim up; a key already done stays done."""
-        await self._call("release", [self._dd(source, dedupe_key)], [])
+        keys = self._parts[self.partition_of(source, dedupe_key)]
+        await self._call("release", [keys.dd(source, dedupe_key)], [])
 
     async def _store_event(
         self,
@@ -251,7 +388,8 @@ class RedisStore:
         attempt: Attempt | None = None,
     ) -> tuple[str, str]:
         """Run accept.lua; the status and event id it answers."""
-        uid = uuid.uuid4().hex
+        keys = self._parts[self.partition_of(event.source, event.dedupe_key)]
+        uid = keys.new_uid()
         body, headers = seal_payload(self._ring, event.source, event.id, event.body, event.headers)
         fields: list[Any] = [
             "id", event.id,
@@ -268,14 +406,13 @@ class RedisStore:
             value = getattr(event, name)
             if value is not None:
                 fields += [name, value]
-        delivery_ids = [uuid.uuid4().hex for _ in destinations]
+        delivery_ids = [f"{uid}:{uuid.uuid4().hex[:12]}" for _ in destinations]
         args: list[Any] = [
             mode,
             _t(now),
             _t(now + window),
             _ttl_ms(window),
             uid,
-            event.source,
             event.id,
             _t(event.received_at),
             len(fields),
@@ -286,42 +423,101 @@ class RedisStore:
         ]
         if attempt is not None:
             args += [attempt.to_json(), _t(attempt.started_at)]
-        keys = [
-            self._dd(event.source, event.dedupe_key),
-            f"{self._p}sid:{event.source}\n{event.id}",
-            f"{self._p}ev:{uid}",
+        script_keys = [
+            *keys.shared,
+            keys.dd(event.source, event.dedupe_key),
+            keys.sid(event.source, event.id),
+            keys.ev(uid),
+            keys.evd(uid),
+            keys.src(event.source),
+            keys.ids(event.id),
+            *(keys.dl(did) for did in delivery_ids),
+            *(keys.at(did) for did in delivery_ids),
         ]
-        status, event_id = await self._call("accept", keys, args)
+        status, event_id = await self._call("accept", script_keys, args)
         return status.decode(), event_id.decode()
 
     # -- workers -----------------------------------------------------------------------------
 
     async def lease_due(self, now: float, lease: float, limit: int, worker: str) -> list[Lease]:
-        """Lease due deliveries and expired leases (one script a round); dead-letter unreadable."""
+        """Lease due deliveries and expired leases from every partition, fairly.
+
+        One pipelined read of every partition's due and leased sets, then one script per
+        partition with candidates, starting from a different partition each call, until
+        ``limit`` are leased. A delivery whose event cannot be read is dead-lettered and
+        leasing goes on past it (up to ``POISON_BUDGET`` of them in one call).
+        """
         leases: list[Lease] = []
-        dead = 0
-        # The payload is opened here, not in Lua: an unreadable event is found after its
-        # delivery was leased, dead-lettered under that lease, and leasing goes on past it.
-        while len(leases) < limit and dead < POISON_BUDGET:
+        unreadable = 0
+        while len(leases) < limit and unreadable < POISON_BUDGET:
+            got, dead = await self._lease_round(now, lease, limit - len(leases), worker)
+            leases += got
+            unreadable += dead
+            if not dead:
+                break
+        return leases
+
+    async def _lease_round(
+        self, now: float, lease: float, limit: int, worker: str
+    ) -> tuple[list[Lease], int]:
+        """One read of every partition and the scripts it calls for: leases and how many
+        unreadable deliveries were dead-lettered on the way."""
+        count = len(self._parts)
+        start = self._next_start
+        self._next_start = (start + 1) % count
+        order = [self._parts[(start + n) % count] for n in range(count)]
+        stamp = _t(now)
+
+        def fill(pipe: Any) -> None:
+            for keys in order:
+                pipe.zrangebyscore(keys.leased, "-inf", stamp, start=0, num=limit, withscores=True)
+                pipe.zrangebyscore(keys.due, "-inf", stamp, start=0, num=limit, withscores=True)
+
+        replies = await self._pipeline(fill)
+        # The oldest first over every partition: expired leases (their worker died), then due
+        # deliveries; the rotating start breaks ties, so no partition always goes first.
+        ranked: list[tuple[int, float, int, str]] = []
+        for n in range(count):
+            for kind in (0, 1):
+                for raw, score in replies[2 * n + kind]:
+                    ranked.append((kind, float(score), n, raw.decode()))
+        ranked.sort()
+        chosen: dict[str, int] = {}
+        for _, _, n, did in ranked:
+            if len(chosen) >= limit:
+                break
+            chosen.setdefault(did, n)
+        by_partition: dict[int, list[str]] = {}
+        for did, n in chosen.items():
+            by_partition.setdefault(n, []).append(did)
+        rank = {did: i for i, did in enumerate(chosen)}
+        leases: list[Lease] = []
+        unreadable = 0
+        for n, candidates in sorted(by_partition.items()):
+            keys = order[n]
+            script_keys = list(keys.shared)
+            for did in candidates:
+                script_keys += [keys.dl(did), keys.ev(uid_of(did))]
             rows = await self._call(
                 "lease",
-                [f"{self._p}due", f"{self._p}leased"],
-                [_t(now), _t(now + lease), limit - len(leases), uuid.uuid4().hex, worker],
+                script_keys,
+                [stamp, _t(now + lease), uuid.uuid4().hex, worker, *candidates],
             )
-            if not rows:
-                break
             for did, dflat, eflat in rows:
                 d = _pairs(dflat)
+                delivery_id = did.decode()
                 try:
                     event = _event(_pairs(eflat), self._ring)
                 except UnreadableEvent as exc:
-                    dead += 1
-                    await self._dead_letter_unreadable(did.decode(), d, now, str(exc))
+                    # Opened here, not in Lua: an unreadable event is found after its delivery
+                    # was leased, dead-lettered under that lease, and leasing goes on past it.
+                    await self._dead_letter_unreadable(delivery_id, d, now, str(exc))
+                    unreadable += 1
                     continue
                 first = d.get("first")
                 leases.append(
                     Lease(
-                        delivery_id=did.decode(),
+                        delivery_id=delivery_id,
                         event=event,
                         destination=d["dest"].decode(),
                         attempt=int(d["made"]) + 1,
@@ -331,7 +527,8 @@ class RedisStore:
                         created_at=float(d["created"]),
                     )
                 )
-        return leases
+        leases.sort(key=lambda lease: rank[lease.delivery_id])
+        return leases, unreadable
 
     async def _dead_letter_unreadable(
         self, delivery_id: str, d: dict[str, bytes], now: float, reason: str
@@ -356,9 +553,11 @@ class RedisStore:
         self, mode: str, delivery_id: str, token: str, attempt: Attempt, at: float, reason: str
     ) -> bool:
         """Run finish.lua: leave the leased state if ``token`` still holds the delivery."""
+        uid = uid_of(delivery_id)
+        keys = self._keys_of_uid(uid)
         result = await self._call(
             "finish",
-            [f"{self._p}dl:{delivery_id}"],
+            [*keys.shared, keys.dl(delivery_id), keys.at(delivery_id), keys.ev(uid)],
             [
                 mode,
                 delivery_id,
@@ -387,14 +586,22 @@ class RedisStore:
     # -- operator ----------------------------------------------------------------------------
 
     async def _find_uid(self, event_id: str, source: str | None) -> str | None:
-        """The newest stored event with this id (and source, when given)."""
-        async with self._errors():
-            uids = cast(list[bytes], await self._r.zrevrange(f"{self._p}id:{event_id}", 0, -1))
-            if source is None:
-                return uids[0].decode() if uids else None
-            for uid in uids:
-                if await self._r.hget(f"{self._p}ev:{uid.decode()}", "source") == source.encode():
-                    return uid.decode()
+        """The newest stored event with this id (and source, when given), in any partition."""
+        replies = await self._pipeline(
+            lambda pipe: [
+                pipe.zrevrange(keys.ids(event_id), 0, -1, withscores=True) for keys in self._parts
+            ]
+        )
+        found = sorted(
+            ((score, raw.decode()) for reply in replies for raw, score in reply), reverse=True
+        )
+        if source is None:
+            return found[0][1] if found else None
+        for _, uid in found:
+            async with self._errors():
+                owner = await self._r.hget(self._keys_of_uid(uid).ev(uid), "source")
+            if owner == source.encode():
+                return str(uid)
         return None
 
     async def replay(
@@ -404,10 +611,11 @@ class RedisStore:
         uid = await self._find_uid(event_id, source)
         if uid is None:
             raise EventNotFound(event_id)
-        delivery_ids = [uuid.uuid4().hex for _ in destinations]
+        keys = self._keys_of_uid(uid)
+        delivery_ids = [f"{uid}:{uuid.uuid4().hex[:12]}" for _ in destinations]
         found = await self._call(
             "replay",
-            [f"{self._p}ev:{uid}"],
+            [*keys.shared, keys.ev(uid), keys.evd(uid), *(keys.dl(d) for d in delivery_ids)],
             [_t(now), uid, len(destinations), *destinations, *delivery_ids],
         )
         if not found:
@@ -416,53 +624,128 @@ class RedisStore:
 
     async def redrive(self, delivery_ids: Sequence[str] | None, now: float) -> int:
         """Make dead deliveries due now with their attempt count reset."""
-        dead = f"{self._p}dead"
         if delivery_ids is not None:
-            return int(await self._call("redrive", [dead], [_t(now), *delivery_ids]))
+            groups: dict[int, list[str]] = {}
+            for did in dict.fromkeys(delivery_ids):
+                try:
+                    keys = self._keys_of_uid(uid_of(did))
+                except (StoreError, ValueError):
+                    continue  # not an id this store hands out: nothing to move
+                groups.setdefault(keys.index, []).append(did)
+            moved = 0
+            for index, dids in groups.items():
+                for n in range(0, len(dids), _REDRIVE_BATCH):
+                    moved += await self._redrive_batch(
+                        self._parts[index], dids[n : n + _REDRIVE_BATCH], now
+                    )
+            return moved
         moved = 0
-        while True:
-            async with self._errors():
-                batch = await self._r.zrange(dead, 0, _REDRIVE_BATCH - 1)
-            if not batch:
-                return moved
-            n = int(await self._call("redrive", [dead], [_t(now), *batch]))
-            if n == 0:
-                return moved
-            moved += n
+        for keys in self._parts:
+            while True:
+                async with self._errors():
+                    dead = cast(list[bytes], await self._r.zrange(keys.dead, 0, _REDRIVE_BATCH - 1))
+                if not dead:
+                    break
+                n = await self._redrive_batch(keys, [b.decode() for b in dead], now)
+                if n == 0:
+                    break
+                moved += n
+        return moved
+
+    async def _redrive_batch(self, keys: _Keys, dids: Sequence[str], now: float) -> int:
+        script_keys = list(keys.shared)
+        for did in dids:
+            script_keys += [keys.dl(did), keys.ev(uid_of(did))]
+        return int(await self._call("redrive", script_keys, [_t(now), *dids]))
 
     async def prune(self, before: float, limit: int) -> int:
-        """Delete up to ``limit`` finished events received before ``before``, in one script."""
-        if limit < 1:
+        """Delete up to ``limit`` finished events received before ``before``, oldest first
+        over every partition: one read of the candidates, then per partition one script that
+        re-checks and deletes them."""
+        pruned = 0
+        while pruned < limit:
+            done = await self._prune_round(before, min(limit - pruned, _PRUNE_READ))
+            if not done:
+                break
+            pruned += done
+        return pruned
+
+    async def _prune_round(self, before: float, want: int) -> int:
+        cut = f"({_t(before)}"
+        replies = await self._pipeline(
+            lambda pipe: [
+                pipe.zrangebyscore(keys.status[st], "-inf", cut, start=0, num=want, withscores=True)
+                for keys in self._parts
+                for st in ("delivered", "unrouted")
+            ]
+        )
+        ranked = sorted(
+            (float(score), n // 2, raw.decode())
+            for n, reply in enumerate(replies)
+            for raw, score in reply
+        )[:want]
+        by_partition: dict[int, list[str]] = {}
+        for _, index, uid in ranked:
+            by_partition.setdefault(index, []).append(uid)
+        pruned = 0
+        for index, uids in sorted(by_partition.items()):
+            pruned += await self._prune_partition(self._parts[index], before, uids)
+        return pruned
+
+    async def _prune_partition(self, keys: _Keys, before: float, uids: list[str]) -> int:
+        details = await self._pipeline(
+            lambda pipe: [
+                (pipe.hmget(keys.ev(uid), ["source", "id"]), pipe.lrange(keys.evd(uid), 0, -1))
+                for uid in uids
+            ]
+        )
+        script_keys = list(keys.shared)
+        args: list[Any] = [_t(before)]
+        for n, uid in enumerate(uids):
+            (source, event_id), dids = details[2 * n], details[2 * n + 1]
+            if source is None or event_id is None:
+                continue
+            script_keys += [
+                keys.ev(uid),
+                keys.evd(uid),
+                keys.src(source.decode()),
+                keys.ids(event_id.decode()),
+            ]
+            for raw in dids:
+                script_keys += [keys.dl(raw.decode()), keys.at(raw.decode())]
+            args += [uid, len(dids)]
+        if len(args) == 1:
             return 0
-        return int(await self._call("prune", [f"{self._p}events"], [_t(before), limit]))
+        return int(await self._call("prune", script_keys, args))
 
     async def get_event(self, event_id: str, source: str | None = None) -> EventView | None:
         """An event with its deliveries and all their attempts."""
         uid = await self._find_uid(event_id, source)
         if uid is None:
             return None
+        keys = self._keys_of_uid(uid)
         async with self._errors():
-            e = cast(dict[bytes, bytes], await self._r.hgetall(f"{self._p}ev:{uid}"))
-            evd = cast(list[bytes], await self._r.lrange(f"{self._p}evd:{uid}", 0, -1))
-            dids = [d.decode() for d in evd]
-            pipe = self._r.pipeline(transaction=False)
-            for did in dids:
-                pipe.hgetall(f"{self._p}dl:{did}")
-                pipe.lrange(f"{self._p}at:{did}", 0, -1)
-            replies = await pipe.execute()
+            e = cast(dict[bytes, bytes], await self._r.hgetall(keys.ev(uid)))
+            evd = cast(list[bytes], await self._r.lrange(keys.evd(uid), 0, -1))
+        dids = [d.decode() for d in evd]
+        replies = await self._pipeline(
+            lambda pipe: [
+                (pipe.hgetall(keys.dl(did)), pipe.lrange(keys.at(did), 0, -1)) for did in dids
+            ]
+        )
         if not e:
             return None
         fields = {k.decode(): v for k, v in e.items()}
         deliveries = []
         for i, did in enumerate(dids):
             d = {k.decode(): v for k, v in replies[2 * i].items()}
-            state = d["state"].decode()
+            state = one_of(d["state"].decode(), DELIVERY_STATES, "delivery state")
             dead_at = d.get("dead_at")
             deliveries.append(
                 DeliveryView(
                     id=did,
                     destination=d["dest"].decode(),
-                    state=one_of(state, DELIVERY_STATES, "delivery state"),
+                    state=state,
                     attempts_made=int(d["made"]),
                     created_at=float(d["created"]),
                     next_attempt_at=float(d["next"]) if state == "due" else None,
@@ -480,42 +763,31 @@ class RedisStore:
 
     async def _page(
         self,
-        zkey: str,
+        zkey: Callable[[_Keys], str],
         cursor: str | None,
         limit: int,
         load: Callable[[list[str]], Awaitable[list[T | None]]],
     ) -> tuple[list[T], str | None]:
-        """Walk a zset newest first after ``cursor``, keeping what ``load`` does not filter out.
+        """Walk one sorted set of every partition newest first, merged, after ``cursor``,
+        keeping what ``load`` does not filter out.
 
         Stops after ``limit`` items, or after a bounded scan (then the page may be short while
-        the cursor is not ``None``). Ties in score are ordered by member, descending, as Redis
-        orders them and as the SQLite store does.
+        the cursor is not ``None``). Ties in score are ordered by member, descending, as the
+        SQLite store orders them, so a cursor means the same in both.
         """
         after: tuple[float, str] | None = decode_cursor(cursor) if cursor else None
         top = repr(after[0]) if after else "+inf"
+        merged = _Merge(self, [zkey(keys) for keys in self._parts], top, after)
         budget = max(20 * limit, 1000)
         found: list[tuple[T, float, str]] = []
-        offset = scanned = 0
+        scanned = 0
         last: tuple[float, str] | None = None
         while scanned < budget:
-            async with self._errors():
-                batch = cast(
-                    list[tuple[bytes, float]],
-                    await self._r.zrevrangebyscore(
-                        zkey, top, "-inf", start=offset, num=_SCAN_CHUNK, withscores=True
-                    ),
-                )
+            batch = await merged.take(min(limit + 1 - len(found), budget - scanned) or 1)
             if not batch:
                 return [item for item, _, _ in found], None
-            offset += len(batch)
-            members = []
-            for raw, score in batch:
-                member = raw.decode()
-                if after and score == after[0] and member >= after[1]:
-                    continue
-                members.append((member, float(score)))
-            items = await load([m for m, _ in members]) if members else []
-            for (member, score), item in zip(members, items, strict=True):
+            items = await load([member for _, member in batch])
+            for (score, member), item in zip(batch, items, strict=True):
                 scanned += 1
                 last = (score, member)
                 if item is None:
@@ -536,22 +808,24 @@ class RedisStore:
         cursor: str | None = None,
     ) -> tuple[list[EventSummary], str | None]:
         """Events newest first, filtered by source and status."""
+        zkey: Callable[[_Keys], str]
         if status is not None:
-            zkey = f"{self._p}events:st:{status}"
+            zkey = lambda keys: keys.status[status]  # noqa: E731
         elif source is not None:
-            zkey = f"{self._p}events:src:{source}"
+            zkey = lambda keys: keys.src(source)  # noqa: E731
         else:
-            zkey = f"{self._p}events"
+            zkey = lambda keys: keys.events  # noqa: E731
 
         async def load(uids: list[str]) -> list[EventSummary | None]:
-            async with self._errors():
-                pipe = self._r.pipeline(transaction=False)
-                for uid in uids:
+            rows = await self._pipeline(
+                lambda pipe: [
                     pipe.hmget(
-                        f"{self._p}ev:{uid}",
+                        self._keys_of_uid(uid).ev(uid),
                         ["id", "source", "type", "subject", "received_at", "status", "mode"],
                     )
-                rows = await pipe.execute()
+                    for uid in uids
+                ]
+            )
             out: list[EventSummary | None] = []
             for row in rows:
                 if row[0] is None:
@@ -580,30 +854,28 @@ class RedisStore:
         """Dead deliveries, most recently dead first."""
 
         async def load(dids: list[str]) -> list[DeadLetter | None]:
-            async with self._errors():
-                pipe = self._r.pipeline(transaction=False)
-                for did in dids:
-                    pipe.hmget(
-                        f"{self._p}dl:{did}", ["dest", "ev", "made", "dead_at", "reason", "state"]
+            keyed = [(did, self._keys_of_uid(uid_of(did))) for did in dids]
+            rows = await self._pipeline(
+                lambda pipe: [
+                    (
+                        pipe.hmget(k.dl(did), ["dest", "ev", "made", "dead_at", "reason", "state"]),
+                        pipe.lindex(k.at(did), -1),
+                        pipe.hmget(k.ev(uid_of(did)), ["id", "source"]),
                     )
-                    pipe.lindex(f"{self._p}at:{did}", -1)
-                rows = await pipe.execute()
-                pipe = self._r.pipeline(transaction=False)
-                for i in range(len(dids)):
-                    uid = rows[2 * i][1] or b"-"
-                    pipe.hmget(f"{self._p}ev:{uid.decode()}", ["id", "source"])
-                events = await pipe.execute()
+                    for did, k in keyed
+                ]
+            )
             out: list[DeadLetter | None] = []
             for i, did in enumerate(dids):
-                d, last = rows[2 * i], rows[2 * i + 1]
+                d, last, event = rows[3 * i], rows[3 * i + 1], rows[3 * i + 2]
                 if d[5] != b"dead" or (destination is not None and d[0] != destination.encode()):
                     out.append(None)
                     continue
                 out.append(
                     DeadLetter(
                         delivery_id=did,
-                        event_id=events[i][0].decode(),
-                        source=events[i][1].decode(),
+                        event_id=event[0].decode(),
+                        source=event[1].decode(),
                         destination=d[0].decode(),
                         attempts_made=int(d[2]),
                         dead_at=float(d[3]),
@@ -613,17 +885,19 @@ class RedisStore:
                 )
             return out
 
-        return await self._page(f"{self._p}dead", cursor, limit, load)
+        return await self._page(lambda keys: keys.dead, cursor, limit, load)
 
     async def queue_depth(self) -> dict[tuple[str, str], int]:
-        """Deliveries per (destination, state) for due, leased and dead."""
-        async with self._errors():
-            raw = cast(dict[bytes, bytes], await self._r.hgetall(f"{self._p}depth"))
+        """Deliveries per (destination, state) for due, leased and dead, over every partition."""
+        replies = await self._pipeline(
+            lambda pipe: [pipe.hgetall(keys.depth) for keys in self._parts]
+        )
         depth: dict[tuple[str, str], int] = {}
-        for field, count in raw.items():
-            destination, _, state = field.decode().rpartition("\n")
-            if state in DEPTH_STATES and int(count) > 0:
-                depth[(destination, state)] = int(count)
+        for raw in replies:
+            for field, count in cast(dict[bytes, bytes], raw).items():
+                destination, _, state = field.decode().rpartition("\n")
+                if state in DEPTH_STATES and int(count) > 0:
+                    depth[(destination, state)] = depth.get((destination, state), 0) + int(count)
         return depth
 
     def rate_limiter(self) -> Limiter:
@@ -632,9 +906,10 @@ class RedisStore:
         return RedisLimiter(self._r, timeout=RATE_LIMIT_TIMEOUT)
 
     async def ping(self) -> None:
-        """Ask Redis for PONG."""
+        """Ask Redis for PONG (and check the partition count once it answers)."""
         async with self._errors():
             await self._r.ping()
+        await self._check_partitions()
 
     async def close(self) -> None:
         """Close the connection pool (and the connections to the Sentinels)."""
@@ -644,6 +919,72 @@ class RedisStore:
             finally:
                 if self._sentinel is not None:
                     await self._sentinel.aclose()
+
+
+class PartitionMismatch(StoreError):
+    """``store.partitions`` differs from the count the store was created with."""
+
+
+class _Merge:
+    """The members of several sorted sets (one per partition), newest first, merged: each set
+    read in chunks, the first chunks of all in one round trip."""
+
+    def __init__(
+        self, store: RedisStore, zkeys: list[str], top: str, after: tuple[float, str] | None
+    ) -> None:
+        self._store = store
+        self._zkeys = zkeys
+        self._top = top
+        self._after = after
+        self._buffers: list[list[tuple[float, str]]] = [[] for _ in zkeys]
+        self._offsets = [0] * len(zkeys)
+        self._done = [False] * len(zkeys)
+        self._started = False
+
+    def _fill(self, index: int, reply: list[tuple[bytes, float]]) -> None:
+        self._offsets[index] += len(reply)
+        if len(reply) < _SCAN_CHUNK:
+            self._done[index] = True
+        for raw, score in reply:
+            member = raw.decode()
+            if self._after and score == self._after[0] and member >= self._after[1]:
+                continue
+            self._buffers[index].append((float(score), member))
+
+    async def _read(self, indexes: list[int]) -> None:
+        replies = await self._store._pipeline(
+            lambda pipe: [
+                pipe.zrevrangebyscore(
+                    self._zkeys[i],
+                    self._top,
+                    "-inf",
+                    start=self._offsets[i],
+                    num=_SCAN_CHUNK,
+                    withscores=True,
+                )
+                for i in indexes
+            ]
+        )
+        for i, reply in zip(indexes, replies, strict=True):
+            self._fill(i, reply)
+
+    async def take(self, count: int) -> list[tuple[float, str]]:
+        """The next ``count`` members (fewer at the end), greatest (score, member) first."""
+        if not self._started:
+            self._started = True
+            await self._read(list(range(len(self._zkeys))))
+        out: list[tuple[float, str]] = []
+        while len(out) < count:
+            empty = [i for i, b in enumerate(self._buffers) if not b and not self._done[i]]
+            if empty:
+                await self._read(empty)
+                continue
+            heads = [(b[0], i) for i, b in enumerate(self._buffers) if b]
+            if not heads:
+                break
+            _, index = max(heads)
+            out.append(self._buffers[index].pop(0))
+        return out
 
 
 def _sentinel_client(target: SentinelURL, options: dict[str, Any]) -> tuple[Sentinel, Redis]:

@@ -1,9 +1,11 @@
 -- replay: new deliveries of an existing event, due now (dedupe is not consulted).
--- KEYS[1] event hash. ARGV: 1 prefix, 2 now, 3 uid, 4 nd, nd destinations, nd delivery ids.
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local nd = tonumber(ARGV[4])
+-- KEYS: 1-9 shared, 10 event hash, 11 its delivery list, then nd delivery hashes.
+-- ARGV: 1 now, 2 uid, 3 nd, nd destinations, nd delivery ids.
+local ek, evdk = KEYS[10], KEYS[11]
+if redis.call('EXISTS', ek) == 0 then return 0 end
+local nd = tonumber(ARGV[3])
 for j = 1, nd do
-  add_delivery(ARGV[3], ARGV[4 + j], ARGV[4 + nd + j], ARGV[2], 'due')
+  add_delivery(ek, evdk, KEYS[11 + j], ARGV[2], ARGV[3 + j], ARGV[3 + nd + j], ARGV[1], 'due')
 end
-refresh_status(ARGV[3])
+refresh_status(ek, ARGV[2])
 return 1

@@ -399,22 +399,24 @@ async def send_event(
         return response.status, answer, msg_id, body
 
 
-async def queue_depth(store_url: str) -> dict[tuple[str, str], int]:
+async def queue_depth(store_url: str, partitions: int = 1) -> dict[tuple[str, str], int]:
     """The store's deliveries per (destination, state), read directly from the store."""
-    store = await open_store(store_url)
+    store = await open_store(store_url, partitions=partitions)
     try:
         return await store.queue_depth()
     finally:
         await store.close()
 
 
-async def wait_drained(store_url: str, *, timeout: float = 30.0, logs: str = "") -> None:
+async def wait_drained(
+    store_url: str, *, timeout: float = 30.0, logs: str = "", partitions: int = 1
+) -> None:
     """Wait until no delivery is due or leased (everything was delivered or dead-lettered)."""
     depth: dict[tuple[str, str], int] = {}
     try:
         async with asyncio.timeout(timeout):
             while True:
-                depth = await queue_depth(store_url)
+                depth = await queue_depth(store_url, partitions)
                 if not any(n for (_, state), n in depth.items() if state in ("due", "leased")):
                     return
                 await asyncio.sleep(0.1)

@@ -10,7 +10,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.store import Event, Store, open_store
-from tests.redis_server import RedisServer
+from tests.redis_server import RedisCluster, RedisServer
+
+#: Partitions of the store on the cluster: spread over its three masters.
+CLUSTER_PARTITIONS = 16
 
 T0 = 1_700_000_000.0
 #: Fixed test keys for ``store.encryption_keys`` (base64 of 32 bytes, as the config takes them).
@@ -36,13 +39,31 @@ async def flush(url: str) -> None:
         await client.aclose()
 
 
-@pytest.fixture(params=["sqlite", "sqlite+encrypted", "redis", "redis+encrypted"])
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A Redis Cluster of three masters for the session; each test flushes it first."""
+    with RedisCluster(masters=3) as cluster:
+        yield cluster
+
+
+async def flush_cluster(cluster: RedisCluster) -> None:
+    """Empty every master of ``cluster``."""
+    for node in cluster.nodes:
+        await flush(node.url)
+
+
+@pytest.fixture(params=["sqlite", "sqlite+encrypted", "redis", "redis+encrypted", "cluster16"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    """An empty store of each backend, in the clear and with payloads encrypted at rest."""
+    """An empty store of each backend, in the clear and with payloads encrypted at rest, and
+    a Redis store of 16 partitions on a three-master Redis Cluster."""
     backend, _, encrypted = request.param.partition("+")
     keys = [KEY_A] if encrypted else []
     if backend == "sqlite":
         s = await open_store(f"sqlite:///{tmp_path}/data/gateway.db", encryption_keys=keys)
+    elif backend == "cluster16":
+        cluster: RedisCluster = request.getfixturevalue("redis_cluster")
+        await flush_cluster(cluster)
+        s = await open_store(cluster.url, partitions=CLUSTER_PARTITIONS)
     else:
         server: RedisServer = request.getfixturevalue("redis_server")
         await flush(server.url)

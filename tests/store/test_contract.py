@@ -53,12 +53,28 @@ async def test_dedupe_window_expires(store: Store):
     assert view.event.received_at == T0 + 60
 
 
+def _partition(store: Store, key: str) -> int:
+    """The partition an event of source "payments" with this key lives in (0 if unsplit)."""
+    of = getattr(store, "partition_of", None)
+    return 0 if of is None else int(of("payments", key))
+
+
 async def test_same_id_under_another_key_within_window_is_a_duplicate(store: Store):
+    # The (source, id) check sees the partition the new event hashes to: every event when the
+    # store is one part, and the events of that partition when it is split (DESIGN 5.4).
+    home = _partition(store, "k1")
+    near = next(f"k{n}" for n in range(2, 10_000) if _partition(store, f"k{n}") == home)
     await store.accept(make_event("evt_1", key="k1"), ["market"], WINDOW, T0)
-    collision = await store.accept(make_event("evt_1", key="k2"), ["market"], WINDOW, T0 + 1)
+    collision = await store.accept(make_event("evt_1", key=near), ["market"], WINDOW, T0 + 1)
     assert (collision.status, collision.event_id) == ("duplicate", "evt_1")
-    later = await store.accept(make_event("evt_1", key="k3"), ["market"], WINDOW, T0 + WINDOW)
+    later = await store.accept(make_event("evt_1", key="k0"), ["market"], WINDOW, T0 + WINDOW)
     assert later.status == "queued"
+    far = [f"x{n}" for n in range(200) if _partition(store, f"x{n}") != home]
+    if far:  # a split store: another partition does not see the id; each key still dedupes
+        again = await store.accept(make_event("evt_1", key=far[0]), ["m"], WINDOW, T0 + 2)
+        assert again.status == "queued"
+        dup = await store.accept(make_event("evt_1", key=far[0]), ["m"], WINDOW, T0 + 3)
+        assert dup.status == "duplicate"
 
 
 async def test_same_key_from_another_source_is_a_new_event(store: Store):
