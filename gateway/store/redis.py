@@ -84,6 +84,7 @@ from redis.exceptions import RedisError
 from gateway.errors import EventNotFound, StoreError
 from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.redis_limiter import RedisLimiter
+from gateway.redis_pipeline import AutoPipeline
 from gateway.store.base import (
     ACCEPT_STATUSES,
     CLAIMS,
@@ -241,6 +242,8 @@ class RedisStore:
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(_script(name)) for name in _SCRIPTS
         }
+        # Concurrent requests' script calls share one round trip (the rate limiter's too).
+        self._batch = AutoPipeline(client)
 
     @property
     def client(self) -> Redis | RedisCluster:
@@ -298,6 +301,8 @@ class RedisStore:
             raise StoreError(f"store.url: not a Redis URL (one of {describe_schemes()})")
         try:
             await store._check_partitions()
+            async with store._errors():
+                await store._batch.load(list(store._scripts.values()))
         except PartitionMismatch:
             await store.close()
             raise
@@ -333,7 +338,7 @@ class RedisStore:
         if not self._checked:
             await self._check_partitions()
         async with self._errors():
-            return await self._scripts[name](keys=list(keys), args=list(args))
+            return await self._batch.call(self._scripts[name], keys, args)
 
     async def _pipeline(self, fill: Callable[[Any], object]) -> list[Any]:
         """One round trip (per node) of the plain commands ``fill`` queues on a pipeline."""
@@ -903,7 +908,7 @@ class RedisStore:
     def rate_limiter(self) -> Limiter:
         """One limit shared by every process and replica, on this store's Redis client."""
         # A slow Redis must not stall ingress: after 250 ms the source's on_store_error decides.
-        return RedisLimiter(self._r, timeout=RATE_LIMIT_TIMEOUT)
+        return RedisLimiter(self._r, timeout=RATE_LIMIT_TIMEOUT, pipeline=self._batch)
 
     async def ping(self) -> None:
         """Ask Redis for PONG (and check the partition count once it answers)."""
