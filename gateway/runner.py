@@ -16,9 +16,11 @@ import signal
 import tempfile
 import threading
 import time
+from collections.abc import Coroutine
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from prometheus_client.multiprocess import mark_process_dead
 
@@ -38,6 +40,17 @@ def _warn_unsigned(config: Config) -> None:
                 "source accepts unsigned requests, protected only by its IP allow-list",
                 extra={"source": source.name, "allow_ips": [str(n) for n in source.allow_ips]},
             )
+
+
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run ``main`` on uvloop where it is installed (libuv's loop: the same asyncio API, a
+    faster I/O path for many small requests), else on asyncio's own loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 def _exit_with(parent: int) -> None:
@@ -60,7 +73,7 @@ def _child(config_path: str, index: int, parent: int) -> None:
     _exit_with(parent)
     config = load_config(config_path)
     setup_logging(config.server.log_level)
-    asyncio.run(serve(config, config_path=Path(config_path), reuse_port=True, admin=index == 0))
+    run_loop(serve(config, config_path=Path(config_path), reuse_port=True, admin=index == 0))
 
 
 def run(config: Config, config_path: Path) -> int:
@@ -68,7 +81,7 @@ def run(config: Config, config_path: Path) -> int:
     _warn_unsigned(config)
     workers = config.server.workers
     if workers == 1:
-        asyncio.run(serve(config, config_path=config_path))
+        run_loop(serve(config, config_path=config_path))
         return 0
     return _supervise(config_path, workers)
 
