@@ -139,6 +139,25 @@ class Payload:
             return json.dumps(value)
         return json.dumps(value, separators=(",", ":"), sort_keys=True)
 
+    def body_status(self) -> str | None:
+        """The body's top-level ``status`` field as text (a payment's "paid"), if it has one.
+
+        Read for the dashboard's payments view only: a body that is not JSON, or not an
+        object, simply has none (never an error).
+        """
+        if self.body[:1] not in (b"{", b" ", b"\n", b"\t", b"\r"):
+            return None
+        try:
+            document = self.json()
+        except InvalidBody:
+            return None
+        if not isinstance(document, dict) or "status" not in document:
+            return None
+        return self.get(_STATUS)
+
     def has(self, extractor: Extractor) -> bool:
         """Whether the value is present (used by ``require``)."""
         return self.get(extractor) is not None
+
+
+_STATUS = Extractor("body", "/status")

@@ -47,7 +47,7 @@ from gateway.ratelimit.gcra import RateRule
 from gateway.ratelimit.headers import rate_limit_headers
 from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.policy import StoreErrorPolicy
-from gateway.store.base import Event, Store
+from gateway.store.base import Event, Store, body_status_of
 
 log = logging.getLogger("gateway.ingress")
 
@@ -274,6 +274,10 @@ class Ingress:
             # A JSON "\udcff" escape parses to a lone surrogate, which no store can keep.
             if value is not None and not is_text(value):
                 raise InvalidBody("an extracted value is not valid Unicode text")
+        # Only shown by the dashboard: one that is not valid text is left out, never refused.
+        body_status = body_status_of(payload.body_status())
+        if body_status is not None and not is_text(body_status):
+            body_status = None
         kept: list[tuple[str, str]] = []
         content_type = request.headers.get("Content-Type")
         if content_type:
@@ -292,6 +296,7 @@ class Ingress:
             headers=tuple(kept),
             request_id=request_id,
             received_at=now,
+            body_status=body_status,
         )
 
     async def _enqueue(self, source: SourceConfig, event: Event, now: float) -> Accepted:

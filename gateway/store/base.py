@@ -68,9 +68,16 @@ from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 from gateway.errors import InvalidCursor, StoreError
 from gateway.ratelimit.limiter import Limiter
+from gateway.store.stats import Stats
 
 #: Bound on the response excerpt (and error text) recorded with each attempt.
 EXCERPT_LIMIT = 1024
+#: Bound on the body ``status`` kept with an event for the payments view.
+BODY_STATUS_LIMIT = 64
+#: Most events one subject's timeline returns (the newest ones, in order).
+TIMELINE_LIMIT = 200
+#: Most matches a text search (``q``) of ``list_events`` considers per index walked.
+SEARCH_LIMIT = 1000
 
 DeliveryState = Literal["due", "leased", "delivered", "dead"]
 DELIVERY_STATES: tuple[DeliveryState, ...] = ("due", "leased", "delivered", "dead")
@@ -113,6 +120,9 @@ class Event:
     headers: tuple[tuple[str, str], ...]  # content-type and the source's forward_headers
     request_id: str
     received_at: float
+    #: The body's own ``status`` field (a payment's "paid", "failed"), cut to
+    #: ``BODY_STATUS_LIMIT`` characters; ``None`` when the body has none.
+    body_status: str | None = None
 
 
 @dataclass(frozen=True)
@@ -237,6 +247,35 @@ class EventSummary:
     received_at: float
     status: EventStatus
     mode: Mode
+    body_status: str | None = None
+    attempts: int = 0  # attempts made over all its deliveries (as last recorded)
+
+
+@dataclass(frozen=True)
+class PaymentSummary:
+    """One line of the payments view: a subject and where it stands (its latest event)."""
+
+    subject: str | None  # None: an event without a subject, standing alone
+    event_id: str  # the latest event's id
+    source: str
+    type: str | None
+    body_status: str | None
+    status: EventStatus  # of the latest event
+    events: int
+    latest_at: float
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the store's change log, the source of the live stream.
+
+    ``kind`` is ``accepted`` or ``delivery``; ``id`` orders entries (``change_order``) and is
+    what a stream client sends back as ``Last-Event-ID``.
+    """
+
+    id: str
+    kind: Literal["accepted", "delivery"]
+    data: dict[str, object]
 
 
 @dataclass(frozen=True)
@@ -311,8 +350,28 @@ class Store(Protocol):
         status: EventStatus | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        type: str | None = None,
+        q: str | None = None,
     ) -> tuple[list[EventSummary], str | None]:
-        """Events newest first, filtered; the page and the cursor of the next one."""
+        """Events newest first, filtered; the page and the cursor of the next one.
+
+        ``q`` is a prefix of the event id or of the subject, found through an index on each
+        (``SEARCH_LIMIT`` matches at most per index).
+        """
+
+    async def list_payments(
+        self, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[PaymentSummary], str | None]:
+        """Subjects, latest activity first; the page and the cursor of the next one."""
+
+    async def subject_timeline(self, subject: str) -> list[EventView]:
+        """The events of one subject in the order received (the last ``TIMELINE_LIMIT``)."""
+
+    async def stats(self, now: float) -> Stats:
+        """Counts per minute over the hour before ``now`` and the latency histogram."""
+
+    async def changes(self, after: str | None, limit: int) -> list[Change]:
+        """Change-log entries after ``after`` (the latest one only, for ``None``), oldest first."""
 
     async def list_dead_letters(
         self, *, destination: str | None = None, limit: int = 50, cursor: str | None = None
@@ -360,3 +419,17 @@ def event_status(n_deliveries: int, pending: int, dead: int) -> EventStatus:
     if dead:
         return "dead_lettered"
     return "delivered"
+
+
+def change_order(change_id: str) -> tuple[int, int]:
+    """A change id as a sortable pair (``"12"`` for SQLite, ``"1700000000000-3"`` for Redis);
+    ``(-1, -1)`` for text that is neither."""
+    first, _, second = change_id.partition("-")
+    if not first.isdigit() or not (second.isdigit() or second == ""):
+        return (-1, -1)
+    return int(first), int(second or 0)
+
+
+def body_status_of(value: str | None) -> str | None:
+    """A body ``status`` as kept: cut to ``BODY_STATUS_LIMIT`` characters."""
+    return None if value is None else value[:BODY_STATUS_LIMIT]

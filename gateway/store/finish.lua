@@ -1,7 +1,10 @@
 -- complete / reschedule / dead_letter: leave the leased state if the token still matches.
--- KEYS: 1-9 shared, 10 delivery hash, 11 its attempt list, 12 its event hash.
+-- KEYS: 1-9 shared, 10 delivery hash, 11 its attempt list, 12 its event hash, 13 the stats
+--       hash of the minute the attempt ended.
 -- ARGV: 1 mode, 2 delivery id, 3 token, 4 attempt json, 5 attempt started_at,
---       6 next attempt time or dead_at, 7 reason.
+--       6 next attempt time or dead_at, 7 reason, 8 the attempt's latency bucket.
+-- Answers 0 (the lease was lost), or the result and what the change log records of it:
+-- {result, destination, event id, source, type, subject, body status, event status}.
 local dk, ek, mode, did = KEYS[10], KEYS[12], ARGV[1], ARGV[2]
 local d = redis.call('HMGET', dk, 'state', 'token', 'dest', 'ev', 'first')
 if d[1] ~= 'leased' or d[2] ~= ARGV[3] then return 0 end
@@ -27,4 +30,10 @@ else
   redis.call('HINCRBY', ek, 'dead', 1)
 end
 refresh_status(ek, uid)
-return 1
+redis.call('HINCRBY', ek, 'attempts', 1)
+local result = 'dead_lettered'
+if mode == 'complete' then result = 'delivered' elseif mode == 'reschedule' then result = 'retried' end
+count(KEYS[13], result, 1)
+count(KEYS[13], 'lat' .. ARGV[8], 1)
+local e = redis.call('HMGET', ek, 'id', 'source', 'type', 'subject', 'body_status', 'status')
+return {result, dest, e[1], e[2], e[3], e[4], e[5], e[6]}

@@ -43,3 +43,10 @@ local function add_delivery(ek, evdk, dk, uid, dest, did, now, state)
     redis.call('HINCRBY', ek, 'pending', 1)
   end
 end
+
+-- Dashboard figures (gateway.store.stats): add to a per-minute counter hash (sk, one per
+-- partition and minute, passed in KEYS), kept two hours.
+local function count(sk, name, by)
+  redis.call('HINCRBY', sk, name, by)
+  redis.call('EXPIRE', sk, 7200)
+end

@@ -42,8 +42,29 @@ Keys of one partition, under its prefix::
     at:<delivery id>            list  its attempts, JSON
     due / leased / dead         zset  delivery ids by next attempt / lease expiry / dead_at
     depth                       hash  "<destination>\\n<state>" -> count, for queue_depth
-    events, events:src:<source>, events:st:<status>, id:<event id>
-                                zset  event uids by received_at, for lists and look-ups
+    events, events:src:<source>, events:st:<status>, events:type:<type>, id:<event id>,
+    subj:ev:<subject>           zset  event uids by received_at, for lists and look-ups
+    lex:id, lex:subj            zset  "<id or subject>\\n<uid>" at score 0: prefix search
+    subjects                    zset  "s:<subject>" (or "e:<uid>" for an event without one) by
+                                      its latest event in the partition, for the payments view
+    subj:<member>               hash  latest (uid), n (events), subject: within the partition
+    stats:<minute>              hash  per-minute counters and latency buckets (2 h TTL)
+
+A subject's events may lie in several partitions (the partition follows the dedupe key, not
+the subject), so the dashboard's reads merge: the payments view walks every partition's
+``subjects`` newest first and shows a subject once, at its newest partition's entry, with the
+events of all partitions summed; a timeline merges the ``subj:ev:`` sets; a search unites the
+``lex:`` ranges; the last hour's figures sum the ``stats:`` hashes of every partition. Every
+such key is written by the script that accepts the event or records the attempt, on the
+partition's own node.
+
+Change log (the live stream, DESIGN 5.6): one capped stream, ``wg:{q}:changes``, for the
+whole store. Its ids are the order a client resumes from with ``Last-Event-ID``, across
+processes and replicas; streams per partition would live on different masters, whose ids
+come from different clocks and interleave, so no single id could say where a client stands.
+The entry is appended (``log.lua``) right after the script that made the change answers, not
+inside it (that script may only touch its partition's slot): a crash between the two loses
+that live message, never the event or its outcome, which the views read from the partitions.
 
 The (source, id) check of ``accept`` (an id seen under another dedupe key) sees the events of
 the partition the new event hashes to; with one partition that is every event.
@@ -65,6 +86,7 @@ replication, ``WAIT`` is not used: a failover can lose the last writes the repli
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import math
 import uuid
@@ -93,8 +115,11 @@ from gateway.store.base import (
     EVENT_STATUSES,
     MODES,
     POISON_BUDGET,
+    SEARCH_LIMIT,
+    TIMELINE_LIMIT,
     AcceptResult,
     Attempt,
+    Change,
     Claim,
     DeadLetter,
     DeliveryView,
@@ -103,7 +128,10 @@ from gateway.store.base import (
     EventSummary,
     EventView,
     Lease,
+    PaymentSummary,
     UnreadableEvent,
+    body_status_of,
+    change_order,
     decode_cursor,
     encode_cursor,
     excerpt,
@@ -111,6 +139,7 @@ from gateway.store.base import (
 )
 from gateway.store.crypto import KeyRing, open_payload, seal_payload
 from gateway.store.sentinel import SentinelURL, parse_sentinel_url
+from gateway.store.stats import WINDOW_MINUTES, Stats, latency_bucket, minute_of
 from gateway.store.urls import describe_schemes, store_kind
 
 log = logging.getLogger("gateway.store")
@@ -127,7 +156,15 @@ _PRUNE_READ = 100
 _SCAN_CHUNK = 200
 #: Seconds a rate-limit check may take before ``on_store_error`` decides.
 RATE_LIMIT_TIMEOUT = 0.25
-_SCRIPTS = ("accept", "claim", "release", "lease", "finish", "replay", "redrive", "prune")
+#: The change log of the whole store (see "Change log" above) and its approximate cap.
+CHANGES_KEY = "wg:{q}:changes"
+CHANGES_CAP = 10_000
+_SUMMARY_FIELDS = [
+    "id", "source", "type", "subject", "received_at", "status", "mode", "body_status", "attempts",
+]  # fmt: skip
+_SCRIPTS = (
+    "accept", "claim", "release", "lease", "finish", "replay", "redrive", "prune", "log",
+)  # fmt: skip
 _STATUSES = ("queued", "delivered", "dead_lettered", "unrouted")
 
 
@@ -154,6 +191,11 @@ def _s(value: bytes | None) -> str | None:
 def _pairs(flat: Sequence[bytes]) -> dict[str, bytes]:
     """A flat HGETALL reply as a dict."""
     return {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def _subject_member(subject: str | None, uid: str) -> str:
+    """An event's entry in the subjects index: its subject's, or its own without one."""
+    return f"e:{uid}" if subject is None else f"s:{subject}"
 
 
 def partition_of(source: str, dedupe_key: str, partitions: int) -> int:
@@ -214,6 +256,30 @@ class _Keys:
 
     def ids(self, event_id: str) -> str:
         return f"{self.prefix}id:{event_id}"
+
+    def type(self, type_: str) -> str:
+        return f"{self.prefix}events:type:{type_}"
+
+    def subject_events(self, subject: str) -> str:
+        return f"{self.prefix}subj:ev:{subject}"
+
+    @property
+    def lex_id(self) -> str:
+        return f"{self.prefix}lex:id"
+
+    @property
+    def lex_subject(self) -> str:
+        return f"{self.prefix}lex:subj"
+
+    @property
+    def subjects(self) -> str:
+        return f"{self.prefix}subjects"
+
+    def subject(self, member: str) -> str:
+        return f"{self.prefix}subj:{member}"
+
+    def stats(self, minute: int) -> str:
+        return f"{self.prefix}stats:{minute}"
 
     def new_uid(self) -> str:
         return f"{self.index}.{uuid.uuid4().hex}"
@@ -407,11 +473,14 @@ class RedisStore:
             "mode", mode,
             "n", 0, "pending", 0, "dead", 0,
         ]  # fmt: skip
-        for name in ("type", "subject", "time"):
+        for name in ("type", "subject", "time", "body_status"):
             value = getattr(event, name)
+            if name == "body_status":
+                value = body_status_of(value)
             if value is not None:
                 fields += [name, value]
         delivery_ids = [f"{uid}:{uuid.uuid4().hex[:12]}" for _ in destinations]
+        member = _subject_member(event.subject, uid)
         args: list[Any] = [
             mode,
             _t(now),
@@ -425,9 +494,12 @@ class RedisStore:
             len(destinations),
             *destinations,
             *delivery_ids,
+            member,
         ]
+        ended = now
         if attempt is not None:
-            args += [attempt.to_json(), _t(attempt.started_at)]
+            ended = attempt.started_at + attempt.latency
+            args += [attempt.to_json(), _t(attempt.started_at), latency_bucket(attempt.latency)]
         script_keys = [
             *keys.shared,
             keys.dd(event.source, event.dedupe_key),
@@ -436,11 +508,53 @@ class RedisStore:
             keys.evd(uid),
             keys.src(event.source),
             keys.ids(event.id),
+            keys.lex_id,
+            keys.lex_subject,
+            keys.subjects,
+            keys.subject(member),
+            keys.stats(minute_of(now)),
+            keys.stats(minute_of(ended)),
             *(keys.dl(did) for did in delivery_ids),
             *(keys.at(did) for did in delivery_ids),
         ]
-        status, event_id = await self._call("accept", script_keys, args)
-        return status.decode(), event_id.decode()
+        if event.type is not None:
+            script_keys.append(keys.type(event.type))
+        if event.subject is not None:
+            script_keys.append(keys.subject_events(event.subject))
+        reply = await self._call("accept", script_keys, args)
+        status, event_id = reply[0].decode(), reply[1].decode()
+        if status == "queued":
+            change = {
+                "event_id": event.id,
+                "source": event.source,
+                "type": event.type,
+                "subject": event.subject,
+                "status": body_status_of(event.body_status),
+                "event_status": reply[2].decode(),
+            }
+            entries: list[tuple[str, dict[str, object]]] = [("accepted", change)]
+            if attempt is not None:
+                entries += [
+                    ("delivery", {**change, "destination": d, "attempt": attempt.number,
+                                  "result": "delivered"})
+                    for d in destinations
+                ]  # fmt: skip
+            await self._log_changes(entries)
+        return status, event_id
+
+    async def _log_changes(self, entries: Sequence[tuple[str, dict[str, object]]]) -> None:
+        """Append to the change log after the change itself was stored (see "Change log").
+
+        A failure here is logged, not raised: the change is stored, only its live message is
+        lost, and failing the call would make a sender resend what was accepted.
+        """
+        args: list[Any] = [CHANGES_CAP]
+        for kind, data in entries:
+            args += [kind, json.dumps(data, separators=(",", ":"))]
+        try:
+            await self._call("log", [CHANGES_KEY], args)
+        except StoreError as exc:
+            log.warning("change log: an entry was not written: %s", exc)
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -560,9 +674,16 @@ class RedisStore:
         """Run finish.lua: leave the leased state if ``token`` still holds the delivery."""
         uid = uid_of(delivery_id)
         keys = self._keys_of_uid(uid)
-        result = await self._call(
+        ended = minute_of(attempt.started_at + attempt.latency)
+        reply = await self._call(
             "finish",
-            [*keys.shared, keys.dl(delivery_id), keys.at(delivery_id), keys.ev(uid)],
+            [
+                *keys.shared,
+                keys.dl(delivery_id),
+                keys.at(delivery_id),
+                keys.ev(uid),
+                keys.stats(ended),
+            ],
             [
                 mode,
                 delivery_id,
@@ -571,9 +692,27 @@ class RedisStore:
                 _t(attempt.started_at),
                 _t(at),
                 excerpt(reason),
+                latency_bucket(attempt.latency),
             ],
         )
-        return bool(result)
+        if not reply:
+            return False
+        result, destination, event_id, source, type_, subject, body_status, status = (
+            None if value is None else value.decode(errors="replace") for value in reply
+        )
+        change: dict[str, object] = {
+            "event_id": event_id,
+            "source": source,
+            "type": type_,
+            "subject": subject,
+            "status": body_status,
+            "event_status": status,
+            "destination": destination,
+            "attempt": attempt.number,
+            "result": result,
+        }
+        await self._log_changes([("delivery", change)])
+        return True
 
     async def complete(self, lease: Lease, attempt: Attempt) -> bool:
         """Mark the leased delivery delivered and record the attempt."""
@@ -700,25 +839,34 @@ class RedisStore:
     async def _prune_partition(self, keys: _Keys, before: float, uids: list[str]) -> int:
         details = await self._pipeline(
             lambda pipe: [
-                (pipe.hmget(keys.ev(uid), ["source", "id"]), pipe.lrange(keys.evd(uid), 0, -1))
+                (
+                    pipe.hmget(keys.ev(uid), ["source", "id", "type", "subject"]),
+                    pipe.lrange(keys.evd(uid), 0, -1),
+                )
                 for uid in uids
             ]
         )
-        script_keys = list(keys.shared)
+        script_keys = [*keys.shared, keys.lex_id, keys.lex_subject, keys.subjects]
         args: list[Any] = [_t(before)]
         for n, uid in enumerate(uids):
-            (source, event_id), dids = details[2 * n], details[2 * n + 1]
+            (source, event_id, type_, subject), dids = details[2 * n], details[2 * n + 1]
             if source is None or event_id is None:
                 continue
+            member = _subject_member(_s(subject), uid)
             script_keys += [
                 keys.ev(uid),
                 keys.evd(uid),
                 keys.src(source.decode()),
                 keys.ids(event_id.decode()),
+                keys.subject(member),
             ]
+            if type_ is not None:
+                script_keys.append(keys.type(type_.decode()))
+            if subject is not None:
+                script_keys.append(keys.subject_events(subject.decode()))
             for raw in dids:
                 script_keys += [keys.dl(raw.decode()), keys.at(raw.decode())]
-            args += [uid, len(dids)]
+            args += [uid, len(dids), int(type_ is not None), int(subject is not None), member]
         if len(args) == 1:
             return 0
         return int(await self._call("prune", script_keys, args))
@@ -726,8 +874,10 @@ class RedisStore:
     async def get_event(self, event_id: str, source: str | None = None) -> EventView | None:
         """An event with its deliveries and all their attempts."""
         uid = await self._find_uid(event_id, source)
-        if uid is None:
-            return None
+        return None if uid is None else await self._view(uid)
+
+    async def _view(self, uid: str) -> EventView | None:
+        """The event stored under ``uid`` with its deliveries, or ``None`` if it is gone."""
         keys = self._keys_of_uid(uid)
         async with self._errors():
             e = cast(dict[bytes, bytes], await self._r.hgetall(keys.ev(uid)))
@@ -771,10 +921,10 @@ class RedisStore:
         zkey: Callable[[_Keys], str],
         cursor: str | None,
         limit: int,
-        load: Callable[[list[str]], Awaitable[list[T | None]]],
+        load: Callable[[list[tuple[float, str]]], Awaitable[list[T | None]]],
     ) -> tuple[list[T], str | None]:
         """Walk one sorted set of every partition newest first, merged, after ``cursor``,
-        keeping what ``load`` does not filter out.
+        keeping what ``load`` (given each (score, member)) does not filter out.
 
         Stops after ``limit`` items, or after a bounded scan (then the page may be short while
         the cursor is not ``None``). Ties in score are ordered by member, descending, as the
@@ -791,7 +941,7 @@ class RedisStore:
             batch = await merged.take(min(limit + 1 - len(found), budget - scanned) or 1)
             if not batch:
                 return [item for item, _, _ in found], None
-            items = await load([member for _, member in batch])
+            items = await load(batch)
             for (score, member), item in zip(batch, items, strict=True):
                 scanned += 1
                 last = (score, member)
@@ -804,39 +954,36 @@ class RedisStore:
         page = [item for item, _, _ in found]
         return page, encode_cursor(*last) if last else None
 
-    async def list_events(
-        self,
-        *,
-        source: str | None = None,
-        status: EventStatus | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> tuple[list[EventSummary], str | None]:
-        """Events newest first, filtered by source and status."""
-        zkey: Callable[[_Keys], str]
-        if status is not None:
-            zkey = lambda keys: keys.status[status]  # noqa: E731
-        elif source is not None:
-            zkey = lambda keys: keys.src(source)  # noqa: E731
-        else:
-            zkey = lambda keys: keys.events  # noqa: E731
+    async def subject_timeline(self, subject: str) -> list[EventView]:
+        """The subject's events in the order received (every partition's subj:ev index,
+        merged), with their deliveries."""
+        replies = await self._pipeline(
+            lambda pipe: [
+                pipe.zrevrange(keys.subject_events(subject), 0, TIMELINE_LIMIT - 1, withscores=True)
+                for keys in self._parts
+            ]
+        )
+        newest = sorted(
+            ((float(score), raw.decode()) for reply in replies for raw, score in reply),
+            reverse=True,
+        )[:TIMELINE_LIMIT]
+        views = [await self._view(uid) for _, uid in reversed(newest)]
+        return [v for v in views if v is not None]
 
-        async def load(uids: list[str]) -> list[EventSummary | None]:
-            rows = await self._pipeline(
-                lambda pipe: [
-                    pipe.hmget(
-                        self._keys_of_uid(uid).ev(uid),
-                        ["id", "source", "type", "subject", "received_at", "status", "mode"],
-                    )
-                    for uid in uids
-                ]
-            )
-            out: list[EventSummary | None] = []
-            for row in rows:
-                if row[0] is None:
-                    out.append(None)
-                    continue
-                summary = EventSummary(
+    async def _summaries(self, uids: Sequence[str]) -> list[EventSummary | None]:
+        """The list lines of events by uid (``None`` for one gone meanwhile)."""
+        rows = await self._pipeline(
+            lambda pipe: [
+                pipe.hmget(self._keys_of_uid(uid).ev(uid), _SUMMARY_FIELDS) for uid in uids
+            ]
+        )
+        out: list[EventSummary | None] = []
+        for row in rows:
+            if row[0] is None:
+                out.append(None)
+                continue
+            out.append(
+                EventSummary(
                     id=row[0].decode(),
                     source=row[1].decode(),
                     type=_s(row[2]),
@@ -844,21 +991,212 @@ class RedisStore:
                     received_at=float(row[4]),
                     status=one_of(row[5].decode(), EVENT_STATUSES, "event status"),
                     mode=one_of(row[6].decode(), MODES, "mode"),
+                    body_status=_s(row[7]),
+                    attempts=int(row[8] or 0),
                 )
-                keep = (source is None or summary.source == source) and (
-                    status is None or summary.status == status
-                )
-                out.append(summary if keep else None)
-            return out
+            )
+        return out
+
+    async def list_events(
+        self,
+        *,
+        source: str | None = None,
+        status: EventStatus | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+        type: str | None = None,
+        q: str | None = None,
+    ) -> tuple[list[EventSummary], str | None]:
+        """Events newest first, filtered by source, status, type and an id or subject prefix."""
+
+        def keep(summary: EventSummary) -> bool:
+            return (
+                (source is None or summary.source == source)
+                and (status is None or summary.status == status)
+                and (type is None or summary.type == type)
+            )
+
+        if q:
+            return await self._search(q, keep, limit, cursor)
+        zkey: Callable[[_Keys], str]
+        if status is not None:
+            zkey = lambda keys: keys.status[status]  # noqa: E731
+        elif type is not None:
+            zkey = lambda keys: keys.type(type)  # noqa: E731
+        elif source is not None:
+            zkey = lambda keys: keys.src(source)  # noqa: E731
+        else:
+            zkey = lambda keys: keys.events  # noqa: E731
+
+        async def load(batch: list[tuple[float, str]]) -> list[EventSummary | None]:
+            summaries = await self._summaries([uid for _, uid in batch])
+            return [s if s is not None and keep(s) else None for s in summaries]
 
         return await self._page(zkey, cursor, limit, load)
+
+    async def _search(
+        self,
+        q: str,
+        keep: Callable[[EventSummary], bool],
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[EventSummary], str | None]:
+        """Events whose id or subject starts with ``q`` (every partition's lex:id and lex:subj
+        ranges), newest first: at most ``SEARCH_LIMIT`` matches per index are considered."""
+        after = decode_cursor(cursor) if cursor else None
+        low, high = b"[" + q.encode(), b"(" + q.encode() + b"\xff"
+        replies = await self._pipeline(
+            lambda pipe: [
+                pipe.zrangebylex(index, low, high, start=0, num=SEARCH_LIMIT)
+                for keys in self._parts
+                for index in (keys.lex_id, keys.lex_subject)
+            ]
+        )
+        ordered = sorted({m.rpartition(b"\n")[2].decode() for reply in replies for m in reply})
+        found = [
+            (s.received_at, uid, s)
+            for uid, s in zip(ordered, await self._summaries(ordered), strict=True)
+            if s is not None and keep(s)
+        ]
+        found.sort(key=lambda item: (item[0], item[1]), reverse=True)
+        if after is not None:
+            found = [item for item in found if (item[0], item[1]) < after]
+        page = found[:limit]
+        more = len(found) > limit
+        return [s for _, _, s in page], encode_cursor(page[-1][0], page[-1][1]) if more else None
+
+    async def list_payments(
+        self, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[PaymentSummary], str | None]:
+        """Subjects by latest event, newest first: every partition's subjects index, merged.
+
+        A subject with events in several partitions has an entry in each; it is shown once,
+        at the newest of them (the others are skipped when the walk meets them), with the
+        events of every partition counted.
+        """
+        shown: set[str] = set()
+
+        async def load(batch: list[tuple[float, str]]) -> list[PaymentSummary | None]:
+            members = [member for _, member in batch]
+            count = len(self._parts)
+            heads = await self._pipeline(
+                lambda pipe: [
+                    (
+                        pipe.zscore(keys.subjects, member),
+                        pipe.hmget(keys.subject(member), ["latest", "n", "subject"]),
+                    )
+                    for member in members
+                    for keys in self._parts
+                ]
+            )
+            latest: list[tuple[str, float, int, str | None] | None] = []
+            for m, (score, member) in enumerate(batch):
+                best: tuple[float, str] | None = None
+                events, subject = 0, None
+                for n in range(count):
+                    found = heads[2 * (m * count + n)]
+                    uid, number, name = heads[2 * (m * count + n) + 1]
+                    events += int(number or 0)
+                    subject = subject or _s(name)
+                    if found is not None and uid is not None and (best is None or found > best[0]):
+                        best = (float(found), uid.decode())
+                # Shown at its newest entry only: an older partition's entry is met later.
+                if best is None or best[0] > score or member in shown:
+                    latest.append(None)
+                else:
+                    latest.append((best[1], best[0], events, subject))
+            rows = await self._pipeline(
+                lambda pipe: [
+                    pipe.hmget(
+                        self._keys_of_uid(head[0]).ev(head[0]),
+                        ["id", "source", "type", "body_status", "status", "received_at"],
+                    )
+                    for head in latest
+                    if head is not None
+                ]
+            )
+            out: list[PaymentSummary | None] = []
+            replies = iter(rows)
+            for member, head in zip(members, latest, strict=True):
+                if head is None:
+                    out.append(None)
+                    continue
+                e = next(replies)
+                if e[0] is None:
+                    out.append(None)
+                    continue
+                shown.add(member)
+                out.append(
+                    PaymentSummary(
+                        subject=head[3],
+                        event_id=e[0].decode(),
+                        source=e[1].decode(),
+                        type=_s(e[2]),
+                        body_status=_s(e[3]),
+                        status=one_of(e[4].decode(), EVENT_STATUSES, "event status"),
+                        events=head[2],
+                        latest_at=float(e[5]),
+                    )
+                )
+            return out
+
+        return await self._page(lambda keys: keys.subjects, cursor, limit, load)
+
+    async def stats(self, now: float) -> Stats:
+        """The per-minute counter hashes of the last hour, of every partition, summed."""
+        last = minute_of(now)
+        minutes_wanted = range(last - WINDOW_MINUTES + 1, last + 1)
+        replies = await self._pipeline(
+            lambda pipe: [
+                pipe.hgetall(keys.stats(minute))
+                for minute in minutes_wanted
+                for keys in self._parts
+            ]
+        )
+        minutes: dict[int, dict[str, int]] = {}
+        latency: dict[int, int] = {}
+        count = len(self._parts)
+        for n, raw in enumerate(replies):
+            minute = minutes_wanted[n // count]
+            for field, value in cast(dict[bytes, bytes], raw).items():
+                name = field.decode()
+                if name.startswith("lat"):
+                    bucket = int(name[3:])
+                    latency[bucket] = latency.get(bucket, 0) + int(value)
+                else:
+                    counters = minutes.setdefault(minute, {})
+                    counters[name] = counters.get(name, 0) + int(value)
+        return Stats(now, minutes, latency)
+
+    async def changes(self, after: str | None, limit: int) -> list[Change]:
+        """Change-log entries after ``after`` (stream ids), or the latest one."""
+        if not self._checked:
+            await self._check_partitions()
+        async with self._errors():
+            if after is None or change_order(after) < (0, 0):
+                reply = await self._r.xrevrange(CHANGES_KEY, count=1)
+            else:
+                reply = await self._r.xrange(CHANGES_KEY, min="(" + after, count=limit)
+        rows = cast(list[tuple[bytes, dict[bytes, bytes]]], reply or [])
+        out = []
+        for entry_id, fields in rows:
+            kind = fields.get(b"kind", b"")
+            out.append(
+                Change(
+                    entry_id.decode(),
+                    "delivery" if kind == b"delivery" else "accepted",
+                    json.loads(fields.get(b"data", b"{}")),
+                )
+            )
+        return out
 
     async def list_dead_letters(
         self, *, destination: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[DeadLetter], str | None]:
         """Dead deliveries, most recently dead first."""
 
-        async def load(dids: list[str]) -> list[DeadLetter | None]:
+        async def load(batch: list[tuple[float, str]]) -> list[DeadLetter | None]:
+            dids = [did for _, did in batch]
             keyed = [(did, self._keys_of_uid(uid_of(did))) for did in dids]
             rows = await self._pipeline(
                 lambda pipe: [
@@ -1048,4 +1386,5 @@ def _event(fields: dict[str, bytes], ring: KeyRing | None) -> Event:
         headers=headers,
         request_id=request_id,
         received_at=received_at,
+        body_status=_s(fields.get("body_status")),
     )

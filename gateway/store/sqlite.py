@@ -14,6 +14,7 @@ envelopes sealed by ``gateway.store.crypto`` (``headers`` then holds a BLOB, not
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import uuid
@@ -26,8 +27,11 @@ from gateway.ratelimit.memory import MemoryLimiter
 from gateway.store.base import (
     DEPTH_STATES,
     POISON_BUDGET,
+    SEARCH_LIMIT,
+    TIMELINE_LIMIT,
     AcceptResult,
     Attempt,
+    Change,
     DeadLetter,
     DeliveryState,
     DeliveryView,
@@ -36,7 +40,10 @@ from gateway.store.base import (
     EventSummary,
     EventView,
     Lease,
+    PaymentSummary,
     UnreadableEvent,
+    body_status_of,
+    change_order,
     decode_cursor,
     encode_cursor,
     event_status,
@@ -44,6 +51,7 @@ from gateway.store.base import (
 )
 from gateway.store.crypto import KeyRing, open_payload, seal_payload
 from gateway.store.sqlite_db import SqliteDatabase
+from gateway.store.stats import WINDOW_MINUTES, Stats, latency_bucket, minute_of
 
 log = logging.getLogger("gateway.store")
 
@@ -51,12 +59,20 @@ T = TypeVar("T")
 
 _EVENT_COLUMNS = (
     "e.uid, e.id, e.source, e.type, e.subject, e.time, e.dedupe_key, e.body, e.headers,"
-    " e.request_id, e.received_at, e.mode, e.status"
+    " e.request_id, e.received_at, e.mode, e.status, e.body_status"
 )
 
 # Expired dedupe entries are pruned a few at a time by accept, so no background job is needed
 # and no single transaction grows long.
 _PRUNE_BATCH = 100
+#: Entries the change log keeps: a stream client away longer than that many changes starts
+#: again from the latest one.
+CHANGE_LOG_LIMIT = 10_000
+#: Minutes of per-minute counters kept (twice the window the figures cover).
+_STATS_KEEP_MINUTES = 2 * WINDOW_MINUTES
+_SUMMARY_COLUMNS = (
+    "uid, id, source, type, subject, received_at, status, mode, body_status, attempts"
+)
 
 
 class SqliteStore:
@@ -274,6 +290,13 @@ class SqliteStore:
                     " ORDER BY received_at LIMIT ?",
                     (status, before, limit - len(uids)),
                 ).fetchall()
+            for (uid,) in uids:
+                subject = conn.execute(
+                    "SELECT subject FROM events WHERE uid = ?", (uid,)
+                ).fetchone()[0]
+                key = f"s:{subject}" if subject is not None else f"e:{uid}"
+                conn.execute("UPDATE subjects SET events = events - 1 WHERE key = ?", (key,))
+                conn.execute("DELETE FROM subjects WHERE key = ? AND events <= 0", (key,))
             conn.executemany(
                 "DELETE FROM attempts WHERE delivery_id IN"
                 " (SELECT id FROM deliveries WHERE event_uid = ?)",
@@ -292,46 +315,7 @@ class SqliteStore:
 
         def tx(conn: sqlite3.Connection) -> EventView | None:
             uid = _find_uid(conn, event_id, source)
-            if uid is None:
-                return None
-            row = conn.execute(
-                f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.uid = ?",  # noqa: S608
-                (uid,),
-            ).fetchone()
-            deliveries = []
-            for d in conn.execute(
-                "SELECT id, destination, state, attempts_made, created_at, next_attempt_at,"
-                " dead_reason, dead_at FROM deliveries WHERE event_uid = ?"
-                " ORDER BY created_at, rowid",
-                (uid,),
-            ).fetchall():
-                attempts = tuple(
-                    _attempt(a)
-                    for a in conn.execute(
-                        "SELECT number, started_at, status, latency, error, response_excerpt"
-                        " FROM attempts WHERE delivery_id = ? ORDER BY seq",
-                        (d[0],),
-                    ).fetchall()
-                )
-                deliveries.append(
-                    DeliveryView(
-                        id=d[0],
-                        destination=d[1],
-                        state=d[2],
-                        attempts_made=d[3],
-                        created_at=d[4],
-                        next_attempt_at=d[5] if d[2] == "due" else None,
-                        dead_reason=d[6],
-                        dead_at=d[7],
-                        attempts=attempts,
-                    )
-                )
-            return EventView(
-                event=_event(row, self._ring),
-                mode=row[11],
-                status=row[12],
-                deliveries=tuple(deliveries),
-            )
+            return None if uid is None else _view(conn, self._ring, uid)
 
         return await self._db.read(tx)
 
@@ -342,23 +326,33 @@ class SqliteStore:
         status: EventStatus | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        type: str | None = None,
+        q: str | None = None,
     ) -> tuple[list[EventSummary], str | None]:
-        """Events newest first, filtered by source and status."""
+        """Events newest first, filtered by source, status, type and an id or subject prefix."""
         where: list[str] = []
         params: list[Any] = []
-        if source is not None:
-            where.append("source = ?")
-            params.append(source)
-        if status is not None:
-            where.append("status = ?")
-            params.append(status)
+        for column, value in (("source", source), ("status", status), ("type", type)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
         if cursor is not None:
             at, uid = decode_cursor(cursor)
             where.append("(received_at, uid) < (?, ?)")
             params += [at, uid]
+        if q:
+            # A prefix is a range of events_by_id and of events_by_subject, each walked at most
+            # SEARCH_LIMIT rows; the matches are then sorted newest first.
+            upper = q + "\U0010ffff"
+            where.append(
+                "uid IN (SELECT uid FROM (SELECT uid FROM events WHERE id >= ? AND id < ?"
+                " LIMIT ?) UNION SELECT uid FROM (SELECT uid FROM events"
+                " WHERE subject >= ? AND subject < ? LIMIT ?))"
+            )
+            params += [q, upper, SEARCH_LIMIT, q, upper, SEARCH_LIMIT]
         # The WHERE clauses are fixed text chosen above; every value is a bound parameter.
         sql = (
-            "SELECT uid, id, source, type, subject, received_at, status, mode FROM events"  # noqa: S608
+            f"SELECT {_SUMMARY_COLUMNS} FROM events"  # noqa: S608
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY received_at DESC, uid DESC LIMIT ?"
         )
@@ -368,20 +362,100 @@ class SqliteStore:
             return conn.execute(sql, params).fetchall()
 
         rows = await self._db.read(tx)
-        page = [
-            EventSummary(
-                id=r[1],
-                source=r[2],
-                type=r[3],
-                subject=r[4],
-                received_at=r[5],
-                status=r[6],
-                mode=r[7],
-            )
-            for r in rows[:limit]
-        ]
+        page = [_summary(r) for r in rows[:limit]]
         more = len(rows) > limit
         return page, encode_cursor(rows[limit - 1][5], rows[limit - 1][0]) if more else None
+
+    async def list_payments(
+        self, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[PaymentSummary], str | None]:
+        """Subjects by latest event, newest first (the subjects table, by its latest index)."""
+        where = ""
+        params: list[Any] = []
+        if cursor is not None:
+            at, key = decode_cursor(cursor)
+            where = " WHERE (s.latest_at, s.key) < (?, ?)"
+            params += [at, key]
+        # The WHERE clause is fixed text chosen above; every value is a bound parameter.
+        sql = (
+            "SELECT s.key, s.subject, s.latest_at, s.events, e.id, e.source, e.type,"  # noqa: S608
+            " e.body_status, e.status FROM subjects s LEFT JOIN events e ON e.uid = s.latest_uid"
+            + where
+            + " ORDER BY s.latest_at DESC, s.key DESC LIMIT ?"
+        )
+        params.append(limit + 1)
+
+        def tx(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(sql, params).fetchall()
+
+        rows = await self._db.read(tx)
+        page = [
+            PaymentSummary(
+                subject=r[1],
+                event_id=r[4],
+                source=r[5],
+                type=r[6],
+                body_status=r[7],
+                status=r[8],
+                events=r[3],
+                latest_at=r[2],
+            )
+            for r in rows[:limit]
+            if r[4] is not None  # its latest event was pruned meanwhile
+        ]
+        more = len(rows) > limit
+        return page, encode_cursor(rows[limit - 1][2], rows[limit - 1][0]) if more else None
+
+    async def subject_timeline(self, subject: str) -> list[EventView]:
+        """The subject's events in the order received, each with its deliveries."""
+
+        def tx(conn: sqlite3.Connection) -> list[EventView]:
+            uids = conn.execute(
+                "SELECT uid FROM events WHERE subject = ? ORDER BY received_at DESC, uid DESC"
+                " LIMIT ?",
+                (subject, TIMELINE_LIMIT),
+            ).fetchall()
+            return [_view(conn, self._ring, uid) for (uid,) in reversed(uids)]
+
+        return await self._db.read(tx)
+
+    async def stats(self, now: float) -> Stats:
+        """The per-minute counters of the last hour, read by the minute_stats primary key."""
+        last = minute_of(now)
+
+        def tx(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return conn.execute(
+                "SELECT minute, name, count FROM minute_stats WHERE minute > ? AND minute <= ?",
+                (last - WINDOW_MINUTES, last),
+            ).fetchall()
+
+        minutes: dict[int, dict[str, int]] = {}
+        latency: dict[int, int] = {}
+        for minute, name, count in await self._db.read(tx):
+            if name.startswith("lat"):
+                bucket = int(name[3:])
+                latency[bucket] = latency.get(bucket, 0) + count
+            else:
+                minutes.setdefault(minute, {})[name] = count
+        return Stats(now, minutes, latency)
+
+    async def changes(self, after: str | None, limit: int) -> list[Change]:
+        """Change-log entries after ``after`` by sequence number (the latest for ``None``)."""
+
+        def tx(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            if after is None:
+                return conn.execute(
+                    "SELECT seq, kind, data FROM changes ORDER BY seq DESC LIMIT 1"
+                ).fetchall()
+            return conn.execute(
+                "SELECT seq, kind, data FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+                (max(change_order(after)[0], 0), limit),
+            ).fetchall()
+
+        return [
+            Change(str(seq), "delivery" if kind == "delivery" else "accepted", json.loads(data))
+            for seq, kind, data in await self._db.read(tx)
+        ]
 
     async def list_dead_letters(
         self, *, destination: str | None = None, limit: int = 50, cursor: str | None = None
@@ -494,7 +568,8 @@ def _insert_event(
     status = event_status(len(destinations), pending, 0)
     conn.execute(
         "INSERT INTO events (uid, id, source, type, subject, time, dedupe_key, body, headers,"
-        " request_id, received_at, mode, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " request_id, received_at, mode, status, body_status)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             uid,
             event.id,
@@ -509,10 +584,31 @@ def _insert_event(
             event.received_at,
             mode,
             status,
+            body_status_of(event.body_status),
         ),
     )
+    key = f"s:{event.subject}" if event.subject is not None else f"e:{uid}"
+    conn.execute(
+        "INSERT INTO subjects (key, subject, latest_uid, latest_at, events)"
+        " VALUES (?, ?, ?, ?, 1) ON CONFLICT (key) DO UPDATE SET events = events + 1,"
+        " latest_uid = CASE WHEN excluded.latest_at >= latest_at THEN excluded.latest_uid"
+        "  ELSE latest_uid END, latest_at = MAX(latest_at, excluded.latest_at)",
+        (key, event.subject, uid, event.received_at),
+    )
+    _count(conn, now, "accepted")
+    _log_change(conn, "accepted", {**_change_of(event), "event_status": status})
     _insert_deliveries(conn, uid, destinations, now, delivered)
+    if delivered is not None:
+        conn.execute("UPDATE events SET attempts = ? WHERE uid = ?", (len(destinations), uid))
+        for delivery_id in _delivery_ids(conn, uid):
+            _record_attempt_outcome(conn, delivery_id, delivered, "delivered")
     return uid
+
+
+def _delivery_ids(conn: sqlite3.Connection, uid: str) -> list[str]:
+    """The ids of an event's deliveries."""
+    rows = conn.execute("SELECT id FROM deliveries WHERE event_uid = ?", (uid,)).fetchall()
+    return [r[0] for r in rows]
 
 
 def _insert_deliveries(
@@ -573,6 +669,12 @@ def _finish_delivery(
         return False
     _insert_attempt(conn, delivery_id, attempt.bounded())
     _refresh_status_of_delivery(conn, delivery_id)
+    conn.execute(
+        "UPDATE events SET attempts = attempts + 1"
+        " WHERE uid = (SELECT event_uid FROM deliveries WHERE id = ?)",
+        (delivery_id,),
+    )
+    _record_attempt_outcome(conn, delivery_id, attempt, state)
     return True
 
 
@@ -659,6 +761,7 @@ def _event(row: Sequence[Any], ring: KeyRing | None) -> Event:
         headers=headers,
         request_id=row[9],
         received_at=row[10],
+        body_status=row[13],
     )
 
 
@@ -685,10 +788,129 @@ def _load_lease(conn: sqlite3.Connection, ring: KeyRing | None, delivery_id: str
     return Lease(
         delivery_id=delivery_id,
         event=_event(row, ring),
-        destination=row[13],
-        attempt=row[14] + 1,
-        token=row[15],
-        expires_at=row[16],
-        first_attempt_at=row[17],
-        created_at=row[18],
+        destination=row[14],
+        attempt=row[15] + 1,
+        token=row[16],
+        expires_at=row[17],
+        first_attempt_at=row[18],
+        created_at=row[19],
+    )
+
+
+def _view(conn: sqlite3.Connection, ring: KeyRing | None, uid: str) -> EventView:
+    """The event stored under ``uid`` with its deliveries and all their attempts."""
+    row = conn.execute(
+        f"SELECT {_EVENT_COLUMNS} FROM events e WHERE e.uid = ?",  # noqa: S608
+        (uid,),
+    ).fetchone()
+    deliveries = []
+    for d in conn.execute(
+        "SELECT id, destination, state, attempts_made, created_at, next_attempt_at,"
+        " dead_reason, dead_at FROM deliveries WHERE event_uid = ?"
+        " ORDER BY created_at, rowid",
+        (uid,),
+    ).fetchall():
+        attempts = tuple(
+            _attempt(a)
+            for a in conn.execute(
+                "SELECT number, started_at, status, latency, error, response_excerpt"
+                " FROM attempts WHERE delivery_id = ? ORDER BY seq",
+                (d[0],),
+            ).fetchall()
+        )
+        deliveries.append(
+            DeliveryView(
+                id=d[0],
+                destination=d[1],
+                state=d[2],
+                attempts_made=d[3],
+                created_at=d[4],
+                next_attempt_at=d[5] if d[2] == "due" else None,
+                dead_reason=d[6],
+                dead_at=d[7],
+                attempts=attempts,
+            )
+        )
+    return EventView(
+        event=_event(row, ring), mode=row[11], status=row[12], deliveries=tuple(deliveries)
+    )
+
+
+def _summary(r: Sequence[Any]) -> EventSummary:
+    """An ``EventSummary`` from a row of ``_SUMMARY_COLUMNS``."""
+    return EventSummary(
+        id=r[1],
+        source=r[2],
+        type=r[3],
+        subject=r[4],
+        received_at=r[5],
+        status=r[6],
+        mode=r[7],
+        body_status=r[8],
+        attempts=r[9],
+    )
+
+
+def _count(conn: sqlite3.Connection, at: float, name: str, by: int = 1) -> None:
+    """Add to a per-minute counter (``store.stats``); old minutes go as new ones start."""
+    minute = minute_of(at)
+    cur = conn.execute(
+        "UPDATE minute_stats SET count = count + ? WHERE minute = ? AND name = ?",
+        (by, minute, name),
+    )
+    if cur.rowcount == 0:
+        conn.execute(
+            "INSERT INTO minute_stats (minute, name, count) VALUES (?, ?, ?)", (minute, name, by)
+        )
+        conn.execute("DELETE FROM minute_stats WHERE minute < ?", (minute - _STATS_KEEP_MINUTES,))
+
+
+def _log_change(conn: sqlite3.Connection, kind: str, data: dict[str, Any]) -> None:
+    """Append to the change log the live stream polls, keeping its last CHANGE_LOG_LIMIT."""
+    cur = conn.execute(
+        "INSERT INTO changes (kind, data) VALUES (?, ?)",
+        (kind, json.dumps(data, separators=(",", ":"))),
+    )
+    if cur.lastrowid is not None and cur.lastrowid % 100 == 0:
+        conn.execute("DELETE FROM changes WHERE seq <= ?", (cur.lastrowid - CHANGE_LOG_LIMIT,))
+
+
+def _change_of(event: Event) -> dict[str, Any]:
+    """What the change log says about an event."""
+    return {
+        "event_id": event.id,
+        "source": event.source,
+        "type": event.type,
+        "subject": event.subject,
+        "status": event.body_status,
+    }
+
+
+def _record_attempt_outcome(
+    conn: sqlite3.Connection, delivery_id: str, attempt: Attempt, state: DeliveryState
+) -> None:
+    """Count an attempt's result and latency, and log it as a delivery change."""
+    result = {"delivered": "delivered", "due": "retried"}.get(state, "dead_lettered")
+    at = attempt.started_at + attempt.latency
+    _count(conn, at, result)
+    _count(conn, at, f"lat{latency_bucket(attempt.latency)}")
+    row = conn.execute(
+        "SELECT e.id, e.source, e.type, e.subject, e.body_status, e.status, d.destination"
+        " FROM deliveries d JOIN events e ON e.uid = d.event_uid WHERE d.id = ?",
+        (delivery_id,),
+    ).fetchone()
+    _log_change(
+        conn,
+        "delivery",
+        {
+            "event_id": row[0],
+            "source": row[1],
+            "type": row[2],
+            "subject": row[3],
+            "status": row[4],
+            "event_status": row[5],
+            "destination": row[6],
+            "attempt": attempt.number,
+            "result": result,
+        },
     )

@@ -37,7 +37,7 @@ from gateway.errors import StoreError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -54,7 +54,9 @@ CREATE TABLE IF NOT EXISTS events (
     request_id TEXT NOT NULL,
     received_at REAL NOT NULL,
     mode TEXT NOT NULL,
-    status TEXT NOT NULL
+    status TEXT NOT NULL,
+    body_status TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_by_id ON events (id, received_at);
 CREATE INDEX IF NOT EXISTS events_by_source_id ON events (source, id, received_at);
@@ -100,7 +102,35 @@ CREATE TABLE IF NOT EXISTS attempts (
     response_excerpt TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attempts_by_delivery ON attempts (delivery_id, seq);
+CREATE INDEX IF NOT EXISTS events_by_type ON events (type, received_at, uid);
+CREATE INDEX IF NOT EXISTS events_by_subject ON events (subject, received_at, uid);
+CREATE TABLE IF NOT EXISTS subjects (
+    key TEXT PRIMARY KEY,         -- 's:' + subject, or 'e:' + uid for an event without one
+    subject TEXT,
+    latest_uid TEXT NOT NULL,
+    latest_at REAL NOT NULL,
+    events INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS subjects_latest ON subjects (latest_at, key);
+CREATE TABLE IF NOT EXISTS minute_stats (
+    minute INTEGER NOT NULL,
+    name TEXT NOT NULL,           -- a counter of store.stats.COUNTERS, or 'lat<bucket>'
+    count INTEGER NOT NULL,
+    PRIMARY KEY (minute, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL
+);
 """
+
+#: Version 1 files lack the columns the dashboard reads; the tables and indexes of version 2
+#: are created by the schema above (``IF NOT EXISTS``), the columns by these.
+_MIGRATE_1_TO_2 = (
+    "ALTER TABLE events ADD COLUMN body_status TEXT",
+    "ALTER TABLE events ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+)
 
 
 #: Most write operations one group commit holds: bounds how long the write lock is held (other
@@ -331,6 +361,10 @@ def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute("BEGIN IMMEDIATE")
         try:
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(events)").fetchall()}
+            if columns and "body_status" not in columns:
+                for statement in _MIGRATE_1_TO_2:
+                    conn.execute(statement)
             # Statement by statement: executescript would commit the open transaction.
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -338,6 +372,8 @@ def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
             row = conn.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif row[0] < SCHEMA_VERSION:
+                conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
             elif row[0] > SCHEMA_VERSION:
                 raise sqlite3.OperationalError(
                     f"the store schema is version {row[0]}, newer than this gateway's"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from gateway.store import Attempt, EventNotFound, InvalidCursor, Store
-from gateway.store.base import EXCERPT_LIMIT
+from gateway.store.base import BODY_STATUS_LIMIT, EXCERPT_LIMIT, change_order
 
 from .conftest import T0, make_event
 
@@ -394,3 +396,155 @@ async def test_queue_depth_counts_each_state_per_destination(store: Store):
     assert depth.get(("a", "leased"), 0) + depth.get(("b", "leased"), 0) == 1
     assert depth.get(("a", "due"), 0) + depth.get(("b", "due"), 0) == 5
     await store.ping()
+
+
+# -- dashboard: payments by subject, timelines, search, figures, change log ---------------------
+
+
+def _event(event_id: str, subject: str | None, at: float, **fields):
+    return replace(make_event(event_id, received_at=at), subject=subject, **fields)
+
+
+async def test_payments_group_by_subject_latest_first_and_page(store: Store):
+    await store.accept(_event("e1", "offer-1", T0, body_status="pending"), ["m"], WINDOW, T0)
+    await store.accept(_event("e2", "offer-2", T0 + 1), ["m"], WINDOW, T0 + 1)
+    await store.accept(_event("e3", None, T0 + 2), ["m"], WINDOW, T0 + 2)
+    paid = _event("e4", "offer-1", T0 + 3, type="payment.completed", body_status="paid")
+    await store.accept(paid, [], WINDOW, T0 + 3)
+    seen, cursor = [], None
+    while True:
+        page, cursor = await store.list_payments(limit=2, cursor=cursor)
+        seen += page
+        if cursor is None:
+            break
+    assert [(p.subject, p.event_id, p.events) for p in seen] == [
+        ("offer-1", "e4", 2),
+        (None, "e3", 1),
+        ("offer-2", "e2", 1),
+    ]
+    assert (seen[0].body_status, seen[0].status, seen[0].latest_at) == ("paid", "unrouted", T0 + 3)
+    assert seen[2].body_status is None
+
+
+async def test_payments_show_a_subject_once_whatever_the_page(store: Store):
+    # Events of one subject under different dedupe keys: on a partitioned Redis store they
+    # lie in several partitions, each with its own entry for the subject.
+    for n in range(8):
+        await store.accept(_event(f"a{n}", "offer-a", T0 + 2 * n), ["m"], WINDOW, T0)
+        await store.accept(_event(f"b{n}", "offer-b", T0 + 2 * n + 1), ["m"], WINDOW, T0)
+    await store.accept(_event("c0", "offer-c", T0 + 3), ["m"], WINDOW, T0)
+    seen, cursor = [], None
+    while True:
+        page, cursor = await store.list_payments(limit=1, cursor=cursor)
+        seen += page
+        if cursor is None:
+            break
+    assert [(p.subject, p.event_id, p.events) for p in seen] == [
+        ("offer-b", "b7", 8),
+        ("offer-a", "a7", 8),
+        ("offer-c", "c0", 1),
+    ]
+    timeline = await store.subject_timeline("offer-a")
+    assert [v.event.id for v in timeline] == [f"a{n}" for n in range(8)]
+
+
+async def test_subject_timeline_in_order_with_deliveries(store: Store):
+    await store.accept(_event("e1", "offer-1", T0), ["m"], WINDOW, T0)
+    await store.accept(_event("e2", "offer-2", T0 + 1), ["m"], WINDOW, T0 + 1)
+    await store.accept(_event("e3", "offer-1", T0 + 2), ["m"], WINDOW, T0 + 2)
+    [lease] = [x for x in await store.lease_due(T0 + 3, LEASE, 10, "w") if x.event.id == "e1"]
+    await store.complete(lease, ok(at=T0 + 3))
+    timeline = await store.subject_timeline("offer-1")
+    assert [v.event.id for v in timeline] == ["e1", "e3"]
+    assert timeline[0].deliveries[0].attempts == (ok(at=T0 + 3),)
+    assert await store.subject_timeline("nobody") == []
+
+
+async def test_list_events_filters_by_type_and_searches_id_and_subject_prefix(store: Store):
+    await store.accept(_event("pay_1", "offer-10", T0, type="payment.completed"), ["m"], WINDOW, T0)
+    await store.accept(
+        _event("pay_2", "offer-20", T0 + 1, type="payment.failed"), ["m"], WINDOW, T0
+    )
+    await store.accept(
+        _event("ref_3", "offer-11", T0 + 2, type="payment.failed"), ["m"], WINDOW, T0
+    )
+    failed_, _ = await store.list_events(type="payment.failed")
+    assert [e.id for e in failed_] == ["ref_3", "pay_2"]
+    by_id, _ = await store.list_events(q="pay_")
+    assert [e.id for e in by_id] == ["pay_2", "pay_1"]
+    by_subject, _ = await store.list_events(q="offer-1")
+    assert [e.id for e in by_subject] == ["ref_3", "pay_1"]
+    both, _ = await store.list_events(q="offer-1", type="payment.failed")
+    assert [e.id for e in both] == ["ref_3"]
+    first, cursor = await store.list_events(q="offer", limit=2)
+    rest, end = await store.list_events(q="offer", limit=2, cursor=cursor)
+    assert [e.id for e in first + rest] == ["ref_3", "pay_2", "pay_1"]
+    assert end is None
+    assert await store.list_events(q="zzz") == ([], None)
+
+
+async def test_stats_count_per_minute_and_latency(store: Store):
+    for i in range(3):
+        await store.accept(make_event(f"e{i}"), ["m"], WINDOW, T0 + i)
+    leases = await store.lease_due(T0 + 60, LEASE, 10, "w")
+    await store.complete(leases[0], Attempt(1, T0 + 60, 200, 0.010))
+    await store.reschedule(leases[1], Attempt(1, T0 + 60, 503, 0.200), T0 + 90)
+    await store.dead_letter(leases[2], Attempt(1, T0 + 60, 410, 0.020), "gone")
+    stats = await store.stats(T0 + 120)
+    assert stats.total("accepted") == 3
+    assert (stats.total("delivered"), stats.total("retried"), stats.total("dead_lettered")) == (
+        1,
+        1,
+        1,
+    )
+    assert stats.series("accepted")[-3] == 3  # the minute of T0, two minutes before now
+    assert stats.success_ratio() == pytest.approx(1 / 3)
+    p50, p99 = stats.latency_percentile(0.5), stats.latency_percentile(0.99)
+    assert p50 is not None and 20 <= p50 < 25
+    assert p99 is not None and 200 <= p99 < 250
+    later = await store.stats(T0 + 3 * 3600)
+    assert later.total("accepted") == 0
+
+
+async def test_list_lines_count_attempts_and_keep_the_body_status(store: Store):
+    await store.accept(make_event("e1"), ["a", "b"], WINDOW, T0)
+    await store.accept(replace(make_event("e2"), body_status="x" * 500), ["a"], WINDOW, T0)
+    for lease in await store.lease_due(T0, LEASE, 10, "w"):
+        await store.reschedule(lease, failed(at=T0), T0 + 5)
+    lines = {e.id: e for e in (await store.list_events())[0]}
+    assert (lines["e1"].attempts, lines["e2"].attempts) == (2, 1)
+    assert lines["e2"].body_status == "x" * BODY_STATUS_LIMIT
+    view = await store.get_event("e2")
+    assert view is not None and view.event.body_status == "x" * BODY_STATUS_LIMIT
+
+
+async def test_change_log_follows_accepts_and_outcomes(store: Store):
+    assert await store.changes(None, 10) == []
+    await store.accept(_event("e1", "offer-1", T0, body_status="paid"), ["m"], WINDOW, T0)
+    [latest] = await store.changes(None, 10)
+    assert latest.kind == "accepted"
+    assert latest.data["event_id"] == "e1"
+    assert latest.data["status"] == "paid"
+    [lease] = await store.lease_due(T0, LEASE, 10, "w")
+    await store.complete(lease, ok())
+    [delivery] = await store.changes(latest.id, 10)
+    assert delivery.kind == "delivery"
+    assert {k: delivery.data[k] for k in ("event_id", "destination", "attempt", "result")} == {
+        "event_id": "e1",
+        "destination": "m",
+        "attempt": 1,
+        "result": "delivered",
+    }
+    assert delivery.data["subject"] == "offer-1"
+    assert change_order(delivery.id) > change_order(latest.id)
+    assert await store.changes(delivery.id, 10) == []
+
+
+async def test_sync_commit_is_counted_and_logged(store: Store):
+    await store.commit(make_event("s1"), ["m"], WINDOW, T0, ok(at=T0))
+    stats = await store.stats(T0)
+    assert (stats.total("accepted"), stats.total("delivered")) == (1, 1)
+    # "0-0" is before every entry of either store's log.
+    assert [c.kind for c in await store.changes("0-0", 10)] == ["accepted", "delivery"]
+    [payment], _ = await store.list_payments()
+    assert (payment.event_id, payment.status) == ("s1", "delivered")
