@@ -30,6 +30,7 @@ the ingress handler and the admin API each have a single ``except RequestError``
           │   the admin API's own:
           ├── InvalidRequest         400  invalid_request    (a parameter or body field)
           ├── Unauthorized           401  unauthorized       (no or a wrong admin token)
+          ├── Forbidden              403  forbidden          (a session's POST from another origin)
           ├── NotFound               404  not_found
           ├── AdminDisabled          404  admin_disabled     (no admin.token configured)
           └── Unrouted               409  unrouted           (replay: no route takes the type)
@@ -218,6 +219,13 @@ class Unauthorized(RequestError):
     """The admin API needs ``Authorization: Bearer <admin.token>``."""
 
     status, code, default_message = 401, "unauthorized", "a valid admin bearer token is required"
+
+
+class Forbidden(RequestError):
+    """A state-changing admin request carried by the dashboard's session cookie, whose
+    ``Origin`` is missing or not the dashboard's own (so no other site can replay or redrive)."""
+
+    status, code, default_message = 403, "forbidden", "this origin may not change anything here"
 
 
 class NotFound(RequestError):

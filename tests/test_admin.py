@@ -156,6 +156,10 @@ async def test_openapi_document(with_admin):
         "/admin/events/{event_id}/replay",
         "/admin/dead-letters",
         "/admin/dead-letters/redrive",
+        "/admin/payments",
+        "/admin/payments/{subject}",
+        "/admin/stats",
+        "/admin/stream",
     }
 
 

@@ -1,12 +1,16 @@
-"""The admin API under ``/admin``: events, attempts, replay, dead letters, redrive (DESIGN 5.5).
+"""The admin API under ``/admin``: events, attempts, replay, dead letters, redrive (DESIGN 5.5),
+and what the dashboard reads: payments by subject, a subject's timeline, last-hour figures.
 
-Every route needs ``Authorization: Bearer <admin.token>``; without a configured token the API
-answers 404 (disabled) while health and metrics stay up. Errors have the ingress's shape,
+Every route needs ``Authorization: Bearer <admin.token>`` or the dashboard's session cookie
+(``gateway.dashboard.session``); a POST carried by the cookie must also name the request's own
+origin in ``Origin`` (else 403 ``forbidden``). Without a configured token the API answers 404
+(disabled) while health and metrics stay up. Errors have the ingress's shape,
 ``{"error", "message", "request_id"}``. Times are RFC 3339 UTC strings.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import json
@@ -19,9 +23,11 @@ from aiohttp import web
 from gateway import times
 from gateway.admin.openapi import DOCUMENT
 from gateway.appkeys import CLOCK, GATEWAY, RUNTIME, STORE
+from gateway.dashboard import session
 from gateway.errors import (
     AdminDisabled,
     EventNotFound,
+    Forbidden,
     InvalidCursor,
     InvalidRequest,
     NotFound,
@@ -40,10 +46,14 @@ from gateway.store.base import (
     DeliveryView,
     EventSummary,
     EventView,
+    PaymentSummary,
     Store,
 )
+from gateway.store.stats import COUNTERS, WINDOW_MINUTES, minute_of
 
 MAX_LIMIT = 500
+#: Seconds /admin/stats waits for the store before calling it unreachable.
+STATS_TIMEOUT = 2.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -98,6 +108,23 @@ def summary_json(summary: EventSummary) -> dict[str, Any]:
         "received_at": rfc3339(summary.received_at),
         "status": summary.status,
         "mode": summary.mode,
+        "body_status": summary.body_status,
+        "attempts": summary.attempts,
+    }
+
+
+def payment_json(payment: PaymentSummary) -> dict[str, Any]:
+    """One line of the payments view: a subject and its latest event."""
+    return {
+        "subject": payment.subject,
+        "event_id": payment.event_id,
+        "source": payment.source,
+        "type": payment.type,
+        "body_status": payment.body_status,
+        "status": payment.status,
+        "delivered": payment.status == "delivered",
+        "events": payment.events,
+        "latest_at": rfc3339(payment.latest_at),
     }
 
 
@@ -118,6 +145,7 @@ def event_json(view: EventView) -> dict[str, Any]:
         "dedupe_key": event.dedupe_key,
         "request_id": event.request_id,
         "received_at": rfc3339(event.received_at),
+        "body_status": event.body_status,
         "status": view.status,
         "mode": view.mode,
         "headers": [list(pair) for pair in event.headers],
@@ -145,7 +173,7 @@ def dead_letter_json(dead: DeadLetter) -> dict[str, Any]:
 
 @web.middleware
 async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bearer-token check for ``/admin``, and one place that turns errors into JSON."""
+    """Bearer-token or session check for ``/admin``, and one place that turns errors into JSON."""
     request_id = request_id_of(request.headers.get("X-Request-ID"))
     if not request.path.startswith("/admin"):
         return await handler(request)
@@ -153,19 +181,38 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
         token = request.app[GATEWAY][RUNTIME].config.admin.token
         if token is None:
             raise AdminDisabled()
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        # Bytes that are not UTF-8 arrive as surrogates: compare them as the bytes they were.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode("utf-8", "surrogateescape"), token.value.encode()
-        ):
-            raise Unauthorized()
+        _authorize(request, token.value)
         response = await handler(request)
     except RequestError as exc:
         return error_response(exc, request_id)
     except StoreError:
         return error_response(Unavailable("the store is unreachable"), request_id)
-    response.headers["X-Request-ID"] = request_id
+    if not response.prepared:  # a stream already sent its headers
+        response.headers["X-Request-ID"] = request_id
     return response
+
+
+def _authorize(request: web.Request, token: str) -> None:
+    """Let a request with the bearer token through, or one with a session cookie (then a
+    state-changing one only from the request's own origin); raise otherwise."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    # Bytes that are not UTF-8 arrive as surrogates: compare them as the bytes they were.
+    if scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode("utf-8", "surrogateescape"), token.encode()
+    ):
+        return
+    cookie = request.cookies.get(session.COOKIE)
+    if cookie is None or not session.valid(cookie, token, time.time()):
+        raise Unauthorized()
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        origin = request.headers.get("Origin")
+        if origin is None or origin != own_origin(request):
+            raise Forbidden()
+
+
+def own_origin(request: web.Request) -> str:
+    """The origin (scheme://host) the browser used to reach this request."""
+    return f"{request.scheme}://{request.host}"
 
 
 def _store(request: web.Request) -> Store:
@@ -235,8 +282,11 @@ def _wake_workers(request: web.Request) -> None:
 
 
 async def list_events(request: web.Request) -> web.Response:
-    """``GET /admin/events?source=&status=&limit=&cursor=``, newest first."""
-    status = request.query.get("status")
+    """``GET /admin/events?source=&status=&type=&q=&limit=&cursor=``, newest first.
+
+    ``q`` matches the start of the event id or of the subject.
+    """
+    status = request.query.get("status") or None
     if status is not None and status not in EVENT_STATUSES:
         raise InvalidRequest(f"status must be one of {', '.join(EVENT_STATUSES)}")
     try:
@@ -245,6 +295,8 @@ async def list_events(request: web.Request) -> web.Response:
             status=status,
             limit=_limit(request),
             cursor=_param(request, "cursor"),
+            type=_param(request, "type"),
+            q=_param(request, "q"),
         )
     except InvalidCursor as exc:
         raise InvalidRequest("invalid cursor") from exc
@@ -324,6 +376,66 @@ async def redrive(request: web.Request) -> web.Response:
     return json_answer(200, {"redriven": count})
 
 
+async def list_payments(request: web.Request) -> web.Response:
+    """``GET /admin/payments?limit=&cursor=``: subjects, latest activity first."""
+    try:
+        payments, cursor = await _store(request).list_payments(
+            limit=_limit(request), cursor=_param(request, "cursor")
+        )
+    except InvalidCursor as exc:
+        raise InvalidRequest("invalid cursor") from exc
+    payload = {"payments": [payment_json(p) for p in payments], "next_cursor": cursor}
+    return json_answer(200, payload)
+
+
+async def show_payment(request: web.Request) -> web.Response:
+    """``GET /admin/payments/{subject}``: every event of the subject in order, with deliveries."""
+    subject = _text(request.match_info["subject"], "subject")
+    views = await _store(request).subject_timeline(subject)
+    if not views:
+        raise NotFound("no events with this subject")
+    return json_answer(200, {"subject": subject, "events": [event_json(v) for v in views]})
+
+
+async def show_stats(request: web.Request) -> web.Response:
+    """``GET /admin/stats``: last-hour figures, events per minute, queue depth, store health.
+
+    An unreachable store answers 200 with ``store_reachable: false`` and no figures, so the
+    dashboard can say so.
+    """
+    store = _store(request)
+    now = _now(request)
+    try:
+        async with asyncio.timeout(STATS_TIMEOUT):
+            stats = await store.stats(now)
+            depth = await store.queue_depth()
+    except (StoreError, TimeoutError):
+        return json_answer(200, {"store_reachable": False, "now": rfc3339(now)})
+    config = request.app[GATEWAY][RUNTIME].config
+    destinations = sorted(set(config.destinations) | {d for d, _ in depth})
+    p50, p99 = stats.latency_percentile(0.5), stats.latency_percentile(0.99)
+    first = minute_of(now) - WINDOW_MINUTES + 1
+    payload = {
+        "store_reachable": True,
+        "now": rfc3339(now),
+        "last_hour": {
+            **{name: stats.total(name) for name in COUNTERS},
+            "success_ratio": stats.success_ratio(),
+            "latency_p50_ms": p50,
+            "latency_p99_ms": p99,
+        },
+        "per_minute": {
+            "start": rfc3339(first * 60.0),
+            **{name: stats.series(name) for name in COUNTERS},
+        },
+        "queue_depth": {
+            d: {state: depth.get((d, state), 0) for state in ("due", "leased", "dead")}
+            for d in destinations
+        },
+    }
+    return json_answer(200, payload)
+
+
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 document of this API."""
     return json_answer(200, DOCUMENT)
@@ -338,3 +450,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/admin/events/{event_id}/replay", replay_event)
     app.router.add_get("/admin/dead-letters", list_dead_letters)
     app.router.add_post("/admin/dead-letters/redrive", redrive)
+    app.router.add_get("/admin/payments", list_payments)
+    app.router.add_get("/admin/payments/{subject}", show_payment)
+    app.router.add_get("/admin/stats", show_stats)

@@ -1,4 +1,5 @@
-"""The admin application: ``/healthz``, ``/readyz`` and ``/metrics`` on their own listener."""
+"""The admin application: ``/healthz``, ``/readyz``, ``/metrics``, the admin API, its live
+stream and the dashboard, on their own listener."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.admin.api import add_routes, json_answer
+from gateway.admin.stream import MAX_STREAMS, add_stream
 from gateway.appkeys import GATEWAY, METRICS, RUNTIME, STORE
+from gateway.dashboard import routes as dashboard
 from gateway.errors import StoreError
 
 READY_TIMEOUT = 2.0
@@ -51,7 +54,9 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
-def create_admin_app(gateway: web.Application) -> web.Application:
+def create_admin_app(
+    gateway: web.Application, *, max_streams: int = MAX_STREAMS
+) -> web.Application:
     """The admin application reading the state of the ingress application ``gateway``."""
     app = web.Application()
     app[GATEWAY] = gateway
@@ -59,4 +64,6 @@ def create_admin_app(gateway: web.Application) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     add_routes(app)
+    add_stream(app, max_streams)
+    dashboard.add_routes(app)
     return app

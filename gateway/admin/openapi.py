@@ -28,7 +28,8 @@ _PAGE = [
 _SOURCE = {"name": "source", "in": "query", "schema": {"type": "string"}}
 _EVENT_ID = {"name": "event_id", "in": "path", "required": True, "schema": {"type": "string"}}
 _COMMON_ERRORS = {
-    "401": _error("missing or wrong bearer token"),
+    "401": _error("missing or wrong bearer token, and no dashboard session"),
+    "403": _error("a POST carried by the session cookie from another origin"),
     "404": _error("not found, or the admin API is off (no admin.token)"),
     "503": _error("the store is unreachable"),
 }
@@ -38,9 +39,10 @@ DOCUMENT: dict[str, Any] = {
     "info": {
         "title": "webhook-gateway admin API",
         "version": gateway.__version__,
-        "description": "Events, delivery attempts, replay, dead letters and redrive.",
+        "description": "Events, delivery attempts, replay, dead letters and redrive, and"
+        " what the dashboard reads: payments by subject, last-hour figures, a live stream.",
     },
-    "security": [{"bearer": []}],
+    "security": [{"bearer": []}, {"session": []}],
     "paths": {
         "/admin/events": {
             "get": {
@@ -52,6 +54,13 @@ DOCUMENT: dict[str, Any] = {
                         "name": "status",
                         "in": "query",
                         "schema": {"enum": ["queued", "delivered", "dead_lettered", "unrouted"]},
+                    },
+                    {"name": "type", "in": "query", "schema": {"type": "string", "maxLength": 512}},
+                    {
+                        "name": "q",
+                        "in": "query",
+                        "description": "a prefix of the event id or of the subject",
+                        "schema": {"type": "string", "maxLength": 512},
                     },
                     *_PAGE,
                 ],
@@ -131,6 +140,85 @@ DOCUMENT: dict[str, Any] = {
                 },
             }
         },
+        "/admin/payments": {
+            "get": {
+                "summary": "Payments: one line per subject, latest activity first",
+                "operationId": "listPayments",
+                "parameters": [*_PAGE],
+                "responses": {
+                    "200": {
+                        "description": "a page of subjects",
+                        "content": _json_content(_ref("PaymentPage")),
+                    },
+                    "400": _error("bad limit or cursor"),
+                    **_COMMON_ERRORS,
+                },
+            }
+        },
+        "/admin/payments/{subject}": {
+            "get": {
+                "summary": "One subject's timeline: every event in order, with its deliveries",
+                "operationId": "getPayment",
+                "parameters": [
+                    {
+                        "name": "subject",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the subject's events (the last 200)",
+                        "content": _json_content(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "subject": {"type": "string"},
+                                    "events": {"type": "array", "items": _ref("Event")},
+                                },
+                            }
+                        ),
+                    },
+                    "400": _error("subject too long"),
+                    **_COMMON_ERRORS,
+                },
+            }
+        },
+        "/admin/stats": {
+            "get": {
+                "summary": "Last hour: counts, success ratio, latency, per-minute series, queues",
+                "operationId": "getStats",
+                "responses": {
+                    "200": {
+                        "description": "the figures; without them when the store is unreachable",
+                        "content": _json_content(_ref("Stats")),
+                    },
+                    **_COMMON_ERRORS,
+                },
+            }
+        },
+        "/admin/stream": {
+            "get": {
+                "summary": "Live: Server-Sent Events of accepted events and delivery outcomes",
+                "operationId": "stream",
+                "description": "event: accepted (event_id, source, type, subject, status) or"
+                " event: delivery (also destination, attempt, result: delivered, retried or"
+                " dead_lettered), each with an id: to send back as Last-Event-ID; a comment"
+                " line every 15 s; a slow client is dropped and reconnects.",
+                "parameters": [
+                    {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "401": _error("no token and no session"),
+                    "503": _error("too many streams open, or the store is unreachable"),
+                },
+            }
+        },
         "/admin/dead-letters/redrive": {
             "post": {
                 "summary": "Make dead letters due again (attempt count reset)",
@@ -178,7 +266,16 @@ DOCUMENT: dict[str, Any] = {
         },
     },
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            "session": {
+                "type": "apiKey",
+                "in": "cookie",
+                "name": "wg_session",
+                "description": "the dashboard's session (POST /dashboard/login); a POST carried"
+                " by it needs an Origin header naming the request's own scheme and host, else 403",
+            },
+        },
         "schemas": {
             "Error": {
                 "type": "object",
@@ -224,6 +321,8 @@ DOCUMENT: dict[str, Any] = {
                     "received_at": _TIME,
                     "status": {"enum": ["queued", "delivered", "dead_lettered", "unrouted"]},
                     "mode": {"enum": ["queued", "sync"]},
+                    "body_status": _NULLABLE_STRING,
+                    "attempts": {"type": "integer"},
                 },
             },
             "Event": {
@@ -269,6 +368,59 @@ DOCUMENT: dict[str, Any] = {
                     "dead_at": _TIME,
                     "reason": {"type": "string"},
                     "last_attempt": {"oneOf": [_ref("Attempt"), {"type": "null"}]},
+                },
+            },
+            "Payment": {
+                "type": "object",
+                "properties": {
+                    "subject": _NULLABLE_STRING,
+                    "event_id": {"type": "string"},
+                    "source": {"type": "string"},
+                    "type": _NULLABLE_STRING,
+                    "body_status": _NULLABLE_STRING,
+                    "status": {"enum": ["queued", "delivered", "dead_lettered", "unrouted"]},
+                    "delivered": {"type": "boolean"},
+                    "events": {"type": "integer"},
+                    "latest_at": _TIME,
+                },
+            },
+            "PaymentPage": {
+                "type": "object",
+                "properties": {
+                    "payments": {"type": "array", "items": _ref("Payment")},
+                    "next_cursor": _NULLABLE_STRING,
+                },
+            },
+            "Stats": {
+                "type": "object",
+                "required": ["store_reachable"],
+                "properties": {
+                    "store_reachable": {"type": "boolean"},
+                    "now": _TIME,
+                    "last_hour": {
+                        "type": "object",
+                        "properties": {
+                            "accepted": {"type": "integer"},
+                            "delivered": {"type": "integer"},
+                            "retried": {"type": "integer"},
+                            "dead_lettered": {"type": "integer"},
+                            "success_ratio": {"type": ["number", "null"]},
+                            "latency_p50_ms": {"type": ["number", "null"]},
+                            "latency_p99_ms": {"type": ["number", "null"]},
+                        },
+                    },
+                    "per_minute": {
+                        "type": "object",
+                        "description": "60 counts each, oldest first, from start",
+                        "additionalProperties": {"type": "array", "items": {"type": "integer"}},
+                    },
+                    "queue_depth": {
+                        "type": "object",
+                        "additionalProperties": {
+                            "type": "object",
+                            "additionalProperties": {"type": "integer"},
+                        },
+                    },
                 },
             },
             "DeadLetterPage": {
