@@ -37,10 +37,11 @@ run: $(STAMP) $(ENV_FILE)
 marketplace: $(STAMP) $(ENV_FILE)
 	@. ./$(ENV_FILE) && exec $(BIN)/python scripts/dev_marketplace.py
 
-# Programs the tests start for real (each on its own free port): redis-server, and Node.js for
-# the senders in tests/node, and promtool (Debian's prometheus package) for the alert rules in
-# deploy/prometheus. Installed with apt-get when missing.
-SYSTEM_DEPS := redis-server=redis-server redis-cli=redis-tools node=nodejs npm=npm promtool=prometheus
+# Programs the tests start for real (each on its own free port): redis-server, Node.js for the
+# senders in tests/node, promtool (Debian's prometheus package) for the alert rules in
+# deploy/prometheus, and Chromium for the dashboard's browser tests. Installed with apt-get
+# when missing.
+SYSTEM_DEPS := redis-server=redis-server redis-cli=redis-tools node=nodejs npm=npm promtool=prometheus chromium=chromium
 NODE_MODULES := tests/node/node_modules/.package-lock.json
 
 system-deps:

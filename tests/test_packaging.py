@@ -40,6 +40,9 @@ def test_the_wheel_holds_every_package_and_runs_from_elsewhere(tmp_path):
         assert f"{package}/__init__.py" in names, f"{package} is missing from the wheel"
     assert "gateway/plugins/standard_webhooks.py" in names
     assert "gateway/store/accept.lua" in names
+    # The dashboard is served from the package: every file of its page is in the wheel.
+    for page_file in (REPO / "gateway" / "dashboard" / "static").iterdir():
+        assert f"gateway/dashboard/static/{page_file.name}" in names, page_file.name
     # Unpacked on its own, away from the checkout: check-config must find the built-in
     # providers and the config it is given, whatever the working directory.
     site = tmp_path / "site"

@@ -1,0 +1,128 @@
+// The dashboard: routes a path to its view, keeps the health strip, listens to the live stream.
+import { get } from "./api.js";
+import { chart } from "./chart.js";
+import { el, put, text } from "./dom.js";
+import * as views from "./views.js";
+
+const main = document.getElementById("main");
+const health = document.getElementById("health");
+const live = document.getElementById("live");
+let refreshView = async () => {};
+
+function route() {
+  const path = window.location.pathname.replace(/\/+$/, "") || "/dashboard";
+  const params = new URLSearchParams(window.location.search);
+  const parts = path.split("/").slice(2).map(decodeURIComponent);
+  let nav = "payments";
+  if (parts[0] === "events" && parts.length === 2) {
+    nav = "events";
+    refreshView = views.event(main, parts[1], params);
+  } else if (parts[0] === "events") {
+    nav = "events";
+    refreshView = views.events(main, params, navigate);
+  } else if (parts[0] === "payments" && parts.length === 2) {
+    refreshView = views.payment(main, parts[1]);
+  } else if (parts[0] === "dead-letters") {
+    nav = "dead-letters";
+    refreshView = views.deadLetters(main);
+  } else {
+    refreshView = views.payments(main);
+  }
+  for (const a of document.querySelectorAll("[data-nav]")) {
+    if (a.dataset.nav === nav) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  document.title = `${main.querySelector("h1")?.textContent || "Dashboard"} · webhook-gateway`;
+  run(refreshView);
+}
+
+function run(refresh) {
+  refresh().catch((failure) => {
+    main.append(el("p", { class: "notice error", role: "alert" }, `Could not load: ${failure.message}`));
+  });
+}
+
+function navigate(href) {
+  window.history.pushState(null, "", href);
+  route();
+  main.focus({ preventScroll: true });
+}
+
+document.addEventListener("click", (event) => {
+  const a = event.target instanceof Element ? event.target.closest("a[href^='/dashboard']") : null;
+  if (!a || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return;
+  event.preventDefault();
+  navigate(a.getAttribute("href"));
+});
+window.addEventListener("popstate", route);
+
+// -- health strip ---------------------------------------------------------------------------------
+
+function figure(label, value, name) {
+  return el("div", { class: "figure", "data-figure": name }, el("span", { class: "label" }, label), el("strong", null, value));
+}
+
+const percent = (ratio) => (ratio === null || ratio === undefined ? "–" : `${(ratio * 100).toFixed(1)}%`);
+const ms = (value) => (value === null || value === undefined ? "–" : `≤ ${value < 10 ? value.toFixed(1) : Math.round(value)} ms`);
+
+async function refreshHealth() {
+  let stats;
+  try {
+    stats = await get("/admin/stats");
+  } catch (failure) {
+    put(health, figure("Gateway", `unreachable (${failure.message})`, "store"));
+    return;
+  }
+  if (!stats.store_reachable) {
+    put(health, el("div", { class: "figure down", "data-figure": "store" }, el("span", { class: "label" }, "Store"), el("strong", null, "unreachable")));
+    return;
+  }
+  const hour = stats.last_hour;
+  const depth = Object.entries(stats.queue_depth).map(([destination, states]) =>
+    el("li", null, el("span", null, destination), ` ${states.due} due · ${states.leased} leased · ${states.dead} dead`),
+  );
+  put(health,
+    el(
+      "div",
+      { class: "figures" },
+      figure("Accepted", String(hour.accepted), "accepted"),
+      figure("Delivered", String(hour.delivered), "delivered"),
+      figure("Dead-lettered", String(hour.dead_lettered), "dead_lettered"),
+      figure("Success", percent(hour.success_ratio), "success_ratio"),
+      figure("p50", ms(hour.latency_p50_ms), "p50"),
+      figure("p99", ms(hour.latency_p99_ms), "p99"),
+      figure("Store", "reachable", "store"),
+    ),
+    el("div", { class: "chartbox" }, el("span", { class: "label" }, "Events per minute, last hour"), chart(stats.per_minute)),
+    el("div", { class: "depth" }, el("span", { class: "label" }, "Queue depth"), el("ul", null, depth.length ? depth : el("li", null, text(null)))),
+  );
+}
+
+// -- live ----------------------------------------------------------------------------------------
+
+let pending = null;
+function soon() {
+  if (pending) return;
+  pending = setTimeout(() => {
+    pending = null;
+    run(refreshView);
+    refreshHealth();
+  }, 300);
+}
+
+function listen() {
+  const source = new EventSource("/admin/stream");
+  const state = (on) => {
+    live.dataset.live = on ? "on" : "off";
+    live.textContent = on ? "live" : "reconnecting";
+  };
+  source.addEventListener("open", () => state(true));
+  source.addEventListener("error", () => state(false));
+  source.addEventListener("accepted", soon);
+  source.addEventListener("delivery", soon);
+}
+
+route();
+refreshHealth();
+setInterval(refreshHealth, 15000);
+listen();

@@ -1,0 +1,378 @@
+"""The dashboard in a real Chromium (DESIGN 5.6), driven by Playwright.
+
+The browser is Debian's ``chromium`` (``make test`` installs it with apt-get); Playwright only
+drives it. One browser serves the module; each test gets a fresh context (no cookies) and fails
+on any console error or uncaught page error. A gateway (ingress, workers, admin listener) and a
+marketplace run on real sockets in a thread with their own event loop, so the tests themselves
+are plain synchronous Playwright.
+
+Each view is saved as a screenshot in a temporary directory (``WG_SCREENSHOTS`` chooses it);
+with ``WG_UPDATE_DOCS=1`` the payments view is also written to docs/dashboard.png for README.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import aiohttp
+import pytest
+from aiohttp import web
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+
+from gateway.server import Gateway
+from tests.support import (
+    ADMIN_TOKEN,
+    Marketplace,
+    build_config,
+    config_dict,
+    payment_body,
+    sign_payment,
+    sqlite_url,
+)
+
+T = TypeVar("T")
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+#: Bound on any wait for the page (ms); the live view must show a change within 2 s.
+WAIT_MS = 10_000
+LIVE_MS = 4_000
+ROOT = Path(__file__).resolve().parents[1]
+HOSTILE = "<img src=x onerror=window.__pwned=1>"
+HOSTILE_OFFER = "<script>window.__pwned=2</script><b>offer</b>"
+
+
+class Stack:
+    """A marketplace and a gateway on real sockets, in a thread with their own event loop."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.market = Marketplace()
+        self.admin = ""
+        self.ingress = ""
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        """Run a coroutine on the stack's loop and wait for its result (bounded)."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def start(self) -> None:
+        self.thread.start()
+        self.run(self._start())
+
+    async def _start(self) -> None:
+        self._market_runner = web.AppRunner(self.market.app())
+        await self._market_runner.setup()
+        site = web.TCPSite(self._market_runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._market_runner.addresses[0][1]
+        data = config_dict(
+            f"http://127.0.0.1:{port}/api/webhooks/payments",
+            store_url=sqlite_url(self.directory),
+            destination={"retry": {"schedule": ["1s"], "max_age": "1h", "jitter": 0}},
+        )
+        data["sources"]["payments"]["routes"] = [{"destination": "marketplace", "types": ["*"]}]
+        self.gateway = Gateway(build_config(data))
+        await self.gateway.start()
+        assert self.gateway.ingress_site is not None and self.gateway.admin_site is not None
+        self.ingress = f"http://127.0.0.1:{self.gateway.ingress_site.port}"
+        self.admin = f"http://127.0.0.1:{self.gateway.admin_site.port}"
+
+    def stop(self) -> None:
+        async def stop() -> None:
+            await self.gateway.stop()
+            await self._market_runner.cleanup()
+
+        self.run(stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+    def send(self, msg_id: str | None = None, **fields: Any) -> str:
+        """Send one signed payments event; its id."""
+        msg_id = msg_id or f"msg_{uuid.uuid4().hex[:12]}"
+        body = payment_body(**fields)
+
+        async def post() -> None:
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    f"{self.ingress}/hooks/payments",
+                    data=body,
+                    headers=sign_payment(body, msg_id=msg_id),
+                ) as response,
+            ):
+                assert response.status == 202, await response.text()
+
+        self.run(post())
+        return msg_id
+
+    def admin_get(self, path: str) -> Any:
+        async def get() -> Any:
+            headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"{self.admin}{path}", headers=headers) as response,
+            ):
+                return await response.json()
+
+        return self.run(get())
+
+    def wait_status(self, event_id: str, status: str) -> None:
+        deadline = time.monotonic() + 15
+        while self.admin_get(f"/admin/events/{event_id}").get("status") != status:
+            assert time.monotonic() < deadline, f"{event_id} never became {status}"
+            time.sleep(0.05)
+
+    def received_ids(self) -> list[str]:
+        return [r.headers["webhook-id"] for r in self.market.received]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = Stack(tmp_path_factory.mktemp("dashboard"))
+    running.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), "chromium is missing: make test installs it (apt-get)"
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    chosen = os.environ.get("WG_SCREENSHOTS")
+    if chosen:
+        Path(chosen).mkdir(parents=True, exist_ok=True)
+        return Path(chosen)
+    return tmp_path_factory.mktemp("screenshots")
+
+
+@pytest.fixture
+def page(browser: Browser, stack: Stack) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    tab.set_default_timeout(WAIT_MS)
+    errors: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        # The refused sign-in answers 401 on purpose; Chromium logs any 4xx document.
+        refused = message.location.get("url", "").endswith("/dashboard/login")
+        if message.type == "error" and not refused:
+            errors.append(f"console: {message.text}")
+
+    tab.on("console", on_console)
+    tab.on("pageerror", lambda error: errors.append(f"page error: {error}"))
+    yield tab
+    context.close()
+    assert errors == [], errors
+
+
+def sign_in(page: Page, stack: Stack, path: str = "/dashboard") -> None:
+    page.goto(f"{stack.admin}{path}")
+    page.fill("input[name=token]", ADMIN_TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#health [data-figure=accepted]")
+    if path != "/dashboard":
+        page.goto(f"{stack.admin}{path}")
+    page.wait_for_selector("[data-live=on]")
+
+
+def no_page_wide_scroll(page: Page) -> bool:
+    return bool(
+        page.evaluate(
+            "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+        )
+    )
+
+
+# -- sign-in -------------------------------------------------------------------------------------
+
+
+def test_sign_in_refuses_a_wrong_token_and_accepts_the_right_one(page, stack, shots):
+    page.goto(f"{stack.admin}/dashboard")
+    assert page.get_attribute("input[name=token]", "type") == "password"
+    page.fill("input[name=token]", "not-the-token")
+    page.click("button[type=submit]")
+    page.wait_for_selector("[role=alert]")
+    assert "not the admin token" in page.text_content("[role=alert]")
+    assert page.context.cookies() == []
+    page.screenshot(path=str(shots / "sign-in.png"))
+
+    page.fill("input[name=token]", ADMIN_TOKEN)
+    page.click("button[type=submit]")
+    page.wait_for_selector("#health [data-figure=accepted]")
+    assert page.url == f"{stack.admin}/dashboard"
+    [cookie] = page.context.cookies()
+    assert (cookie["httpOnly"], cookie["sameSite"], cookie["secure"]) == (True, "Strict", False)
+    assert 11.9 * 3600 < cookie["expires"] - time.time() <= 12 * 3600
+    assert page.evaluate("document.cookie") == ""  # HttpOnly: scripts cannot read it
+
+
+# -- events, live, hostile input ------------------------------------------------------------------
+
+
+def test_events_are_listed_and_new_ones_appear_without_reload(page, stack, shots):
+    first = stack.send(offerId="offer-list", status="paid")
+    stack.wait_status(first, "delivered")
+    sign_in(page, stack, "/dashboard/events")
+    row = page.wait_for_selector(f"[data-event-id='{first}']")
+    text = row.text_content()
+    for part in (first, "payments", "payment.completed", "offer-list", "delivered"):
+        assert part in text
+    page.evaluate("window.__notReloaded = true")
+    later = stack.send(offerId="offer-live", status="pending", type="payment.pending")
+    page.wait_for_selector(f"[data-event-id='{later}']", timeout=LIVE_MS)
+    assert page.evaluate("window.__notReloaded") is True
+    page.wait_for_selector(f"[data-event-id='{later}'] .badge.delivered", timeout=LIVE_MS)
+    page.fill("input[name=q]", "offer-lis")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**/dashboard/events?q=offer-lis")
+    page.wait_for_selector(f"[data-event-id='{first}']")
+    assert page.query_selector(f"[data-event-id='{later}']") is None
+    page.reload()  # a deep link works on reload
+    page.wait_for_selector(f"[data-event-id='{first}']")
+    page.screenshot(path=str(shots / "events.png"), full_page=True)
+
+
+def test_sender_chosen_text_is_shown_as_text_and_never_run(page, stack, shots):
+    event_id = stack.send(type=HOSTILE, offerId=HOSTILE_OFFER, status=HOSTILE)
+    sign_in(page, stack, "/dashboard/events")
+    row = page.wait_for_selector(f"[data-event-id='{event_id}']")
+    assert HOSTILE in row.text_content()
+    assert HOSTILE_OFFER in row.text_content()
+    assert row.query_selector("img, script, b") is None
+    page.goto(f"{stack.admin}/dashboard/events/{event_id}")
+    page.wait_for_selector("[data-body]")
+    assert json.loads(page.text_content("[data-body]"))["type"] == HOSTILE
+    assert page.query_selector("main img, main script, main b") is None
+    page.goto(f"{stack.admin}/dashboard/payments/{quote(HOSTILE_OFFER, safe='')}")
+    page.wait_for_selector(f"[data-event-id='{event_id}']")
+    assert HOSTILE_OFFER in page.text_content("h1")
+    page.goto(f"{stack.admin}/dashboard")
+    page.wait_for_selector("[data-subject]")
+    assert page.evaluate("window.__pwned") is None
+    assert page.query_selector("main img, main script, main b") is None
+
+
+# -- event detail: replay -------------------------------------------------------------------------
+
+
+def test_replay_delivers_again_with_the_same_webhook_id(page, stack, shots):
+    event_id = stack.send(offerId="offer-replay")
+    stack.wait_status(event_id, "delivered")
+    sign_in(page, stack, f"/dashboard/events/{event_id}")
+    page.wait_for_selector(".delivery")
+    assert '"offerId": "offer-replay"' in page.text_content("[data-body]")  # pretty-printed
+    page.click("[data-action=replay]")
+    page.wait_for_selector(".notice.ok")
+    deadline = time.monotonic() + 15
+    while stack.received_ids().count(event_id) < 2:
+        assert time.monotonic() < deadline, "the replay was not delivered"
+        time.sleep(0.05)
+    page.wait_for_function("document.querySelectorAll('.delivery').length === 2")
+    page.screenshot(path=str(shots / "event.png"), full_page=True)
+
+
+# -- dead letters: redrive -----------------------------------------------------------------------
+
+
+def test_redrive_one_and_all(page, stack, shots):
+    stack.market.status = 400
+    try:
+        one = stack.send(offerId="offer-dead-1")
+        two = stack.send(offerId="offer-dead-2")
+        stack.wait_status(one, "dead_lettered")
+        stack.wait_status(two, "dead_lettered")
+    finally:
+        stack.market.status = 200
+    sign_in(page, stack, "/dashboard/dead-letters")
+    row = page.wait_for_selector(f"tr[data-event-id='{one}']")
+    assert "400" in row.text_content()
+    page.screenshot(path=str(shots / "dead-letters.png"), full_page=True)
+    row.query_selector("[data-action=redrive]").click()
+    stack.wait_status(one, "delivered")
+    page.wait_for_selector(f"tr[data-event-id='{one}']", state="detached")
+    asked: list[str] = []
+
+    def confirm(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", confirm)
+    page.click("[data-action=redrive-all]")
+    stack.wait_status(two, "delivered")
+    assert asked and "Redrive every dead letter" in asked[0]
+
+
+# -- payments and a timeline ---------------------------------------------------------------------
+
+
+def test_payments_and_one_payments_timeline(page, stack, shots):
+    first = stack.send(offerId="offer-777", status="pending", type="payment.pending")
+    second = stack.send(offerId="offer-777", status="paid")
+    stack.wait_status(second, "delivered")
+    stack.wait_status(first, "delivered")
+    sign_in(page, stack)
+    row = page.wait_for_selector("tr[data-subject='offer-777']")
+    assert "paid" in row.text_content() and "2" in row.text_content()
+    page.screenshot(path=str(shots / "payments.png"), full_page=True)
+    if os.environ.get("WG_UPDATE_DOCS") == "1":
+        page.set_viewport_size({"width": 1024, "height": 640})
+        page.screenshot(path=str(ROOT / "docs" / "dashboard.png"))
+        page.set_viewport_size({"width": 1280, "height": 900})
+    row.query_selector("a").click()
+    page.wait_for_url("**/dashboard/payments/offer-777")
+    page.wait_for_selector(f".timeline [data-event-id='{second}']")
+    ids = page.eval_on_selector_all(".timeline > li", "items => items.map(i => i.dataset.eventId)")
+    assert ids == [first, second]
+    page.screenshot(path=str(shots / "payment-timeline.png"), full_page=True)
+
+
+# -- small screens -------------------------------------------------------------------------------
+
+
+def test_every_view_fits_360_px_without_page_wide_scroll(page, stack, shots):
+    event_id = stack.send(offerId="offer-narrow-" + "x" * 60)
+    stack.wait_status(event_id, "delivered")
+    page.set_viewport_size({"width": 360, "height": 740})
+    sign_in(page, stack)
+    views = {
+        "payments": "/dashboard",
+        "events": "/dashboard/events",
+        "event": f"/dashboard/events/{event_id}",
+        "timeline": f"/dashboard/payments/offer-narrow-{'x' * 60}",
+        "dead-letters": "/dashboard/dead-letters",
+    }
+    for name, path in views.items():
+        page.goto(f"{stack.admin}{path}")
+        page.wait_for_selector("main .scroll, main .empty, main .timeline")
+        assert no_page_wide_scroll(page), name
+        page.screenshot(path=str(shots / f"narrow-{name}.png"), full_page=True)
+    # By keyboard: the first tab stop is the skip link, then the views.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
