@@ -23,6 +23,7 @@ run: $(STAMP) $(ENV_FILE)
 	@. ./$(ENV_FILE) && $(BIN)/webhook-gateway check-config --config config.yaml >/dev/null
 	@echo ""
 	@echo "webhook-gateway: ingress http://127.0.0.1:8080, admin http://127.0.0.1:9090 (healthz, readyz, metrics)"
+	@echo "Dashboard: http://127.0.0.1:9090/dashboard (sign in with GATEWAY_ADMIN_TOKEN from $(ENV_FILE))"
 	@echo "Send a signed test event from another terminal:"
 	@echo "    . ./$(ENV_FILE) && $(BIN)/webhook-gateway send payments"
 	@echo "Print the signature headers for your own body (for curl):"

@@ -341,16 +341,15 @@ def test_payments_and_one_payments_timeline(page, stack, shots):
     row = page.wait_for_selector("tr[data-subject='offer-777']")
     assert "paid" in row.text_content() and "2" in row.text_content()
     page.screenshot(path=str(shots / "payments.png"), full_page=True)
-    if os.environ.get("WG_UPDATE_DOCS") == "1":
-        page.set_viewport_size({"width": 1024, "height": 640})
-        page.screenshot(path=str(ROOT / "docs" / "dashboard.png"))
-        page.set_viewport_size({"width": 1280, "height": 900})
     row.query_selector("a").click()
     page.wait_for_url("**/dashboard/payments/offer-777")
     page.wait_for_selector(f".timeline [data-event-id='{second}']")
     ids = page.eval_on_selector_all(".timeline > li", "items => items.map(i => i.dataset.eventId)")
     assert ids == [first, second]
     page.screenshot(path=str(shots / "payment-timeline.png"), full_page=True)
+    if os.environ.get("WG_UPDATE_DOCS") == "1":
+        page.set_viewport_size({"width": 1024, "height": 640})
+        page.screenshot(path=str(ROOT / "docs" / "dashboard.png"))
 
 
 # -- small screens -------------------------------------------------------------------------------
