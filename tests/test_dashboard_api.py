@@ -301,3 +301,42 @@ async def test_a_slow_stream_is_dropped_not_buffered():
         subscriber.offer(Change(str(n), "accepted", {}))
     assert subscriber.dropped
     assert subscriber.queue.qsize() <= BUFFER
+
+
+async def test_behind_a_trusted_proxy_the_forwarded_origin_counts(with_admin):
+    client, admin = await with_admin(server={"trusted_proxies": ["127.0.0.1/32"]})
+    await _accept(client, "msg_proxied")
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "ops.example"}
+    response = await admin.post(
+        "/dashboard/login",
+        data={"token": ADMIN_TOKEN},
+        headers=forwarded,
+        allow_redirects=False,
+    )
+    cookie = response.headers["Set-Cookie"]
+    assert "Secure" in cookie  # the browser came over TLS to the proxy
+    value = cookie.split(";")[0].split("=", 1)[1]
+    headers = {"Cookie": f"{session.COOKIE}={value}", **forwarded}
+    own = await admin.post(
+        "/admin/events/msg_proxied/replay", headers={**headers, "Origin": "https://ops.example"}
+    )
+    assert own.status == 202
+    direct = await admin.post(
+        "/admin/events/msg_proxied/replay", headers={**headers, "Origin": _origin(admin)}
+    )
+    assert direct.status == 403
+
+
+def test_forwarded_origin_is_believed_from_trusted_proxies_only():
+    import ipaddress
+
+    trusted = [ipaddress.ip_network("10.0.0.0/8")]
+    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "ops.example"}
+    assert (
+        session.public_origin("http", "gw:9090", "10.1.2.3", forwarded, trusted)
+        == "https://ops.example"
+    )
+    assert (
+        session.public_origin("http", "gw:9090", "192.0.2.7", forwarded, trusted)
+        == "http://gw:9090"
+    )

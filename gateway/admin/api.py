@@ -22,7 +22,7 @@ from aiohttp import web
 
 from gateway import times
 from gateway.admin.openapi import DOCUMENT
-from gateway.appkeys import CLOCK, GATEWAY, RUNTIME, STORE
+from gateway.appkeys import CLOCK, CONFIG, GATEWAY, RUNTIME, STORE
 from gateway.dashboard import session
 from gateway.errors import (
     AdminDisabled,
@@ -52,6 +52,8 @@ from gateway.store.base import (
 from gateway.store.stats import COUNTERS, WINDOW_MINUTES, minute_of
 
 MAX_LIMIT = 500
+#: Longest cursor accepted (a payments cursor carries a subject, which may be long).
+MAX_CURSOR = 8192
 #: Seconds /admin/stats waits for the store before calling it unreachable.
 STATS_TIMEOUT = 2.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -211,8 +213,12 @@ def _authorize(request: web.Request, token: str) -> None:
 
 
 def own_origin(request: web.Request) -> str:
-    """The origin (scheme://host) the browser used to reach this request."""
-    return f"{request.scheme}://{request.host}"
+    """The origin (scheme://host) the browser used to reach this request, as seen through
+    ``server.trusted_proxies``."""
+    trusted = request.app[GATEWAY][CONFIG].server.trusted_proxies
+    return session.public_origin(
+        request.scheme, request.host, request.remote, request.headers, trusted
+    )
 
 
 def _store(request: web.Request) -> Store:
@@ -235,19 +241,19 @@ MAX_PARAMETER = 512
 MAX_IDS = 1000
 
 
-def _text(value: object, what: str) -> str:
+def _text(value: object, what: str, longest: int = MAX_PARAMETER) -> str:
     """A parameter or body field that must be a short string of valid Unicode text."""
-    if not isinstance(value, str) or not value or len(value) > MAX_PARAMETER:
-        raise InvalidRequest(f"{what} must be a string of 1 to {MAX_PARAMETER} characters")
+    if not isinstance(value, str) or not value or len(value) > longest:
+        raise InvalidRequest(f"{what} must be a string of 1 to {longest} characters")
     if not is_text(value):
         raise InvalidRequest(f"{what} is not valid UTF-8 text")
     return value
 
 
-def _param(request: web.Request, name: str) -> str | None:
+def _param(request: web.Request, name: str, longest: int = MAX_PARAMETER) -> str | None:
     """An optional query parameter, checked like every other text."""
     value = request.query.get(name)
-    return None if value is None else _text(value, name)
+    return None if value is None else _text(value, name, longest)
 
 
 def _names(value: object, what: str) -> list[str]:
@@ -294,7 +300,7 @@ async def list_events(request: web.Request) -> web.Response:
             source=_param(request, "source"),
             status=status,
             limit=_limit(request),
-            cursor=_param(request, "cursor"),
+            cursor=_param(request, "cursor", MAX_CURSOR),
             type=_param(request, "type"),
             q=_param(request, "q"),
         )
@@ -353,7 +359,7 @@ async def list_dead_letters(request: web.Request) -> web.Response:
         dead, cursor = await _store(request).list_dead_letters(
             destination=_param(request, "destination"),
             limit=_limit(request),
-            cursor=_param(request, "cursor"),
+            cursor=_param(request, "cursor", MAX_CURSOR),
         )
     except InvalidCursor as exc:
         raise InvalidRequest("invalid cursor") from exc
@@ -380,7 +386,7 @@ async def list_payments(request: web.Request) -> web.Response:
     """``GET /admin/payments?limit=&cursor=``: subjects, latest activity first."""
     try:
         payments, cursor = await _store(request).list_payments(
-            limit=_limit(request), cursor=_param(request, "cursor")
+            limit=_limit(request), cursor=_param(request, "cursor", MAX_CURSOR)
         )
     except InvalidCursor as exc:
         raise InvalidRequest("invalid cursor") from exc

@@ -117,6 +117,13 @@ async def login(request: web.Request) -> web.Response:
     given = form.get("token")
     if not isinstance(given, str) or not hmac.compare_digest(given.encode(), token.encode()):
         return _html("login.html", 401, "That is not the admin token.")
+    origin = session.public_origin(
+        request.scheme,
+        request.host,
+        request.remote,
+        request.headers,
+        config.server.trusted_proxies,
+    )
     response = web.HTTPSeeOther("/dashboard")
     response.set_cookie(
         session.COOKIE,
@@ -125,7 +132,7 @@ async def login(request: web.Request) -> web.Response:
         path="/",
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=origin.startswith("https://"),
     )
     raise response
 

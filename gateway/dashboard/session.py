@@ -12,6 +12,9 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Mapping, Sequence
+
+from gateway.ingress.clientip import IPNetwork, in_networks, parse_address
 
 COOKIE = "wg_session"
 #: How long a session lasts (seconds): 12 h.
@@ -44,3 +47,24 @@ def valid(value: str, admin_token: str, now: float) -> bool:
         return False
     expected = _mac(session_key(admin_token), text)
     return hmac.compare_digest(mac.encode(), expected.encode()) and now < int(expiry)
+
+
+def public_origin(
+    scheme: str,
+    host: str,
+    peer: str | None,
+    headers: Mapping[str, str],
+    trusted_proxies: Sequence[IPNetwork],
+) -> str:
+    """The origin (``scheme://host``) the browser used: the request's own, or, when the peer
+    is a trusted proxy, the one it reports in ``X-Forwarded-Proto`` and ``X-Forwarded-Host``
+    (the first hop's, as the proxy nearest the browser wrote it)."""
+    address = parse_address(peer)
+    if address is not None and trusted_proxies and in_networks(address, trusted_proxies):
+        forwarded_proto = headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        forwarded_host = headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+        if forwarded_proto in ("http", "https"):
+            scheme = forwarded_proto
+        if forwarded_host:
+            host = forwarded_host
+    return f"{scheme}://{host}"
