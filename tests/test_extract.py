@@ -80,3 +80,19 @@ def test_a_body_that_is_not_json_is_invalid_body():
     payload = Payload(b"\xff not json", {})
     with pytest.raises(InvalidBody):
         payload.get(parse_extractor("/id"))
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"status": "paid"}', "paid"),
+        (b'{"status": 3}', "3"),
+        (b'{"status": null}', None),
+        (b'{"state": "paid"}', None),
+        (b"[1, 2]", None),
+        (b"status=paid", None),
+        (b"{not json", None),
+    ],
+)
+def test_the_body_status_is_read_when_there_is_one_and_never_refuses(body, expected):
+    assert Payload(body, {}).body_status() == expected

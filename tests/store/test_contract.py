@@ -548,3 +548,20 @@ async def test_sync_commit_is_counted_and_logged(store: Store):
     assert [c.kind for c in await store.changes("0-0", 10)] == ["accepted", "delivery"]
     [payment], _ = await store.list_payments()
     assert (payment.event_id, payment.status) == ("s1", "delivered")
+
+
+async def test_prune_takes_the_dashboard_indexes_along(store: Store):
+    await store.accept(_event("e1", "offer-1", T0), ["m"], WINDOW, T0)
+    await store.accept(_event("e2", "offer-1", T0 + 1), ["m"], WINDOW, T0 + 1)
+    await store.accept(_event("e3", None, T0 + 2), [], WINDOW, T0 + 2)
+    for lease in await store.lease_due(T0 + 2, LEASE, 10, "w"):
+        await store.complete(lease, ok(at=T0 + 2))
+    assert await store.prune(T0 + 0.5, 100) == 1  # e1 only: offer-1 keeps one event
+    [lone, offer] = (await store.list_payments())[0]
+    assert (offer.subject, offer.events, offer.event_id) == ("offer-1", 1, "e2")
+    assert lone.event_id == "e3"
+    assert await store.prune(T0 + 10, 100) == 2
+    assert await store.list_payments() == ([], None)
+    assert await store.subject_timeline("offer-1") == []
+    assert await store.list_events(q="e") == ([], None)
+    assert await store.list_events(type="payment.completed") == ([], None)

@@ -17,3 +17,32 @@ async def test_many_openers_of_one_new_file_all_get_the_store(tmp_path: Path):
         for store in stores:
             await store.ping()
             await store.close()
+
+
+async def test_a_schema_1_file_gains_the_dashboard_columns_on_open(tmp_path: Path):
+    import sqlite3
+
+    from tests.store.conftest import T0, make_event
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    store = await open_store(url)
+    await store.accept(make_event("old"), ["m"], 60.0, T0)
+    await store.close()
+    # Make it a file as schema 1 left it: no body_status or attempts column.
+    conn = sqlite3.connect(tmp_path / "old.db")
+    conn.execute("ALTER TABLE events DROP COLUMN body_status")
+    conn.execute("ALTER TABLE events DROP COLUMN attempts")
+    conn.execute("UPDATE schema_version SET version = 1")
+    conn.commit()
+    conn.close()
+    store = await open_store(url)
+    try:
+        [line], _ = await store.list_events()
+        assert (line.id, line.attempts, line.body_status) == ("old", 0, None)
+        await store.accept(make_event("new"), ["m"], 60.0, T0 + 1)
+        assert len((await store.list_events())[0]) == 2
+    finally:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / "old.db")
+    assert conn.execute("SELECT version FROM schema_version").fetchone() == (2,)
+    conn.close()
