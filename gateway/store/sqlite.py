@@ -332,9 +332,12 @@ class SqliteStore:
         """Events newest first, filtered by source, status, type and an id or subject prefix."""
         where: list[str] = []
         params: list[Any] = []
+        # With a search, the matches drive the query: "+column" keeps SQLite from walking a
+        # whole source, status or type index instead and testing each row against them.
+        hint = "+" if q else ""
         for column, value in (("source", source), ("status", status), ("type", type)):
             if value is not None:
-                where.append(f"{column} = ?")
+                where.append(f"{hint}{column} = ?")
                 params.append(value)
         if cursor is not None:
             at, uid = decode_cursor(cursor)
