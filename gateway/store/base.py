@@ -47,6 +47,10 @@ Operations (see ``Store``):
   delivery stay (an operator redrives or inspects them). Dedupe keys keep their own expiry
   and are left alone; ``store.retention`` is never shorter than a dedupe window (the loader
   refuses that), so the original of a duplicate is still stored.
+* ``list_payments``, ``subject_timeline``, ``stats``, ``changes``: for the dashboard (DESIGN
+  5.6): subjects by latest event, one subject's events in order, per-minute counters and a
+  latency histogram (``gateway.store.stats``) written with each accept and attempt, and the
+  bounded change log the live stream reads. All are index walks, never scans of every event.
 * ``get_event``, ``list_events``, ``list_dead_letters``, ``queue_depth``: for the admin API and
   metrics. Lists are newest first and paged with an opaque cursor; a page may hold fewer than
   ``limit`` items while the cursor is not ``None`` (a filtered scan stops after a bounded
