@@ -38,8 +38,17 @@ export function text(value) {
   return value === null || value === undefined || value === "" ? "–" : String(value);
 }
 
-/** A table inside a box that scrolls sideways on its own, so the page never does. */
+/** A table inside a box that scrolls sideways on its own, so the page never does. Each
+ * cell's content sits in a block of bounded width, so one long value cannot widen its column
+ * past that (table cells themselves ignore max-width). */
 export function table(head, rows, attrs) {
+  for (const row of rows) {
+    for (const cell of row.children) {
+      const box = el("div", { class: "cell" });
+      box.append(...cell.childNodes);
+      cell.append(box);
+    }
+  }
   return el(
     "div",
     { class: "scroll", ...(attrs || {}) },
