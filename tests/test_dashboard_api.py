@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.admin.app import create_admin_app
-from gateway.admin.stream import BUFFER, Subscriber
+from gateway.admin.stream import BUFFER, FEED, Subscriber
 from gateway.dashboard import session
 from gateway.store.base import Change
 from tests.support import ADMIN_TOKEN, payment_body, sign_payment
@@ -276,6 +276,16 @@ async def test_the_stream_sends_accepts_and_outcomes_and_resumes(with_admin):
     [(_, kind, data)] = await _messages(resumed, 1)
     assert (kind, data["event_id"], data["result"]) == ("delivery", "msg_live", "delivered")
     resumed.close()
+    # With no stream open the feed stops reading; the next stream still gets what follows.
+    feed = admin.server.app[FEED]
+    async with asyncio.timeout(10):
+        while feed.open_streams or feed.started.is_set():
+            await asyncio.sleep(0.05)
+    again = await admin.get("/admin/stream", headers=AUTH)
+    await _accept(client, "msg_after_idle")
+    [(_, kind, data)] = await _messages(again, 1)
+    assert (kind, data["event_id"]) == ("accepted", "msg_after_idle")
+    again.close()
 
 
 async def test_streams_are_capped_and_need_auth(with_admin):

@@ -62,7 +62,8 @@ class Subscriber:
 
 
 class ChangeFeed:
-    """Polls the store's change log for this process and fans it out to the open streams."""
+    """Polls the store's change log for this process and fans it out to the open streams;
+    idle while none is open."""
 
     def __init__(self, app: web.Application, max_streams: int = MAX_STREAMS) -> None:
         self._app = app
@@ -110,6 +111,13 @@ class ChangeFeed:
         last: str | None = None
         started = False
         while True:
+            if not self._subscribers:
+                # Nobody listens: stop reading the log, and take up its end afresh when the
+                # next stream opens (that stream reads what it missed from the log itself).
+                started = False
+                self.started.clear()
+                await asyncio.sleep(POLL_INTERVAL)
+                continue
             store = self._app[GATEWAY].get(STORE)
             try:
                 if store is not None and not started:
