@@ -1,10 +1,11 @@
 """``GET /admin/stream``: the store's change log as Server-Sent Events (DESIGN 5.6, live).
 
-Every accepted event and every delivery outcome is written to the store's change log in the
-same transaction or script as the change itself (``Store.changes``), so the log holds what
-every process and replica did. One ``ChangeFeed`` per process polls it (a primary-key range on
-SQLite, ``XRANGE`` on the Redis stream; both cheap) and hands each entry to the streams open
-in this process:
+Every accepted event and every delivery outcome is written to the store's change log
+(``Store.changes``): on SQLite in the same transaction as the change, on Redis right after the
+script that made it (one stream for every partition; ``gateway.store.redis``, "Change log"),
+so the log holds what every process and replica did. One ``ChangeFeed`` per process polls it
+(a primary-key range on SQLite, ``XRANGE`` on the Redis stream; both cheap) and hands each
+entry to the streams open in this process:
 
 * each message has ``event: accepted`` or ``event: delivery``, ``id:`` (the log's id, which a
   client sends back as ``Last-Event-ID`` to resume) and JSON ``data:``;

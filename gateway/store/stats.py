@@ -1,7 +1,8 @@
 """Last-hour figures kept by the store: counts per minute and a delivery latency histogram.
 
 Both stores add to per-minute counters in the same transaction or script that accepts an event
-or records an attempt, so every process and replica reads the same numbers. A minute is
+or records an attempt (a partitioned Redis store keeps them per partition and sums them on
+read), so every process and replica reads the same numbers. A minute is
 ``floor(t / 60)`` of the caller's clock. Latencies go into log-spaced buckets (each bound
 ``LATENCY_RATIO`` times the one before, from 1 ms), so p50 and p99 are read from counts
 with at most that ratio of error, and a query costs the same whatever the traffic. Pure: no I/O.
