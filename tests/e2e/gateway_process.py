@@ -21,7 +21,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -422,3 +422,25 @@ async def wait_drained(
                 await asyncio.sleep(0.1)
     except TimeoutError:
         raise AssertionError(f"queue never drained: {depth}\n{logs}") from None
+
+
+async def read_stream(
+    response: aiohttp.ClientResponse, want: set[tuple[str, str]], logs: Callable[[], str]
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """SSE messages until every (event, event id) in ``want`` was seen, bounded."""
+    seen: list[tuple[str, str, dict[str, Any]]] = []
+    fields: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(20):
+            while not want <= {(kind, data["event_id"]) for _, kind, data in seen}:
+                line = (await response.content.readline()).decode().rstrip("\n")
+                if line == "":
+                    if "data" in fields:
+                        seen.append((fields["id"], fields["event"], json.loads(fields["data"])))
+                    fields = {}
+                elif not line.startswith(":"):
+                    name, _, value = line.partition(": ")
+                    fields[name] = value
+    except TimeoutError:
+        raise AssertionError(f"saw {seen}\n{logs()}") from None
+    return seen

@@ -12,8 +12,9 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from tests.e2e.gateway_process import e2e_config, send_event, wait_drained
+from tests.e2e.gateway_process import e2e_config, read_stream, send_event, wait_drained
 from tests.redis_server import RedisCluster
+from tests.support import ADMIN_TOKEN
 
 EVENTS = 300
 
@@ -64,3 +65,36 @@ async def test_two_processes_on_a_cluster_deliver_each_event_once(cluster, gatew
         finally:
             await client.aclose()
     assert min(sizes) > sum(sizes) / 6, sizes  # each master holds a fair share
+
+
+async def test_one_live_stream_sees_both_processes_on_a_cluster(cluster, gateways, destinations):
+    # The dashboard's figures and indexes are per partition, the change log one stream for the
+    # store: a stream on one process carries what either process took in or delivered, on
+    # whichever master, each once and in log order.
+    market = destinations()
+    await market.start()
+    config = e2e_config(store_url=cluster.url, destinations={"marketplace": market.url})
+    config["store"]["partitions"] = 16
+    a, b = gateways(config, name="a"), gateways(config, name="b")
+    await asyncio.gather(a.start(), b.start())
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(a.admin_url("/admin/stream"), headers=auth) as stream,
+    ):
+        assert stream.status == 200
+        ids = []
+        for gateway in (a, b, a, b, b):
+            status, answer, msg_id, _ = await send_event(session, gateway.url())
+            assert status == 202, answer
+            ids.append(msg_id)
+        want = {(kind, i) for i in ids for kind in ("accepted", "delivery")}
+        seen = await read_stream(stream, want, lambda: a.log_tail() + "\n" + b.log_tail())
+        async with session.get(b.admin_url("/admin/payments"), headers=auth) as response:
+            payments = (await response.json())["payments"]
+    kinds = [(kind, data["event_id"]) for _, kind, data in seen]
+    assert sorted(kinds) == sorted(want)  # each once
+    order = [tuple(int(p) for p in i.split("-")) for i, _, _ in seen]
+    assert order == sorted(order)
+    # Every event of the run names the same subject (the e2e body's offer): one row for it.
+    assert len(payments) == 1
