@@ -164,7 +164,7 @@ DOCUMENT: dict[str, Any] = {
                         "name": "subject",
                         "in": "path",
                         "required": True,
-                        "schema": {"type": "string"},
+                        "schema": {"type": "string", "maxLength": 512},
                     }
                 ],
                 "responses": {
@@ -180,7 +180,7 @@ DOCUMENT: dict[str, Any] = {
                             }
                         ),
                     },
-                    "400": _error("subject too long"),
+                    "400": _error("subject too long or not valid text"),
                     **_COMMON_ERRORS,
                 },
             }
