@@ -1,0 +1,25 @@
+"""One hypothesis profile for every property: derandomized (the same examples on every run, so
+a failure in CI reproduces on a laptop), no example database, no per-example deadline (a loaded
+CI machine must not turn slowness into a failure), and a bounded example count so the whole
+set runs in seconds under ``make test``. ``make soak`` (``WEBHOOK_GATEWAY_SOAK=1``) runs ten
+times as many examples."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+SOAK = os.environ.get("WEBHOOK_GATEWAY_SOAK", "") not in ("", "0")
+
+
+def fuzz(examples: int) -> settings:
+    """Settings for a property worth ``examples`` examples in ``make test``."""
+    return settings(
+        derandomize=True,
+        database=None,
+        deadline=None,
+        max_examples=examples * 10 if SOAK else examples,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        print_blob=False,
+    )
