@@ -107,6 +107,23 @@ def test_values_are_validated():
     assert any(p.startswith("sources.payments.event.type:") for p in problems)
 
 
+def test_values_of_the_wrong_yaml_type_are_problems_not_crashes():
+    # Found by tests/fuzz/test_config.py: a scalar under destinations raised TypeError, and a
+    # number or a list as an event extractor raised AttributeError.
+    data = _base()
+    data["destinations"] = 1
+    assert "destinations: expected a mapping, got int" in _problems(data)
+    data = _base()
+    data["sources"]["payments"]["event"] = {"type": 5, "time": []}
+    problems = _problems(data)
+    assert any(
+        p.startswith("sources.payments.event.type: '5' is not an extractor") for p in problems
+    )
+    assert any(
+        p.startswith("sources.payments.event.time: '[]' is not an extractor") for p in problems
+    )
+
+
 def test_dedupe_window_shorter_than_twice_the_tolerance_is_refused():
     data = _base(sources={"payments": payments_source(tolerance="5m", dedupe={"window": "9m"})})
     assert any(

@@ -177,6 +177,12 @@ def _forward_header(value: object) -> str:
     return name
 
 
+def _extractor(value: object) -> Extractor:
+    """An ``event:`` extractor; YAML may give a number or a list, which is refused by its text
+    like ``require`` and ``dedupe.key`` entries, never an ``AttributeError``."""
+    return parse_extractor(str(value))
+
+
 def _ack_status(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and value in ACK_STATUSES:
         return value
@@ -259,10 +265,10 @@ def _source(
         with reader.at("event"):
             ev = reader.mapping(data["event"], {"id", "type", "subject", "time"})
             event = Extractors(
-                id=reader.field(ev, "id", parse_extractor, defaults.id),
-                type=reader.field(ev, "type", parse_extractor, defaults.type),
-                subject=reader.field(ev, "subject", parse_extractor, defaults.subject),
-                time=reader.field(ev, "time", parse_extractor, defaults.time),
+                id=reader.field(ev, "id", _extractor, defaults.id),
+                type=reader.field(ev, "type", _extractor, defaults.type),
+                subject=reader.field(ev, "subject", _extractor, defaults.subject),
+                time=reader.field(ev, "time", _extractor, defaults.time),
                 dedupe=defaults.dedupe,
             )
     dedupe_key = defaults.dedupe or Extractor("sha256")
@@ -601,9 +607,10 @@ def load_config_text(
     refused: set[str] = set()
     with reader.at("destinations"):
         raw_destinations = top.get("destinations") or {}
-        for name, raw_destination in reader.mapping(
-            raw_destinations, set(raw_destinations)
-        ).items():
+        # Any name is allowed here; a value that is not a mapping at all is reported by
+        # mapping() (set() of an int or a string would raise, or allow its characters).
+        names = set(map(str, raw_destinations)) if isinstance(raw_destinations, dict) else set()
+        for name, raw_destination in reader.mapping(raw_destinations, names).items():
             with reader.at(name):
                 destination = _destination(reader, name, raw_destination)
             if destination is None:
