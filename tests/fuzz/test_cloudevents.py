@@ -83,7 +83,7 @@ def header_safe(value: str) -> bool:
     reason="known bug class: control characters in extracted values go into outbound headers "
     "(e.g. ce-subject '\\n' or '\\x00' passes through as is)",
 )
-@fuzz(300)
+@fuzz(300, known_failure=True)
 @given(events(st.text(max_size=40)))
 def test_binary_headers_are_valid_field_values(event: Event) -> None:
     for name, value in binary_headers(event).items():
@@ -95,7 +95,7 @@ def test_binary_headers_are_valid_field_values(event: Event) -> None:
     reason="known bug class: lone surrogates (a JSON body's \\udc80 escape, non-UTF-8 header "
     "bytes) in extracted values make structured mode raise UnicodeEncodeError",
 )
-@fuzz(200)
+@fuzz(200, known_failure=True)
 @given(events(SURROGATES))
 def test_lone_surrogates_build_both_modes(event: Event) -> None:
     binary_headers(event)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from gateway.config import load_config_text
 from gateway.errors import ConfigError
+from gateway.providers.registry import load_registry
 from tests.fuzz.settings import fuzz
 from tests.support import ENV, config_dict, payments_source
 
@@ -49,23 +50,26 @@ VALUES = st.recursive(
     max_leaves=25,
 )
 
+# Loaded once: the loader would otherwise scan the built-ins and entry points on every example.
+REGISTRY = load_registry(use_entry_points=False)
+
 
 def load(text: str) -> None:
     problems: tuple[object, ...] = ("loaded",)
     try:
-        load_config_text(text, environ=ENV)
+        load_config_text(text, environ=ENV, registry=REGISTRY)
     except ConfigError as exc:
         problems = exc.problems
     assert problems, "a refusal names at least one problem"
 
 
-@fuzz(300)
+@fuzz(150)
 @given(st.dictionaries(st.sampled_from(WORDS), VALUES, max_size=6))
 def test_random_mappings(data: dict[str, Any]) -> None:
     load(yaml.safe_dump(data))
 
 
-@fuzz(200)
+@fuzz(100)
 @given(st.text(max_size=200))
 def test_random_text(text: str) -> None:
     load(text)
@@ -99,7 +103,7 @@ VALID = config_dict(
 VALID_PATHS = paths(VALID)
 
 
-@fuzz(400)
+@fuzz(150)
 @given(where=st.sampled_from(VALID_PATHS), value=VALUES, drop=st.booleans())
 def test_valid_config_with_one_value_changed(where: tuple[Any, ...], value: Any, drop: bool):
     data = copy.deepcopy(VALID)

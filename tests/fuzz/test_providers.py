@@ -146,7 +146,7 @@ ESCAPED = st.lists(
     reason="known bug class: non-UTF-8 header bytes / lone surrogates raise UnicodeEncodeError "
     "(a 500) instead of VerificationError; e.g. standard-webhooks with webhook-id '\\udc80'",
 )
-@fuzz(300)
+@fuzz(300, known_failure=True)
 @given(data=st.data(), scheme=by_scheme)
 def test_verify_refuses_undecodable_header_bytes(data, scheme: Scheme) -> None:
     body, headers, secrets, now = data.draw(requests(scheme, values=ESCAPED))
