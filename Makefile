@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 ENV_FILE := .env.dev
 
-.PHONY: run marketplace test lint bench clean setup system-deps
+.PHONY: run marketplace test soak lint bench clean setup system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,18 @@ lint: $(STAMP)
 
 test: $(STAMP) system-deps $(NODE_MODULES) lint
 	$(BIN)/pytest -q
+
+# The long fault scenarios (a minute of load each: SIGKILLs, a destination down for a minute,
+# Redis restarts, ...) and ten times the property-test examples; `make test` runs the short
+# ones. The figures (RELIABILITY.md) are appended to $(SOAK_RESULTS), one JSON line each.
+SOAK_RESULTS := bench/results/faults.jsonl
+
+soak: $(STAMP) system-deps
+	@mkdir -p $(dir $(SOAK_RESULTS))
+	@rm -f $(SOAK_RESULTS)
+	WEBHOOK_GATEWAY_SOAK=1 WEBHOOK_GATEWAY_FAULTS_RESULTS=$(SOAK_RESULTS) \
+		$(BIN)/pytest -q -s -p no:cacheprovider tests/e2e/test_faults.py tests/fuzz
+	@echo "figures: $(SOAK_RESULTS)"
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -16,6 +17,10 @@ from aiohttp import web
 from standardwebhooks import Webhook
 
 from gateway.config import Config, load_config_text
+
+#: ``make soak`` sets WEBHOOK_GATEWAY_SOAK=1: the fault scenarios run their long versions and the
+#: property tests ten times the examples. ``make test`` runs the short ones, never none.
+SOAK = os.environ.get("WEBHOOK_GATEWAY_SOAK", "") not in ("", "0")
 
 # Test-only secrets (fixed so failures are reproducible).
 PAYMENTS_SECRET = "whsec_" + base64.b64encode(b"payments-test-secret-0123456789ab").decode()

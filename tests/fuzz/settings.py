@@ -6,11 +6,9 @@ times as many examples."""
 
 from __future__ import annotations
 
-import os
-
 from hypothesis import HealthCheck, Phase, settings
 
-SOAK = os.environ.get("WEBHOOK_GATEWAY_SOAK", "") not in ("", "0")
+from tests.support import SOAK
 
 
 def fuzz(examples: int, *, known_failure: bool = False) -> settings:
