@@ -21,7 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.faults import FaultyMarketplace, Sender, faulty_destination, tally
+from tests.e2e.faults import (
+    FaultyMarketplace,
+    Sender,
+    faulty_destination,
+    tally,
+    timed_out_attempts,
+)
 from tests.e2e.gateway_process import GatewayProcess, e2e_config, queue_depth, wait_drained
 from tests.redis_server import RedisServer
 from tests.support import SOAK
@@ -113,6 +119,7 @@ async def finish(store_url, market, sender, gateways, *, scenario, crashes, in_f
         market,
         crashes=crashes,
         in_flight=in_flight,
+        timed_out=timed_out_attempts(gateways),
         started=started,
     )
 
@@ -226,8 +233,9 @@ async def test_redis_restarted_during_load(gateways, destinations, tmp_path):
 async def test_worker_killed_holding_leases(fault_store, gateways, destinations):
     store_url, _ = fault_store
     started = time.monotonic()
-    # Slow answers, so a process always holds leased deliveries in flight when it is killed.
-    market = FaultyMarketplace(delay=0.4)
+    # Answers after 150 ms, so at 40 events a second a process holds leased deliveries in
+    # flight whenever it is killed (and keeps up: 8 in flight x 1/0.15 s is 53 a second).
+    market = FaultyMarketplace(delay=0.15)
     destination = faulty_destination(market)
     await destination.start()
     settings = config(store_url, destination.url)
