@@ -35,7 +35,10 @@ def hmac_key(secret: Secret) -> bytes:
 
 def signed_content(msg_id: str, timestamp: str, body: bytes) -> bytes:
     """The bytes every Standard Webhooks signature covers: ``id.timestamp.body``."""
-    return msg_id.encode() + b"." + timestamp.encode() + b"." + body
+    # surrogateescape: header text decoded from bytes that were not UTF-8 gives those bytes
+    # back, so a signature is checked over what was sent (and simply does not match).
+    raw_id, raw_timestamp = (t.encode("utf-8", "surrogateescape") for t in (msg_id, timestamp))
+    return raw_id + b"." + raw_timestamp + b"." + body
 
 
 def v1_signature(key: bytes, content: bytes) -> str:

@@ -75,7 +75,7 @@ class Bearer(BaseProvider):
         self, body: bytes, headers: Mapping[str, str], secrets: Sequence[Secret], now: float
     ) -> None:
         """Accept if the token equals any secret; every secret is compared (constant time)."""
-        presented = _fingerprint(self._token(headers).encode())
+        presented = _fingerprint(self._token(headers).encode("utf-8", "surrogateescape"))
         found = False
         for secret in secrets:
             found |= hmac.compare_digest(presented, _fingerprint(secret.encode()))

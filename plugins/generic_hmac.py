@@ -122,7 +122,11 @@ class GenericHmac(BaseProvider):
         before, after = self.template
         before = before.replace("{timestamp}", timestamp)
         after = after.replace("{timestamp}", timestamp)
-        return before.encode() + body + after.encode()
+        return (
+            before.encode("utf-8", "surrogateescape")
+            + body
+            + after.encode("utf-8", "surrogateescape")
+        )
 
     def _encode(self, digest: bytes) -> str:
         return digest.hex() if self.encoding == "hex" else base64.b64encode(digest).decode()

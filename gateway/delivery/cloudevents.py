@@ -19,10 +19,11 @@ STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 
 
 def content_type(event: Event) -> str | None:
-    """The original ``Content-Type`` the sender declared, kept with the event."""
+    """The original ``Content-Type`` the sender declared, kept with the event (``None`` when
+    it holds a control character: no header could carry it on)."""
     for name, value in event.headers:
         if name.lower() == "content-type":
-            return value
+            return value if all(c == "\t" or " " <= c != "\x7f" for c in value) else None
     return None
 
 
@@ -63,7 +64,10 @@ def header_value(value: str) -> str:
     if all("!" <= c <= "~" and c not in '"%' for c in value):
         return value
     return "".join(
-        c if "!" <= c <= "~" and c not in '"%' else "".join(f"%{b:02X}" for b in c.encode())
+        c
+        if "!" <= c <= "~" and c not in '"%'
+        # surrogateescape: a byte that was not UTF-8 when it arrived goes out as that byte.
+        else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogateescape"))
         for c in value
     )
 
@@ -103,4 +107,8 @@ def structured_body(event: Event) -> bytes:
         document["data"] = json.loads(event.body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         document["data_base64"] = base64.b64encode(event.body).decode()
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    text = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:  # a lone surrogate: written as its JSON escape instead
+        return json.dumps(document, separators=(",", ":")).encode()

@@ -44,8 +44,9 @@ def check_single(
 
 
 def check_text(headers: CIMultiDictProxy[str], names: Iterable[str]) -> None:
-    """Refuse (400) a kept header, any occurrence of it, that is not UTF-8 text."""
+    """Refuse (400) a kept header, any occurrence of it, that is not UTF-8 text or holds a
+    control character: it travels on to the destination, where it could not be written."""
     for name in names:
         for value in headers.getall(name, ()):
-            if not is_text(value):
-                raise InvalidBody(f"the {name} header is not UTF-8 text")
+            if not is_text(value) or has_control(value):
+                raise InvalidBody(f"the {name} header is not text that can be forwarded")

@@ -11,17 +11,10 @@ from hypothesis import HealthCheck, Phase, settings
 from tests.support import SOAK
 
 
-def fuzz(examples: int, *, known_failure: bool = False) -> settings:
-    """Settings for a property worth ``examples`` examples in ``make test``.
-
-    ``known_failure`` goes with a strict xfail: the failure is known and written in the mark,
-    so ``make test`` does not spend seconds shrinking it (``make soak`` still does); drop it
-    with the mark."""
-    phases = [Phase.explicit, Phase.reuse, Phase.generate]
-    if SOAK or not known_failure:
-        phases.append(Phase.shrink)
+def fuzz(examples: int) -> settings:
+    """Settings for a property worth ``examples`` examples in ``make test``."""
     return settings(
-        phases=phases,
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
         derandomize=True,
         database=None,
         deadline=None,

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import string
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -78,24 +77,14 @@ def header_safe(value: str) -> bool:
     return all(c == "\t" or (0x20 <= ord(c) != 0x7F) for c in value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug class: control characters in extracted values go into outbound headers "
-    "(e.g. ce-subject '\\n' or '\\x00' passes through as is)",
-)
-@fuzz(300, known_failure=True)
+@fuzz(300)
 @given(events(st.text(max_size=40)))
 def test_binary_headers_are_valid_field_values(event: Event) -> None:
     for name, value in binary_headers(event).items():
         assert header_safe(value), (name, value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug class: lone surrogates (a JSON body's \\udc80 escape, non-UTF-8 header "
-    "bytes) in extracted values make structured mode raise UnicodeEncodeError",
-)
-@fuzz(200, known_failure=True)
+@fuzz(200)
 @given(events(SURROGATES))
 def test_lone_surrogates_build_both_modes(event: Event) -> None:
     binary_headers(event)

@@ -185,12 +185,7 @@ def test_signed_events_with_any_json_values(harness, path, body, msg_id, extra, 
     check(status, answer, accepted={200, 202})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug class: non-UTF-8 header bytes (and the lone surrogates aiohttp decodes "
-    "them to) answer 500 internal_error",
-)
-@fuzz(60, known_failure=True)
+@fuzz(60)
 @given(
     body=event_body(JSON),
     msg_id=MSG_IDS,
@@ -206,12 +201,7 @@ def test_arbitrary_header_bytes(harness, body, msg_id, extra) -> None:
     check(status, answer, accepted={200, 202})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug class: lone surrogates (a JSON \\udc80 escape in an extracted value) "
-    "answer 500 internal_error",
-)
-@fuzz(40, known_failure=True)
+@fuzz(40)
 @given(
     path=st.sampled_from(["/hooks/payments", "/hooks/sync"]),
     field=st.sampled_from(["offerId", "type", "timestamp"]),
@@ -229,12 +219,7 @@ def test_lone_surrogates_in_extracted_values(harness, path, field, text, msg_id)
     check(status, answer, accepted={200, 202})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug class: control characters in extracted values go into outbound headers "
-    "(sync forwarding fails on a ce-subject with a newline)",
-)
-@fuzz(30, known_failure=True)
+@fuzz(30)
 @given(
     subject=st.text(st.characters(max_codepoint=0x1F), min_size=1, max_size=4),
     msg_id=MSG_IDS,
