@@ -49,11 +49,18 @@ class Proc:
 
     def peak_rss_kib(self) -> int:
         """Peak resident set size so far (``VmHWM`` in /proc/<pid>/status), in KiB."""
+        return self._status_kib("VmHWM")
+
+    def rss_kib(self) -> int:
+        """Resident set size now (``VmRSS`` in /proc/<pid>/status), in KiB."""
+        return self._status_kib("VmRSS")
+
+    def _status_kib(self, field: str) -> int:
         status = Path(f"/proc/{self.pid}/status").read_text()
         for line in status.splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
-        raise BenchError(f"{self.name}: no VmHWM in /proc/{self.pid}/status")
+        raise BenchError(f"{self.name}: no {field} in /proc/{self.pid}/status")
 
     def pause(self) -> None:
         """SIGSTOP: the process keeps its listening socket (the kernel still completes
@@ -101,12 +108,19 @@ class Proc:
         return "(no output)"
 
 
-def spawn(name: str, args: list[str], log_dir: Path) -> Proc:
-    """Start ``python <args>`` in the repository, output to ``log_dir/<name>.log``."""
+def pinned(command: list[str], cpus: str | None) -> list[str]:
+    """``command`` run through ``taskset -c CPUS`` (which execs it: the PID stays the
+    program's own), or unchanged when ``cpus`` is None."""
+    return command if cpus is None else ["taskset", "-c", cpus, *command]
+
+
+def spawn(name: str, args: list[str], log_dir: Path, cpus: str | None = None) -> Proc:
+    """Start ``python <args>`` in the repository (on ``cpus`` if given), output to
+    ``log_dir/<name>.log``."""
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
         popen = subprocess.Popen(  # noqa: S603 - our own interpreter and modules, no shell
-            [sys.executable, *args],
+            pinned([sys.executable, *args], cpus),
             cwd=REPO,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -137,11 +151,11 @@ def wait_ready(proc: Proc, url: str, timeout: float = 30.0) -> None:
     raise BenchError(f"{proc.name} did not answer {url} within {timeout:g} s:\n{proc.log_tail()}")
 
 
-def run_loadgen(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run the load generator in its own process and return its JSON result."""
+def run_loadgen(spec: dict[str, Any], timeout: float, cpus: str | None = None) -> dict[str, Any]:
+    """Run the load generator in its own process (on ``cpus`` if given); its JSON result."""
     try:
         done = subprocess.run(  # noqa: S603 - our own interpreter and module, no shell
-            [sys.executable, "-m", "bench.loadgen", json.dumps(spec)],
+            pinned([sys.executable, "-m", "bench.loadgen", json.dumps(spec)], cpus),
             cwd=REPO,
             capture_output=True,
             timeout=timeout,
