@@ -1,6 +1,6 @@
 """The load generator, in its own process so it never shares an event loop with a server.
 
-``python -m bench.loadgen '<json spec>'`` prints one JSON result on stdout. Two modes:
+``python -m bench.loadgen '<json spec>'`` prints one JSON result on stdout. Three modes:
 
 * ``ingress``: closed-loop load at a fixed concurrency. Every request is built and signed
   BEFORE the clock starts (a pool of distinct events, each a complete HTTP/1.1 request in
@@ -11,6 +11,12 @@
 * ``direct``: the delivery baseline. The same kind of POSTs the gateway's delivery worker
   sends, sent straight to the destination by one aiohttp ``ClientSession`` with the worker's
   concurrency (the gateway delivers through aiohttp too), after a warm-up, ``repeats`` times.
+* ``rate``: open-loop load at a constant rate (wrk2 is not packaged in Debian, so this is the
+  bench's own). Request i is due at ``start + i / rate`` and is sent then whatever happened
+  to the earlier ones, on the first free one of ``connections`` keep-alive connections (as
+  wrk2 does); its latency is counted from when it was due, not from when it went out: a
+  server that stalls is charged for the requests that queued behind the stall (no
+  coordinated omission).
 
 The client is deliberately thin in ``ingress`` mode: a heavy client on a 2-core machine would
 cap the baseline's number at the client's own speed and flatter every ratio.
@@ -257,6 +263,63 @@ async def direct(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {"warmup": warm.summary(200), "timed": timed, "body_bytes": BODY_SIZE}
 
 
+async def constant_rate(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """Pre-sign, then send at ``rate`` per second over ``connections`` keep-alive
+    connections (as wrk2 does): a warm-up, then the timed phase."""
+    host, port = str(spec["host"]), int(spec["port"])
+    rate = float(spec["rate"])
+    warmup, duration = float(spec["warmup_seconds"]), float(spec["duration"])
+    count = int(rate * (warmup + duration))
+    built = time.perf_counter()
+    pool = build_pool(host, port, str(spec["path"]), count, spec["prefix"])
+    signing_s = time.perf_counter() - built
+    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(int(spec["connections"])):
+        idle.put_nowait(Connection(host, port))
+    warm, timed = Phase(), Phase()
+    tasks: set[asyncio.Task[None]] = set()
+    waited = 0
+
+    async def send(request: bytes, due: float, phase: Phase) -> None:
+        nonlocal waited
+        if idle.empty():
+            waited += 1  # every connection busy: it waits, and the wait counts as latency
+        connection = await idle.get()
+        try:
+            status = await connection.exchange(request)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ProtocolError):
+            status = 0
+            connection.close()
+        phase.latencies.append(time.perf_counter() - due)
+        phase.statuses[status] += 1
+        idle.put_nowait(connection)
+
+    start = time.perf_counter() + 0.05
+    for index, request in enumerate(pool):
+        due = start + index / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        phase = warm if index < rate * warmup else timed
+        task = asyncio.create_task(send(request, due, phase))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await asyncio.gather(*tasks)
+    warm.elapsed, timed.elapsed = warmup, duration
+    while not idle.empty():
+        idle.get_nowait().close()
+    expect = int(spec.get("expect", 200))
+    return {
+        "pool": len(pool),
+        "pool_build_s": signing_s,
+        "rate": rate,
+        "connections": int(spec["connections"]),
+        "waited_for_a_connection": waited,
+        "warmup": warm.summary(expect),
+        "timed": timed.summary(expect),
+    }
+
+
 async def main_async(spec: Mapping[str, Any]) -> dict[str, Any]:
     """Run the mode ``spec`` asks for, bounded by its own time limits plus a grace period."""
     budget = float(spec.get("warmup_seconds", 0)) + float(spec.get("duration", 0))
@@ -265,6 +328,8 @@ async def main_async(spec: Mapping[str, Any]) -> dict[str, Any]:
             return await ingress(spec)
         if spec["mode"] == "direct":
             return await direct(spec)
+        if spec["mode"] == "rate":
+            return await constant_rate(spec)
     raise ValueError(f"unknown mode {spec['mode']!r}")
 
 
