@@ -2,6 +2,8 @@
 
 * ``baseline``: the ingress baseline. It reads the body and answers 202, with no verification,
   no store and no log: what any aiohttp service costs before it does the gateway's work.
+  With ``--uvloop`` it runs on uvloop's event loop: the pinned measurements' baseline, the
+  fastest an aiohttp service gets without doing any work.
 * ``destination``: the fake marketplace. It reads the body, counts it and answers 200 at once,
   so the delivery numbers measure the gateway and not the backend.
 
@@ -13,6 +15,7 @@ the host, so the orchestrator can compare it with its own readings).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -74,7 +77,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.servers")
     parser.add_argument("kind", choices=["baseline", "destination"])
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--uvloop", action="store_true", help="serve on uvloop's event loop")
     args = parser.parse_args()
+    loop: asyncio.AbstractEventLoop | None = None
+    if args.uvloop:
+        # Imported here: only this baseline needs it (the dev extra installs it).
+        import uvloop
+
+        loop = uvloop.new_event_loop()
     web.run_app(
         create_server_app(args.kind),
         host="127.0.0.1",
@@ -82,6 +92,7 @@ def main() -> None:
         access_log=None,
         print=None,
         shutdown_timeout=1.0,
+        loop=loop,
     )
 
 
