@@ -172,6 +172,19 @@ def run_loadgen(spec: dict[str, Any], timeout: float, cpus: str | None = None) -
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (from /proc/<pid>/task/*/children): nginx's worker,
+    the gateway's processes with ``server.workers`` above one."""
+    pids, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        pids.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+    return pids
+
+
 def _system_busy_seconds() -> float:
     """CPU seconds every core has spent busy since boot (``/proc/stat``; idle and iowait are
     not busy; steal is: another guest had our CPU)."""

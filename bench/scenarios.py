@@ -69,16 +69,37 @@ QUICK = Settings(
 )
 
 
+#: Rate limits high enough never to refuse (the pinned measurements run with both on, so
+#: their cost is measured, while what they would refuse is not).
+NEVER_REFUSING = {"rate": "1000000/s", "burst": 1000000}
+
+
 def gateway_config(
-    *, listen: int, admin: int, store_url: str, destination: str, delivery_concurrency: int
-) -> str:
-    """The gateway's config for a run: the payments source of DESIGN 6, without rate limits
-    (a limit would measure the limit, not the gateway), queued delivery to the destination."""
+    *, listen: int, admin: int, store_url: str, destination: str, delivery_concurrency: int,
+    rate_limits: bool = False, delivery: str = "queued", workers: int = 1,
+) -> str:  # fmt: skip
+    """The gateway's config for a run: the payments source of DESIGN 6, queued delivery to the
+    destination by default. Without rate limits unless asked (a limit that refuses measures
+    the limit, not the gateway); ``rate_limits`` turns both on with ``NEVER_REFUSING``."""
+    source: dict[str, Any] = {
+        "path": SOURCE_PATH,
+        "provider": "standard-webhooks",
+        "secrets": [PAYMENTS_SECRET],
+        "tolerance": "5m",
+        "allow_ips": ["127.0.0.1/32", "::1/128"],
+        "dedupe": {"key": "header:webhook-id", "window": "72h"},
+        "event": {"type": "/type", "subject": "/offerId", "time": "/timestamp"},
+        "require": ["/type", "/pendingId", "/offerId", "/status"],
+        "delivery": delivery,
+        "routes": [{"destination": "marketplace", "types": ["payment.*"]}],
+    }
+    if rate_limits:
+        source["rate_limit"] = {"per_ip": NEVER_REFUSING, "per_source": NEVER_REFUSING}
     data: dict[str, Any] = {
         "server": {
             "listen": f"{HOST}:{listen}",
             "admin_listen": f"{HOST}:{admin}",
-            "workers": 1,
+            "workers": workers,
             "delivery_concurrency": delivery_concurrency,
             "shutdown_timeout": "5s",
             "log_level": "info",
@@ -92,20 +113,7 @@ def gateway_config(
                 "timeout": "60s",
             }
         },
-        "sources": {
-            "payments": {
-                "path": SOURCE_PATH,
-                "provider": "standard-webhooks",
-                "secrets": [PAYMENTS_SECRET],
-                "tolerance": "5m",
-                "allow_ips": ["127.0.0.1/32", "::1/128"],
-                "dedupe": {"key": "header:webhook-id", "window": "72h"},
-                "event": {"type": "/type", "subject": "/offerId", "time": "/timestamp"},
-                "require": ["/type", "/pendingId", "/offerId", "/status"],
-                "delivery": "queued",
-                "routes": [{"destination": "marketplace", "types": ["payment.*"]}],
-            }
-        },
+        "sources": {"payments": source},
     }
     return yaml.safe_dump(data, sort_keys=False)
 

@@ -1,0 +1,439 @@
+"""The pinned measurements: wrk against the gateway and two baselines, one core for each side.
+
+The server being measured (the gateway, the bare aiohttp baseline or the nginx proxy baseline)
+runs alone on ``SUT_CPU``; everything else runs on ``REST_CPU``: wrk, the constant-rate load
+generator, redis-server, the fast destination (nginx ``return 200``) and this orchestrator.
+On a 2-core machine that is the only split that gives the measured process a core of its own:
+redis-server and the destination are on the load generator's side because in production they
+are other machines, and a gateway sharing its core with them would be charged for their work.
+The other side of that choice: the gateway here has redis-server's CPU for free.
+
+Measurements (each side's numbers in the same run, interleaved in rounds as in the rest of
+the bench):
+
+* throughput: ``wrk -t1 -c32 --latency`` cycling through 100,000 pre-signed requests, each a
+  new event, for the gateway (full pipeline: allow-list, both rate limits on but never
+  refusing, Standard Webhooks verification, extraction, dedupe, durable enqueue, delivery to
+  the destination) on SQLite and on Redis (AOF off), the bare aiohttp baseline on uvloop and
+  the nginx ``proxy_pass`` baseline to the same destination; the gateway's RSS after warm-up
+  and after the phase;
+* sync latency: ``delivery: sync`` at a constant 500 requests/s, against the same requests
+  sent straight to the destination at the same rate: the p99 the gateway adds;
+* workers: ``server.workers: 2`` against 1 (Redis store), pinned as far as 2 cores allow;
+* ``--long``: 500,000 accepted events through one gateway, its RSS sampled along the way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import socket
+import statistics
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.nginx import requests_served, start_nginx
+from bench.payloads import DESTINATION_PATH, SOURCE_PATH
+from bench.procs import (
+    BenchError,
+    Proc,
+    foreign_cpu,
+    process_tree,
+    run_loadgen,
+    spawn,
+    wait_ready,
+)
+from bench.report import compare
+from bench.scenarios import HOST, Workspace, gateway_config
+from bench.wrk import run_wrk, write_pool
+from tests.redis_server import RedisServer, free_port
+
+#: The measured server's core, and the core of everything else.
+SUT_CPU, REST_CPU = "0", "1"
+#: The three ways ``server.workers`` is compared: (label, workers, the gateway's cores).
+WORKER_LAYOUTS = (
+    ("1 process on core 0", 1, SUT_CPU),
+    ("2 processes on core 0", 2, SUT_CPU),
+    ("2 processes on cores 0-1", 2, f"{SUT_CPU},{REST_CPU}"),
+    ("1 process on cores 0-1", 1, f"{SUT_CPU},{REST_CPU}"),
+)
+
+
+@dataclass(frozen=True)
+class PinnedSettings:
+    """Sizes and limits of the pinned measurements; every phase is bounded in time."""
+
+    rounds: int = 2
+    connections: int = 32
+    pool: int = 100_000
+    warm_pool: int = 20_000
+    warmup: float = 2.0
+    duration: float = 10.0
+    sync_rate: float = 500.0
+    sync_warmup: float = 2.0
+    sync_duration: float = 10.0
+    #: Accepted events of the long RSS run; 0 leaves it out (``--long`` sets 500,000).
+    long_events: int = 0
+    #: The long run signs this many events at a time, just before sending them, so every
+    #: signature is inside the 5-minute tolerance when it arrives.
+    long_chunk: int = 100_000
+
+
+PINNED_QUICK = PinnedSettings(
+    rounds=1, pool=20_000, warm_pool=5_000, warmup=0.5, duration=2.0, sync_warmup=0.5,
+    sync_duration=2.0, long_chunk=20_000,
+)  # fmt: skip
+
+THROUGHPUT_METRICS: dict[str, Callable[[Mapping[str, Any]], float]] = {
+    "rps": lambda run: float(run["rps"]),
+    "p50_ms": lambda run: float(run["p50_ms"]),
+    "p99_ms": lambda run: float(run["p99_ms"]),
+}
+SYNC_METRICS: dict[str, Callable[[Mapping[str, Any]], float]] = {
+    "p50_ms": lambda run: float(run["p50_ms"]),
+    "p99_ms": lambda run: float(run["p99_ms"]),
+}
+
+_OUTCOME = re.compile(r'outcome="([^"]*)"')
+
+
+@dataclass
+class Target:
+    """A running server under test: its process, ingress port and (gateway) admin port."""
+
+    proc: Proc
+    port: int
+    admin: int | None = None
+
+    def outcomes(self) -> Counter[str]:
+        """The gateway's ``webhook_gateway_requests_total`` by outcome (empty for baselines)."""
+        counts: Counter[str] = Counter()
+        if self.admin is None:
+            return counts
+        url = f"http://{HOST}:{self.admin}/metrics"
+        with urllib.request.urlopen(url, timeout=10.0) as response:
+            text = response.read().decode()
+        for line in text.splitlines():
+            if line.startswith("webhook_gateway_requests_total{"):
+                labels, value = line.rsplit(" ", 1)
+                match = _OUTCOME.search(labels)
+                if match:
+                    counts[match.group(1)] += int(float(value))
+        return counts
+
+
+class Pinned:
+    """The pinned run's shared pieces: workspace, redis-server, destination, baseline pools."""
+
+    def __init__(
+        self, ws: Workspace, settings: PinnedSettings, redis: RedisServer, destination: int
+    ) -> None:
+        self.ws = ws
+        self.settings = settings
+        self.redis = redis
+        self.destination = destination
+        #: Processes that outlive a phase (redis-server, the nginx destination): their CPU is
+        #: the benchmark's own, not other people's, in the noise figure.
+        self.resident: list[int] = []
+        self._databases = iter(range(64))
+        self._baseline_pools: tuple[Path, Path] | None = None
+
+    # -- servers -------------------------------------------------------------------------
+
+    def store_url(self, store: str, label: str) -> str:
+        """A fresh, empty store for each gateway run (a new Redis database, a new file)."""
+        if store == "redis":
+            return f"redis://{self.redis.host}:{self.redis.port}/{next(self._databases)}"
+        return self.ws.sqlite_url(label)
+
+    @contextlib.contextmanager
+    def gateway(
+        self, store: str, *, delivery: str = "queued", workers: int = 1, cpus: str = SUT_CPU
+    ) -> Iterator[Target]:
+        """``python -m gateway run`` on ``cpus``: the full pipeline, rate limits on."""
+        listen, admin = free_port(HOST), free_port(HOST)
+        name = f"pinned-gateway-{store}-{delivery}-{workers}"
+        path = self.ws.root / f"{name}-{listen}.yaml"
+        path.write_text(
+            gateway_config(
+                listen=listen,
+                admin=admin,
+                store_url=self.store_url(store, name),
+                destination=f"http://{HOST}:{self.destination}{DESTINATION_PATH}",
+                delivery_concurrency=self.ws.settings.delivery_concurrency,
+                rate_limits=True,
+                delivery=delivery,
+                workers=workers,
+            )
+        )
+        proc = spawn(name, ["-m", "gateway", "run", "--config", str(path)], self.ws.logs, cpus)
+        try:
+            wait_ready(proc, f"http://{HOST}:{admin}/readyz")
+            yield Target(proc, listen, admin)
+        finally:
+            proc.stop()
+
+    @contextlib.contextmanager
+    def baseline(self, kind: str) -> Iterator[Target]:
+        """``aiohttp`` (bench.servers baseline on uvloop) or ``nginx`` (proxy_pass to the
+        destination), on the measured core."""
+        port = free_port(HOST)
+        if kind == "aiohttp":
+            args = ["-m", "bench.servers", "baseline", "--port", str(port), "--uvloop"]
+            proc = spawn(f"pinned-aiohttp-{port}", args, self.ws.logs, SUT_CPU)
+            ready = f"http://{HOST}:{port}/_stats"
+        else:
+            proc = start_nginx(
+                self.ws.root, f"nginx-proxy-{port}", "proxy", port,
+                upstream=self.destination, cpus=SUT_CPU,
+            )  # fmt: skip
+            ready = f"http://{HOST}:{self.destination}/_stats"
+        try:
+            wait_ready(proc, ready)
+            if kind == "nginx":
+                _wait_listening(proc, port)
+            yield Target(proc, port)
+        finally:
+            proc.stop()
+
+    # -- phases --------------------------------------------------------------------------
+
+    def _pools(self, target: Target, label: str, fresh: bool) -> tuple[Path, Path]:
+        """Warm-up and measured request pools; signed now for a gateway (``fresh``), signed
+        once and reused for the baselines, which neither verify nor dedupe."""
+        s = self.settings
+        if not fresh and self._baseline_pools is not None:
+            return self._baseline_pools
+        warm, main = self.ws.root / f"{label}-warm.pool", self.ws.root / f"{label}.pool"
+        write_pool(warm, HOST, target.port, SOURCE_PATH, s.warm_pool, f"{label}-warm")
+        write_pool(main, HOST, target.port, SOURCE_PATH, s.pool, label)
+        if not fresh:
+            self._baseline_pools = (warm, main)
+        return warm, main
+
+    def _wrk(self, target: Target, pool: Path, seconds: float, log: str) -> dict[str, Any]:
+        return run_wrk(
+            f"http://{HOST}:{target.port}{SOURCE_PATH}", pool,
+            connections=self.settings.connections, duration=seconds, cpus=REST_CPU,
+            log=self.ws.logs / f"{log}.wrk.log",
+        )  # fmt: skip
+
+    def throughput(self, target: Target, label: str, *, gateway: bool) -> dict[str, Any]:
+        """Warm up, then one measured wrk phase; RSS and outcomes around the measured part."""
+        s = self.settings
+        warm_pool, pool = self._pools(target, label, fresh=gateway)
+        warm = self._wrk(target, warm_pool, s.warmup, f"{label}-warm")
+        before, delivered_before = target.outcomes(), requests_served(self.destination)
+        rss_before = target.proc.rss_kib()
+        noise: dict[str, Any] = {}
+        live = [pid for base in (*self.resident, target.proc.pid) for pid in process_tree(base)]
+        with foreign_cpu(noise, live):
+            run = self._wrk(target, pool, s.duration, label)
+        rss_after = target.proc.rss_kib()
+        outcomes = target.outcomes() - before
+        delivered = requests_served(self.destination) - delivered_before - 1
+        return {
+            **run,
+            "warmup": {k: warm[k] for k in ("requests", "rps", "p50_ms", "p99_ms")},
+            "rss_before_kib": rss_before,
+            "rss_after_kib": rss_after,
+            "peak_rss_kib": target.proc.peak_rss_kib(),
+            "outcomes": dict(outcomes),
+            "delivered_during_run": delivered if gateway else None,
+            "gateway_log": target.proc.log_summary() if gateway else None,
+            "machine_noise": noise,
+        }
+
+    def constant_rate(self, port: int, path: str, label: str) -> dict[str, Any]:
+        """The constant-rate generator (on the other core) against ``port``; expects 200s."""
+        s = self.settings
+        spec = {
+            "mode": "rate", "host": HOST, "port": port, "path": path, "rate": s.sync_rate,
+            "warmup_seconds": s.sync_warmup, "duration": s.sync_duration, "prefix": label,
+            "connections": s.connections, "expect": 200,
+        }  # fmt: skip
+        result = run_loadgen(spec, s.sync_warmup + s.sync_duration + 120.0, cpus=REST_CPU)
+        timed = result["timed"]
+        return {**timed, "waited_for_a_connection": result["waited_for_a_connection"]}
+
+    def long_run(self, store: str, progress: Callable[[str], None]) -> dict[str, Any]:
+        """Send ``long_events`` new events through one gateway, a freshly signed chunk at a
+        time; sample its RSS after warm-up and after each chunk."""
+        s = self.settings
+        samples: list[dict[str, Any]] = []
+        started = time.monotonic()
+        with self.gateway(store) as target:
+            warm = self.ws.root / f"long-{store}-warm.pool"
+            write_pool(warm, HOST, target.port, SOURCE_PATH, s.warm_pool, f"long-{store}-warm")
+            self._wrk(target, warm, s.warmup, f"long-{store}-warm")
+            base = target.outcomes()["accepted"]
+
+            def sample() -> None:
+                accepted = target.outcomes()["accepted"] - base
+                samples.append(
+                    {"accepted": accepted, "rss_kib": target.proc.rss_kib(),
+                     "seconds": time.monotonic() - started}
+                )  # fmt: skip
+
+            sample()
+            chunk = 0
+            # Bounded: a gateway that accepts nothing ends the run after a few chunks.
+            while samples[-1]["accepted"] < s.long_events and chunk < 3 * (
+                s.long_events // s.long_chunk + 1
+            ):
+                chunk += 1
+                goal = min(s.long_events, samples[-1]["accepted"] + s.long_chunk)
+
+                def reached(goal: int = goal) -> bool:
+                    return target.outcomes()["accepted"] - base >= goal
+
+                pool = self.ws.root / f"long-{store}-{chunk}.pool"
+                # A little more than the chunk: wrk is stopped a moment after the goal.
+                size = s.long_chunk + s.long_chunk // 20 + 1000
+                write_pool(pool, HOST, target.port, SOURCE_PATH, size, f"long-{store}-{chunk}")
+                run_wrk(
+                    f"http://{HOST}:{target.port}{SOURCE_PATH}", pool,
+                    connections=s.connections, duration=240.0, cpus=REST_CPU,
+                    log=self.ws.logs / f"long-{store}-{chunk}.wrk.log",
+                    stop_when=reached,
+                )  # fmt: skip
+                sample()
+                progress(
+                    f"long run on {store}: {samples[-1]['accepted']:,} accepted, "
+                    f"RSS {samples[-1]['rss_kib'] / 1024:.1f} MiB"
+                )
+            outcomes = dict(target.outcomes())
+            log = target.proc.log_summary()
+        first, last = samples[0]["rss_kib"], samples[-1]["rss_kib"]
+        return {
+            "store": store,
+            "accepted": samples[-1]["accepted"],
+            "samples": samples,
+            "rss_before_kib": first,
+            "rss_after_kib": last,
+            "rss_change": last / first - 1 if first else None,
+            "outcomes": outcomes,
+            "gateway_log": log,
+        }
+
+
+def _wait_listening(proc: Proc, port: int, timeout: float = 10.0) -> None:
+    """Until something accepts connections on ``port`` (nginx has no readiness URL of its own
+    that does not also reach the destination)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise BenchError(f"{proc.name} exited:\n{proc.log_tail()}")
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1.0):
+            return
+        time.sleep(0.05)
+    raise BenchError(f"{proc.name} did not listen on {port} within {timeout:g} s")
+
+
+def run_pinned(
+    ws: Workspace, settings: PinnedSettings, stores: list[str], progress: Callable[[str], None]
+) -> dict[str, Any]:
+    """Every pinned measurement; the JSON-ready result."""
+    cores = os.sched_getaffinity(0)
+    if not {int(SUT_CPU), int(REST_CPU)} <= cores:
+        raise BenchError(f"the pinned measurements need cores {SUT_CPU} and {REST_CPU}")
+    # Pinned first, so every child (redis-server, nginx, the generators) inherits the other
+    # core unless it is started on the measured one.
+    os.sched_setaffinity(0, {int(REST_CPU)})
+    result: dict[str, Any] = {"settings": settings.__dict__, "sut_cpu": SUT_CPU}
+    try:
+        with (
+            RedisServer(appendonly=False, extra_args=("--databases", "64")) as redis,
+            _destination(ws) as (destination, destination_pid),
+        ):
+            bench = Pinned(ws, settings, redis, destination)
+            bench.resident = [destination_pid, *([redis.pid] if redis.pid else [])]
+            result["throughput"] = _throughput_rounds(bench, stores, progress)
+            result["sync"] = _sync_rounds(bench, stores, progress)
+            store = "redis" if "redis" in stores else stores[0]
+            result["workers"] = _workers(bench, store, progress)
+            if settings.long_events:
+                result["long"] = [bench.long_run(store, progress) for store in stores]
+    finally:
+        os.sched_setaffinity(0, cores)
+    return result
+
+
+@contextlib.contextmanager
+def _destination(ws: Workspace) -> Iterator[tuple[int, int]]:
+    """The nginx destination: its port and its master's PID."""
+    port = free_port(HOST)
+    proc = start_nginx(ws.root, "nginx-destination", "destination", port, cpus=REST_CPU)
+    try:
+        wait_ready(proc, f"http://{HOST}:{port}/_stats")
+        yield port, proc.pid
+    finally:
+        proc.stop()
+
+
+def _throughput_rounds(
+    bench: Pinned, stores: list[str], progress: Callable[[str], None]
+) -> dict[str, Any]:
+    rounds = bench.settings.rounds
+    bases: dict[str, list[dict[str, Any]]] = {"aiohttp": [], "nginx": []}
+    runs: dict[str, list[dict[str, Any]]] = {store: [] for store in stores}
+    for index in range(rounds + 1):
+        for kind in bases:
+            progress(f"wrk: {kind} baseline ({index + 1} of {rounds + 1})")
+            with bench.baseline(kind) as target:
+                bases[kind].append(bench.throughput(target, f"{kind}-{index}", gateway=False))
+        if index == rounds:
+            break
+        for store in stores:
+            progress(f"wrk: gateway on {store} (round {index + 1} of {rounds})")
+            with bench.gateway(store) as target:
+                runs[store].append(bench.throughput(target, f"gw-{store}-{index}", gateway=True))
+    return {
+        "vs_aiohttp": compare(bases["aiohttp"], runs, THROUGHPUT_METRICS),
+        "vs_nginx": compare(bases["nginx"], runs, THROUGHPUT_METRICS),
+    }
+
+
+def _sync_rounds(
+    bench: Pinned, stores: list[str], progress: Callable[[str], None]
+) -> dict[str, Any]:
+    rounds = bench.settings.rounds
+    direct: list[dict[str, Any]] = []
+    runs: dict[str, list[dict[str, Any]]] = {store: [] for store in stores}
+    rate = bench.settings.sync_rate
+    for index in range(rounds + 1):
+        progress(f"sync: direct to the destination at {rate:g}/s ({index + 1} of {rounds + 1})")
+        direct.append(bench.constant_rate(bench.destination, DESTINATION_PATH, f"direct-{index}"))
+        if index == rounds:
+            break
+        for store in stores:
+            progress(f"sync: gateway on {store} at {rate:g}/s (round {index + 1} of {rounds})")
+            with bench.gateway(store, delivery="sync") as target:
+                run = bench.constant_rate(target.port, SOURCE_PATH, f"sync-{index}")
+            runs[store].append({**run, "gateway_log": target.proc.log_summary()})
+    summary = compare(direct, runs, SYNC_METRICS)
+    for store in stores:
+        base = [run["p99_ms"] for run in direct]
+        added = [run["p99_ms"] - (base[i] + base[i + 1]) / 2 for i, run in enumerate(runs[store])]
+        summary[store]["added_p99_ms"] = {
+            "median": statistics.median(added), "values": added,
+        }  # fmt: skip
+    return summary
+
+
+def _workers(bench: Pinned, store: str, progress: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Each layout of ``WORKER_LAYOUTS`` once, on ``store`` (Redis: the store DESIGN 7 has
+    processes share)."""
+    results = []
+    for index, (label, workers, cpus) in enumerate(WORKER_LAYOUTS):
+        progress(f"workers: {label} ({store} store)")
+        with bench.gateway(store, workers=workers, cpus=cpus) as target:
+            run = bench.throughput(target, f"workers-{index}", gateway=True)
+        results.append({"layout": label, "workers": workers, "cpus": cpus, "store": store, **run})
+    return results
