@@ -1,8 +1,9 @@
 """``python -m bench`` (``make bench``): run every measurement, print the table, write the JSON.
 
 Order: verification (in this process), then ingress in rounds (baseline, gateway on SQLite,
-gateway on Redis, ..., baseline), then delivery in rounds the same way. Progress goes to stderr, the
-table to stdout, the full results to bench/results/latest.json.
+gateway on Redis, ..., baseline), then delivery in rounds the same way, then the pinned wrk
+measurements (``bench.pinned``), rounds again. Progress goes to stderr, the table to stdout,
+the full results to bench/results/latest.json.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.payloads import BODY_SIZE
+from bench.pinned import PINNED_QUICK, PinnedSettings, run_pinned
 from bench.procs import BenchError, foreign_cpu
 from bench.report import DELIVERY_METRICS, INGRESS_METRICS, compare, machine_facts, render
 from bench.scenarios import (
@@ -42,8 +44,18 @@ def _progress(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def run(settings: Settings, stores: Sequence[str]) -> dict[str, Any]:
-    """Every measurement with its baselines, interleaved in rounds; the JSON-ready result."""
+def run(
+    settings: Settings,
+    stores: Sequence[str],
+    pinned: PinnedSettings | None,
+    *,
+    interleaved: bool = True,
+) -> dict[str, Any]:
+    """Every measurement with its baselines, interleaved in rounds; the JSON-ready result.
+
+    ``pinned`` None leaves the wrk measurements out; ``interleaved`` False leaves out the
+    others (verification, the bench's own load generator, the paused-destination drain).
+    """
     started = time.time()
     load_start = os.getloadavg()
     result: dict[str, Any] = {
@@ -53,12 +65,25 @@ def run(settings: Settings, stores: Sequence[str]) -> dict[str, Any]:
         "stores": list(stores),
         "body_bytes": BODY_SIZE,
     }
-    rounds = settings.rounds
-    with (
-        tempfile.TemporaryDirectory(prefix="wg-bench-") as tmp,
-        contextlib.ExitStack() as stack,
-    ):
+    with tempfile.TemporaryDirectory(prefix="wg-bench-") as tmp:
         ws = Workspace(Path(tmp), settings)
+        if interleaved:
+            _interleaved(ws, settings, stores, result)
+        if pinned is not None:
+            result["pinned"] = run_pinned(ws, pinned, list(stores), _progress)
+
+    result["load_average"] = {"start": list(load_start), "end": list(os.getloadavg())}
+    result["duration_s"] = time.time() - started
+    return result
+
+
+def _interleaved(
+    ws: Workspace, settings: Settings, stores: Sequence[str], result: dict[str, Any]
+) -> None:
+    """Verification, then ingress and delivery in interleaved rounds, into ``result``; the
+    Redis server of this part (AOF on) is stopped at its end."""
+    rounds = settings.rounds
+    with contextlib.ExitStack() as stack:
         _progress("verification: standard-webhooks verify vs bare HMAC")
         result["verification"] = verification(settings)
 
@@ -113,10 +138,6 @@ def run(settings: Settings, stores: Sequence[str]) -> dict[str, Any]:
                 delivery_runs[store].append(run)
         result["delivery"] = compare(delivery_base, delivery_runs, DELIVERY_METRICS)
 
-    result["load_average"] = {"start": list(load_start), "end": list(os.getloadavg())}
-    result["duration_s"] = time.time() - started
-    return result
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse options, run, report; exit 1 if a process of the benchmark misbehaved."""
@@ -127,13 +148,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, choices=range(1, 11), help="gateway runs per store")
     parser.add_argument("--no-redis", action="store_true", help="measure the SQLite store only")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON file ({RESULTS})")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--no-wrk", action="store_true", help="leave out the pinned wrk part")
+    which.add_argument("--wrk-only", action="store_true", help="only the pinned wrk part")
+    parser.add_argument(
+        "--long",
+        type=int,
+        nargs="?",
+        const=500_000,
+        default=0,
+        metavar="EVENTS",
+        help="also send EVENTS (500,000) accepted events through one gateway per store and "
+        "compare its RSS before and after",
+    )
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else Settings()
+    pinned = PINNED_QUICK if args.quick else PinnedSettings()
     if args.rounds is not None:
         settings = replace(settings, rounds=args.rounds)
+        pinned = replace(pinned, rounds=args.rounds)
+    pinned = replace(pinned, long_events=args.long)
     stores = ["sqlite"] if args.no_redis else ["sqlite", "redis"]
     try:
-        result = run(settings, stores)
+        result = run(
+            settings, stores, None if args.no_wrk else pinned, interleaved=not args.wrk_only
+        )
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 1

@@ -19,9 +19,11 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from bench.nginx import nginx_version
+from bench.wrk import wrk_version
 from tests.redis_server import REDIS_SERVER
 
 
@@ -46,19 +48,30 @@ def _redis_version() -> str:
     return done.stdout.decode(errors="replace").strip()
 
 
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def machine_facts() -> dict[str, Any]:
-    """Cores, CPU, OS, Python and the library versions the numbers depend on."""
+    """Cores, CPU, OS, Python and the library and program versions the numbers depend on."""
     return {
         "cpu_count": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),
         "cpu_model": _cpu_model(),
         "platform": platform.platform(),
+        "kernel": platform.release(),
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
         "aiohttp": version("aiohttp"),
         "redis_py": version("redis"),
         "sqlite": sqlite3.sqlite_version,
         "redis_server": _redis_version(),
+        "uvloop": _version("uvloop"),
+        "nginx": nginx_version(),
+        "wrk": wrk_version(),
     }
 
 
@@ -77,6 +90,7 @@ INGRESS_METRICS: dict[str, Callable[[Mapping[str, Any]], float]] = {
 }
 DELIVERY_METRICS: dict[str, Callable[[Mapping[str, Any]], float]] = {
     "drain_s": lambda run: float(run["drain_s"]),
+    "events_per_s": lambda run: float(run["events_per_s"]),
 }
 
 
@@ -136,7 +150,27 @@ def _range(low: float | None, high: float | None, digits: int = 2) -> str:
 
 
 def render(result: Mapping[str, Any]) -> str:
-    """The human-readable report: machine, one row per measure, then the noise figures."""
+    """The whole report: the interleaved measurements, then the pinned ones (either may have
+    been left out of the run)."""
+    parts = []
+    if "ingress" in result:
+        parts.append(render_interleaved(result))
+    else:
+        m, load = result["machine"], result["load_average"]
+        parts.append(
+            "webhook-gateway benchmark\n"
+            f"machine: {m['usable_cores']} usable of {m['cpu_count']} cores, {m['cpu_model']}; "
+            f"Python {m['python']}; {m['platform']}\n"
+            f"load average (1 min): {load['start'][0]:.2f} at start, {load['end'][0]:.2f} at "
+            f"end; run took {result['duration_s']:.0f} s"
+        )
+    if "pinned" in result:
+        parts.append(render_pinned(result["pinned"]))
+    return "\n\n".join(parts)
+
+
+def render_interleaved(result: Mapping[str, Any]) -> str:
+    """The interleaved table: machine, one row per measure, then the noise figures."""
     m = result["machine"]
     s = result["settings"]
     load = result["load_average"]
@@ -200,6 +234,7 @@ def render(result: Mapping[str, Any]) -> str:
     for store in result["stores"]:
         label = f"drain {s['delivery_events']} queued events (s)"
         measure(label, store, delivery, "drain_s", "lower", digits=3)
+        measure("drain rate (events/s)", store, delivery, "events_per_s", "higher", digits=0)
 
     noise = [
         run["machine_noise"]["foreign_cores"]
@@ -240,4 +275,117 @@ def render(result: Mapping[str, Any]) -> str:
             if noisy:
                 lines.append(f"WARNING: the {store} gateway logged {noisy} during a run, first:")
                 lines.append(f"         {log['first_notable'][0]}")
+    return "\n".join(lines)
+
+
+def _mib(kib: float) -> str:
+    return f"{kib / 1024:.1f}"
+
+
+def render_pinned(pinned: Mapping[str, Any]) -> str:
+    """The pinned (wrk) measurements: throughput and latency against both baselines, the RSS
+    around each phase, sync-mode latency at a constant rate, workers, and the long run."""
+    s = pinned["settings"]
+    t = pinned["throughput"]
+    stores = [k for k in t["vs_aiohttp"] if k not in ("baseline", "runs")]
+    lines = [
+        f"pinned (wrk): the measured server alone on core {pinned['sut_cpu']}; wrk -t1 "
+        f"-c{s['connections']} --latency, redis-server (AOF off) and the nginx destination on the"
+        " other core",
+        f"wrk: {s['warmup']:g} s warm-up, then {s['duration']:g} s on {s['pool']:,} pre-signed "
+        f"distinct events; {s['rounds']} round(s), baselines before and after each; ratio = "
+        "median over rounds of gateway / baseline",
+        "",
+    ]
+    widths = (16, 7, 9, 9, 7, 12, 9, 7, 12)
+    header = ["measure", "store", "gateway", "aiohttp", "ratio", "range", "nginx", "ratio", "range"]
+    lines.append(_row(header, widths))
+    lines.append("-" * (sum(widths) + 2 * (len(widths) - 1)))
+    labels = {"rps": "requests/s", "p50_ms": "p50 (ms)", "p99_ms": "p99 (ms)"}
+    for store in stores:
+        for name, label in labels.items():
+            digits = 0 if name == "rps" else 2
+            ratio_digits = 3 if name == "rps" else 1
+            cells = [label, store, _fmt(t["vs_aiohttp"][store][name]["median"], digits)]
+            for side in ("vs_aiohttp", "vs_nginx"):
+                entry = t[side][store][name]
+                cells += [
+                    _fmt(t[side]["baseline"][name]["median"], digits),
+                    _fmt(entry["ratio"], ratio_digits),
+                    _range(entry["ratio_min"], entry["ratio_max"], ratio_digits),
+                ]
+            lines.append(_row(cells, widths))
+    lines.append("")
+    for store in stores:
+        for index, run in enumerate(t["vs_aiohttp"]["runs"][store]):
+            before, after = run["rss_before_kib"], run["rss_after_kib"]
+            accepted = run["outcomes"].get("accepted", 0)
+            others = {k: v for k, v in run["outcomes"].items() if k != "accepted"}
+            lines.append(
+                f"{store} round {index + 1}: RSS {_mib(before)} -> {_mib(after)} MiB "
+                f"({(after / before - 1) * 100:+.1f} %) over the phase; {accepted:,} accepted, "
+                f"{run['delivered_during_run']:,} delivered meanwhile"
+                + (f"; other outcomes {others}" if others else "")
+                + f"; other processes used {run['machine_noise']['foreign_cores']:.2f} cores"
+            )
+    sync = pinned["sync"]
+    lines += [
+        "",
+        f"sync delivery at a constant {s['sync_rate']:g} requests/s ({s['sync_duration']:g} s"
+        f" after {s['sync_warmup']:g} s warm-up, {s['connections']} connections, latency from "
+        "when each request was due), against the same rate straight to the destination:",
+    ]
+    base = sync["baseline"]
+    for store in stores:
+        entry = sync[store]
+        statuses: dict[str, int] = {}
+        for run in sync["runs"][store]:
+            for code, count in run["statuses"].items():
+                statuses[code] = statuses.get(code, 0) + count
+        lines.append(
+            f"  {store}: p50 {entry['p50_ms']['median']:.2f} ms (direct "
+            f"{base['p50_ms']['median']:.2f}), p99 {entry['p99_ms']['median']:.2f} ms (direct "
+            f"{base['p99_ms']['median']:.2f}): added p99 {entry['added_p99_ms']['median']:.2f} ms;"
+            f" answers {statuses}"
+        )
+    workers = pinned["workers"]
+    first = workers[0]["rps"] if workers else 0.0
+    lines += [
+        "",
+        f"server.workers ({workers[0]['store'] if workers else '-'} store), wrk on core 1;"
+        " (ratio) = requests/s over the first layout's:",
+    ]
+    for run in workers:
+        lines.append(
+            f"  {run['layout']:<26} {run['rps']:>8,.0f} requests/s "
+            f"({_fmt(run['rps'] / first if first else None)})  p50 {run['p50_ms']:.2f} ms  "
+            f"p99 {run['p99_ms']:.2f} ms; other processes used "
+            f"{run['machine_noise']['foreign_cores']:.2f} cores"
+        )
+    for long in pinned.get("long", []):
+        lines.append("")
+        lines.append(
+            f"long run on {long['store']}: {long['accepted']:,} accepted; RSS "
+            f"{_mib(long['rss_before_kib'])} MiB after warm-up, {_mib(long['rss_after_kib'])} MiB"
+            f" at the end ({long['rss_change'] * 100:+.1f} %; target within +-10 %)"
+        )
+        lines.append(
+            "  samples (accepted: MiB): "
+            + ", ".join(f"{x['accepted']:,}: {_mib(x['rss_kib'])}" for x in long["samples"])
+        )
+    for store in stores:
+        for run in pinned["sync"]["runs"][store]:
+            log = run.get("gateway_log") or {}
+            noisy = {k: v for k, v in log.get("levels", {}).items() if k not in ("debug", "info")}
+            if noisy:
+                lines.append(f"WARNING: the {store} sync gateway logged {noisy}, first:")
+                lines.append(f"         {log['first_notable'][0][:300]}")
+        for run in t["vs_aiohttp"]["runs"][store]:
+            if run["wrapped"]:
+                lines.append(f"WARNING: a {store} run used up its pool (duplicates were sent)")
+            log = run.get("gateway_log") or {}
+            noisy = {k: v for k, v in log.get("levels", {}).items() if k not in ("debug", "info")}
+            if noisy:
+                lines.append(f"WARNING: the {store} gateway logged {noisy} during a run, first:")
+                lines.append(f"         {log['first_notable'][0][:300]}")
     return "\n".join(lines)
