@@ -71,8 +71,11 @@ soak: $(STAMP) system-deps
 		$(BIN)/pytest -q -s -p no:cacheprovider tests/e2e/test_faults.py tests/fuzz
 	@echo "figures: $(SOAK_RESULTS)"
 
+# The benchmark (docs/benchmark.md, BENCHMARKS.md) also needs wrk and nginx (Debian packages),
+# installed when missing. BENCH_ARGS passes options on: make bench BENCH_ARGS="--long".
 bench: $(STAMP) system-deps
-	$(BIN)/python -m bench
+	@scripts/system-deps wrk=wrk nginx=nginx
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache tests/node/node_modules
