@@ -12,5 +12,8 @@ Modules:
   the direct aiohttp delivery baseline
 * ``procs``     -- starting, probing and stopping the processes by PID; peak RSS from /proc
 * ``scenarios`` -- ingress, delivery and verification measurements with their baselines
-* ``report``    -- the table on stdout and the JSON in bench/results/latest.json
+* ``nginx``     -- Debian's nginx as the fast destination and as the proxy_pass baseline
+* ``wrk``       -- pre-signed request pools for wrk (read by ``pool.lua``) and wrk runs
+* ``pinned``    -- the wrk measurements, each server pinned to a core of its own
+* ``report``    -- the tables on stdout and the JSON in bench/results/latest.json
 """
