@@ -369,10 +369,17 @@ def render_pinned(pinned: Mapping[str, Any]) -> str:
             f"{_mib(long['rss_before_kib'])} MiB after warm-up, {_mib(long['rss_after_kib'])} MiB"
             f" at the end ({long['rss_change'] * 100:+.1f} %; target within +-10 %)"
         )
-        lines.append(
-            "  samples (accepted: MiB): "
-            + ", ".join(f"{x['accepted']:,}: {_mib(x['rss_kib'])}" for x in long["samples"])
-        )
+        for x in long["samples"]:
+            chunk = (
+                f"; the chunk: {x['rps']:,.0f} requests/s, p99 {x['p99_ms']:.0f} ms, other "
+                f"processes {x['foreign_cores']:.2f} cores"
+                if "rps" in x
+                else " (after warm-up)"
+            )
+            lines.append(
+                f"  {x['accepted']:>9,} accepted at {x['seconds']:6.0f} s: RSS "
+                f"{_mib(x['rss_kib'])} MiB{chunk}"
+            )
     for store in stores:
         for run in pinned["sync"]["runs"][store]:
             log = run.get("gateway_log") or {}
