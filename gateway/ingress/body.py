@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentLengthError
 
 from gateway.errors import BodyTimeout, BodyTooLarge, ClientClosed, InvalidBody
 
@@ -51,7 +52,8 @@ async def read_body(request: web.BaseRequest, limit: int, *, read_timeout: float
                 chunks.append(chunk)
     except TimeoutError as exc:
         raise BodyTimeout() from exc
-    except ConnectionError as exc:
-        # aiohttp ends the body with ConnectionResetError when the sender hangs up mid-body.
+    except (ConnectionError, ContentLengthError) as exc:
+        # The sender hung up mid-body: aiohttp ends the read with ConnectionResetError, or with
+        # ContentLengthError when the connection closed short of the declared length.
         raise ClientClosed() from exc
     return b"".join(chunks)
