@@ -25,13 +25,19 @@ def cluster() -> Iterator[RedisCluster]:
         yield started
 
 
-async def test_two_processes_on_a_cluster_deliver_each_event_once(cluster, gateways, destinations):
+async def two_gateways_on(cluster, gateways, destinations):
+    """A started destination and two gateway processes on ``cluster``, 16 partitions."""
     market = destinations()
     await market.start()
     config = e2e_config(store_url=cluster.url, destinations={"marketplace": market.url})
     config["store"]["partitions"] = 16
     a, b = gateways(config, name="a"), gateways(config, name="b")
     await asyncio.gather(a.start(), b.start())
+    return market, a, b
+
+
+async def test_two_processes_on_a_cluster_deliver_each_event_once(cluster, gateways, destinations):
+    market, a, b = await two_gateways_on(cluster, gateways, destinations)
     logs = f"\n{a.log_tail()}\n{b.log_tail()}"
     sent: dict[str, bytes] = {}
     async with aiohttp.ClientSession() as session:
@@ -71,12 +77,7 @@ async def test_one_live_stream_sees_both_processes_on_a_cluster(cluster, gateway
     # The dashboard's figures and indexes are per partition, the change log one stream for the
     # store: a stream on one process carries what either process took in or delivered, on
     # whichever master, each once and in log order.
-    market = destinations()
-    await market.start()
-    config = e2e_config(store_url=cluster.url, destinations={"marketplace": market.url})
-    config["store"]["partitions"] = 16
-    a, b = gateways(config, name="a"), gateways(config, name="b")
-    await asyncio.gather(a.start(), b.start())
+    _market, a, b = await two_gateways_on(cluster, gateways, destinations)
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with (
         aiohttp.ClientSession() as session,
