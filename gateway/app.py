@@ -47,6 +47,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         config.store.url,
         encryption_keys=[k.value for k in config.store.encryption_keys],
         partitions=config.store.partitions,
+        wait_replicas=config.store.wait_replicas,
+        wait_timeout=config.store.wait_timeout,
     )
     app[STORE] = store
     app[LIMITER] = store.rate_limiter()

@@ -7,52 +7,112 @@ everything else that was ready, writes all queued calls as one pipeline and read
 answers back: one write and one read per Redis node for however many requests were in flight.
 Each caller still gets its own answer (or its own error), in the same order Redis ran them.
 
+On a Redis Cluster the batch is split by the master that owns each call's first key (every key
+of a script shares one hash slot), and each master gets its own pipeline, all sent at once. A
+call a master answers with ``MOVED``, ``ASK``, ``TRYAGAIN`` or ``CLUSTERDOWN`` did not run: the
+slot table is read again and the call goes in a later batch (a few times at most). A call whose
+connection broke may or may not have run, so its caller gets the error (a sender retries, and
+dedupe makes the retry safe); the slot table is read again before the next batch, since a
+broken connection to a master is how a failover shows.
+
+Replica acknowledgement (``replicas`` > 0, ``store.wait_replicas``): Redis replicates
+asynchronously, so a master that dies can take the writes its replicas had not received with
+it, and a failover would lose events already answered 2xx. A call made ``durable`` is answered
+only once ``WAIT`` on the same connection (which covers every write made on it so far) says
+that many replicas have it; if fewer confirm within ``replica_timeout``, the caller gets
+``NotReplicated`` and the sender is told to retry. One ``WAIT`` per connection covers the
+whole batch.
+
 Scripts are loaded at start (``load``) and again only when Redis says it lacks one (after a
 restart or a failover): a ``NOSCRIPT`` answer means the script did not run, so those calls are
 sent again, alone, once it is loaded.
-
-On a Redis Cluster each call goes on its own (redis-py routes it to the slot's master and
-follows ``MOVED``; its cluster pipeline does not carry scripts): there, throughput comes from
-the masters the store's partitions spread over.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode, PipelineCommand
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    RedisError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 
 #: Most calls one pipeline carries; more wait for the next turn.
 MAX_BATCH = 512
+#: How often a call that did not run (a slot moved, the cluster was failing over) is sent again.
+MAX_REDIRECTS = 5
+#: Answers that mean the command did not run on that node: safe to send again.
+_NOT_RUN = (MovedError, AskError, TryAgainError, ClusterDownError, SlotNotCoveredError)
 
-_Call = tuple[AsyncScript, Sequence[Any], Sequence[Any], "asyncio.Future[Any]"]
+
+class NotReplicated(RedisError):
+    """Fewer replicas than required confirmed a write in time: it may be lost in a failover."""
+
+
+@dataclass(eq=False)
+class _Call:
+    script: AsyncScript
+    keys: Sequence[Any]
+    args: Sequence[Any]
+    future: asyncio.Future[Any]
+    durable: bool
+    redirects: int = field(default=0)
 
 
 class AutoPipeline:
-    """Batches script calls on one client: one pipelined round trip per loop turn."""
+    """Batches script calls on one client: one pipelined round trip per node per loop turn."""
 
-    def __init__(self, client: Redis | RedisCluster, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        client: Redis | RedisCluster,
+        max_batch: int = MAX_BATCH,
+        *,
+        replicas: int = 0,
+        replica_timeout: float = 1.0,
+    ) -> None:
+        if replicas < 0:
+            raise ValueError("replicas must be 0 or more")
         self._client = client
         self._max_batch = max_batch
+        self._replicas = replicas
+        self._wait_ms = max(1, round(replica_timeout * 1000))
         self._queued: list[_Call] = []
         self._scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
+        self._stale_slots = False
 
-    async def call(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """Run ``script`` with ``keys`` and ``args`` in the next batch; its answer."""
-        if isinstance(self._client, RedisCluster):
-            return await script(keys=keys, args=args)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._queued.append((script, keys, args, future))
+    async def call(
+        self,
+        script: AsyncScript,
+        keys: Sequence[Any],
+        args: Sequence[Any],
+        *,
+        durable: bool = False,
+    ) -> Any:
+        """Run ``script`` with ``keys`` and ``args`` in the next batch; its answer.
+
+        ``durable``: answer only once the configured number of replicas have the write.
+        """
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Call(script, keys, args, future, durable and self._replicas > 0))
+        return await future
+
+    def _enqueue(self, call: _Call) -> None:
+        self._queued.append(call)
         if not self._scheduled:
             self._scheduled = True
-            loop.call_soon(self._flush)
-        return await future
+            asyncio.get_running_loop().call_soon(self._flush)
 
     def _flush(self) -> None:
         """Send what is queued (at most ``max_batch``; the rest goes next turn)."""
@@ -60,48 +120,144 @@ class AutoPipeline:
         self._scheduled = bool(self._queued)
         if self._queued:
             asyncio.get_running_loop().call_soon(self._flush)
-        task = asyncio.ensure_future(self._send(batch))
+        if isinstance(self._client, RedisCluster):
+            task = asyncio.ensure_future(self._send_cluster(self._client, batch))
+        else:
+            task = asyncio.ensure_future(self._send(batch))
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: list[_Call]) -> None:
+        """One pipeline on a single Redis (plain or Sentinel-found master)."""
+        wait = any(call.durable for call in batch)
         try:
             pipe = self._client.pipeline(transaction=False)
-            for script, keys, args, _ in batch:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            for call in batch:
+                pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+            if wait:
+                pipe.execute_command("WAIT", self._replicas, self._wait_ms)
             replies = await pipe.execute(raise_on_error=False)
         except asyncio.CancelledError:
-            for *_, future in batch:
-                future.cancel()
+            _cancel(batch)
             raise
         except Exception as exc:  # noqa: BLE001 - every caller gets it, nothing is swallowed
-            for *_, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
+            _fail(batch, exc)
             return
+        acked = replies.pop() if wait else None
+        await self._answer(batch, replies, acked)
+
+    async def _send_cluster(self, client: RedisCluster, batch: list[_Call]) -> None:
+        """One pipeline per master that owns a call's slot, sent at once."""
+        try:
+            if self._stale_slots:
+                self._stale_slots = False
+                await client.nodes_manager.initialize()
+            await client.initialize()
+        except asyncio.CancelledError:
+            _cancel(batch)
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to the callers
+            self._stale_slots = True
+            _fail(batch, exc)
+            return
+        groups: dict[str, tuple[ClusterNode, list[_Call]]] = {}
+        for call in batch:
+            try:
+                node = client.get_node_from_key(call.keys[0])
+                if node is None:
+                    raise SlotNotCoveredError(f"no master serves the slot of {call.keys[0]!r}")
+            except Exception as exc:  # noqa: BLE001 - no master for the slot: this caller's error
+                self._stale_slots = True
+                if not call.future.done():
+                    call.future.set_exception(exc)
+                continue
+            groups.setdefault(node.name, (node, []))[1].append(call)
+        await asyncio.gather(*(self._send_node(node, calls) for node, calls in groups.values()))
+
+    async def _send_node(self, node: ClusterNode, calls: list[_Call]) -> None:
+        wait = any(call.durable for call in calls)
+        commands = [
+            PipelineCommand(i, "EVALSHA", c.script.sha, len(c.keys), *c.keys, *c.args)
+            for i, c in enumerate(calls)
+        ]
+        if wait:
+            commands.append(PipelineCommand(len(calls), "WAIT", self._replicas, self._wait_ms))
+        try:
+            await node.execute_pipeline(commands)
+        except asyncio.CancelledError:
+            _cancel(calls)
+            raise
+        except Exception as exc:  # noqa: BLE001 - every caller gets it, nothing is swallowed
+            self._stale_slots = True  # a master that cannot be reached may have failed over
+            _fail(calls, exc)
+            return
+        replies = [command.result for command in commands]
+        acked = replies.pop() if wait else None
+        done: list[_Call] = []
+        answers: list[Any] = []
+        retry: list[_Call] = []
+        for call, reply in zip(calls, replies, strict=True):
+            if isinstance(reply, _NOT_RUN) and call.redirects < MAX_REDIRECTS:
+                retry.append(call)
+            else:
+                done.append(call)
+                answers.append(reply)
+        if retry:
+            # Not run there: read the slot table again and send these in a later batch
+            # (after a pause that grows, as a failover takes a moment to settle).
+            self._stale_slots = True
+            await asyncio.sleep(0.05 * max(call.redirects for call in retry))
+            for call in retry:
+                call.redirects += 1
+                self._enqueue(call)
+        await self._answer(done, answers, acked)
+
+    async def _answer(self, batch: list[_Call], replies: Sequence[Any], acked: Any) -> None:
+        """Hand each caller its reply; durable ones only if the replicas confirmed."""
+        if isinstance(acked, Exception):
+            shortfall: Exception | None = acked
+        elif acked is not None and int(acked) < self._replicas:
+            shortfall = NotReplicated(
+                f"only {int(acked)} of {self._replicas} replicas confirmed the write within"
+                f" {self._wait_ms} ms (store.wait_replicas); it may not survive a failover"
+            )
+        else:
+            shortfall = None
         missing: list[_Call] = []
         for call, reply in zip(batch, replies, strict=True):
-            future = call[3]
             if isinstance(reply, NoScriptError):
                 missing.append(call)
-            elif future.done():
+            elif call.future.done():
                 continue  # the caller gave up (a timeout); the command ran all the same
             elif isinstance(reply, Exception):
-                future.set_exception(reply)
+                call.future.set_exception(reply)
+            elif call.durable and shortfall is not None:
+                call.future.set_exception(shortfall)
             else:
-                future.set_result(reply)
-        for script, keys, args, future in missing:
-            # Not run: load the script (the client reloads it on NOSCRIPT) and run it alone.
+                call.future.set_result(reply)
+        for call in missing:
+            # Not run: load the script (the client reloads it on NOSCRIPT) and run it alone,
+            # in a batch of its own so a durable call gets its WAIT.
             try:
-                reply = await script(keys=keys, args=args, client=self._client)
+                call.script.sha = await self._client.script_load(call.script.script)
             except Exception as exc:  # noqa: BLE001 - handed to its caller
-                if not future.done():
-                    future.set_exception(exc)
+                if not call.future.done():
+                    call.future.set_exception(exc)
             else:
-                if not future.done():
-                    future.set_result(reply)
+                self._enqueue(call)
 
     async def load(self, scripts: Sequence[AsyncScript]) -> None:
         """Load ``scripts`` now (at start, on every master), so batches meet no ``NOSCRIPT``."""
         for script in scripts:
             script.sha = await self._client.script_load(script.script)
+
+
+def _fail(calls: Sequence[_Call], exc: BaseException) -> None:
+    for call in calls:
+        if not call.future.done():
+            call.future.set_exception(exc)
+
+
+def _cancel(calls: Sequence[_Call]) -> None:
+    for call in calls:
+        call.future.cancel()

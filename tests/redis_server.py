@@ -209,10 +209,12 @@ def free_cluster_port(host: str = "127.0.0.1") -> int:
 
 class RedisCluster:
     """``masters`` redis-servers joined into one Redis Cluster by ``redis-cli --cluster create``
-    (the slots split evenly, no replicas), on free ports; ``close`` stops them all."""
+    (the slots split evenly), each master with ``replicas`` replicas, on free ports; ``close``
+    stops them all."""
 
-    def __init__(self, masters: int = 3, host: str = "127.0.0.1") -> None:
+    def __init__(self, masters: int = 3, host: str = "127.0.0.1", *, replicas: int = 0) -> None:
         self.host = host
+        self.replicas = replicas
         self.nodes = [
             RedisServer(
                 host=host,
@@ -226,7 +228,7 @@ class RedisCluster:
                     "nodes.conf",
                 ],
             )
-            for _ in range(masters)
+            for _ in range(masters * (1 + replicas))
         ]
 
     @property
@@ -235,32 +237,46 @@ class RedisCluster:
         return f"redis+cluster://{self.host}:{self.nodes[0].port}"
 
     def start(self) -> RedisCluster:
-        """Start the nodes and create the cluster; wait until every node says it is ok."""
+        """Start the nodes and create the cluster; wait until every node says it is ok and
+        every replica is in sync with its master."""
         for node in self.nodes:
             node.start()
         addresses = [f"{self.host}:{node.port}" for node in self.nodes]
         subprocess.run(
-            ["redis-cli", "--cluster", "create", *addresses, "--cluster-yes"],
+            ["redis-cli", "--cluster", "create", *addresses, "--cluster-yes",
+             "--cluster-replicas", str(self.replicas)],
             check=True,
             capture_output=True,
             timeout=60,
-        )
+        )  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            states = [
-                subprocess.run(
-                    ["redis-cli", "-h", self.host, "-p", str(node.port), "cluster", "info"],
-                    capture_output=True,
-                    text=True,
-                    timeout=10,
-                    check=False,
-                ).stdout
-                for node in self.nodes
-            ]
-            if all("cluster_state:ok" in state for state in states):
+            live = [node for node in self.nodes if node.process is not None]
+            states = [self.cli(node, "cluster", "info") for node in live]
+            roles = [self.cli(node, "info", "replication") for node in live]
+            synced = all("role:master" in role or "master_link_status:up" in role for role in roles)
+            if all("cluster_state:ok" in state for state in states) and synced:
                 return self
             time.sleep(0.1)
-        raise RuntimeError(f"the cluster did not become ok: {states}")
+        raise RuntimeError(f"the cluster did not become ok: {states} {roles}")
+
+    def cli(self, node: RedisServer, *args: str) -> str:
+        """What ``redis-cli`` run against ``node`` prints."""
+        return subprocess.run(
+            ["redis-cli", "-h", self.host, "-p", str(node.port), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout
+
+    def masters(self) -> list[RedisServer]:
+        """The running nodes that are masters now."""
+        return [
+            node
+            for node in self.nodes
+            if node.process is not None and "role:master" in self.cli(node, "info", "replication")
+        ]
 
     def close(self) -> None:
         """Stop every node and remove their directories."""

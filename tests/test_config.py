@@ -330,3 +330,18 @@ def test_store_partitions():
         assert any(p.startswith("store.partitions:") for p in _problems(data)), bad
     data["store"] = {"url": "sqlite:///x.db", "partitions": 4}
     assert any(p.startswith("store.partitions: applies to Redis") for p in _problems(data))
+
+
+def test_store_wait_replicas():
+    data = _base()
+    data["store"] = {"url": "redis://redis:6379", "wait_replicas": 1, "wait_timeout": "250ms"}
+    store = build_config(data).store
+    assert (store.wait_replicas, store.wait_timeout) == (1, 0.25)
+    assert build_config(_base()).store.wait_replicas == 0  # asynchronous replication trusted
+    for bad in (-1, 1.5, "one", True, 17):
+        data["store"]["wait_replicas"] = bad
+        assert any(p.startswith("store.wait_replicas:") for p in _problems(data)), bad
+    data["store"] = {"url": "redis://redis:6379", "wait_timeout": "0s"}
+    assert any(p.startswith("store.wait_timeout:") for p in _problems(data))
+    data["store"] = {"url": "sqlite:///x.db", "wait_replicas": 1}
+    assert any(p.startswith("store.wait_replicas: applies to Redis") for p in _problems(data))

@@ -412,11 +412,16 @@ def _server(reader: Reader, raw: object) -> ServerConfig:
 
 
 def _store(reader: Reader, raw: object) -> StoreConfig:
-    st = reader.mapping(raw, {"url", "partitions", "encryption_keys", "retention"})
+    st = reader.mapping(
+        raw,
+        {"url", "partitions", "wait_replicas", "wait_timeout", "encryption_keys", "retention"},
+    )
     d = StoreConfig()
     store = StoreConfig(
         url=reader.field(st, "url", _store_url, d.url),
         partitions=reader.field(st, "partitions", _partitions, d.partitions),
+        wait_replicas=reader.field(st, "wait_replicas", _wait_replicas, d.wait_replicas),
+        wait_timeout=reader.field(st, "wait_timeout", parse_duration, d.wait_timeout),
         encryption_keys=reader.list_of(st, "encryption_keys", _encryption_key),
         retention=reader.field(st, "retention", parse_duration, d.retention),
     )
@@ -425,6 +430,14 @@ def _store(reader: Reader, raw: object) -> StoreConfig:
         reader.problem(
             reader.key("partitions"), "applies to Redis stores; a SQLite store is one part"
         )
+    if store_kind(store.url) == "sqlite":
+        for name in ("wait_replicas", "wait_timeout"):
+            if name in st:
+                reader.problem(
+                    reader.key(name), "applies to Redis stores (replicas); SQLite has none"
+                )
+    if store.wait_timeout <= 0:
+        reader.problem(reader.key("wait_timeout"), "must be longer than zero (e.g. 500ms)")
     if store.retention <= 0:
         reader.problem(reader.key("retention"), "must be longer than zero (e.g. 30d)")
     return store
@@ -439,6 +452,18 @@ def _partitions(value: object) -> int:
     if count > MAX_PARTITIONS:
         raise ValueError(f"at most {MAX_PARTITIONS}")
     return count
+
+
+#: More replicas than this per master is no deployment anyone runs; a typo, surely.
+MAX_WAIT_REPLICAS = 16
+
+
+def _wait_replicas(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("must be a whole number, 0 or more")
+    if value > MAX_WAIT_REPLICAS:
+        raise ValueError(f"at most {MAX_WAIT_REPLICAS}")
+    return value
 
 
 def _admin(reader: Reader, raw: object) -> AdminConfig:

@@ -59,6 +59,11 @@ class StoreConfig:
     #: Redis: parts the store is split into, by a hash of (source, dedupe key); fixed for the
     #: store's life (DESIGN 5.4). 16 or more on a Redis Cluster, so writes spread over masters.
     partitions: int = 1
+    #: Redis: replicas that must confirm an accepted event before the sender gets its 2xx
+    #: (Redis ``WAIT``), so a failover cannot lose it; 0 trusts asynchronous replication.
+    wait_replicas: int = 0
+    #: Seconds to wait for those confirmations; short of them the sender gets a 503.
+    wait_timeout: float = 1.0
     encryption_keys: tuple[Secret, ...] = ()
     #: Seconds a finished event (delivered or unrouted) is kept; then it is pruned.
     retention: float = 30 * 86400.0
@@ -66,6 +71,7 @@ class StoreConfig:
     def __repr__(self) -> str:
         return (
             f"StoreConfig(url={redact_url(self.url)!r}, partitions={self.partitions!r},"
+            f" wait_replicas={self.wait_replicas!r}, wait_timeout={self.wait_timeout!r},"
             f" encryption_keys={self.encryption_keys!r},"
             f" retention={self.retention!r})"
         )

@@ -41,7 +41,12 @@ __all__ = [
 
 
 async def open_store(
-    url: str, *, encryption_keys: Sequence[str] = (), partitions: int = 1
+    url: str,
+    *,
+    encryption_keys: Sequence[str] = (),
+    partitions: int = 1,
+    wait_replicas: int = 0,
+    wait_timeout: float = 1.0,
 ) -> Store:
     """Open the store a ``store.url`` names: ``sqlite:///...``, ``redis[s]://...``,
     ``redis[s]+cluster://...`` or
@@ -52,7 +57,9 @@ async def open_store(
 
     With ``encryption_keys`` (``store.encryption_keys``), event payloads are encrypted at rest
     under the first key and read with any of them (``gateway.store.crypto``). ``partitions``
-    (``store.partitions``) splits a Redis store; a SQLite store is one part.
+    (``store.partitions``) splits a Redis store; a SQLite store is one part. ``wait_replicas``
+    (``store.wait_replicas``) makes a Redis store answer an accept only once that many replicas
+    have it, waiting up to ``wait_timeout`` seconds.
     """
     ring = KeyRing.from_config(encryption_keys) if encryption_keys else None
     kind = store_kind(url)
@@ -63,5 +70,11 @@ async def open_store(
     if kind is not None:
         from gateway.store.redis import RedisStore
 
-        return await RedisStore.open(url, ring, partitions=partitions)
+        return await RedisStore.open(
+            url,
+            ring,
+            partitions=partitions,
+            wait_replicas=wait_replicas,
+            wait_timeout=wait_timeout,
+        )
     raise StoreError(f"store.url: the scheme is not one of {describe_schemes()}")

@@ -10,6 +10,9 @@
 --       nd destinations, nd delivery ids, then the subjects member ("s:<subject>" or
 --       "e:<uid>"), and for sync: attempt json, started_at, the attempt's latency bucket.
 -- Answers {'duplicate', event id} or {'queued', event id, the event's status}.
+-- A duplicate is counted in the minute's stats too. Being a write, that also moves this
+-- connection's replication offset past the original's, so the WAIT that follows a durable
+-- call (store.wait_replicas) covers the original before the duplicate is answered 2xx.
 local mode, now = ARGV[1], ARGV[2]
 local uid, eid, received_at = ARGV[5], ARGV[6], ARGV[7]
 local ek, evdk = KEYS[12], KEYS[13]
@@ -17,10 +20,12 @@ if mode == 'queued' then
   local d = redis.call('HMGET', KEYS[10], 'st', 'exp', 'eid')
   if d[2] and tonumber(d[2]) > tonumber(now) then
     -- A live sync claim has no event id yet: the claimed event is this one.
+    count(KEYS[20], 'duplicate', 1)
     return {'duplicate', d[3] or eid}
   end
   local c = redis.call('HGET', KEYS[11], 'exp')
   if c and tonumber(c) > tonumber(now) then
+    count(KEYS[20], 'duplicate', 1)
     return {'duplicate', eid}
   end
 end

@@ -80,7 +80,11 @@ a minute, so expired keys disappear without a sweeper.
 Durability is Redis's: run it with ``appendonly yes`` and ``appendfsync always`` to lose
 nothing that was answered 202, or ``appendfsync everysec`` to risk up to one second of accepted
 events on a crash of the Redis host (a crash of the gateway loses nothing either way). With
-replication, ``WAIT`` is not used: a failover can lose the last writes the replica had not got.
+replication (a Sentinel-watched master, or a cluster whose masters have replicas), a failover
+can lose the last writes the replica had not yet received, unless ``store.wait_replicas`` is
+set: then an accept is answered only once that many replicas confirm it (``WAIT`` on the
+connection that wrote it, ``gateway.redis_pipeline``), and a 503 tells the sender to retry
+when they do not within ``store.wait_timeout``.
 """
 
 from __future__ import annotations
@@ -295,6 +299,8 @@ class RedisStore:
         *,
         partitions: int = 1,
         sentinel: Sentinel | None = None,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
@@ -309,7 +315,8 @@ class RedisStore:
             name: client.register_script(_script(name)) for name in _SCRIPTS
         }
         # Concurrent requests' script calls share one round trip (the rate limiter's too).
-        self._batch = AutoPipeline(client)
+        # An accept is answered only once ``wait_replicas`` replicas have it (Redis WAIT).
+        self._batch = AutoPipeline(client, replicas=wait_replicas, replica_timeout=wait_timeout)
 
     @property
     def client(self) -> Redis | RedisCluster:
@@ -334,7 +341,13 @@ class RedisStore:
 
     @classmethod
     async def open(
-        cls, url: str, ring: KeyRing | None = None, *, partitions: int = 1
+        cls,
+        url: str,
+        ring: KeyRing | None = None,
+        *,
+        partitions: int = 1,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> RedisStore:
         """A store on the Redis (Sentinel-watched master, or Redis Cluster) a URL names.
 
@@ -343,6 +356,11 @@ class RedisStore:
         answers, else before the first operation.
         """
         options: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+        shape: dict[str, Any] = {
+            "partitions": partitions,
+            "wait_replicas": wait_replicas,
+            "wait_timeout": wait_timeout,
+        }
         kind = store_kind(url)
         store: RedisStore | None = None
         if kind == "sentinel":
@@ -351,16 +369,14 @@ class RedisStore:
             except ValueError as exc:
                 raise StoreError(f"store.url: bad Redis Sentinel URL: {exc}") from None
             sentinel, client = _sentinel_client(target, options)
-            store = cls(client, ring, partitions=partitions, sentinel=sentinel)
+            store = cls(client, ring, sentinel=sentinel, **shape)
         else:
             try:
                 if kind == "cluster":
                     plain = url.replace("+cluster", "", 1)
-                    store = cls(
-                        RedisCluster.from_url(plain, **options), ring, partitions=partitions
-                    )
+                    store = cls(RedisCluster.from_url(plain, **options), ring, **shape)
                 elif kind == "redis":
-                    store = cls(Redis.from_url(url, **options), ring, partitions=partitions)
+                    store = cls(Redis.from_url(url, **options), ring, **shape)
             except (RedisError, ValueError) as exc:
                 raise StoreError(f"bad Redis store URL: {exc}") from exc
         if store is None:
@@ -399,12 +415,17 @@ class RedisStore:
         except (TimeoutError, RedisError, OSError) as exc:
             raise StoreError(f"Redis store failed: {exc}") from exc
 
-    async def _call(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run one store script (EVALSHA, loading it when the server lacks it)."""
+    async def _call(
+        self, name: str, keys: Sequence[str], args: Sequence[Any], *, durable: bool = False
+    ) -> Any:
+        """Run one store script (EVALSHA, loading it when the server lacks it).
+
+        ``durable``: answer only once the replicas ``store.wait_replicas`` asks for have it.
+        """
         if not self._checked:
             await self._check_partitions()
         async with self._errors():
-            return await self._batch.call(self._scripts[name], keys, args)
+            return await self._batch.call(self._scripts[name], keys, args, durable=durable)
 
     async def _pipeline(self, fill: Callable[[Any], object]) -> list[Any]:
         """One round trip (per node) of the plain commands ``fill`` queues on a pipeline."""
@@ -521,7 +542,7 @@ class RedisStore:
             script_keys.append(keys.type(event.type))
         if event.subject is not None:
             script_keys.append(keys.subject_events(event.subject))
-        reply = await self._call("accept", script_keys, args)
+        reply = await self._call("accept", script_keys, args, durable=True)
         status, event_id = reply[0].decode(), reply[1].decode()
         if status == "queued":
             change = {

@@ -1,5 +1,7 @@
 """Auto-pipelining against a real redis-server: concurrent script calls share a round trip,
-each caller gets its own answer or error, and a flushed script cache is recovered from."""
+each caller gets its own answer or error, and a flushed script cache is recovered from; on a
+real Redis Cluster, one pipeline per master and MOVED followed; with a real replica, a durable
+call is answered only once the replica has it."""
 
 from __future__ import annotations
 
@@ -9,10 +11,10 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from gateway.redis_pipeline import AutoPipeline
+from gateway.redis_pipeline import AutoPipeline, NotReplicated
 from tests.redis_server import RedisServer
 
-from .conftest import flush
+from .conftest import flush, flush_cluster
 
 ECHO = "return {KEYS[1], ARGV[1]}"
 FAIL = "return redis.error_reply('nope ' .. ARGV[1])"
@@ -61,3 +63,115 @@ async def test_calls_recover_when_redis_forgot_the_scripts(client):
     await client.script_flush()  # as after a restart or a failover
     answers = await asyncio.gather(*(batch.call(echo, ["k"], [n]) for n in range(5)))
     assert [a[1] for a in answers] == [str(n).encode() for n in range(5)]
+
+
+async def test_on_a_cluster_each_master_gets_one_pipeline(redis_cluster):
+    # Keys of many slots: one batch becomes one pipeline per master, each caller its answer.
+    await flush_cluster(redis_cluster)
+    client = aioredis.RedisCluster.from_url(redis_cluster.url.replace("+cluster", ""))
+    try:
+        batch = AutoPipeline(client)
+        echo = client.register_script(ECHO)
+        await batch.load([echo])
+        nodes = client.get_primaries()
+        sent: list[tuple[str, int]] = []
+        send = batch._send_node
+
+        async def counting(node, calls):
+            sent.append((node.name, len(calls)))
+            await send(node, calls)
+
+        batch._send_node = counting  # type: ignore[method-assign]
+        answers = await asyncio.gather(*(batch.call(echo, [f"{{k{n}}}"], [n]) for n in range(300)))
+        assert answers == [[f"{{k{n}}}".encode(), str(n).encode()] for n in range(300)]
+        # One pipeline per master, all 300 calls among them.
+        assert sorted(name for name, _ in sent) == sorted(node.name for node in nodes)
+        assert sum(n for _, n in sent) == 300
+    finally:
+        await client.aclose()
+
+
+async def test_a_call_sent_to_the_wrong_master_runs_on_the_right_one(redis_cluster):
+    # A stale slot table (as after a failover or a resharding): the master answers MOVED, the
+    # call did not run; it is sent again where the slot lives, and runs once.
+    await flush_cluster(redis_cluster)
+    client = aioredis.RedisCluster.from_url(redis_cluster.url.replace("+cluster", ""))
+    try:
+        await client.initialize()
+        batch = AutoPipeline(client)
+        incr = client.register_script("return redis.call('INCR', KEYS[1])")
+        await batch.load([incr])
+        right = client.get_node_from_key("{moved}")
+        wrong = next(node for node in client.get_primaries() if node.name != right.name)
+        real = client.get_node_from_key
+        lied = []
+
+        def stale(key, replica=False):
+            if not lied:
+                lied.append(key)
+                return wrong
+            return real(key, replica)
+
+        client.get_node_from_key = stale  # type: ignore[method-assign]
+        assert await batch.call(incr, ["{moved}"], []) == 1
+        assert lied == ["{moved}"]
+        assert await client.get("{moved}") == b"1"
+    finally:
+        await client.aclose()
+
+
+def _replica_of(master: RedisServer) -> RedisServer:
+    return RedisServer(extra_args=["--replicaof", master.host, str(master.port)])
+
+
+async def _in_sync(replica: RedisServer) -> None:
+    client = aioredis.Redis.from_url(replica.url)
+    try:
+        for _ in range(200):
+            if (await client.info("replication")).get("master_link_status") == "up":
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the replica did not sync")
+    finally:
+        await client.aclose()
+
+
+async def test_a_durable_call_is_answered_once_the_replica_has_it():
+    with RedisServer() as master, _replica_of(master) as replica:
+        await _in_sync(replica)
+        client = aioredis.Redis.from_url(master.url)
+        seen = aioredis.Redis.from_url(replica.url)
+        try:
+            batch = AutoPipeline(client, replicas=1, replica_timeout=5)
+            write = client.register_script("return redis.call('INCR', KEYS[1])")
+            await batch.load([write])
+            answers = await asyncio.gather(
+                *(batch.call(write, [f"w{n}"], [], durable=True) for n in range(50))
+            )
+            assert answers == [1] * 50
+            # WAIT said the replica had them all: it holds every one right now.
+            assert await seen.mget([f"w{n}" for n in range(50)]) == [b"1"] * 50
+        finally:
+            await client.aclose()
+            await seen.aclose()
+
+
+async def test_without_the_replicas_a_durable_call_fails_and_others_do_not():
+    with RedisServer() as master, _replica_of(master) as replica:
+        await _in_sync(replica)
+        client = aioredis.Redis.from_url(master.url)
+        try:
+            batch = AutoPipeline(client, replicas=1, replica_timeout=0.2)
+            write = client.register_script("return redis.call('INCR', KEYS[1])")
+            await batch.load([write])
+            replica.kill()
+            durable, plain = await asyncio.gather(
+                batch.call(write, ["a"], [], durable=True),
+                batch.call(write, ["b"], []),
+                return_exceptions=True,
+            )
+            assert isinstance(durable, NotReplicated), durable
+            assert "0 of 1 replicas" in str(durable)
+            assert plain == 1
+        finally:
+            await client.aclose()
