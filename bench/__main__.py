@@ -21,6 +21,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from bench.cluster import CLUSTER_QUICK, ClusterSettings, run_cluster
 from bench.payloads import BODY_SIZE
 from bench.pinned import PINNED_QUICK, PinnedSettings, run_pinned
 from bench.procs import BenchError, foreign_cpu
@@ -50,11 +51,13 @@ def run(
     pinned: PinnedSettings | None,
     *,
     interleaved: bool = True,
+    cluster: ClusterSettings | None = None,
 ) -> dict[str, Any]:
     """Every measurement with its baselines, interleaved in rounds; the JSON-ready result.
 
     ``pinned`` None leaves the wrk measurements out; ``interleaved`` False leaves out the
-    others (verification, the bench's own load generator, the paused-destination drain).
+    others (verification, the bench's own load generator, the paused-destination drain);
+    ``cluster`` adds the Redis Cluster part (``bench.cluster``): 1 master against 3.
     """
     started = time.time()
     load_start = os.getloadavg()
@@ -71,6 +74,9 @@ def run(
             _interleaved(ws, settings, stores, result)
         if pinned is not None:
             result["pinned"] = run_pinned(ws, pinned, list(stores), _progress)
+        if cluster is not None:
+            with ws.helper("destination") as (_, destination):
+                result["cluster"] = run_cluster(ws, cluster, destination, _progress)
 
     result["load_average"] = {"start": list(load_start), "end": list(os.getloadavg())}
     result["duration_s"] = time.time() - started
@@ -151,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--no-wrk", action="store_true", help="leave out the pinned wrk part")
     which.add_argument("--wrk-only", action="store_true", help="only the pinned wrk part")
+    which.add_argument(
+        "--cluster-only", action="store_true", help="only the Redis Cluster part (1 vs 3 masters)"
+    )
+    parser.add_argument(
+        "--no-cluster", action="store_true", help="leave out the Redis Cluster part"
+    )
     parser.add_argument(
         "--long",
         type=int,
@@ -168,10 +180,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = replace(settings, rounds=args.rounds)
         pinned = replace(pinned, rounds=args.rounds)
     pinned = replace(pinned, long_events=args.long)
+    cluster = CLUSTER_QUICK if args.quick else ClusterSettings()
+    if args.rounds is not None:
+        cluster = replace(cluster, rounds=args.rounds)
     stores = ["sqlite"] if args.no_redis else ["sqlite", "redis"]
+    only = args.wrk_only or args.cluster_only
     try:
         result = run(
-            settings, stores, None if args.no_wrk else pinned, interleaved=not args.wrk_only
+            settings,
+            stores,
+            None if args.no_wrk or args.cluster_only else pinned,
+            interleaved=not only,
+            cluster=None if args.no_redis or args.no_cluster or args.wrk_only else cluster,
         )
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)

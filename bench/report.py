@@ -166,6 +166,10 @@ def render(result: Mapping[str, Any]) -> str:
         )
     if "pinned" in result:
         parts.append(render_pinned(result["pinned"]))
+    if "cluster" in result:
+        from bench.cluster import render_cluster
+
+        parts.append(render_cluster(result["cluster"]))
     return "\n\n".join(parts)
 
 

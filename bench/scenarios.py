@@ -76,7 +76,7 @@ NEVER_REFUSING = {"rate": "1000000/s", "burst": 1000000}
 
 def gateway_config(
     *, listen: int, admin: int, store_url: str, destination: str, delivery_concurrency: int,
-    rate_limits: bool = False, delivery: str = "queued", workers: int = 1,
+    rate_limits: bool = False, delivery: str = "queued", workers: int = 1, partitions: int = 1,
 ) -> str:  # fmt: skip
     """The gateway's config for a run: the payments source of DESIGN 6, queued delivery to the
     destination by default. Without rate limits unless asked (a limit that refuses measures
@@ -104,7 +104,7 @@ def gateway_config(
             "shutdown_timeout": "5s",
             "log_level": "info",
         },
-        "store": {"url": store_url},
+        "store": {"url": store_url, **({"partitions": partitions} if partitions > 1 else {})},
         "destinations": {
             "marketplace": {
                 "url": destination,
