@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any, Literal, TypeVar, cast
@@ -180,13 +182,18 @@ class SqliteStore:
             # Unreadable ones become dead, so each round selects new rows; rounds stop when
             # the batch is full, nothing more is due, or the poison budget is spent.
             while len(leases) < limit and len(dead) < POISON_BUDGET:
+                # Each side walks its index in order and stops at the limit, so only those
+                # rows are sorted, never the whole backlog (one sort of every due delivery
+                # per call made leasing slower the longer the queue).
                 rows = conn.execute(
                     "SELECT id FROM ("
-                    " SELECT id, lease_expires_at AS at FROM deliveries"
+                    " SELECT * FROM (SELECT id, lease_expires_at AS at FROM deliveries"
                     "  WHERE state = 'leased' AND lease_expires_at <= :now"
+                    "  ORDER BY lease_expires_at LIMIT :limit)"
                     " UNION ALL"
-                    " SELECT id, next_attempt_at AS at FROM deliveries"
+                    " SELECT * FROM (SELECT id, next_attempt_at AS at FROM deliveries"
                     "  WHERE state = 'due' AND next_attempt_at <= :now"
+                    "  ORDER BY next_attempt_at LIMIT :limit)"
                     ") ORDER BY at LIMIT :limit",
                     {"now": now, "limit": limit - len(leases)},
                 ).fetchall()
@@ -535,6 +542,17 @@ class SqliteStore:
 # -- helpers, all called on the store's thread --------------------------------------------------
 
 
+def _new_id() -> str:
+    """A new 32-hex-digit id (an event's uid, a delivery's id) that sorts by creation time.
+
+    The milliseconds since the epoch come first, then 80 random bits (as in a UUIDv7, RFC 9562
+    section 5.7): a new key lands at the end of every index on it, where a random one (uuid4)
+    landed on a random page of an index as large as the whole store, so each insert read and
+    wrote a page the cache did not hold and accepts slowed down as the file grew.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+
+
 def _prune_dedupe(conn: sqlite3.Connection, now: float) -> None:
     """Delete a few expired dedupe entries (lazy expiry)."""
     conn.execute(
@@ -563,7 +581,7 @@ def _insert_event(
     delivered: Attempt | None,
 ) -> str:
     """Insert the event and its deliveries (delivered with ``delivered`` when given)."""
-    uid = uuid.uuid4().hex
+    uid = _new_id()
     body, headers = seal_payload(ring, event.source, event.id, event.body, event.headers)
     # A new event's status follows from the deliveries about to be inserted, so it is written
     # once here rather than recomputed by ``_refresh_status`` (an UPDATE touching its index).
@@ -624,7 +642,7 @@ def _insert_deliveries(
     """One delivery per destination: due now, or already delivered by ``delivered``."""
     ids = []
     for destination in destinations:
-        delivery_id = uuid.uuid4().hex
+        delivery_id = _new_id()
         if delivered is None:
             conn.execute(
                 "INSERT INTO deliveries (id, event_uid, destination, state, created_at,"
