@@ -67,6 +67,10 @@ _EVENT_COLUMNS = (
 # Expired dedupe entries are pruned a few at a time by accept, so no background job is needed
 # and no single transaction grows long.
 _PRUNE_BATCH = 100
+#: Seconds (of the callers' clock) accept waits after a prune that found less than a full
+#: batch: entries expire about as fast as they were accepted a window ago, so one look a
+#: second keeps up, where a look per accept cost a statement per request.
+_PRUNE_PAUSE = 1.0
 #: Entries the change log keeps: a stream client away longer than that many changes starts
 #: again from the latest one.
 CHANGE_LOG_LIMIT = 10_000
@@ -83,6 +87,8 @@ class SqliteStore:
     def __init__(self, db: SqliteDatabase, ring: KeyRing | None = None) -> None:
         self._db = db
         self._ring = ring
+        #: When accept next prunes expired dedupe entries; read and set on the store's thread.
+        self._prune_at = float("-inf")
 
     @classmethod
     async def open(cls, url: str, ring: KeyRing | None = None) -> SqliteStore:
@@ -100,7 +106,8 @@ class SqliteStore:
         """Dedupe, persist and enqueue one delivery per destination, in one transaction."""
 
         def tx(conn: sqlite3.Connection) -> AcceptResult:
-            _prune_dedupe(conn, now)
+            if now >= self._prune_at and _prune_dedupe(conn, now) < _PRUNE_BATCH:
+                self._prune_at = now + _PRUNE_PAUSE
             row = conn.execute(
                 "SELECT event_id FROM dedupe WHERE source = ? AND key = ? AND expires_at > ?",
                 (event.source, event.dedupe_key, now),
@@ -109,8 +116,10 @@ class SqliteStore:
                 # A live sync claim has no event id yet: the claimed event is this one.
                 return AcceptResult("duplicate", row[0] if row[0] is not None else event.id)
             # Id collision: the same (source, id) accepted within the window under another key.
+            # "+source": walk events_by_id (an id is all but unique), not the whole window of
+            # the source in events_by_source.
             collision = conn.execute(
-                "SELECT 1 FROM events WHERE source = ? AND id = ? AND received_at > ? LIMIT 1",
+                "SELECT 1 FROM events WHERE +source = ? AND id = ? AND received_at > ? LIMIT 1",
                 (event.source, event.id, now - window),
             ).fetchone()
             if collision is not None:
@@ -553,13 +562,13 @@ def _new_id() -> str:
     return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
 
 
-def _prune_dedupe(conn: sqlite3.Connection, now: float) -> None:
-    """Delete a few expired dedupe entries (lazy expiry)."""
-    conn.execute(
+def _prune_dedupe(conn: sqlite3.Connection, now: float) -> int:
+    """Delete a few expired dedupe entries (lazy expiry); how many went."""
+    return conn.execute(
         "DELETE FROM dedupe WHERE (source, key) IN"
         " (SELECT source, key FROM dedupe WHERE expires_at <= ? LIMIT ?)",
         (now, _PRUNE_BATCH),
-    )
+    ).rowcount
 
 
 def _mark_done(conn: sqlite3.Connection, event: Event, window: float, now: float) -> None:
@@ -589,8 +598,8 @@ def _insert_event(
     status = event_status(len(destinations), pending, 0)
     conn.execute(
         "INSERT INTO events (uid, id, source, type, subject, time, dedupe_key, body, headers,"
-        " request_id, received_at, mode, status, body_status)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " request_id, received_at, mode, status, body_status, attempts)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             uid,
             event.id,
@@ -606,6 +615,7 @@ def _insert_event(
             mode,
             status,
             body_status_of(event.body_status),
+            0 if delivered is None else len(destinations),
         ),
     )
     key = f"s:{event.subject}" if event.subject is not None else f"e:{uid}"
@@ -620,16 +630,11 @@ def _insert_event(
     _log_change(conn, "accepted", {**_change_of(event), "event_status": status})
     _insert_deliveries(conn, uid, destinations, now, delivered)
     if delivered is not None:
-        conn.execute("UPDATE events SET attempts = ? WHERE uid = ?", (len(destinations), uid))
-        for delivery_id in _delivery_ids(conn, uid):
-            _record_attempt_outcome(conn, delivery_id, delivered, "delivered")
+        for destination in destinations:
+            stored = body_status_of(event.body_status)
+            row = (event.id, event.source, event.type, event.subject, stored, status)
+            _record_attempt_outcome(conn, (*row, destination), delivered, "delivered")
     return uid
-
-
-def _delivery_ids(conn: sqlite3.Connection, uid: str) -> list[str]:
-    """The ids of an event's deliveries."""
-    rows = conn.execute("SELECT id FROM deliveries WHERE event_uid = ?", (uid,)).fetchall()
-    return [r[0] for r in rows]
 
 
 def _insert_deliveries(
@@ -669,13 +674,16 @@ def _finish_delivery(
     extra: dict[str, Any],
 ) -> bool:
     """Leave the leased state for ``state`` and record the attempt, if ``token`` still holds."""
-    cur = conn.execute(
+    # RETURNING hands back what the later statements need, so no statement reads a row an
+    # earlier one just wrote (this runs once per delivery attempt, on the store's one thread).
+    row = conn.execute(
         "UPDATE deliveries SET state = :state, attempts_made = attempts_made + 1,"
         " first_attempt_at = COALESCE(first_attempt_at, :started_at),"
         " lease_token = NULL, lease_expires_at = NULL, leased_by = NULL,"
         " next_attempt_at = :next_attempt_at, dead_reason = :dead_reason,"
         " dead_at = :dead_at"
-        " WHERE id = :id AND state = 'leased' AND lease_token = :token",
+        " WHERE id = :id AND state = 'leased' AND lease_token = :token"
+        " RETURNING event_uid, destination",
         {
             "state": state,
             "started_at": attempt.started_at,
@@ -685,17 +693,17 @@ def _finish_delivery(
             "id": delivery_id,
             "token": token,
         },
-    )
-    if cur.rowcount != 1:
+    ).fetchall()
+    if len(row) != 1:
         return False
+    uid, destination = row[0]
     _insert_attempt(conn, delivery_id, attempt.bounded())
-    _refresh_status_of_delivery(conn, delivery_id)
-    conn.execute(
-        "UPDATE events SET attempts = attempts + 1"
-        " WHERE uid = (SELECT event_uid FROM deliveries WHERE id = ?)",
-        (delivery_id,),
-    )
-    _record_attempt_outcome(conn, delivery_id, attempt, state)
+    event = conn.execute(
+        f"UPDATE events SET attempts = attempts + 1, status = {_STATUS_OF_UID}"  # noqa: S608
+        " WHERE uid = :u RETURNING id, source, type, subject, body_status, status",
+        {"u": uid},
+    ).fetchall()[0]
+    _record_attempt_outcome(conn, (*event, destination), attempt, state)
     return True
 
 
@@ -728,16 +736,22 @@ def _insert_attempt(conn: sqlite3.Connection, delivery_id: str, attempt: Attempt
     )
 
 
+#: An event's status from its deliveries (see ``base.event_status``), for the event ``:u``.
+_STATUS_OF_UID = (
+    "CASE"
+    " WHEN NOT EXISTS (SELECT 1 FROM deliveries WHERE event_uid = :u) THEN 'unrouted'"
+    " WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_uid = :u"
+    "  AND state IN ('due', 'leased')) THEN 'queued'"
+    " WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_uid = :u AND state = 'dead')"
+    "  THEN 'dead_lettered'"
+    " ELSE 'delivered' END"
+)
+
+
 def _refresh_status(conn: sqlite3.Connection, uid: str) -> None:
     """Recompute an event's status from its deliveries (see ``base.event_status``)."""
     conn.execute(
-        "UPDATE events SET status = CASE"
-        " WHEN NOT EXISTS (SELECT 1 FROM deliveries WHERE event_uid = :u) THEN 'unrouted'"
-        " WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_uid = :u"
-        "  AND state IN ('due', 'leased')) THEN 'queued'"
-        " WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_uid = :u AND state = 'dead')"
-        "  THEN 'dead_lettered'"
-        " ELSE 'delivered' END WHERE uid = :u",
+        f"UPDATE events SET status = {_STATUS_OF_UID} WHERE uid = :u",  # noqa: S608
         {"u": uid},
     )
 
@@ -757,7 +771,7 @@ def _find_uid(conn: sqlite3.Connection, event_id: str, source: str | None) -> st
         ).fetchone()
     else:
         row = conn.execute(
-            "SELECT uid FROM events WHERE source = ? AND id = ?"
+            "SELECT uid FROM events WHERE +source = ? AND id = ?"
             " ORDER BY received_at DESC, uid DESC LIMIT 1",
             (source, event_id),
         ).fetchone()
@@ -908,18 +922,14 @@ def _change_of(event: Event) -> dict[str, Any]:
 
 
 def _record_attempt_outcome(
-    conn: sqlite3.Connection, delivery_id: str, attempt: Attempt, state: DeliveryState
+    conn: sqlite3.Connection, row: Sequence[Any], attempt: Attempt, state: DeliveryState
 ) -> None:
-    """Count an attempt's result and latency, and log it as a delivery change."""
+    """Count an attempt's result and latency, and log it as a delivery change; ``row`` is the
+    event's id, source, type, subject, body status and status, and the destination."""
     result = {"delivered": "delivered", "due": "retried"}.get(state, "dead_lettered")
     at = attempt.started_at + attempt.latency
     _count(conn, at, result)
     _count(conn, at, f"lat{latency_bucket(attempt.latency)}")
-    row = conn.execute(
-        "SELECT e.id, e.source, e.type, e.subject, e.body_status, e.status, d.destination"
-        " FROM deliveries d JOIN events e ON e.uid = d.event_uid WHERE d.id = ?",
-        (delivery_id,),
-    ).fetchone()
     _log_change(
         conn,
         "delivery",

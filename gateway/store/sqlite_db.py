@@ -59,7 +59,6 @@ CREATE TABLE IF NOT EXISTS events (
     attempts INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS events_by_id ON events (id, received_at);
-CREATE INDEX IF NOT EXISTS events_by_source_id ON events (source, id, received_at);
 CREATE INDEX IF NOT EXISTS events_newest ON events (received_at, uid);
 CREATE INDEX IF NOT EXISTS events_by_source ON events (source, received_at, uid);
 CREATE INDEX IF NOT EXISTS events_by_status ON events (status, received_at, uid);
@@ -131,6 +130,12 @@ _MIGRATE_1_TO_2 = (
     "ALTER TABLE events ADD COLUMN body_status TEXT",
     "ALTER TABLE events ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
 )
+
+#: Indexes earlier versions created that no query needs any more; dropped on open (a file
+#: still opened by an older gateway gets them back, which costs it time, not correctness).
+#: ``events_by_source_id`` (source, id, received_at): a lookup by source and id walks
+#: ``events_by_id`` (an id is all but unique), so it only cost every accept one more insert.
+_DROPPED_INDEXES = ("events_by_source_id",)
 
 
 #: Most write operations one group commit holds: bounds how long the write lock is held (other
@@ -369,6 +374,8 @@ def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            for index in _DROPPED_INDEXES:
+                conn.execute(f"DROP INDEX IF EXISTS {index}")
             row = conn.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
