@@ -19,6 +19,8 @@ the bench):
   and after the phase;
 * sync latency: ``delivery: sync`` at a constant 500 requests/s, against the same requests
   sent straight to the destination at the same rate: the p99 the gateway adds;
+* keep-up: 80 % of the accept rate just measured, at a constant rate, while the queue depth
+  is watched: does delivery keep up (``bench.keepup``);
 * workers: ``server.workers: 2`` against 1 (Redis store), pinned as far as 2 cores allow;
 * ``--long``: 500,000 accepted events through one gateway, its RSS sampled along the way.
 """
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.keepup import KEEP_UP_SHARE, keep_up
 from bench.nginx import requests_served, start_nginx
 from bench.payloads import DESTINATION_PATH, SOURCE_PATH
 from bench.procs import (
@@ -78,6 +81,8 @@ class PinnedSettings:
     sync_rate: float = 500.0
     sync_warmup: float = 2.0
     sync_duration: float = 10.0
+    #: Seconds of the keep-up phase (``bench.keepup``): 80 % of the accept rate, queue watched.
+    keep_up_duration: float = 20.0
     #: Accepted events of the long RSS run; 0 leaves it out (``--long`` sets 500,000).
     long_events: int = 0
     #: The long run signs this many events at a time, just before sending them, so every
@@ -87,7 +92,7 @@ class PinnedSettings:
 
 PINNED_QUICK = PinnedSettings(
     rounds=1, pool=20_000, warm_pool=5_000, warmup=0.5, duration=2.0, sync_warmup=0.5,
-    sync_duration=2.0, long_chunk=20_000,
+    sync_duration=2.0, long_chunk=20_000, keep_up_duration=3.0,
 )  # fmt: skip
 
 THROUGHPUT_METRICS: dict[str, Callable[[Mapping[str, Any]], float]] = {
@@ -361,6 +366,10 @@ def run_pinned(
             bench.resident = [destination_pid, *([redis.pid] if redis.pid else [])]
             result["throughput"] = _throughput_rounds(bench, stores, progress)
             result["sync"] = _sync_rounds(bench, stores, progress)
+            result["keep_up"] = [
+                keep_up(bench, store, KEEP_UP_SHARE * _accept_rate(result, store), progress)
+                for store in stores
+            ]
             store = "redis" if "redis" in stores else stores[0]
             result["workers"] = _workers(bench, store, progress)
             if settings.long_events:
@@ -368,6 +377,11 @@ def run_pinned(
     finally:
         os.sched_setaffinity(0, cores)
     return result
+
+
+def _accept_rate(result: Mapping[str, Any], store: str) -> float:
+    """The median requests/s the gateway on ``store`` reached in this run's throughput rounds."""
+    return float(result["throughput"]["vs_aiohttp"][store]["rps"]["median"])
 
 
 @contextlib.contextmanager

@@ -166,6 +166,10 @@ def render(result: Mapping[str, Any]) -> str:
         )
     if "pinned" in result:
         parts.append(render_pinned(result["pinned"]))
+        if "keep_up" in result["pinned"]:
+            from bench.keepup import render_keep_up
+
+            parts.append(render_keep_up(result["pinned"]["keep_up"]))
     if "cluster" in result:
         from bench.cluster import render_cluster
 

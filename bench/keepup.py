@@ -1,0 +1,149 @@
+"""Does delivery keep up? A constant load at 80 % of the measured accept rate, queue watched.
+
+Part of the pinned measurements (``bench.pinned``). For each store, a fresh gateway (queued
+delivery, full pipeline) gets new events at a constant rate of ``KEEP_UP_SHARE`` times the
+requests/s its store reached in the throughput rounds of the same run, from the bench's
+constant-rate generator on the other core, for ``keep_up_duration`` seconds. Meanwhile the
+gateway's own ``webhook_gateway_queue_depth`` (due + leased) is read twice a second. Delivery
+keeps up when that depth does not grow over the phase: the report gives the depth's slope
+(deliveries/s, from a least-squares line through the samples of the phase), its mean in the
+first and the second half, its value at the end, and how long the queue took to empty once the
+load stopped. A queue that grows steadily, whose slope is a real share of the rate, does not
+keep up: the destination would fall further behind the longer the load lasted.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from bench.payloads import SOURCE_PATH
+from bench.procs import run_loadgen
+from bench.scenarios import HOST
+
+if TYPE_CHECKING:
+    from bench.pinned import Pinned
+
+#: The share of the measured accept rate the keep-up phase sends (the issue's 80 %).
+KEEP_UP_SHARE = 0.8
+#: Seconds between two readings of the queue depth.
+SAMPLE_EVERY = 0.5
+_DEPTH = re.compile(r'^webhook_gateway_queue_depth\{[^}]*state="(due|leased)"[^}]*\} (\S+)$')
+
+
+def queue_depth(admin: int) -> float:
+    """Deliveries due or leased, from the gateway's ``/metrics``."""
+    with urllib.request.urlopen(f"http://{HOST}:{admin}/metrics", timeout=5.0) as response:
+        text = response.read().decode()
+    return sum(float(m.group(2)) for line in text.splitlines() if (m := _DEPTH.match(line)))
+
+
+class DepthSampler:
+    """Reads the queue depth every ``SAMPLE_EVERY`` seconds on a thread until stopped."""
+
+    def __init__(self, admin: int) -> None:
+        self.admin = admin
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._started = time.monotonic()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                depth = queue_depth(self.admin)
+            except OSError:
+                depth = float("nan")
+            self.samples.append((time.monotonic() - self._started, depth))
+            self._stop.wait(SAMPLE_EVERY)
+
+    def __enter__(self) -> DepthSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """The least-squares slope of ``points`` (per second); 0 for fewer than two."""
+    points = [(t, d) for t, d in points if d == d]  # not NaN
+    if len(points) < 2:
+        return 0.0
+    mean_t = statistics.fmean(t for t, _ in points)
+    mean_d = statistics.fmean(d for _, d in points)
+    spread = sum((t - mean_t) ** 2 for t, _ in points)
+    if not spread:
+        return 0.0
+    return sum((t - mean_t) * (d - mean_d) for t, d in points) / spread
+
+
+def keep_up(bench: Pinned, store: str, rate: float, progress: Callable[[str], None]) -> dict:
+    """One keep-up phase on ``store`` at ``rate`` requests/s; the JSON-ready result."""
+    s = bench.settings
+    progress(f"keep-up: gateway on {store} at {rate:,.0f}/s for {s.keep_up_duration:g} s")
+    with bench.gateway(store) as target:
+        assert target.admin is not None
+        spec = {
+            "mode": "rate", "host": HOST, "port": target.port, "path": SOURCE_PATH,
+            "rate": rate, "warmup_seconds": 1.0, "duration": s.keep_up_duration,
+            "prefix": f"keep-up-{store}", "connections": s.connections, "expect": 202,
+        }  # fmt: skip
+        with DepthSampler(target.admin) as sampler:
+            started = time.monotonic() - sampler._started
+            result = run_loadgen(spec, s.keep_up_duration + 180.0, cpus="1")
+            ended = time.monotonic() - sampler._started
+            # Then until the queue is empty (or a minute has passed): how long the drain took.
+            deadline = time.monotonic() + 60.0
+            while time.monotonic() < deadline:
+                if (
+                    sampler.samples
+                    and sampler.samples[-1][0] > ended
+                    and not sampler.samples[-1][1]
+                ):
+                    break
+                time.sleep(SAMPLE_EVERY)
+        drained = next((t - ended for t, d in sampler.samples if t > ended and d == 0), None)
+    during = [(t, d) for t, d in sampler.samples if started <= t <= ended]
+    half = len(during) // 2
+    timed = result["timed"]
+    return {
+        "store": store,
+        "rate": rate,
+        "answered_202": timed.get("ok"),
+        "statuses": timed.get("statuses"),
+        "p99_ms": timed.get("p99_ms"),
+        "depth_slope_per_s": slope(during),
+        "depth_first_half": statistics.fmean(d for _, d in during[:half]) if half else None,
+        "depth_second_half": statistics.fmean(d for _, d in during[half:]) if half else None,
+        "depth_at_end": during[-1][1] if during else None,
+        "drained_after_s": drained,
+        "samples": sampler.samples,
+    }
+
+
+def render_keep_up(runs: list[dict[str, Any]]) -> str:
+    """The keep-up phases as a Markdown table."""
+    lines = [
+        f"### Delivery at {KEEP_UP_SHARE:.0%} of the accept rate (queue due + leased)",
+        "",
+        "| store | rate (/s) | answered 202 | depth slope (/s) | mean depth, 1st → 2nd half"
+        " | at end | emptied after load (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in runs:
+        first, second = run["depth_first_half"], run["depth_second_half"]
+        halves = f"{first:,.0f} → {second:,.0f}" if first is not None else "—"
+        drained = run["drained_after_s"]
+        lines.append(
+            f"| {run['store']} | {run['rate']:,.0f} | {run['answered_202']:,} |"
+            f" {run['depth_slope_per_s']:+.1f} | {halves} | {run['depth_at_end']:,.0f} |"
+            f" {'not within 60' if drained is None else f'{drained:.1f}'} |"
+        )
+    return "\n".join(lines)
