@@ -152,7 +152,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--quick", action="store_true", help="short phases: a smoke run, not a measurement"
     )
     parser.add_argument("--rounds", type=int, choices=range(1, 11), help="gateway runs per store")
-    parser.add_argument("--no-redis", action="store_true", help="measure the SQLite store only")
+    only = parser.add_mutually_exclusive_group()
+    only.add_argument("--no-redis", action="store_true", help="measure the SQLite store only")
+    only.add_argument("--redis-only", action="store_true", help="measure the Redis store only")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON file ({RESULTS})")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--no-wrk", action="store_true", help="leave out the pinned wrk part")
@@ -173,17 +175,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also send EVENTS (500,000) accepted events through one gateway per store and "
         "compare its RSS before and after",
     )
+    parser.add_argument(
+        "--throughput-only",
+        action="store_true",
+        help="pinned part: the wrk throughput rounds only (no sync latency, no server.workers)",
+    )
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else Settings()
     pinned = PINNED_QUICK if args.quick else PinnedSettings()
     if args.rounds is not None:
         settings = replace(settings, rounds=args.rounds)
         pinned = replace(pinned, rounds=args.rounds)
-    pinned = replace(pinned, long_events=args.long)
+    pinned = replace(pinned, long_events=args.long, throughput_only=args.throughput_only)
     cluster = CLUSTER_QUICK if args.quick else ClusterSettings()
     if args.rounds is not None:
         cluster = replace(cluster, rounds=args.rounds)
-    stores = ["sqlite"] if args.no_redis else ["sqlite", "redis"]
+    stores = ["sqlite"] if args.no_redis else ["redis"] if args.redis_only else ["sqlite", "redis"]
     only = args.wrk_only or args.cluster_only
     try:
         result = run(

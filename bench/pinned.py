@@ -88,6 +88,9 @@ class PinnedSettings:
     #: The long run signs this many events at a time, just before sending them, so every
     #: signature is inside the 5-minute tolerance when it arrives.
     long_chunk: int = 100_000
+    #: Throughput only: leave out the sync latency and ``server.workers`` measurements
+    #: (``--throughput-only``, for before/after runs of an accept-path change).
+    throughput_only: bool = False
 
 
 PINNED_QUICK = PinnedSettings(
@@ -365,13 +368,14 @@ def run_pinned(
             bench = Pinned(ws, settings, redis, destination)
             bench.resident = [destination_pid, *([redis.pid] if redis.pid else [])]
             result["throughput"] = _throughput_rounds(bench, stores, progress)
-            result["sync"] = _sync_rounds(bench, stores, progress)
-            result["keep_up"] = [
-                keep_up(bench, store, KEEP_UP_SHARE * _accept_rate(result, store), progress)
-                for store in stores
-            ]
-            store = "redis" if "redis" in stores else stores[0]
-            result["workers"] = _workers(bench, store, progress)
+            if not settings.throughput_only:
+                result["sync"] = _sync_rounds(bench, stores, progress)
+                result["keep_up"] = [
+                    keep_up(bench, store, KEEP_UP_SHARE * _accept_rate(result, store), progress)
+                    for store in stores
+                ]
+                store = "redis" if "redis" in stores else stores[0]
+                result["workers"] = _workers(bench, store, progress)
             if settings.long_events:
                 result["long"] = [bench.long_run(store, progress) for store in stores]
     finally:

@@ -336,40 +336,42 @@ def render_pinned(pinned: Mapping[str, Any]) -> str:
                 + (f"; other outcomes {others}" if others else "")
                 + f"; other processes used {run['machine_noise']['foreign_cores']:.2f} cores"
             )
-    sync = pinned["sync"]
-    lines += [
-        "",
-        f"sync delivery at a constant {s['sync_rate']:g} requests/s ({s['sync_duration']:g} s"
-        f" after {s['sync_warmup']:g} s warm-up, {s['connections']} connections, latency from "
-        "when each request was due), against the same rate straight to the destination:",
-    ]
-    base = sync["baseline"]
-    for store in stores:
-        entry = sync[store]
-        statuses: dict[str, int] = {}
-        for run in sync["runs"][store]:
-            for code, count in run["statuses"].items():
-                statuses[code] = statuses.get(code, 0) + count
-        lines.append(
-            f"  {store}: p50 {entry['p50_ms']['median']:.2f} ms (direct "
-            f"{base['p50_ms']['median']:.2f}), p99 {entry['p99_ms']['median']:.2f} ms (direct "
-            f"{base['p99_ms']['median']:.2f}): added p99 {entry['added_p99_ms']['median']:.2f} ms;"
-            f" answers {statuses}"
-        )
-    workers = pinned["workers"]
-    first = workers[0]["rps"] if workers else 0.0
-    lines += [
-        "",
-        f"server.workers ({workers[0]['store'] if workers else '-'} store), wrk on core 1;"
-        " (ratio) = requests/s over the first layout's:",
-    ]
-    for run in workers:
-        lines.append(
-            f"  {run['layout']:<26} {run['rps']:>8,.0f} requests/s "
-            f"({_fmt(run['rps'] / first if first else None)})  p50 {run['p50_ms']:.2f} ms  "
-            f"p99 {run['p99_ms']:.2f} ms; other processes used "
-            f"{run['machine_noise']['foreign_cores']:.2f} cores"
-        )
+    # Left out by --throughput-only.
+    if "sync" in pinned:
+        sync = pinned["sync"]
+        lines += [
+            "",
+            f"sync delivery at a constant {s['sync_rate']:g} requests/s ({s['sync_duration']:g} s"
+            f" after {s['sync_warmup']:g} s warm-up, {s['connections']} connections, latency from "
+            "when each request was due), against the same rate straight to the destination:",
+        ]
+        base = sync["baseline"]
+        for store in stores:
+            entry = sync[store]
+            statuses: dict[str, int] = {}
+            for run in sync["runs"][store]:
+                for code, count in run["statuses"].items():
+                    statuses[code] = statuses.get(code, 0) + count
+            lines.append(
+                f"  {store}: p50 {entry['p50_ms']['median']:.2f} ms (direct "
+                f"{base['p50_ms']['median']:.2f}), p99 {entry['p99_ms']['median']:.2f} ms "
+                f"(direct {base['p99_ms']['median']:.2f}): added p99 "
+                f"{entry['added_p99_ms']['median']:.2f} ms; answers {statuses}"
+            )
+        workers = pinned["workers"]
+        first = workers[0]["rps"] if workers else 0.0
+        lines += [
+            "",
+            f"server.workers ({workers[0]['store'] if workers else '-'} store), wrk on core 1;"
+            " (ratio) = requests/s over the first layout's:",
+        ]
+        for run in workers:
+            lines.append(
+                f"  {run['layout']:<26} {run['rps']:>8,.0f} requests/s "
+                f"({_fmt(run['rps'] / first if first else None)})  p50 {run['p50_ms']:.2f} ms  "
+                f"p99 {run['p99_ms']:.2f} ms; other processes used "
+                f"{run['machine_noise']['foreign_cores']:.2f} cores"
+            )
     for long in pinned.get("long", []):
         lines.append("")
         lines.append(
@@ -389,7 +391,7 @@ def render_pinned(pinned: Mapping[str, Any]) -> str:
                 f"{_mib(x['rss_kib'])} MiB{chunk}"
             )
     for store in stores:
-        for run in pinned["sync"]["runs"][store]:
+        for run in pinned["sync"]["runs"][store] if "sync" in pinned else []:
             log = run.get("gateway_log") or {}
             noisy = {k: v for k, v in log.get("levels", {}).items() if k not in ("debug", "info")}
             if noisy:
