@@ -50,6 +50,7 @@ from bench.procs import (
     process_tree,
     run_loadgen,
     spawn,
+    tree_cpu_seconds,
     wait_ready,
 )
 from bench.report import compare
@@ -102,6 +103,7 @@ THROUGHPUT_METRICS: dict[str, Callable[[Mapping[str, Any]], float]] = {
     "rps": lambda run: float(run["rps"]),
     "p50_ms": lambda run: float(run["p50_ms"]),
     "p99_ms": lambda run: float(run["p99_ms"]),
+    "cpu_us": lambda run: float(run["cpu_us_per_request"]),
 }
 SYNC_METRICS: dict[str, Callable[[Mapping[str, Any]], float]] = {
     "p50_ms": lambda run: float(run["p50_ms"]),
@@ -241,8 +243,10 @@ class Pinned:
         rss_before = target.proc.rss_kib()
         noise: dict[str, Any] = {}
         live = [pid for base in (*self.resident, target.proc.pid) for pid in process_tree(base)]
+        cpu = tree_cpu_seconds(target.proc.pid)
         with foreign_cpu(noise, live):
             run = self._wrk(target, pool, s.duration, label)
+        cpu = tree_cpu_seconds(target.proc.pid) - cpu
         rss_after = target.proc.rss_kib()
         outcomes = target.outcomes() - before
         delivered = requests_served(self.destination) - delivered_before - 1
@@ -256,6 +260,9 @@ class Pinned:
             "delivered_during_run": delivered if gateway else None,
             "gateway_log": target.proc.log_summary() if gateway else None,
             "machine_noise": noise,
+            # The measured server's own CPU per answered request: unlike requests/s, hardly
+            # moved by other processes taking the core (cache and frequency effects aside).
+            "cpu_us_per_request": 1e6 * cpu / run["requests"] if run["requests"] else 0.0,
         }
 
     def constant_rate(self, port: int, path: str, label: str) -> dict[str, Any]:

@@ -208,6 +208,16 @@ def _own_cpu_seconds(pids: Sequence[int]) -> float:
     return total
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user and system) used so far by ``pid`` and its live descendants."""
+    total = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError):
+            after = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(after[11]) + int(after[12])) / _TICKS
+    return total
+
+
 @contextlib.contextmanager
 def foreign_cpu(record: dict[str, Any], live_pids: Sequence[int] = ()) -> Iterator[None]:
     """Put into ``record`` how many cores' worth of CPU processes NOT started by the benchmark

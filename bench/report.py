@@ -309,10 +309,14 @@ def render_pinned(pinned: Mapping[str, Any]) -> str:
     header = ["measure", "store", "gateway", "aiohttp", "ratio", "range", "nginx", "ratio", "range"]
     lines.append(_row(header, widths))
     lines.append("-" * (sum(widths) + 2 * (len(widths) - 1)))
-    labels = {"rps": "requests/s", "p50_ms": "p50 (ms)", "p99_ms": "p99 (ms)"}
+    labels = {
+        "rps": "requests/s", "p50_ms": "p50 (ms)", "p99_ms": "p99 (ms)", "cpu_us": "CPU/req (us)",
+    }  # fmt: skip
     for store in stores:
         for name, label in labels.items():
-            digits = 0 if name == "rps" else 2
+            if name not in t["vs_aiohttp"][store]:
+                continue  # a results file from before the measure existed
+            digits = 0 if name in ("rps", "cpu_us") else 2
             ratio_digits = 3 if name == "rps" else 1
             cells = [label, store, _fmt(t["vs_aiohttp"][store][name]["median"], digits)]
             for side in ("vs_aiohttp", "vs_nginx"):
