@@ -4,17 +4,26 @@
 --       18 subjects, 19 the subject's (or lone event's) subj: hash, 20 stats of the minute of
 --       now, 21 stats of the minute the sync attempt ended (20 again in queued mode), then nd
 --       delivery hashes and nd attempt lists, then the type's index if the event has a type
---       and the subject's event index if it has a subject.
--- ARGV: 1 mode ('queued'|'sync'), 2 now, 3 expires (now + window), 4 ttl ms, 5 uid,
---       6 event id, 7 received_at, 8 n, 9..8+n event hash fields/values, then nd,
---       nd destinations, nd delivery ids, then the subjects member ("s:<subject>" or
---       "e:<uid>"), and for sync: attempt json, started_at, the attempt's latency bucket.
--- Answers {'duplicate', event id} or {'queued', event id, the event's status}.
+--       and the subject's event index if it has a subject, then the change log when the
+--       entries go in here (``log``; one partition only, whose hash tag the log shares).
+-- ARGV: 1 everything but the payload, as one JSON object (one argument is much cheaper for
+--       the client to send than dozens): mode ('queued'|'sync'), now, expires (now +
+--       window), ttl (ms), uid, id (the event id), received_at, fields (the event hash's text
+--       fields and values, flat), dests and dids (the nd destinations and delivery ids),
+--       member (the subjects member, "s:<subject>" or "e:<uid>"), and for sync: attempt
+--       (json), started_at, bucket (the attempt's latency bucket); with log, cap and the
+--       entries as {kind, data}, each data a JSON object without its closing brace, which
+--       this script closes after adding the event's status. Every value is a string: a Lua
+--       number turned back into text keeps only 14 digits.
+--       2 the body, 3 the headers (bytes when sealed, so not in the JSON).
+-- Answers {'duplicate', event id} or {'queued', event id, the event's status, logged}, where
+-- logged is 0 when an entry could not be appended (the event is stored all the same).
 -- A duplicate is counted in the minute's stats too. Being a write, that also moves this
 -- connection's replication offset past the original's, so the WAIT that follows a durable
 -- call (store.wait_replicas) covers the original before the duplicate is answered 2xx.
-local mode, now = ARGV[1], ARGV[2]
-local uid, eid, received_at = ARGV[5], ARGV[6], ARGV[7]
+local a = cjson.decode(ARGV[1])
+local mode, now = a.mode, a.now
+local uid, eid, received_at = a.uid, a.id, a.received_at
 local ek, evdk = KEYS[12], KEYS[13]
 if mode == 'queued' then
   local d = redis.call('HMGET', KEYS[10], 'st', 'exp', 'eid')
@@ -29,19 +38,18 @@ if mode == 'queued' then
     return {'duplicate', eid}
   end
 end
-local n = tonumber(ARGV[8])
-redis.call('HSET', ek, unpack(ARGV, 9, 8 + n))
-local i = 9 + n
-local nd = tonumber(ARGV[i])
-local skey = ARGV[i + 2 * nd + 1]
+redis.call('HSET', ek, 'body', ARGV[2], 'headers', ARGV[3], 'n', 0, 'pending', 0, 'dead', 0,
+  unpack(a.fields))
+local nd = #a.dests
+local skey = a.member
 local state = 'due'
 if mode == 'sync' then state = 'delivered' end
 for j = 1, nd do
-  local did, dk = ARGV[i + nd + j], KEYS[21 + j]
-  add_delivery(ek, evdk, dk, uid, ARGV[i + j], did, now, state)
+  local did, dk = a.dids[j], KEYS[21 + j]
+  add_delivery(ek, evdk, dk, uid, a.dests[j], did, now, state)
   if mode == 'sync' then
-    redis.call('RPUSH', KEYS[21 + nd + j], ARGV[i + 2 * nd + 2])
-    redis.call('HSET', dk, 'made', 1, 'first', ARGV[i + 2 * nd + 3])
+    redis.call('RPUSH', KEYS[21 + nd + j], a.attempt)
+    redis.call('HSET', dk, 'made', 1, 'first', a.started_at)
   end
 end
 redis.call('ZADD', EVENTS, received_at, uid)
@@ -76,11 +84,23 @@ count(KEYS[20], 'accepted', 1)
 if mode == 'sync' then
   redis.call('HSET', ek, 'attempts', nd)
   count(KEYS[21], 'delivered', nd)
-  count(KEYS[21], 'lat' .. ARGV[i + 2 * nd + 4], nd)
+  count(KEYS[21], 'lat' .. a.bucket, nd)
 end
 redis.call('DEL', KEYS[10])
-redis.call('HSET', KEYS[10], 'st', 'd', 'exp', ARGV[3], 'eid', eid)
-redis.call('PEXPIRE', KEYS[10], ARGV[4])
-redis.call('HSET', KEYS[11], 'exp', ARGV[3], 'uid', uid)
-redis.call('PEXPIRE', KEYS[11], ARGV[4])
-return {'queued', eid, redis.call('HGET', ek, 'status')}
+redis.call('HSET', KEYS[10], 'st', 'd', 'exp', a.expires, 'eid', eid)
+redis.call('PEXPIRE', KEYS[10], a.ttl)
+redis.call('HSET', KEYS[11], 'exp', a.expires, 'uid', uid)
+redis.call('PEXPIRE', KEYS[11], a.ttl)
+local status = redis.call('HGET', ek, 'status')
+-- The change log last, after every write of the event: an entry that cannot be appended
+-- (pcall) loses that live message only, as when it is appended by a call of its own.
+local logged = 1
+if a.log then
+  local changes, tail = KEYS[#KEYS], ',"event_status":"' .. status .. '"}'
+  for _, entry in ipairs(a.log) do
+    local r = redis.pcall('XADD', changes, 'MAXLEN', '~', a.cap, '*', 'kind', entry[1],
+      'data', entry[2] .. tail)
+    if type(r) == 'table' and r.err then logged = 0 end
+  end
+end
+return {'queued', eid, status, logged}

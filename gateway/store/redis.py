@@ -62,9 +62,11 @@ Change log (the live stream, DESIGN 5.6): one capped stream, ``wg:{q}:changes``,
 whole store. Its ids are the order a client resumes from with ``Last-Event-ID``, across
 processes and replicas; streams per partition would live on different masters, whose ids
 come from different clocks and interleave, so no single id could say where a client stands.
-The entry is appended (``log.lua``) right after the script that made the change answers, not
-inside it (that script may only touch its partition's slot): a crash between the two loses
-that live message, never the event or its outcome, which the views read from the partitions.
+With more than one partition, the entry is appended (``log.lua``) right after the script that
+made the change answers, not inside it (that script may only touch its partition's slot): a
+crash between the two loses that live message, never the event or its outcome, which the views
+read from the partitions. With one partition the log shares the partition's hash tag, so
+``accept.lua`` appends the entries of a new event itself, after all its other writes.
 
 The (source, id) check of ``accept`` (an id seen under another dedupe key) sees the events of
 the partition the new event hashes to; with one partition that is every event.
@@ -170,6 +172,9 @@ _SCRIPTS = (
     "accept", "claim", "release", "lease", "finish", "replay", "redrive", "prune", "log",
 )  # fmt: skip
 _STATUSES = ("queued", "delivered", "dead_lettered", "unrouted")
+#: Packs a script's arguments into one JSON text (built once; ``json.dumps`` with options
+#: builds a new encoder per call). Not ASCII-escaped: Lua's cjson passes UTF-8 through as is.
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def _script(name: str) -> str:
@@ -479,48 +484,53 @@ class RedisStore:
         now: float,
         attempt: Attempt | None = None,
     ) -> tuple[str, str]:
-        """Run accept.lua; the status and event id it answers."""
+        """Run accept.lua; the status and event id it answers.
+
+        With one partition the change-log entries are appended by accept.lua itself (the log
+        shares that partition's hash tag), saving a second script call per event; with more,
+        by ``log.lua`` right after it answers (see "Change log").
+        """
         keys = self._parts[self.partition_of(event.source, event.dedupe_key)]
         uid = keys.new_uid()
         body, headers = seal_payload(self._ring, event.source, event.id, event.body, event.headers)
-        fields: list[Any] = [
+        received_at = _t(event.received_at)
+        fields = [
             "id", event.id,
             "source", event.source,
             "dedupe_key", event.dedupe_key,
-            "body", body,
-            "headers", headers,
             "request_id", event.request_id,
-            "received_at", _t(event.received_at),
+            "received_at", received_at,
             "mode", mode,
-            "n", 0, "pending", 0, "dead", 0,
         ]  # fmt: skip
-        for name in ("type", "subject", "time", "body_status"):
-            value = getattr(event, name)
-            if name == "body_status":
-                value = body_status_of(value)
+        for name, value in (
+            ("type", event.type),
+            ("subject", event.subject),
+            ("time", event.time),
+            ("body_status", body_status_of(event.body_status)),
+        ):
             if value is not None:
                 fields += [name, value]
         delivery_ids = [f"{uid}:{uuid.uuid4().hex[:12]}" for _ in destinations]
         member = _subject_member(event.subject, uid)
-        args: list[Any] = [
-            mode,
-            _t(now),
-            _t(now + window),
-            _ttl_ms(window),
-            uid,
-            event.id,
-            _t(event.received_at),
-            len(fields),
-            *fields,
-            len(destinations),
-            *destinations,
-            *delivery_ids,
-            member,
-        ]
+        packed: dict[str, object] = {
+            "mode": mode,
+            "now": _t(now),
+            "expires": _t(now + window),
+            "ttl": str(_ttl_ms(window)),
+            "uid": uid,
+            "id": event.id,
+            "received_at": received_at,
+            "fields": fields,
+            "dests": list(destinations),
+            "dids": delivery_ids,
+            "member": member,
+        }
         ended = now
         if attempt is not None:
             ended = attempt.started_at + attempt.latency
-            args += [attempt.to_json(), _t(attempt.started_at), latency_bucket(attempt.latency)]
+            packed["attempt"] = attempt.to_json()
+            packed["started_at"] = _t(attempt.started_at)
+            packed["bucket"] = str(latency_bucket(attempt.latency))
         script_keys = [
             *keys.shared,
             keys.dd(event.source, event.dedupe_key),
@@ -542,25 +552,38 @@ class RedisStore:
             script_keys.append(keys.type(event.type))
         if event.subject is not None:
             script_keys.append(keys.subject_events(event.subject))
-        reply = await self._call("accept", script_keys, args, durable=True)
+        change: dict[str, object] = {
+            "event_id": event.id,
+            "source": event.source,
+            "type": event.type,
+            "subject": event.subject,
+            "status": body_status_of(event.body_status),
+        }
+        entries: list[tuple[str, dict[str, object]]] = [("accepted", change)]
+        if attempt is not None:
+            entries += [
+                ("delivery", {**change, "destination": d, "attempt": attempt.number,
+                              "result": "delivered"})
+                for d in destinations
+            ]  # fmt: skip
+        inline = len(self._parts) == 1
+        if inline:
+            # Each entry's JSON without its closing brace: the script adds the event's status.
+            packed["cap"] = str(CHANGES_CAP)
+            packed["log"] = [(kind, _JSON.encode(data)[:-1]) for kind, data in entries]
+            script_keys.append(CHANGES_KEY)
+        reply = await self._call(
+            "accept", script_keys, [_JSON.encode(packed), body, headers], durable=True
+        )
         status, event_id = reply[0].decode(), reply[1].decode()
         if status == "queued":
-            change = {
-                "event_id": event.id,
-                "source": event.source,
-                "type": event.type,
-                "subject": event.subject,
-                "status": body_status_of(event.body_status),
-                "event_status": reply[2].decode(),
-            }
-            entries: list[tuple[str, dict[str, object]]] = [("accepted", change)]
-            if attempt is not None:
-                entries += [
-                    ("delivery", {**change, "destination": d, "attempt": attempt.number,
-                                  "result": "delivered"})
-                    for d in destinations
-                ]  # fmt: skip
-            await self._log_changes(entries)
+            event_status = reply[2].decode()
+            if not inline:
+                await self._log_changes(
+                    [(kind, {**data, "event_status": event_status}) for kind, data in entries]
+                )
+            elif not int(reply[3]):
+                log.warning("change log: an entry of event %s was not written", event.id)
         return status, event_id
 
     async def _log_changes(self, entries: Sequence[tuple[str, dict[str, object]]]) -> None:
