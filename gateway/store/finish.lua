@@ -1,10 +1,13 @@
 -- complete / reschedule / dead_letter: leave the leased state if the token still matches.
 -- KEYS: 1-9 shared, 10 delivery hash, 11 its attempt list, 12 its event hash, 13 the stats
---       hash of the minute the attempt ended.
+--       hash of the minute the attempt ended, 14 the change log when the entry goes in here.
 -- ARGV: 1 mode, 2 delivery id, 3 token, 4 attempt json, 5 attempt started_at,
---       6 next attempt time or dead_at, 7 reason, 8 the attempt's latency bucket.
+--       6 next attempt time or dead_at, 7 reason, 8 the attempt's latency bucket, 9 the change
+--       log's cap when this script appends the entry (one partition, whose hash tag the log
+--       shares) or '', 10 the attempt's number.
 -- Answers 0 (the lease was lost), or the result and what the change log records of it:
--- {result, destination, event id, source, type, subject, body status, event status}.
+-- {result, destination, event id, source, type, subject, body status, event status, logged},
+-- logged being 1 when this script appended the entry, 0 when that failed or was not asked.
 local dk, ek, mode, did = KEYS[10], KEYS[12], ARGV[1], ARGV[2]
 local d = redis.call('HMGET', dk, 'state', 'token', 'dest', 'ev', 'first')
 if d[1] ~= 'leased' or d[2] ~= ARGV[3] then return 0 end
@@ -36,4 +39,18 @@ if mode == 'complete' then result = 'delivered' elseif mode == 'reschedule' then
 count(KEYS[13], result, 1)
 count(KEYS[13], 'lat' .. ARGV[8], 1)
 local e = redis.call('HMGET', ek, 'id', 'source', 'type', 'subject', 'body_status', 'status')
-return {result, dest, e[1], e[2], e[3], e[4], e[5], e[6]}
+-- The change log last, after every other write: a failed append (pcall) loses that live
+-- message only, as when it is appended by a call of its own.
+local logged = 0
+if ARGV[9] ~= '' then
+  local changes = KEYS[14]
+  local function value(x) if x then return x end return cjson.null end
+  local data = cjson.encode({
+    event_id = value(e[1]), source = value(e[2]), type = value(e[3]), subject = value(e[4]),
+    status = value(e[5]), event_status = value(e[6]), destination = dest,
+    attempt = tonumber(ARGV[10]), result = result})
+  local r = redis.pcall('XADD', changes, 'MAXLEN', '~', ARGV[9], '*', 'kind', 'delivery',
+    'data', data)
+  if not (type(r) == 'table' and r.err) then logged = 1 end
+end
+return {result, dest, e[1], e[2], e[3], e[4], e[5], e[6], logged}

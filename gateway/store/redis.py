@@ -715,19 +715,27 @@ class RedisStore:
     async def _finish_raw(
         self, mode: str, delivery_id: str, token: str, attempt: Attempt, at: float, reason: str
     ) -> bool:
-        """Run finish.lua: leave the leased state if ``token`` still holds the delivery."""
+        """Run finish.lua: leave the leased state if ``token`` still holds the delivery.
+
+        With one partition finish.lua appends the change-log entry itself (as accept.lua
+        does), saving a second script call per attempt; with more, ``log.lua`` does after it.
+        """
         uid = uid_of(delivery_id)
         keys = self._keys_of_uid(uid)
         ended = minute_of(attempt.started_at + attempt.latency)
+        inline = len(self._parts) == 1
+        script_keys = [
+            *keys.shared,
+            keys.dl(delivery_id),
+            keys.at(delivery_id),
+            keys.ev(uid),
+            keys.stats(ended),
+        ]
+        if inline:
+            script_keys.append(CHANGES_KEY)
         reply = await self._call(
             "finish",
-            [
-                *keys.shared,
-                keys.dl(delivery_id),
-                keys.at(delivery_id),
-                keys.ev(uid),
-                keys.stats(ended),
-            ],
+            script_keys,
             [
                 mode,
                 delivery_id,
@@ -737,12 +745,18 @@ class RedisStore:
                 _t(at),
                 excerpt(reason),
                 latency_bucket(attempt.latency),
+                CHANGES_CAP if inline else "",
+                attempt.number,
             ],
         )
         if not reply:
             return False
+        if inline:
+            if not reply[8]:
+                log.warning("change log: an entry of delivery %s was not written", delivery_id)
+            return True
         result, destination, event_id, source, type_, subject, body_status, status = (
-            None if value is None else value.decode(errors="replace") for value in reply
+            None if value is None else value.decode(errors="replace") for value in reply[:8]
         )
         change: dict[str, object] = {
             "event_id": event_id,

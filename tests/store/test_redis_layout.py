@@ -128,3 +128,41 @@ async def test_sixteen_partitions_spread_over_three_masters(redis_cluster: Redis
     # Each master holds a fair share: the 16 partitions' slots fall on all three.
     assert sum(counts) > 300 * 5
     assert min(counts) > sum(counts) / 3 / 2, counts
+
+
+async def _change_log(url: str, partitions: int) -> list[tuple[str, dict[str, object]]]:
+    """The change log after an accept, a sync commit, an attempt, a dead letter and a
+    duplicate, with a type and without one, and a non-ASCII subject."""
+    await flush(url)
+    store = await open_store(url, partitions=partitions)
+    try:
+        await store.accept(make_event("évt_1", type=None), ["a", "b"], 60, T0)
+        await store.accept(make_event("évt_1", type=None), ["a", "b"], 60, T0)  # a duplicate
+        await store.commit(make_event("evt_2"), ["a"], 60, T0, Attempt(1, T0, 200, 0.1))
+        first, second = sorted(await store.lease_due(T0, 30, 10, "w"), key=lambda x: x.destination)
+        await store.complete(first, Attempt(1, T0, 200, 0.1))
+        await store.dead_letter(second, Attempt(1, T0, 400, 0.1), "bad")
+        return [(c.kind, c.data) for c in await store.changes("0-0", 100)]
+    finally:
+        await store.close()
+
+
+async def test_the_change_log_reads_the_same_whichever_script_appends_it(
+    redis_server: RedisServer,
+):
+    # One partition: accept.lua and finish.lua append the entries; more: log.lua, after them.
+    inline = await _change_log(redis_server.url, 1)
+    apart = await _change_log(redis_server.url, 2)
+    assert inline == apart
+    kinds = [kind for kind, _ in inline]
+    assert kinds == ["accepted", "accepted", "delivery", "delivery", "delivery"]
+    assert inline[0][1] == {
+        "event_id": "évt_1",
+        "source": "payments",
+        "type": None,
+        "subject": "o1",
+        "status": None,
+        "event_status": "queued",
+    }
+    assert inline[4][1]["result"] == "dead_lettered"
+    assert inline[4][1]["event_status"] == "dead_lettered"
