@@ -34,7 +34,12 @@ async def read_body(request: web.BaseRequest, limit: int, *, read_timeout: float
     if content.is_eof():
         # The whole body already arrived (a webhook's small body usually comes in the same
         # packets as its headers): nothing to wait for, so no timer to arm.
-        body = content.read_nowait()
+        try:
+            body = content.read_nowait()
+        except (ConnectionError, ContentLengthError) as exc:
+            # The sender hung up after sending it, while an earlier stage (a rate-limit call)
+            # was waiting: aiohttp keeps the loss on the stream and raises it here.
+            raise ClientClosed() from exc
         if len(body) > limit:
             raise BodyTooLarge(f"request body is larger than {limit} bytes")
         return body
