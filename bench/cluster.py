@@ -72,8 +72,10 @@ CLUSTER_QUICK = ClusterSettings(rounds=1, requests=20_000, warmup=0.5, duration=
 
 def accept_command() -> tuple[str, list[str]]:
     """The script and the EVALSHA arguments (numkeys, keys, args) of one real accept, as the
-    Redis store builds them, rewritten for redis-benchmark: the partition's hash tag becomes
-    ``{tag}`` and the event's ids ``__rand_int__``."""
+    Redis store of ``PARTITIONS`` partitions builds them, rewritten for redis-benchmark: the
+    partition's hash tag becomes ``{tag}`` and the event's ids ``__rand_int__``. (The store's
+    second call per accept, the change-log append to one stream for the whole store, is not
+    part of it.)"""
     from redis.asyncio import Redis
 
     from gateway.store.redis import RedisStore
@@ -86,7 +88,7 @@ def accept_command() -> tuple[str, list[str]]:
 
     async def build() -> str:
         client = Redis(host=HOST, port=1)  # never connected: every call is captured
-        store = RedisStore(client, partitions=1)
+        store = RedisStore(client, partitions=PARTITIONS)
         store._call = capture  # type: ignore[method-assign]
         store._checked = True
         now = time.time()
@@ -106,7 +108,7 @@ def accept_command() -> tuple[str, list[str]]:
 
     def rewrite(value: Any) -> str:
         text = value.decode() if isinstance(value, bytes) else str(value)
-        text = text.replace("{q}", "{tag}").replace(uid, "0.__rand_int__")
+        text = re.sub(r"\{q\d+\}", "{tag}", text).replace(uid, "0.__rand_int__")
         return text.replace("RANDOM", "__rand_int__")
 
     return script, [str(len(keys)), *map(rewrite, keys), *map(rewrite, args)]
