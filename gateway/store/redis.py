@@ -112,6 +112,7 @@ from redis.exceptions import RedisError
 from gateway.errors import EventNotFound, StoreError
 from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.redis_limiter import RedisLimiter
+from gateway.redis_packing import use_hiredis_packing
 from gateway.redis_pipeline import AutoPipeline
 from gateway.store.base import (
     ACCEPT_STATUSES,
@@ -312,6 +313,7 @@ class RedisStore:
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
         self._r = client
+        use_hiredis_packing(client)
         # The Sentinel clients that find the master; the store owns them and closes them.
         self._sentinel = sentinel
         self._ring = ring
