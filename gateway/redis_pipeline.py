@@ -50,7 +50,8 @@ from redis.exceptions import (
 
 #: Most calls one pipeline carries; more wait for the next turn.
 MAX_BATCH = 512
-#: How often a call that did not run (a slot moved, the cluster was failing over) is sent again.
+#: How often a call that did not run (a slot moved, the cluster was failing over, the server
+#: lacked the script) is sent again.
 MAX_REDIRECTS = 5
 #: Answers that mean the command did not run on that node: safe to send again.
 _NOT_RUN = (MovedError, AskError, TryAgainError, ClusterDownError, SlotNotCoveredError)
@@ -236,8 +237,13 @@ class AutoPipeline:
             else:
                 call.future.set_result(reply)
         for call in missing:
-            # Not run: load the script (the client reloads it on NOSCRIPT) and run it alone,
-            # in a batch of its own so a durable call gets its WAIT.
+            # Not run: load the script and send the call again, in a later batch (so a durable
+            # call still gets its WAIT); a few times at most, should the load not take.
+            if call.redirects >= MAX_REDIRECTS:
+                if not call.future.done():
+                    call.future.set_exception(NoScriptError("the script could not be loaded"))
+                continue
+            call.redirects += 1
             try:
                 call.script.sha = await self._client.script_load(call.script.script)
             except Exception as exc:  # noqa: BLE001 - handed to its caller

@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
 from gateway.redis_pipeline import AutoPipeline, NotReplicated
 from tests.redis_server import RedisServer
@@ -175,3 +175,20 @@ async def test_without_the_replicas_a_durable_call_fails_and_others_do_not():
             assert plain == 1
         finally:
             await client.aclose()
+
+
+async def test_a_script_that_will_not_load_fails_its_caller_instead_of_looping(client):
+    batch = AutoPipeline(client)
+    echo = client.register_script(ECHO)
+    await batch.load([echo])
+    await client.script_flush()
+    loads = []
+
+    async def useless_load(text):
+        loads.append(text)
+        return "0" * 40  # a sha the server never heard of
+
+    client.script_load = useless_load  # type: ignore[method-assign]
+    with pytest.raises(NoScriptError):
+        await batch.call(echo, ["k"], [1])
+    assert 1 <= len(loads) <= 10
