@@ -62,6 +62,10 @@ class DepthSampler:
             self.samples.append((time.monotonic() - self._started, depth))
             self._stop.wait(SAMPLE_EVERY)
 
+    def now(self) -> float:
+        """Seconds since the sampler was made, on the clock of its samples."""
+        return time.monotonic() - self._started
+
     def __enter__(self) -> DepthSampler:
         self._thread.start()
         return self
@@ -84,7 +88,9 @@ def slope(points: list[tuple[float, float]]) -> float:
     return sum((t - mean_t) * (d - mean_d) for t, d in points) / spread
 
 
-def keep_up(bench: Pinned, store: str, rate: float, progress: Callable[[str], None]) -> dict:
+def keep_up(
+    bench: Pinned, store: str, rate: float, progress: Callable[[str], None]
+) -> dict[str, Any]:
     """One keep-up phase on ``store`` at ``rate`` requests/s; the JSON-ready result."""
     s = bench.settings
     progress(f"keep-up: gateway on {store} at {rate:,.0f}/s for {s.keep_up_duration:g} s")
@@ -96,9 +102,9 @@ def keep_up(bench: Pinned, store: str, rate: float, progress: Callable[[str], No
             "prefix": f"keep-up-{store}", "connections": s.connections, "expect": 202,
         }  # fmt: skip
         with DepthSampler(target.admin) as sampler:
-            started = time.monotonic() - sampler._started
+            started = sampler.now()
             result = run_loadgen(spec, s.keep_up_duration + 180.0, cpus="1")
-            ended = time.monotonic() - sampler._started
+            ended = sampler.now()
             # Then until the queue is empty (or a minute has passed): how long the drain took.
             deadline = time.monotonic() + 60.0
             while time.monotonic() < deadline:
