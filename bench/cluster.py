@@ -10,9 +10,9 @@ both alike. Two measures:
   a 400-byte payment event, its ids and dedupe key new on every call (``__rand_int__``), its
   keys under redis-benchmark's ``{tag}`` so every master gets its share. This is the write
   capacity of the store itself, with a load generator cheap enough not to be the limit. Also
-  read from each master: its share of the accepts and the CPU it spent per accept
-  (``INFO commandstats`` and ``INFO cpu``), which tell whether the work really spreads and
-  whether a master pays more per accept when it has peers.
+  read from each master: its share of the accepts (``INFO commandstats``) and the CPU its
+  process spent per accept, which tell whether the work really spreads and whether a master
+  pays more per accept when it has peers.
 * **Gateway side.** wrk against the gateway (``server.workers: 2``, the full pipeline of the
   pinned part, rate limits on) on the same two layouts.
 
@@ -37,7 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.payloads import DESTINATION_PATH, SOURCE_PATH, event_body
-from bench.procs import BenchError, foreign_cpu, process_tree, spawn, wait_ready
+from bench.procs import (
+    BenchError,
+    foreign_cpu,
+    process_tree,
+    spawn,
+    tree_cpu_seconds,
+    wait_ready,
+)
 from bench.scenarios import HOST, Workspace, gateway_config
 from bench.wrk import run_wrk, write_pool
 from gateway.store.base import Event
@@ -131,14 +138,9 @@ def _calls_by_master(cluster: RedisCluster) -> list[int]:
 
 
 def _cpu_by_master(cluster: RedisCluster) -> list[float]:
-    """CPU seconds (user + system) each master has used so far (``INFO cpu``): real CPU, not
-    the wall time ``commandstats`` counts, which grows when a master waits for a core."""
-    out = []
-    for node in cluster.nodes:
-        info = cluster.cli(node, "info", "cpu")
-        fields = dict(re.findall(r"^(used_cpu_(?:user|sys)):([\d.]+)", info, re.M))
-        out.append(float(fields.get("used_cpu_user", 0)) + float(fields.get("used_cpu_sys", 0)))
-    return out
+    """CPU seconds each master's process has used so far: real CPU, not the wall time
+    ``commandstats`` counts, which grows when a master waits for a core."""
+    return [tree_cpu_seconds(node.pid) if node.pid else 0.0 for node in cluster.nodes]
 
 
 def store_side(masters: int, settings: ClusterSettings) -> dict[str, Any]:

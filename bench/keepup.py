@@ -18,12 +18,11 @@ import re
 import statistics
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bench.payloads import SOURCE_PATH
-from bench.procs import run_loadgen
+from bench.procs import get_text, run_loadgen
 from bench.scenarios import HOST
 
 if TYPE_CHECKING:
@@ -38,8 +37,7 @@ _DEPTH = re.compile(r'^webhook_gateway_queue_depth\{[^}]*state="(due|leased)"[^}
 
 def queue_depth(admin: int) -> float:
     """Deliveries due or leased, from the gateway's ``/metrics``."""
-    with urllib.request.urlopen(f"http://{HOST}:{admin}/metrics", timeout=5.0) as response:
-        text = response.read().decode()
+    text = get_text(f"http://{HOST}:{admin}/metrics")
     return sum(float(m.group(2)) for line in text.splitlines() if (m := _DEPTH.match(line)))
 
 

@@ -33,7 +33,6 @@ import re
 import socket
 import statistics
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from bench.procs import (
     BenchError,
     Proc,
     foreign_cpu,
+    get_text,
     process_tree,
     run_loadgen,
     spawn,
@@ -126,9 +126,7 @@ class Target:
         counts: Counter[str] = Counter()
         if self.admin is None:
             return counts
-        url = f"http://{HOST}:{self.admin}/metrics"
-        with urllib.request.urlopen(url, timeout=10.0) as response:
-            text = response.read().decode()
+        text = get_text(f"http://{HOST}:{self.admin}/metrics", timeout=10.0)
         for line in text.splitlines():
             if line.startswith("webhook_gateway_requests_total{"):
                 labels, value = line.rsplit(" ", 1)

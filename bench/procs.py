@@ -135,6 +135,12 @@ def get_json(url: str, timeout: float = 5.0) -> Any:
         return json.loads(response.read())
 
 
+def get_text(url: str, timeout: float = 5.0) -> str:
+    """GET a loopback URL (a gateway's ``/metrics``, say) and decode its text answer."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http loopback
+        return str(response.read().decode())
+
+
 def wait_ready(proc: Proc, url: str, timeout: float = 30.0) -> None:
     """Poll ``url`` until it answers 200; fail early, with the log, if ``proc`` exits."""
     deadline = time.monotonic() + timeout
