@@ -85,6 +85,9 @@ class AutoPipeline:
         if replicas < 0:
             raise ValueError("replicas must be 0 or more")
         self._client = client
+        # Decided once: an isinstance check against redis-py's client classes goes through a
+        # Protocol metaclass, too slow to repeat for every batch on the request path.
+        self._cluster = client if isinstance(client, RedisCluster) else None
         self._max_batch = max_batch
         self._replicas = replicas
         self._wait_ms = max(1, round(replica_timeout * 1000))
@@ -121,8 +124,8 @@ class AutoPipeline:
         self._scheduled = bool(self._queued)
         if self._queued:
             asyncio.get_running_loop().call_soon(self._flush)
-        if isinstance(self._client, RedisCluster):
-            task = asyncio.ensure_future(self._send_cluster(self._client, batch))
+        if self._cluster is not None:
+            task = asyncio.ensure_future(self._send_cluster(self._cluster, batch))
         else:
             task = asyncio.ensure_future(self._send(batch))
         self._sending.add(task)

@@ -333,6 +333,12 @@ class RedisStore:
         return self._r
 
     @property
+    def _log_inline(self) -> bool:
+        """Whether accept.lua and finish.lua append the change-log entries themselves: with
+        one partition the log shares its hash tag (see "Change log")."""
+        return len(self._parts) == 1
+
+    @property
     def partitions(self) -> int:
         """How many partitions the store is made of."""
         return len(self._parts)
@@ -570,7 +576,7 @@ class RedisStore:
                               "result": "delivered"})
                 for d in destinations
             ]  # fmt: skip
-        inline = len(self._parts) == 1
+        inline = self._log_inline
         if inline:
             # Each entry's JSON without its closing brace: the script adds the event's status.
             packed["cap"] = str(CHANGES_CAP)
@@ -727,7 +733,7 @@ class RedisStore:
         uid = uid_of(delivery_id)
         keys = self._keys_of_uid(uid)
         ended = minute_of(attempt.started_at + attempt.latency)
-        inline = len(self._parts) == 1
+        inline = self._log_inline
         script_keys = [
             *keys.shared,
             keys.dl(delivery_id),
