@@ -26,21 +26,29 @@ whole batch.
 Scripts are loaded at start (``load``) and again only when Redis says it lacks one (after a
 restart or a failover): a ``NOSCRIPT`` answer means the script did not run, so those calls are
 sent again, alone, once it is loaded.
+
+On a single Redis (plain or Sentinel-found), batches go over one ``Link``
+(``gateway.redis_link``): a connection of the client's pool kept for them, each batch written
+as soon as it is made and its replies handed out as they are read, with no task or pipeline
+object per batch. A call may carry its own ``timeout`` (the rate limiter's): its caller gets a
+``TimeoutError`` then, and the reply, when it comes, is dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+import hiredis
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode, PipelineCommand
 from redis.commands.core import AsyncScript
 from redis.exceptions import (
     AskError,
     ClusterDownError,
+    DataError,
     MovedError,
     NoScriptError,
     RedisError,
@@ -48,11 +56,15 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from gateway.redis_link import Link
+
 #: Most calls one pipeline carries; more wait for the next turn.
 MAX_BATCH = 512
 #: How often a call that did not run (a slot moved, the cluster was failing over, the server
 #: lacked the script) is sent again.
 MAX_REDIRECTS = 5
+#: RESP bytes of one command, packed in C (hiredis's stub types the tuple too narrowly).
+_pack = cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
 #: Answers that mean the command did not run on that node: safe to send again.
 _NOT_RUN = (MovedError, AskError, TryAgainError, ClusterDownError, SlotNotCoveredError)
 
@@ -87,7 +99,12 @@ class AutoPipeline:
         self._client = client
         # Decided once: an isinstance check against redis-py's client classes goes through a
         # Protocol metaclass, too slow to repeat for every batch on the request path.
-        self._cluster = client if isinstance(client, RedisCluster) else None
+        self._cluster: RedisCluster | None = None
+        self._single: Redis | None = None
+        if isinstance(client, RedisCluster):
+            self._cluster = client
+        else:
+            self._single = client
         self._max_batch = max_batch
         self._replicas = replicas
         self._wait_ms = max(1, round(replica_timeout * 1000))
@@ -95,6 +112,14 @@ class AutoPipeline:
         self._scheduled = False
         self._sending: set[asyncio.Task[None]] = set()
         self._stale_slots = False
+        self._link: Link | None = None
+        self._link_lock = asyncio.Lock()
+        # A batch whose replies do not come within the client's socket timeout ends the link.
+        self._stall: float | None = (
+            None
+            if self._single is None
+            else self._single.connection_pool.connection_kwargs.get("socket_timeout")
+        )
 
     async def call(
         self,
@@ -103,14 +128,25 @@ class AutoPipeline:
         args: Sequence[Any],
         *,
         durable: bool = False,
+        give_up_after: float | None = None,
     ) -> Any:
         """Run ``script`` with ``keys`` and ``args`` in the next batch; its answer.
 
         ``durable``: answer only once the configured number of replicas have the write.
+        ``give_up_after``: seconds after which the caller gets ``TimeoutError`` (the call may
+        still run); one timer instead of an ``asyncio.timeout`` block, which costs several times
+        more.
         """
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._enqueue(_Call(script, keys, args, future, durable and self._replicas > 0))
-        return await future
+        if give_up_after is None:
+            return await future
+        timer = loop.call_later(give_up_after, _time_out, future, give_up_after)
+        try:
+            return await future
+        finally:
+            timer.cancel()
 
     def _enqueue(self, call: _Call) -> None:
         self._queued.append(call)
@@ -125,30 +161,61 @@ class AutoPipeline:
         if self._queued:
             asyncio.get_running_loop().call_soon(self._flush)
         if self._cluster is not None:
-            task = asyncio.ensure_future(self._send_cluster(self._cluster, batch))
-        else:
-            task = asyncio.ensure_future(self._send(batch))
+            self._spawn(self._send_cluster(self._cluster, batch))
+        elif self._link is not None and self._link.usable:
+            self._write(self._link, batch)
+        elif self._single is not None:
+            self._spawn(self._send_on_new_link(self._single, batch))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
         self._sending.add(task)
         task.add_done_callback(self._sending.discard)
 
-    async def _send(self, batch: list[_Call]) -> None:
-        """One pipeline on a single Redis (plain or Sentinel-found master)."""
-        wait = any(call.durable for call in batch)
+    async def _send_on_new_link(self, client: Redis, batch: list[_Call]) -> None:
+        """Open a link (one at a time) to the single Redis, then send ``batch`` on it."""
         try:
-            pipe = self._client.pipeline(transaction=False)
-            for call in batch:
-                pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
-            if wait:
-                pipe.execute_command("WAIT", self._replicas, self._wait_ms)
-            replies = await pipe.execute(raise_on_error=False)
+            async with self._link_lock:
+                link = self._link
+                if link is None or not link.usable:
+                    link = self._link = await Link.open(client, self._stall)
         except asyncio.CancelledError:
             _cancel(batch)
             raise
         except Exception as exc:  # noqa: BLE001 - every caller gets it, nothing is swallowed
             _fail(batch, exc)
             return
-        acked = replies.pop() if wait else None
-        await self._answer(batch, replies, acked)
+        self._write(link, batch)
+
+    def _write(self, link: Link, batch: list[_Call]) -> None:
+        """One write of the batch's commands (and ``WAIT`` if a call is durable)."""
+        commands: list[bytes] = []
+        calls: list[_Call] = []
+        for call in batch:
+            if call.future.done():
+                continue  # the caller gave up before it was sent
+            try:
+                commands.append(
+                    _pack(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
+                )
+            except TypeError as exc:  # what redis-py refuses too: None, a dict, ...
+                call.future.set_exception(DataError(str(exc)))
+                continue
+            calls.append(call)
+        if not calls:
+            return
+        wait = any(call.durable for call in calls)
+        if wait:
+            commands.append(_pack(("WAIT", self._replicas, self._wait_ms)))
+
+        def done(replies: list[Any] | BaseException) -> None:
+            if isinstance(replies, BaseException):
+                _fail(calls, replies)
+                return
+            acked = replies.pop() if wait else None
+            self._answer(calls, replies, acked)
+
+        link.send(commands, done)
 
     async def _send_cluster(self, client: RedisCluster, batch: list[_Call]) -> None:
         """One pipeline per master that owns a call's slot, sent at once."""
@@ -214,9 +281,9 @@ class AutoPipeline:
             for call in retry:
                 call.redirects += 1
                 self._enqueue(call)
-        await self._answer(done, answers, acked)
+        self._answer(done, answers, acked)
 
-    async def _answer(self, batch: list[_Call], replies: Sequence[Any], acked: Any) -> None:
+    def _answer(self, batch: list[_Call], replies: Sequence[Any], acked: Any) -> None:
         """Hand each caller its reply; durable ones only if the replicas confirmed."""
         if isinstance(acked, Exception):
             shortfall: Exception | None = acked
@@ -239,9 +306,14 @@ class AutoPipeline:
                 call.future.set_exception(shortfall)
             else:
                 call.future.set_result(reply)
+        if missing:
+            self._spawn(self._reload(missing))
+
+    async def _reload(self, missing: list[_Call]) -> None:
+        """Calls answered ``NOSCRIPT`` did not run: load the script and send each again, in a
+        later batch (so a durable call still gets its WAIT); a few times at most, should the
+        load not take."""
         for call in missing:
-            # Not run: load the script and send the call again, in a later batch (so a durable
-            # call still gets its WAIT); a few times at most, should the load not take.
             if call.redirects >= MAX_REDIRECTS:
                 if not call.future.done():
                     call.future.set_exception(NoScriptError("the script could not be loaded"))
@@ -260,11 +332,22 @@ class AutoPipeline:
         for script in scripts:
             script.sha = await self._client.script_load(script.script)
 
+    def close(self) -> None:
+        """Fail what is in flight on the link and stop using it (before the client closes)."""
+        if self._link is not None:
+            self._link.close()
+            self._link = None
+
 
 def _fail(calls: Sequence[_Call], exc: BaseException) -> None:
     for call in calls:
         if not call.future.done():
             call.future.set_exception(exc)
+
+
+def _time_out(future: asyncio.Future[Any], timeout: float) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError(f"Redis did not answer within {timeout:g} s"))
 
 
 def _cancel(calls: Sequence[_Call]) -> None:

@@ -111,17 +111,20 @@ class RedisLimiter:
         try:
             keys = [redis_key(key)]
             args: list[int | str] = [rule.interval_us, rule.burst, now_arg]
-            async with asyncio.timeout(self.timeout):
-                if self._pipeline is not None:
-                    reply: Any = await self._pipeline.call(self._script, keys, args)
-                else:
+            if self._pipeline is not None:
+                reply: Any = await self._pipeline.call(
+                    self._script, keys, args, give_up_after=self.timeout
+                )
+            else:
+                async with asyncio.timeout(self.timeout):
                     reply = await self._script(keys=keys, args=args)
         except RedisError as exc:
             # ConnectionError and TimeoutError are RedisErrors too; NoScriptError never gets
             # here because the script object loads the script and retries once.
             raise StoreError(f"rate limit store failed: {type(exc).__name__}: {exc}") from exc
         except TimeoutError as exc:
-            # Raised by asyncio.timeout (the builtin, not redis.exceptions.TimeoutError).
+            # Raised by asyncio.timeout or the pipeline's timer (the builtin, not
+            # redis.exceptions.TimeoutError).
             raise StoreError(f"rate limit store did not answer within {self.timeout} s") from exc
         try:
             allowed, new_tat, remaining, retry_after_us, reset_after_us = (int(v) for v in reply)

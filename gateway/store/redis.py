@@ -1324,6 +1324,7 @@ class RedisStore:
 
     async def close(self) -> None:
         """Close the connection pool (and the connections to the Sentinels)."""
+        self._batch.close()
         async with self._errors():
             try:
                 await self._r.aclose()

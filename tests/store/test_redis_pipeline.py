@@ -6,10 +6,14 @@ call is answered only once the replica has it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.redis_pipeline import AutoPipeline, NotReplicated
 from tests.redis_server import RedisServer
@@ -33,13 +37,13 @@ async def test_concurrent_calls_go_in_one_pipeline_each_with_its_answer(client, 
     echo = client.register_script(ECHO)
     await batch.load([echo])
     sent: list[int] = []
-    send = batch._send
+    write = batch._write
 
-    async def counting(calls):
+    def counting(link, calls):
         sent.append(len(calls))
-        await send(calls)
+        write(link, calls)
 
-    monkeypatch.setattr(batch, "_send", counting)
+    monkeypatch.setattr(batch, "_write", counting)
     answers = await asyncio.gather(*(batch.call(echo, [f"k{n}"], [n]) for n in range(200)))
     assert answers == [[f"k{n}".encode(), str(n).encode()] for n in range(200)]
     assert sent == [200]  # one round trip for all of them
@@ -192,3 +196,65 @@ async def test_a_script_that_will_not_load_fails_its_caller_instead_of_looping(c
     with pytest.raises(NoScriptError):
         await batch.call(echo, ["k"], [1])
     assert 1 <= len(loads) <= 10
+
+
+@contextlib.asynccontextmanager
+async def _own_server(socket_timeout: float):
+    """A pipeline with the echo script loaded, on a redis-server of its own (to freeze)."""
+    with RedisServer() as server:
+        client = aioredis.Redis.from_url(server.url, socket_timeout=socket_timeout)
+        try:
+            batch = AutoPipeline(client)
+            echo = client.register_script(ECHO)
+            await batch.load([echo])
+            yield server, batch, echo
+        finally:
+            await client.aclose()
+
+
+@contextlib.contextmanager
+def _frozen(server: RedisServer):
+    """The server stopped (SIGSTOP): it answers nothing until the block ends."""
+    assert server.pid is not None
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+
+
+async def test_a_hung_redis_fails_the_batch_after_the_socket_timeout_then_recovers():
+    # A frozen server answers nothing: the batch waits the client's socket timeout, then its
+    # callers get a timeout; once it runs again, the next call opens a new link.
+    async with _own_server(socket_timeout=0.3) as (server, batch, echo):
+        assert await batch.call(echo, ["k"], [1]) == [b"k", b"1"]
+        with _frozen(server), pytest.raises(RedisTimeoutError):
+            await asyncio.wait_for(batch.call(echo, ["k"], [2]), 5)
+        assert await batch.call(echo, ["k"], [3]) == [b"k", b"3"]
+
+
+async def test_a_call_gives_up_after_its_own_time_and_the_rest_go_on():
+    async with _own_server(socket_timeout=5) as (server, batch, echo):
+        with _frozen(server):
+            quick = asyncio.ensure_future(batch.call(echo, ["a"], [1], give_up_after=0.2))
+            patient = asyncio.ensure_future(batch.call(echo, ["b"], [2]))
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(quick, 3)
+            assert not patient.done()
+        # The late reply of the abandoned call is dropped; the patient one gets its own.
+        assert await asyncio.wait_for(patient, 5) == [b"b", b"2"]
+        assert await batch.call(echo, ["c"], [3]) == [b"c", b"3"]
+
+
+async def test_a_dropped_connection_fails_what_was_on_it_and_the_next_call_reconnects(client):
+    batch = AutoPipeline(client)
+    echo = client.register_script(ECHO)
+    await batch.load([echo])
+    assert await batch.call(echo, ["k"], [1]) == [b"k", b"1"]
+    killed = await client.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "no")
+    assert killed >= 1
+    # Redis closed the link's connection: noticed when it happened, not on the next write.
+    await asyncio.sleep(0.1)
+    assert await batch.call(echo, ["k"], [2]) == [b"k", b"2"]
+    answers = await asyncio.gather(*(batch.call(echo, ["k"], [n]) for n in range(50)))
+    assert [a[1] for a in answers] == [str(n).encode() for n in range(50)]
