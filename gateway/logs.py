@@ -46,6 +46,12 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(level: str = "info") -> None:
     """Send every log record to stderr as JSON lines at ``level``."""
+    # The records' caller (file, line, function), thread and multiprocessing names are never
+    # logged, so they are not looked up: walking the stack for the caller was a tenth of each
+    # line's cost (the knobs of the logging HOWTO's "Optimization" section).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
