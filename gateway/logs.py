@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from typing import Any
 
+from gateway.jsontext import dumps_any
+
 #: Attributes every LogRecord has; anything else was passed in ``extra=`` and is logged.
 _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
 )
-
-
-#: ``json.dumps`` with options builds a new encoder per call; a line per request pays for that.
-_ENCODER = json.JSONEncoder(default=str, separators=(",", ":"))
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,7 +38,7 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return _ENCODER.encode(entry)
+        return dumps_any(entry)
 
 
 def setup_logging(level: str = "info") -> None:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 
 from aiohttp import web
 
 from gateway.errors import RequestError
+from gateway.jsontext import dumpb
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
-#: ``json.dumps`` with options builds a new encoder per call; this one is built once.
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 
 #: Fresh request ids: a random prefix per process, then a counter. Unique across processes and
@@ -33,7 +31,7 @@ def json_response(status: int, payload: dict[str, object], request_id: str) -> w
     """A compact JSON response carrying ``X-Request-ID``."""
     return web.Response(
         status=status,
-        body=_COMPACT.encode(payload).encode(),
+        body=dumpb(payload),
         content_type="application/json",
         headers={"X-Request-ID": request_id},
     )

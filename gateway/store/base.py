@@ -71,6 +71,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 from gateway.errors import InvalidCursor, StoreError
+from gateway.jsontext import dumps
 from gateway.ratelimit.limiter import Limiter
 from gateway.store.stats import Stats
 
@@ -162,7 +163,7 @@ class Attempt:
 
     def to_json(self) -> str:
         """Compact JSON, as the Redis store keeps attempts."""
-        return json.dumps(
+        return dumps(
             [
                 self.number,
                 self.started_at,
@@ -170,8 +171,7 @@ class Attempt:
                 self.latency,
                 self.error,
                 self.response_excerpt,
-            ],
-            separators=(",", ":"),
+            ]
         )
 
     @classmethod

@@ -43,6 +43,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.errors import StoreError
+from gateway.jsontext import dumps
 from gateway.store.base import UnreadableEvent
 
 MAGIC = b"WGE"
@@ -165,7 +166,7 @@ def _context(source: str, event_id: str, name: str) -> bytes:
 
 
 def _headers_json(headers: Headers) -> str:
-    return json.dumps([list(h) for h in headers])
+    return dumps([list(h) for h in headers])
 
 
 def seal_payload(

@@ -110,6 +110,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from gateway.errors import EventNotFound, StoreError
+from gateway.jsontext import dumpb, dumps
 from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.redis_limiter import RedisLimiter
 from gateway.redis_packing import use_hiredis_packing
@@ -173,9 +174,6 @@ _SCRIPTS = (
     "accept", "claim", "release", "lease", "finish", "replay", "redrive", "prune", "log",
 )  # fmt: skip
 _STATUSES = ("queued", "delivered", "dead_lettered", "unrouted")
-#: Packs a script's arguments into one JSON text (built once; ``json.dumps`` with options
-#: builds a new encoder per call). Not ASCII-escaped: Lua's cjson passes UTF-8 through as is.
-_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def _script(name: str) -> str:
@@ -580,10 +578,10 @@ class RedisStore:
         if inline:
             # Each entry's JSON without its closing brace: the script adds the event's status.
             packed["cap"] = str(CHANGES_CAP)
-            packed["log"] = [(kind, _JSON.encode(data)[:-1]) for kind, data in entries]
+            packed["log"] = [(kind, dumps(data)[:-1]) for kind, data in entries]
             script_keys.append(CHANGES_KEY)
         reply = await self._call(
-            "accept", script_keys, [_JSON.encode(packed), body, headers], durable=True
+            "accept", script_keys, [dumpb(packed), body, headers], durable=True
         )
         status, event_id = reply[0].decode(), reply[1].decode()
         if status == "queued":
@@ -604,7 +602,7 @@ class RedisStore:
         """
         args: list[Any] = [CHANGES_CAP]
         for kind, data in entries:
-            args += [kind, json.dumps(data, separators=(",", ":"))]
+            args += [kind, dumpb(data)]
         try:
             await self._call("log", [CHANGES_KEY], args)
         except StoreError as exc:
