@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -163,6 +164,10 @@ async def serve(
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, gateway.reload)
     await gateway.start(reuse_port=reuse_port, admin=admin)
+    # What starting made (modules, config, the app, store clients, sessions) lives as long as
+    # the process: moved out of the collector's reach, a full collection no longer walks it
+    # all, which under load had shown as pauses of tens of milliseconds (BENCHMARKS.md).
+    gc.freeze()
     try:
         await stop.wait()
         log.info("stopping: no new connections, finishing in-flight work")
