@@ -8,7 +8,7 @@ import pytest
 
 from gateway.app import METRICS, STORE
 from tests.redis_server import RedisServer
-from tests.support import payment_body, payments_source, sign_payment
+from tests.support import payment_body, payments_source, sign_payment, sqlite_url
 
 
 def _limited(per_ip=None, per_source=None, on_store_error="allow"):
@@ -23,6 +23,16 @@ def _limited(per_ip=None, per_source=None, on_store_error="allow"):
 def _signature_failures(client) -> float:
     metrics = client.server.app[METRICS]
     return metrics.signature_failures.labels("payments")._value.get()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request, tmp_path):
+    """Each per-source test on both stores: on Redis the accept script decides the limit."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path)
+        return
+    with RedisServer() as redis:
+        yield redis.url
 
 
 async def _post(client, body, headers):
@@ -49,8 +59,10 @@ async def test_per_ip_limit_refuses_before_the_body_and_the_signature(make_gatew
     assert marketplace[0].received == []
 
 
-async def test_forgeries_do_not_consume_the_source_quota(make_gateway):
-    client, _ = await make_gateway(sources=_limited(per_source={"rate": "1/m", "burst": 3}))
+async def test_forgeries_do_not_consume_the_source_quota(make_gateway, store_url):
+    client, _ = await make_gateway(
+        store_url=store_url, sources=_limited(per_source={"rate": "1/m", "burst": 3})
+    )
     forged = payment_body()
     bad = {**sign_payment(forged), "webhook-signature": "v1,AAAA"}
     for _ in range(20):
@@ -66,14 +78,19 @@ async def test_forgeries_do_not_consume_the_source_quota(make_gateway):
     assert json.loads(raw)["error"] == "rate_limited"
 
 
-async def test_a_refused_request_writes_nothing_to_the_store(make_gateway, marketplace):
-    client, _ = await make_gateway(sources=_limited(per_source={"rate": "1/m", "burst": 1}))
+async def test_a_refused_request_writes_nothing_to_the_store(make_gateway, marketplace, store_url):
+    client, _ = await make_gateway(
+        store_url=store_url, sources=_limited(per_source={"rate": "1/m", "burst": 1})
+    )
     body = payment_body()
     first, _ = await _post(client, body, sign_payment(body, msg_id="msg_one"))
     assert first.status == 202
     second = payment_body()
     limited, _ = await _post(client, second, sign_payment(second, msg_id="msg_two"))
     assert limited.status == 429
+    assert limited.headers["RateLimit-Limit"] == "1"
+    assert limited.headers["RateLimit-Remaining"] == "0"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
     store = client.server.app[STORE]
     assert await store.get_event("msg_one") is not None
     assert await store.get_event("msg_two") is None

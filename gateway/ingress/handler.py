@@ -47,7 +47,7 @@ from gateway.ratelimit.gcra import RateRule
 from gateway.ratelimit.headers import rate_limit_headers
 from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.policy import StoreErrorPolicy
-from gateway.store.base import Event, Store, body_status_of
+from gateway.store.base import AcceptLimit, Event, LimitReached, Store, body_status_of
 
 log = logging.getLogger("gateway.ingress")
 
@@ -108,6 +108,14 @@ class Ingress:
         }
         self._kept_headers = {
             source.name: ("content-type", *source.forward_headers)
+            for source in config.sources.values()
+        }
+        # Where the store keeps the limits too, a queued source's per-source limit is decided
+        # by the accept call itself (one round trip instead of two): stage 6 moves into 8.
+        self._limit_in_accept = {
+            source.name: source.rate_limit.per_source is not None
+            and source.delivery == "queued"
+            and store.decides_limits(limiter)
             for source in config.sources.values()
         }
         # Decided once per config rather than per request: whether stage 7 must parse the
@@ -214,8 +222,9 @@ class Ingress:
         except VerificationError:
             self.metrics.signature_failures.labels(source.name).inc()
             raise
-        # Stage 6: per-source limit, counted on authentic requests only.
-        if source.rate_limit.per_source is not None:
+        # Stage 6: per-source limit, counted on authentic requests only (decided by stage 8's
+        # store call where ``_limit_in_accept``, before anything is stored).
+        if source.rate_limit.per_source is not None and not self._limit_in_accept[source.name]:
             await self._limit(source, f"source:{source.name}", source.rate_limit.per_source)
         # Stage 7: parse and extract.
         event = self._extract(source, body, request, request_id, now)
@@ -302,8 +311,15 @@ class Ingress:
     async def _enqueue(self, source: SourceConfig, event: Event, now: float) -> Accepted:
         """Stage 8, queued: one atomic dedupe + persist + enqueue, then 202."""
         destinations = source.destinations_for(event.type)
+        limit = None
+        if self._limit_in_accept[source.name] and source.rate_limit.per_source is not None:
+            limit = AcceptLimit(f"source:{source.name}", source.rate_limit.per_source)
         try:
-            result = await self.store.accept(event, destinations, source.dedupe.window, now)
+            result = await self.store.accept(
+                event, destinations, source.dedupe.window, now, limit=limit
+            )
+        except LimitReached as refused:
+            raise RateLimited(headers=rate_limit_headers(refused.decision)) from None
         except StoreError as exc:
             log.warning("store unavailable", extra={"source": source.name, "error": str(exc)})
             raise Unavailable() from exc

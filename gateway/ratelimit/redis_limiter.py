@@ -30,45 +30,51 @@ from gateway.errors import StoreError
 from gateway.ratelimit.gcra import MICROS, Decision, RateRule, to_micros
 from gateway.redis_pipeline import AutoPipeline
 
-# KEYS[1] the limit's key. ARGV[1] interval T (us), ARGV[2] burst, ARGV[3] now (us) or "" for
-# the server's TIME. Returns {allowed, new TAT, remaining, retry_after (us), reset_after (us)}.
-# Every line mirrors gcra.decide; numbers are doubles holding exact integers (< 2**53).
-# Integer results are formatted with %.0f because tostring() keeps only 14 digits.
-GCRA_LUA = """
-if redis.replicate_commands then redis.replicate_commands() end
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local now
-if ARGV[3] == "" then
-  local t = redis.call("TIME")
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-else
-  now = tonumber(ARGV[3])
+# gcra(key, interval T (us), burst, now (us) or "" for the server's TIME) decides one request
+# and writes the new TAT. Returns {allowed, new TAT, remaining, retry_after (us), reset_after
+# (us)}. Every line mirrors gcra.decide; numbers are doubles holding exact integers (< 2**53).
+# Integer results are formatted with %.0f because tostring() keeps only 14 digits. A Lua
+# function, so the store's accept script can decide the per-source limit with the same lines.
+GCRA_FUNCTION = """
+local function gcra(key, interval, burst, now_arg)
+  if redis.replicate_commands then redis.replicate_commands() end
+  interval, burst = tonumber(interval), tonumber(burst)
+  local now
+  if now_arg == "" then
+    local t = redis.call("TIME")
+    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  else
+    now = tonumber(now_arg)
+  end
+  local window = interval * burst
+  local stored = redis.call("GET", key)
+  local tat = nil
+  if stored then tat = tonumber(stored) end
+  local base = now
+  if tat and tat > now then base = tat end
+  if base - now > window then base = now + window end
+  local new_tat = base + interval
+  if new_tat - now <= window then
+    -- floor division, corrected so a rounded quotient can never be one too high
+    local spare = window - (new_tat - now)
+    local remaining = math.floor(spare / interval)
+    if remaining * interval > spare then remaining = remaining - 1 end
+    local ttl_ms = math.floor((new_tat - now) / 1000) + 1
+    redis.call("SET", key, string.format("%.0f", new_tat), "PX", string.format("%.0f", ttl_ms))
+    return {1, string.format("%.0f", new_tat), remaining, 0, string.format("%.0f", new_tat - now)}
+  end
+  if base ~= tat then
+    local ttl_ms = math.floor((base - now) / 1000) + 1
+    redis.call("SET", key, string.format("%.0f", base), "PX", string.format("%.0f", ttl_ms))
+  end
+  local retry_after = new_tat - now - window
+  return {0, string.format("%.0f", base), 0, retry_after, string.format("%.0f", base - now)}
 end
-local window = interval * burst
-local stored = redis.call("GET", KEYS[1])
-local tat = nil
-if stored then tat = tonumber(stored) end
-local base = now
-if tat and tat > now then base = tat end
-if base - now > window then base = now + window end
-local new_tat = base + interval
-if new_tat - now <= window then
-  -- floor division, corrected so a rounded quotient can never be one too high
-  local spare = window - (new_tat - now)
-  local remaining = math.floor(spare / interval)
-  if remaining * interval > spare then remaining = remaining - 1 end
-  local ttl_ms = math.floor((new_tat - now) / 1000) + 1
-  redis.call("SET", KEYS[1], string.format("%.0f", new_tat), "PX", string.format("%.0f", ttl_ms))
-  return {1, string.format("%.0f", new_tat), remaining, 0, string.format("%.0f", new_tat - now)}
-end
-if base ~= tat then
-  local ttl_ms = math.floor((base - now) / 1000) + 1
-  redis.call("SET", KEYS[1], string.format("%.0f", base), "PX", string.format("%.0f", ttl_ms))
-end
-local retry_after = new_tat - now - window
-return {0, string.format("%.0f", base), 0, retry_after, string.format("%.0f", base - now)}
 """
+
+# KEYS[1] the limit's key. ARGV[1] interval T (us), ARGV[2] burst, ARGV[3] now (us) or "" for
+# the server's TIME.
+GCRA_LUA = GCRA_FUNCTION + "return gcra(KEYS[1], ARGV[1], ARGV[2], ARGV[3])\n"
 
 #: Redis clients the limiter accepts: one server (or Sentinel-managed) or a cluster.
 RedisClient = Redis | RedisCluster
@@ -100,6 +106,8 @@ class RedisLimiter:
             raise ValueError(f"timeout must be positive, not {timeout!r}")
         self.clock = clock
         self.timeout = timeout
+        #: The client the limits live on (a store on the same one may decide them itself).
+        self.client = client
         self._script = client.register_script(GCRA_LUA)
         #: With a pipeline, hits made in one loop turn share a round trip with each other
         #: and with the store's calls.
@@ -126,15 +134,20 @@ class RedisLimiter:
             # Raised by asyncio.timeout or the pipeline's timer (the builtin, not
             # redis.exceptions.TimeoutError).
             raise StoreError(f"rate limit store did not answer within {self.timeout} s") from exc
-        try:
-            allowed, new_tat, remaining, retry_after_us, reset_after_us = (int(v) for v in reply)
-        except (TypeError, ValueError) as exc:
-            raise StoreError("rate limit store answered with something unexpected") from exc
-        return Decision(
-            allowed=allowed == 1,
-            new_tat_us=new_tat,
-            limit=rule.burst,
-            remaining=remaining,
-            retry_after=retry_after_us / MICROS,
-            reset_after=reset_after_us / MICROS,
-        )
+        return decision_of(reply, rule)
+
+
+def decision_of(reply: Any, rule: RateRule) -> Decision:
+    """The ``Decision`` in a ``gcra`` answer (the limiter's script or the store's accept)."""
+    try:
+        allowed, new_tat, remaining, retry_after_us, reset_after_us = (int(v) for v in reply)
+    except (TypeError, ValueError) as exc:
+        raise StoreError("rate limit store answered with something unexpected") from exc
+    return Decision(
+        allowed=allowed == 1,
+        new_tat_us=new_tat,
+        limit=rule.burst,
+        remaining=remaining,
+        retry_after=retry_after_us / MICROS,
+        reset_after=reset_after_us / MICROS,
+    )

@@ -5,7 +5,8 @@
 --       now, 21 stats of the minute the sync attempt ended (20 again in queued mode), then nd
 --       delivery hashes and nd attempt lists, then the type's index if the event has a type
 --       and the subject's event index if it has a subject, then the change log when the
---       entries go in here (``log``; one partition only, whose hash tag the log shares).
+--       entries go in here (``log``; one partition only, whose hash tag the log shares),
+--       then the rate limit's key when there is a ``limit`` (a single Redis only).
 -- ARGV: 1 everything but the payload, as one JSON object (one argument is much cheaper for
 --       the client to send than dozens): mode ('queued'|'sync'), now, expires (now +
 --       window), ttl (ms), uid, id (the event id), received_at, fields (the event hash's text
@@ -13,15 +14,25 @@
 --       member (the subjects member, "s:<subject>" or "e:<uid>"), and for sync: attempt
 --       (json), started_at, bucket (the attempt's latency bucket); with log, cap and the
 --       entries as {kind, data}, each data a JSON object without its closing brace, which
---       this script closes after adding the event's status. Every value is a string: a Lua
+--       this script closes after adding the event's status; limit, {interval (us), burst}
+--       of the per-source rate limit to decide first. Every value is a string: a Lua
 --       number turned back into text keeps only 14 digits.
 --       2 the body, 3 the headers (bytes when sealed, so not in the JSON).
 -- Answers {'duplicate', event id} or {'queued', event id, the event's status, logged}, where
--- logged is 0 when an entry could not be appended (the event is stored all the same).
+-- logged is 0 when an entry could not be appended (the event is stored all the same), or
+-- {'rate_limited', the gcra answer's fields}: the limit refused and nothing was written.
 -- A duplicate is counted in the minute's stats too. Being a write, that also moves this
 -- connection's replication offset past the original's, so the WAIT that follows a durable
 -- call (store.wait_replicas) covers the original before the duplicate is answered 2xx.
 local a = cjson.decode(ARGV[1])
+local last = #KEYS
+if a.limit then
+  -- Before anything is written (a duplicate counts against the limit too, as a separate
+  -- limiter call before this script would have counted it), on the server's clock.
+  local r = gcra(KEYS[last], a.limit[1], a.limit[2], '')
+  if r[1] == 0 then return {'rate_limited', r[1], r[2], r[3], r[4], r[5]} end
+  last = last - 1
+end
 local mode, now = a.mode, a.now
 local uid, eid, received_at = a.uid, a.id, a.received_at
 local ek, evdk = KEYS[12], KEYS[13]
@@ -96,7 +107,7 @@ local status = redis.call('HGET', ek, 'status')
 -- (pcall) loses that live message only, as when it is appended by a call of its own.
 local logged = 1
 if a.log then
-  local changes, tail = KEYS[#KEYS], ',"event_status":"' .. status .. '"}'
+  local changes, tail = KEYS[last], ',"event_status":"' .. status .. '"}'
   for _, entry in ipairs(a.log) do
     local r = redis.pcall('XADD', changes, 'MAXLEN', '~', a.cap, '*', 'kind', entry[1],
       'data', entry[2] .. tail)

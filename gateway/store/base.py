@@ -72,6 +72,7 @@ from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 from gateway.errors import InvalidCursor, StoreError
 from gateway.jsontext import dumps
+from gateway.ratelimit.gcra import Decision, RateRule
 from gateway.ratelimit.limiter import Limiter
 from gateway.store.stats import Stats
 
@@ -136,6 +137,23 @@ class AcceptResult:
 
     status: AcceptStatus
     event_id: str
+
+
+@dataclass(frozen=True)
+class AcceptLimit:
+    """A rate limit decided in the same atomic step as an accept, before anything is stored
+    (the per-source limit, when the store keeps the limits too: ``Store.decides_limits``)."""
+
+    key: str
+    rule: RateRule
+
+
+class LimitReached(Exception):
+    """``accept`` stored nothing: its ``AcceptLimit`` refused the request."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__("the rate limit refused the request")
+        self.decision = decision
 
 
 @dataclass(frozen=True)
@@ -301,9 +319,15 @@ class Store(Protocol):
     """The durable store both backends implement (see the module docstring)."""
 
     async def accept(
-        self, event: Event, destinations: Sequence[str], window: float, now: float
+        self,
+        event: Event,
+        destinations: Sequence[str],
+        window: float,
+        now: float,
+        limit: AcceptLimit | None = None,
     ) -> AcceptResult:
-        """Dedupe, persist and enqueue one delivery per destination, atomically."""
+        """Dedupe, persist and enqueue one delivery per destination, atomically; with a
+        ``limit`` (only where ``decides_limits``), first decide it: ``LimitReached``."""
 
     async def claim(self, source: str, dedupe_key: str, lease: float, now: float) -> Claim:
         """Sync mode: take the dedupe key for ``lease`` seconds, unless taken or done."""
@@ -388,6 +412,10 @@ class Store(Protocol):
     def rate_limiter(self) -> Limiter:
         """The rate limiter that keeps its state where this store does (DESIGN 5.3): in the
         process for SQLite, in the same Redis (one limit for every replica) for Redis."""
+
+    def decides_limits(self, limiter: Limiter) -> bool:
+        """Whether ``accept`` can decide a limit of ``limiter`` itself (``AcceptLimit``): one
+        call instead of two, the same limit as ``limiter.hit`` would decide."""
 
     async def ping(self) -> None:
         """Return if the store answers; raise ``StoreError`` otherwise."""

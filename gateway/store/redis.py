@@ -112,7 +112,7 @@ from redis.exceptions import RedisError
 from gateway.errors import EventNotFound, StoreError
 from gateway.jsontext import dumpb, dumps
 from gateway.ratelimit.limiter import Limiter
-from gateway.ratelimit.redis_limiter import RedisLimiter
+from gateway.ratelimit.redis_limiter import GCRA_FUNCTION, RedisLimiter, decision_of, redis_key
 from gateway.redis_packing import use_hiredis_packing
 from gateway.redis_pipeline import AutoPipeline
 from gateway.store.base import (
@@ -125,6 +125,7 @@ from gateway.store.base import (
     POISON_BUDGET,
     SEARCH_LIMIT,
     TIMELINE_LIMIT,
+    AcceptLimit,
     AcceptResult,
     Attempt,
     Change,
@@ -136,6 +137,7 @@ from gateway.store.base import (
     EventSummary,
     EventView,
     Lease,
+    LimitReached,
     PaymentSummary,
     UnreadableEvent,
     body_status_of,
@@ -177,9 +179,13 @@ _STATUSES = ("queued", "delivered", "dead_lettered", "unrouted")
 
 
 def _script(name: str) -> str:
-    """The text of a store script with the shared prelude in front."""
+    """The text of a store script with the shared prelude in front (and for accept, the rate
+    limiter's ``gcra``, for the per-source limit it may decide first)."""
     here = resources.files("gateway.store")
-    return here.joinpath("prelude.lua").read_text() + here.joinpath(f"{name}.lua").read_text()
+    prelude = here.joinpath("prelude.lua").read_text()
+    if name == "accept":
+        prelude += GCRA_FUNCTION
+    return prelude + here.joinpath(f"{name}.lua").read_text()
 
 
 def _t(value: float) -> str:
@@ -453,10 +459,19 @@ class RedisStore:
     # -- queued and sync mode ----------------------------------------------------------------
 
     async def accept(
-        self, event: Event, destinations: Sequence[str], window: float, now: float
+        self,
+        event: Event,
+        destinations: Sequence[str],
+        window: float,
+        now: float,
+        limit: AcceptLimit | None = None,
     ) -> AcceptResult:
-        """Dedupe, persist and enqueue, in one script."""
-        status, event_id = await self._store_event("queued", event, destinations, window, now)
+        """Dedupe, persist and enqueue, in one script (which decides ``limit`` first)."""
+        if limit is not None and isinstance(self._r, RedisCluster):
+            raise ValueError("on a Redis Cluster the limits are decided apart (decides_limits)")
+        status, event_id = await self._store_event(
+            "queued", event, destinations, window, now, limit=limit
+        )
         return AcceptResult(one_of(status, ACCEPT_STATUSES, "accept status"), event_id)
 
     async def claim(self, source: str, dedupe_key: str, lease: float, now: float) -> Claim:
@@ -491,12 +506,16 @@ class RedisStore:
         window: float,
         now: float,
         attempt: Attempt | None = None,
+        *,
+        limit: AcceptLimit | None = None,
     ) -> tuple[str, str]:
         """Run accept.lua; the status and event id it answers.
 
         With one partition the change-log entries are appended by accept.lua itself (the log
         shares that partition's hash tag), saving a second script call per event; with more,
-        by ``log.lua`` right after it answers (see "Change log").
+        by ``log.lua`` right after it answers (see "Change log"). With a ``limit`` (a single
+        Redis only: its key has a hash tag of its own), the script decides it before writing
+        anything, on the server's clock as ``RedisLimiter`` does: ``LimitReached``.
         """
         keys = self._parts[self.partition_of(event.source, event.dedupe_key)]
         uid = keys.new_uid()
@@ -580,10 +599,16 @@ class RedisStore:
             packed["cap"] = str(CHANGES_CAP)
             packed["log"] = [(kind, dumps(data)[:-1]) for kind, data in entries]
             script_keys.append(CHANGES_KEY)
+        if limit is not None:
+            packed["limit"] = [str(limit.rule.interval_us), str(limit.rule.burst)]
+            script_keys.append(redis_key(limit.key))
         reply = await self._call(
             "accept", script_keys, [dumpb(packed), body, headers], durable=True
         )
-        status, event_id = reply[0].decode(), reply[1].decode()
+        status = reply[0].decode()
+        if status == "rate_limited" and limit is not None:
+            raise LimitReached(decision_of(reply[1:], limit.rule))
+        event_id = reply[1].decode()
         if status == "queued":
             event_status = reply[2].decode()
             if not inline:
@@ -1313,6 +1338,17 @@ class RedisStore:
         """One limit shared by every process and replica, on this store's Redis client."""
         # A slow Redis must not stall ingress: after 250 ms the source's on_store_error decides.
         return RedisLimiter(self._r, timeout=RATE_LIMIT_TIMEOUT, pipeline=self._batch)
+
+    def decides_limits(self, limiter: Limiter) -> bool:
+        """Whether ``limiter`` keeps its limits in this Redis on the server's clock (then
+        accept.lua decides one with the same lines); never on a cluster, where a limit's key
+        lives in a slot of its own."""
+        return (
+            not isinstance(self._r, RedisCluster)
+            and isinstance(limiter, RedisLimiter)
+            and limiter.client is self._r
+            and limiter.clock == "server"
+        )
 
     async def ping(self) -> None:
         """Ask Redis for PONG (and check the partition count once it answers)."""

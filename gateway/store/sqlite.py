@@ -31,6 +31,7 @@ from gateway.store.base import (
     POISON_BUDGET,
     SEARCH_LIMIT,
     TIMELINE_LIMIT,
+    AcceptLimit,
     AcceptResult,
     Attempt,
     Change,
@@ -101,9 +102,16 @@ class SqliteStore:
     # -- queued mode -------------------------------------------------------------------------
 
     async def accept(
-        self, event: Event, destinations: Sequence[str], window: float, now: float
+        self,
+        event: Event,
+        destinations: Sequence[str],
+        window: float,
+        now: float,
+        limit: AcceptLimit | None = None,
     ) -> AcceptResult:
         """Dedupe, persist and enqueue one delivery per destination, in one transaction."""
+        if limit is not None:
+            raise ValueError("the SQLite store does not decide rate limits (decides_limits)")
 
         def tx(conn: sqlite3.Connection) -> AcceptResult:
             if now >= self._prune_at and _prune_dedupe(conn, now) < _PRUNE_BATCH:
@@ -536,6 +544,10 @@ class SqliteStore:
     def rate_limiter(self) -> Limiter:
         """Limits kept in this process (the file is one host's; each process counts its own)."""
         return MemoryLimiter()
+
+    def decides_limits(self, limiter: Limiter) -> bool:
+        """Never: the limits are in the process, not in the file."""
+        return False
 
     async def ping(self) -> None:
         """Read from the database file."""

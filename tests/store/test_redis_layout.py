@@ -11,7 +11,11 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from gateway.errors import StoreError
+from gateway.ratelimit.gcra import Rate, RateRule
+from gateway.ratelimit.memory import MemoryLimiter
+from gateway.ratelimit.redis_limiter import RedisLimiter
 from gateway.store import Attempt, open_store
+from gateway.store.base import AcceptLimit, LimitReached
 from gateway.store.redis import META_KEY, partition_of
 from tests.redis_server import RedisCluster, RedisServer
 
@@ -166,3 +170,43 @@ async def test_the_change_log_reads_the_same_whichever_script_appends_it(
     }
     assert inline[4][1]["result"] == "dead_lettered"
     assert inline[4][1]["event_status"] == "dead_lettered"
+
+
+async def test_accept_decides_the_per_source_limit_in_the_limiters_own_bucket(
+    redis_server: RedisServer,
+):
+    # One call instead of two: the accept script decides the limit first, with the limiter's
+    # lines and key, so both count against one bucket; a refusal stores nothing.
+    await flush(redis_server.url)
+    store = await open_store(redis_server.url)
+    try:
+        limiter = store.rate_limiter()
+        assert store.decides_limits(limiter)
+        assert not store.decides_limits(RedisLimiter(store.client, clock="caller"))
+        assert not store.decides_limits(MemoryLimiter())
+        rule = RateRule(rate=Rate.parse("1/m"), burst=3)
+        limit = AcceptLimit("source:payments", rule)
+        assert (await limiter.hit("source:payments", rule, T0)).remaining == 2
+        first = await store.accept(make_event("evt_1"), ["m"], 60, T0, limit=limit)
+        assert first.status == "queued"
+        # A resend counts too, as it did when the limiter was called before the store.
+        again = await store.accept(make_event("evt_1"), ["m"], 60, T0, limit=limit)
+        assert again.status == "duplicate"
+        with pytest.raises(LimitReached) as refused:
+            await store.accept(make_event("evt_2"), ["m"], 60, T0, limit=limit)
+        decision = refused.value.decision
+        assert not decision.allowed and decision.limit == 3 and decision.remaining == 0
+        assert 0 < decision.retry_after <= 60
+        assert await store.get_event("evt_2") is None
+        assert not (await limiter.hit("source:payments", rule, T0)).allowed
+    finally:
+        await store.close()
+
+
+async def test_on_a_cluster_the_limits_stay_apart(redis_cluster: RedisCluster):
+    await flush_cluster(redis_cluster)
+    store = await open_store(redis_cluster.url)
+    try:
+        assert not store.decides_limits(store.rate_limiter())
+    finally:
+        await store.close()
