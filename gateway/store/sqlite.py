@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any, Literal, TypeVar, cast
 
 from gateway.errors import EventNotFound
+from gateway.jsontext import dumps
 from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.store.base import (
@@ -916,7 +917,7 @@ def _log_change(conn: sqlite3.Connection, kind: str, data: dict[str, Any]) -> No
     """Append to the change log the live stream polls, keeping its last CHANGE_LOG_LIMIT."""
     cur = conn.execute(
         "INSERT INTO changes (kind, data) VALUES (?, ?)",
-        (kind, json.dumps(data, separators=(",", ":"))),
+        (kind, dumps(data)),
     )
     if cur.lastrowid is not None and cur.lastrowid % 100 == 0:
         conn.execute("DELETE FROM changes WHERE seq <= ?", (cur.lastrowid - CHANGE_LOG_LIMIT,))
