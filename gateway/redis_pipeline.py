@@ -310,22 +310,28 @@ class AutoPipeline:
             self._spawn(self._reload(missing))
 
     async def _reload(self, missing: list[_Call]) -> None:
-        """Calls answered ``NOSCRIPT`` did not run: load the script and send each again, in a
-        later batch (so a durable call still gets its WAIT); a few times at most, should the
-        load not take."""
+        """Calls answered ``NOSCRIPT`` did not run: load each script once, then send the
+        calls again, in a later batch (so a durable call still gets its WAIT); a few times at
+        most, should the load not take."""
+        loaded: dict[int, BaseException | None] = {}
         for call in missing:
             if call.redirects >= MAX_REDIRECTS:
                 if not call.future.done():
                     call.future.set_exception(NoScriptError("the script could not be loaded"))
                 continue
             call.redirects += 1
-            try:
-                call.script.sha = await self._client.script_load(call.script.script)
-            except Exception as exc:  # noqa: BLE001 - handed to its caller
-                if not call.future.done():
-                    call.future.set_exception(exc)
-            else:
+            script = call.script
+            if id(script) not in loaded:
+                try:
+                    script.sha = await self._client.script_load(script.script)
+                    loaded[id(script)] = None
+                except Exception as exc:  # noqa: BLE001 - handed to its callers
+                    loaded[id(script)] = exc
+            failure = loaded[id(script)]
+            if failure is None:
                 self._enqueue(call)
+            elif not call.future.done():
+                call.future.set_exception(failure)
 
     async def load(self, scripts: Sequence[AsyncScript]) -> None:
         """Load ``scripts`` now (at start, on every master), so batches meet no ``NOSCRIPT``."""

@@ -108,7 +108,8 @@ class RedisLimiter:
         self.timeout = timeout
         #: The client the limits live on (a store on the same one may decide them itself).
         self.client = client
-        self._script = client.register_script(GCRA_LUA)
+        #: The script object (its sha), for a caller that loads scripts at start.
+        self.script = client.register_script(GCRA_LUA)
         #: With a pipeline, hits made in one loop turn share a round trip with each other
         #: and with the store's calls.
         self._pipeline = pipeline
@@ -121,11 +122,11 @@ class RedisLimiter:
             args: list[int | str] = [rule.interval_us, rule.burst, now_arg]
             if self._pipeline is not None:
                 reply: Any = await self._pipeline.call(
-                    self._script, keys, args, give_up_after=self.timeout
+                    self.script, keys, args, give_up_after=self.timeout
                 )
             else:
                 async with asyncio.timeout(self.timeout):
-                    reply = await self._script(keys=keys, args=args)
+                    reply = await self.script(keys=keys, args=args)
         except RedisError as exc:
             # ConnectionError and TimeoutError are RedisErrors too; NoScriptError never gets
             # here because the script object loads the script and retries once.

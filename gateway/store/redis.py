@@ -330,6 +330,8 @@ class RedisStore:
         # Concurrent requests' script calls share one round trip (the rate limiter's too).
         # An accept is answered only once ``wait_replicas`` replicas have it (Redis WAIT).
         self._batch = AutoPipeline(client, replicas=wait_replicas, replica_timeout=wait_timeout)
+        # A slow Redis must not stall ingress: after 250 ms the source's on_store_error decides.
+        self._limiter = RedisLimiter(client, timeout=RATE_LIMIT_TIMEOUT, pipeline=self._batch)
 
     @property
     def client(self) -> Redis | RedisCluster:
@@ -403,7 +405,7 @@ class RedisStore:
         try:
             await store._check_partitions()
             async with store._errors():
-                await store._batch.load(list(store._scripts.values()))
+                await store._batch.load([*store._scripts.values(), store._limiter.script])
         except PartitionMismatch:
             await store.close()
             raise
@@ -1335,9 +1337,9 @@ class RedisStore:
         return depth
 
     def rate_limiter(self) -> Limiter:
-        """One limit shared by every process and replica, on this store's Redis client."""
-        # A slow Redis must not stall ingress: after 250 ms the source's on_store_error decides.
-        return RedisLimiter(self._r, timeout=RATE_LIMIT_TIMEOUT, pipeline=self._batch)
+        """One limit shared by every process and replica, on this store's Redis client (its
+        script loaded at open with the store's)."""
+        return self._limiter
 
     def decides_limits(self, limiter: Limiter) -> bool:
         """Whether ``limiter`` keeps its limits in this Redis on the server's clock (then

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections import Counter
 from pathlib import Path
@@ -210,3 +211,28 @@ async def test_on_a_cluster_the_limits_stay_apart(redis_cluster: RedisCluster):
         assert not store.decides_limits(store.rate_limiter())
     finally:
         await store.close()
+
+
+async def test_every_script_is_loaded_at_open_so_no_call_meets_noscript(
+    redis_server: RedisServer,
+):
+    await flush(redis_server.url)
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await client.script_flush()
+        await client.config_resetstat()
+        store = await open_store(redis_server.url)
+        try:
+            rule = RateRule(rate=Rate.parse("100/s"), burst=100)
+            limiter = store.rate_limiter()
+            await asyncio.gather(
+                *(limiter.hit(f"ip:{n}", rule, T0) for n in range(20)),
+                *(store.accept(make_event(f"evt_{n}"), ["m"], 60, T0) for n in range(20)),
+            )
+        finally:
+            await store.close()
+        stats = await client.info("commandstats")
+        assert stats["cmdstat_evalsha"]["calls"] == 40
+        assert stats["cmdstat_evalsha"]["failed_calls"] == 0
+    finally:
+        await client.aclose()

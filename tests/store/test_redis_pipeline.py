@@ -65,8 +65,12 @@ async def test_calls_recover_when_redis_forgot_the_scripts(client):
     echo = client.register_script(ECHO)
     await batch.load([echo])
     await client.script_flush()  # as after a restart or a failover
-    answers = await asyncio.gather(*(batch.call(echo, ["k"], [n]) for n in range(5)))
-    assert [a[1] for a in answers] == [str(n).encode() for n in range(5)]
+    await client.config_resetstat()
+    answers = await asyncio.gather(*(batch.call(echo, ["k"], [n]) for n in range(50)))
+    assert [a[1] for a in answers] == [str(n).encode() for n in range(50)]
+    # One load for the whole batch that met NOSCRIPT, not one per call.
+    stats = await client.info("commandstats")
+    assert stats["cmdstat_script|load"]["calls"] == 1
 
 
 async def test_on_a_cluster_each_master_gets_one_pipeline(redis_cluster):
