@@ -178,6 +178,10 @@ _SCRIPTS = (
 _STATUSES = ("queued", "delivered", "dead_lettered", "unrouted")
 
 
+#: What a Redis call can fail with (refused, timed out, a script error): a ``StoreError``.
+_STORE_FAILURES = (TimeoutError, RedisError, OSError)
+
+
 def _script(name: str) -> str:
     """The text of a store script with the shared prelude in front (and for accept, the rate
     limiter's ``gcra``, for the per-source limit it may decide first)."""
@@ -433,7 +437,7 @@ class RedisStore:
         """Every Redis failure (refused, timed out, script error) as a StoreError."""
         try:
             yield
-        except (TimeoutError, RedisError, OSError) as exc:
+        except _STORE_FAILURES as exc:
             raise StoreError(f"Redis store failed: {exc}") from exc
 
     async def _call(
@@ -445,8 +449,12 @@ class RedisStore:
         """
         if not self._checked:
             await self._check_partitions()
-        async with self._errors():
+        # What ``_errors`` does, inline: on the path of every request, a context manager made
+        # of a generator costs more than the script call's own Python.
+        try:
             return await self._batch.call(self._scripts[name], keys, args, durable=durable)
+        except _STORE_FAILURES as exc:
+            raise StoreError(f"Redis store failed: {exc}") from exc
 
     async def _pipeline(self, fill: Callable[[Any], object]) -> list[Any]:
         """One round trip (per node) of the plain commands ``fill`` queues on a pipeline."""
