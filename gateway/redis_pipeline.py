@@ -30,8 +30,8 @@ sent again, alone, once it is loaded.
 On a single Redis (plain or Sentinel-found), batches go over one ``Link``
 (``gateway.redis_link``): a connection of the client's pool kept for them, each batch written
 as soon as it is made and its replies handed out as they are read, with no task or pipeline
-object per batch. A call may carry its own ``timeout`` (the rate limiter's): its caller gets a
-``TimeoutError`` then, and the reply, when it comes, is dropped.
+object per batch. A call may carry its own deadline (``give_up_after``, the rate limiter's):
+its caller gets a ``TimeoutError`` then, and the reply, when it comes, is dropped.
 """
 
 from __future__ import annotations
