@@ -20,6 +20,15 @@ from redis.asyncio.connection import AbstractConnection, Connection
 from redis.exceptions import DataError
 
 
+def pack(args: tuple[Any, ...]) -> bytes:
+    """The RESP bytes of one command whose name is a single word, packed by hiredis in C."""
+    try:
+        packed: bytes = hiredis.pack_command(args)
+        return packed
+    except TypeError as exc:  # what redis-py's encoder refuses too (None, a dict, ...)
+        raise DataError(str(exc)) from exc
+
+
 class HiredisPacking:
     """Mixin for an asyncio connection class: ``pack_command`` by ``hiredis.pack_command``."""
 
@@ -31,10 +40,7 @@ class HiredisPacking:
             args = (*head.encode().split(), *args[1:])
         elif b" " in head:
             args = (*head.split(), *args[1:])
-        try:
-            return [hiredis.pack_command(args)]
-        except TypeError as exc:  # what redis-py's encoder refuses too (None, a dict, ...)
-            raise DataError(str(exc)) from exc
+        return [pack(args)]
 
 
 #: One packing subclass per connection class, made once.

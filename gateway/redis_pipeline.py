@@ -37,11 +37,10 @@ its caller gets a ``TimeoutError`` then, and the reply, when it comes, is droppe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-import hiredis
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode, PipelineCommand
 from redis.commands.core import AsyncScript
@@ -57,14 +56,13 @@ from redis.exceptions import (
 )
 
 from gateway.redis_link import Link
+from gateway.redis_packing import pack
 
 #: Most calls one pipeline carries; more wait for the next turn.
 MAX_BATCH = 512
 #: How often a call that did not run (a slot moved, the cluster was failing over, the server
 #: lacked the script) is sent again.
 MAX_REDIRECTS = 5
-#: RESP bytes of one command, packed in C (hiredis's stub types the tuple too narrowly).
-_pack = cast(Callable[[tuple[Any, ...]], bytes], hiredis.pack_command)
 #: Answers that mean the command did not run on that node: safe to send again.
 _NOT_RUN = (MovedError, AskError, TryAgainError, ClusterDownError, SlotNotCoveredError)
 
@@ -196,17 +194,17 @@ class AutoPipeline:
                 continue  # the caller gave up before it was sent
             try:
                 commands.append(
-                    _pack(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
+                    pack(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
                 )
-            except TypeError as exc:  # what redis-py refuses too: None, a dict, ...
-                call.future.set_exception(DataError(str(exc)))
+            except DataError as exc:  # an argument redis-py would refuse too: None, a dict, ...
+                call.future.set_exception(exc)
                 continue
             calls.append(call)
         if not calls:
             return
         wait = any(call.durable for call in calls)
         if wait:
-            commands.append(_pack(("WAIT", self._replicas, self._wait_ms)))
+            commands.append(pack(("WAIT", self._replicas, self._wait_ms)))
 
         def done(replies: list[Any] | BaseException) -> None:
             if isinstance(replies, BaseException):
