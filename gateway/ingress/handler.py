@@ -112,10 +112,9 @@ class Ingress:
         }
         # Where the store keeps the limits too, a queued source's per-source limit is decided
         # by the accept call itself (one round trip instead of two): stage 6 moves into 8.
-        self._limit_in_accept = {
-            source.name: source.rate_limit.per_source is not None
-            and source.delivery == "queued"
-            and store.decides_limits(limiter)
+        in_accept = store.decides_limits(limiter)
+        self._accept_limits = {
+            source.name: accept_limit_of(source) if in_accept else None
             for source in config.sources.values()
         }
         # Decided once per config rather than per request: whether stage 7 must parse the
@@ -223,9 +222,9 @@ class Ingress:
             self.metrics.signature_failures.labels(source.name).inc()
             raise
         # Stage 6: per-source limit, counted on authentic requests only (decided by stage 8's
-        # store call where ``_limit_in_accept``, before anything is stored).
-        if source.rate_limit.per_source is not None and not self._limit_in_accept[source.name]:
-            await self._limit(source, f"source:{source.name}", source.rate_limit.per_source)
+        # store call where ``_accept_limits`` has it, before anything is stored).
+        if source.rate_limit.per_source is not None and self._accept_limits[source.name] is None:
+            await self._limit(source, source_limit_key(source), source.rate_limit.per_source)
         # Stage 7: parse and extract.
         event = self._extract(source, body, request, request_id, now)
         # Stage 8.
@@ -311,9 +310,7 @@ class Ingress:
     async def _enqueue(self, source: SourceConfig, event: Event, now: float) -> Accepted:
         """Stage 8, queued: one atomic dedupe + persist + enqueue, then 202."""
         destinations = source.destinations_for(event.type)
-        limit = None
-        if self._limit_in_accept[source.name] and source.rate_limit.per_source is not None:
-            limit = AcceptLimit(f"source:{source.name}", source.rate_limit.per_source)
+        limit = self._accept_limits[source.name]
         try:
             result = await self.store.accept(
                 event, destinations, source.dedupe.window, now, limit=limit
@@ -359,6 +356,19 @@ class Ingress:
         # A bounded label: the destination's 4xx passed back, by class.
         outcome = "forwarded" if forwarded.ok else f"destination_{forwarded.status // 100}xx"
         return Accepted(forwarded.status, {}, outcome, event.id, response=response)
+
+
+def accept_limit_of(source: SourceConfig) -> AcceptLimit | None:
+    """The per-source limit as the accept call takes it (queued sources with one), or ``None``."""
+    rule = source.rate_limit.per_source
+    if rule is None or source.delivery != "queued":
+        return None
+    return AcceptLimit(source_limit_key(source), rule)
+
+
+def source_limit_key(source: SourceConfig) -> str:
+    """The limiter key of a source's per-source limit (the same for both ways of deciding it)."""
+    return f"source:{source.name}"
 
 
 def extractors_of(source: SourceConfig) -> tuple[Extractor | None, ...]:
