@@ -32,10 +32,8 @@ async def client(redis_server: RedisServer):
     await c.aclose()
 
 
-async def test_concurrent_calls_go_in_one_pipeline_each_with_its_answer(client, monkeypatch):
-    batch = AutoPipeline(client)
-    echo = client.register_script(ECHO)
-    await batch.load([echo])
+def _count_writes(batch: AutoPipeline, monkeypatch) -> list[int]:
+    """The size of each batch ``batch`` writes from now on."""
     sent: list[int] = []
     write = batch._write
 
@@ -44,9 +42,31 @@ async def test_concurrent_calls_go_in_one_pipeline_each_with_its_answer(client, 
         write(link, calls)
 
     monkeypatch.setattr(batch, "_write", counting)
+    return sent
+
+
+async def test_concurrent_calls_go_in_one_pipeline_each_with_its_answer(client, monkeypatch):
+    batch = AutoPipeline(client, early_flush=1000)
+    echo = client.register_script(ECHO)
+    await batch.load([echo])
+    await batch.call(echo, ["k"], [0])  # the link is open
+    sent = _count_writes(batch, monkeypatch)
     answers = await asyncio.gather(*(batch.call(echo, [f"k{n}"], [n]) for n in range(200)))
     assert answers == [[f"k{n}".encode(), str(n).encode()] for n in range(200)]
     assert sent == [200]  # one round trip for all of them
+
+
+async def test_a_long_turn_is_written_a_few_calls_at_a_time(client, monkeypatch):
+    # 200 calls made in one turn of the loop: Redis gets them four at a time as they are made,
+    # not all at the end of the turn, and each caller still gets its own answer, in order.
+    batch = AutoPipeline(client)
+    echo = client.register_script(ECHO)
+    await batch.load([echo])
+    await batch.call(echo, ["k"], [0])
+    sent = _count_writes(batch, monkeypatch)
+    answers = await asyncio.gather(*(batch.call(echo, [f"k{n}"], [n]) for n in range(202)))
+    assert answers == [[f"k{n}".encode(), str(n).encode()] for n in range(202)]
+    assert sent == [4] * 50 + [2]  # the last two at the end of the turn
 
 
 async def test_an_error_reaches_only_its_caller(client):
