@@ -51,6 +51,12 @@ class _Flight:
     replies: list[Any] = field(default_factory=list)
 
 
+def _ended(connection: AbstractConnection) -> bool:
+    """Whether the other side closed ``connection`` (its end of stream has been read)."""
+    reader, writer = connection._reader, connection._writer
+    return reader is None or writer is None or reader.at_eof() or writer.transport.is_closing()
+
+
 class Link(asyncio.Protocol):
     """A connection of ``client``'s pool that carries batches of packed commands."""
 
@@ -80,6 +86,12 @@ class Link(asyncio.Protocol):
         pool = client.connection_pool
         connection: AbstractConnection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
+            if _ended(connection):
+                # Redis closed it while it sat in the pool (a CLIENT KILL, a timeout) and the
+                # pool's own check let it through: its end of stream was read already, so the
+                # link would never hear of it and its writes would go nowhere. A new one.
+                await connection.disconnect()
+                await connection.connect()  # type: ignore[no-untyped-call]
             return cls(client, connection, stall)
         except BaseException:
             await pool.release(connection)

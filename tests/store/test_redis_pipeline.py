@@ -282,3 +282,34 @@ async def test_a_dropped_connection_fails_what_was_on_it_and_the_next_call_recon
     assert await batch.call(echo, ["k"], [2]) == [b"k", b"2"]
     answers = await asyncio.gather(*(batch.call(echo, ["k"], [n]) for n in range(50)))
     assert [a[1] for a in answers] == [str(n).encode() for n in range(50)]
+
+
+async def test_a_pooled_connection_redis_closed_is_not_taken_for_the_link(client, monkeypatch):
+    # A connection Redis closed while it sat in the pool, its end of stream already read: a
+    # link on it would never hear of the close and its calls would wait forever. (redis-py's
+    # pool checks for this when it hands a connection out, but now and then one got through:
+    # about 3 in 200 runs of the test above hung so; its check is left out here to make it
+    # happen every time.)
+    batch = AutoPipeline(client)
+    echo = client.register_script(ECHO)
+    await batch.load([echo])
+    pool = client.connection_pool
+    connection = await pool.get_connection()
+    victim = await _client_id_of(connection)
+    await client.execute_command("CLIENT", "KILL", "ID", victim)
+    async with asyncio.timeout(5):
+        while not connection._reader.at_eof():
+            await asyncio.sleep(0.01)
+    await pool.release(connection)
+
+    async def unchecked(conn):
+        return None
+
+    monkeypatch.setattr(pool, "ensure_connection", unchecked)
+    async with asyncio.timeout(5):
+        assert await batch.call(echo, ["k"], [1]) == [b"k", b"1"]
+
+
+async def _client_id_of(connection) -> int:
+    await connection.send_command("CLIENT", "ID")
+    return int(await connection.read_response())
