@@ -43,7 +43,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.errors import StoreError
-from gateway.jsontext import dumps
+from gateway.jsontext import dumps, loads
 from gateway.store.base import UnreadableEvent
 
 MAGIC = b"WGE"
@@ -203,7 +203,7 @@ def open_payload(
         body = ring.open(body, _context(source, event_id, "body"))
         headers = ring.open(headers, _context(source, event_id, "headers"))
     try:
-        pairs = json.loads(headers)
+        pairs = loads(headers)
         return body, tuple((str(k), str(v)) for k, v in pairs)
     except (ValueError, TypeError):
         # The message names no content: a corrupt field may hold part of a payload.

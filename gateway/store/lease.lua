@@ -1,6 +1,8 @@
 -- lease_due, for candidates the caller read from the due and leased sets of one partition.
 -- KEYS: 1-9 shared, then for each candidate its delivery hash and its event hash.
 -- ARGV: 1 now, 2 lease expiry, 3 token base, 4 worker, 5.. candidate delivery ids.
+-- Answers {delivery id, its DFIELDS, its event's EFIELDS} for each one taken (the field
+-- lists are put in front of this script by the store, which reads them in that order).
 -- A candidate is taken only if it is still due, or still leased under an expired lease (its
 -- worker died): another worker may have taken it since it was read.
 local now, expires = tonumber(ARGV[1]), ARGV[2]
@@ -21,7 +23,8 @@ for i = 5, #ARGV do
     local token = ARGV[3] .. ':' .. (#out + 1)
     redis.call('ZADD', LEASED, expires, did)
     redis.call('HSET', dk, 'state', 'leased', 'token', token, 'lexp', expires, 'worker', ARGV[4])
-    out[#out + 1] = {did, redis.call('HGETALL', dk), redis.call('HGETALL', ek)}
+    out[#out + 1] = {did, redis.call('HMGET', dk, unpack(DFIELDS)),
+      redis.call('HMGET', ek, unpack(EFIELDS))}
   end
 end
 return out

@@ -182,14 +182,31 @@ _STATUSES = ("queued", "delivered", "dead_lettered", "unrouted")
 _STORE_FAILURES = (TimeoutError, RedisError, OSError)
 
 
+#: The fields of a delivery's hash and of its event's hash that a lease reads (``lease.lua``
+#: answers them in this order; the hashes hold more, for the dashboard and the admin API).
+LEASE_DELIVERY_FIELDS = ("dest", "made", "token", "lexp", "first", "created")
+LEASE_EVENT_FIELDS = (
+    "source", "id", "body", "headers", "type", "subject", "time", "dedupe_key", "request_id",
+    "received_at", "body_status",
+)  # fmt: skip
+
+
 def _script(name: str) -> str:
     """The text of a store script with the shared prelude in front (and for accept, the rate
-    limiter's ``gcra``, for the per-source limit it may decide first)."""
+    limiter's ``gcra``, for the per-source limit it may decide first; for lease, the fields it
+    reads)."""
     here = resources.files("gateway.store")
     prelude = here.joinpath("prelude.lua").read_text()
     if name == "accept":
         prelude += GCRA_FUNCTION
+    if name == "lease":
+        prelude += f"local DFIELDS = {_lua_list(LEASE_DELIVERY_FIELDS)}\n"
+        prelude += f"local EFIELDS = {_lua_list(LEASE_EVENT_FIELDS)}\n"
     return prelude + here.joinpath(f"{name}.lua").read_text()
+
+
+def _lua_list(names: Sequence[str]) -> str:
+    return "{" + ", ".join(f"'{name}'" for name in names) + "}"
 
 
 def _t(value: float) -> str:
@@ -209,6 +226,11 @@ def _s(value: bytes | None) -> str | None:
 def _pairs(flat: Sequence[bytes]) -> dict[str, bytes]:
     """A flat HGETALL reply as a dict."""
     return {flat[i].decode(): flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def _present(names: Sequence[str], values: Sequence[bytes | None]) -> dict[str, bytes]:
+    """An HMGET reply of ``names`` as a dict of the fields the hash has."""
+    return {name: value for name, value in zip(names, values, strict=True) if value is not None}
 
 
 def _subject_member(subject: str | None, uid: str) -> str:
@@ -709,11 +731,11 @@ class RedisStore:
                 script_keys,
                 [stamp, _t(now + lease), os.urandom(16).hex(), worker, *candidates],
             )
-            for did, dflat, eflat in rows:
-                d = _pairs(dflat)
+            for did, dvalues, evalues in rows:
+                d = _present(LEASE_DELIVERY_FIELDS, dvalues)
                 delivery_id = did.decode()
                 try:
-                    event = _event(_pairs(eflat), self._ring)
+                    event = _event(_present(LEASE_EVENT_FIELDS, evalues), self._ring)
                 except UnreadableEvent as exc:
                     # Opened here, not in Lua: an unreadable event is found after its delivery
                     # was leased, dead-lettered under that lease, and leasing goes on past it.
