@@ -1,10 +1,11 @@
-"""Auto-pipelining for Redis: the script calls made in one turn of the event loop go together.
+"""Auto-pipelining for Redis: the script calls made in one turn of the event loop share writes.
 
 Each ingress request makes its own store calls (a rate-limit hit, an accept). Sent one by one,
 every call costs a round trip and a wake-up of the event loop for its answer; under load most
 of the gateway's time went there. ``AutoPipeline`` queues each call and, once the loop has run
 everything else that was ready, writes all queued calls as one pipeline and reads all the
-answers back: one write and one read per Redis node for however many requests were in flight.
+answers back: one write and one read per Redis node for however many requests were in flight
+(on a single Redis, a write every ``early_flush`` calls within the turn; see below).
 Each caller still gets its own answer (or its own error), in the same order Redis ran them.
 
 On a Redis Cluster the batch is split by the master that owns each call's first key (every key
@@ -90,7 +91,7 @@ class _Call:
 
 
 class AutoPipeline:
-    """Batches script calls on one client: one pipelined round trip per node per loop turn."""
+    """Batches script calls on one client: pipelined round trips, a few per node per loop turn."""
 
     def __init__(
         self,

@@ -184,8 +184,8 @@ _STORE_FAILURES = (TimeoutError, RedisError, OSError)
 
 #: The fields of a delivery's hash and of its event's hash that a lease reads (``lease.lua``
 #: answers them in this order; the hashes hold more, for the dashboard and the admin API).
-LEASE_DELIVERY_FIELDS = ("dest", "made", "token", "lexp", "first", "created")
-LEASE_EVENT_FIELDS = (
+_LEASE_DELIVERY_FIELDS = ("dest", "made", "token", "lexp", "first", "created")
+_LEASE_EVENT_FIELDS = (
     "source", "id", "body", "headers", "type", "subject", "time", "dedupe_key", "request_id",
     "received_at", "body_status",
 )  # fmt: skip
@@ -200,8 +200,8 @@ def _script(name: str) -> str:
     if name == "accept":
         prelude += GCRA_FUNCTION
     if name == "lease":
-        prelude += f"local DFIELDS = {_lua_list(LEASE_DELIVERY_FIELDS)}\n"
-        prelude += f"local EFIELDS = {_lua_list(LEASE_EVENT_FIELDS)}\n"
+        prelude += f"local DFIELDS = {_lua_list(_LEASE_DELIVERY_FIELDS)}\n"
+        prelude += f"local EFIELDS = {_lua_list(_LEASE_EVENT_FIELDS)}\n"
     return prelude + here.joinpath(f"{name}.lua").read_text()
 
 
@@ -732,10 +732,10 @@ class RedisStore:
                 [stamp, _t(now + lease), os.urandom(16).hex(), worker, *candidates],
             )
             for did, dvalues, evalues in rows:
-                d = _present(LEASE_DELIVERY_FIELDS, dvalues)
+                d = _present(_LEASE_DELIVERY_FIELDS, dvalues)
                 delivery_id = did.decode()
                 try:
-                    event = _event(_present(LEASE_EVENT_FIELDS, evalues), self._ring)
+                    event = _event(_present(_LEASE_EVENT_FIELDS, evalues), self._ring)
                 except UnreadableEvent as exc:
                     # Opened here, not in Lua: an unreadable event is found after its delivery
                     # was leased, dead-lettered under that lease, and leasing goes on past it.
