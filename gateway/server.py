@@ -76,7 +76,10 @@ class Gateway:
         self.config = config
         self.config_path = config_path
         self.metrics = Metrics()
-        self.app = create_app(config, metrics=self.metrics)
+        # delivery_concurrency 0: an ingress-only process; others sharing the store deliver.
+        self.app = create_app(
+            config, metrics=self.metrics, workers=config.server.delivery_concurrency > 0
+        )
         self.admin = create_admin_app(self.app)
         self._runners: list[web.AppRunner] = []
         self.ingress_site: ListenSite | None = None
@@ -114,6 +117,7 @@ class Gateway:
                 "admin_listen": str(server.admin_listen) if admin else None,
                 "store": store_kind(self.config.store.url),
                 "sources": sorted(self.config.sources),
+                "delivery_concurrency": server.delivery_concurrency,
             },
         )
 

@@ -345,3 +345,12 @@ def test_store_wait_replicas():
     assert any(p.startswith("store.wait_timeout:") for p in _problems(data))
     data["store"] = {"url": "sqlite:///x.db", "wait_replicas": 1}
     assert any(p.startswith("store.wait_replicas: applies to Redis") for p in _problems(data))
+
+
+def test_delivery_concurrency_zero_makes_an_ingress_only_process():
+    data = _base(server={"delivery_concurrency": 0})
+    assert build_config(data).server.delivery_concurrency == 0
+    assert build_config(_base()).server.delivery_concurrency == 16
+    for bad in (-1, 1.5, "many", True):
+        data["server"]["delivery_concurrency"] = bad
+        assert any(p.startswith("server.delivery_concurrency:") for p in _problems(data)), bad

@@ -48,15 +48,21 @@ def _urls(gateway: Gateway) -> tuple[str, str]:
     )
 
 
+async def _post_payment(session: aiohttp.ClientSession, ingress: str) -> tuple[bytes, str]:
+    """POST one signed payment event, expect 202; its body and event id."""
+    body = payment_body()
+    async with session.post(
+        f"{ingress}/hooks/payments", data=body, headers=sign_payment(body)
+    ) as r:
+        assert r.status == 202
+        return body, (await r.json())["id"]
+
+
 async def test_health_readiness_and_metrics(running):
     gateway, _, _ = running
     ingress, admin = _urls(gateway)
     async with aiohttp.ClientSession() as session:
-        body = payment_body()
-        async with session.post(
-            f"{ingress}/hooks/payments", data=body, headers=sign_payment(body)
-        ) as r:
-            assert r.status == 202
+        await _post_payment(session, ingress)
         async with session.get(f"{admin}/healthz") as r:
             assert r.status == 200
         async with session.get(f"{admin}/readyz") as r:
@@ -193,3 +199,55 @@ async def test_reload_refuses_a_bad_config_and_applies_a_good_one(running):
     assert 'webhook_gateway_config_reloads_total{result="failure"} 1.0' in text
     assert 'webhook_gateway_config_reloads_total{result="success"} 1.0' in text
     assert json.loads(json.dumps(data))  # the file stayed valid YAML/JSON data
+
+
+async def test_an_ingress_only_process_accepts_and_another_process_delivers(
+    tmp_path, monkeypatch, marketplace
+):
+    """``delivery_concurrency: 0``: the process answers 202 and queues, but never delivers;
+    a process with workers on the same store delivers what it accepted."""
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    market, server = marketplace
+    url = str(server.make_url("/api/webhooks/payments"))
+    store = f"sqlite:///{tmp_path / 'gw.db'}"
+    ingress_only = Gateway(
+        load_config(
+            _write(
+                tmp_path / "ingress.yaml",
+                config_dict(url, store_url=store, server={"delivery_concurrency": 0}),
+            )
+        )
+    )
+    await ingress_only.start()
+    try:
+        ingress, admin = _urls(ingress_only)
+        async with aiohttp.ClientSession() as session:
+            body, event_id = await _post_payment(session, ingress)
+            # Long enough for a process with workers to have delivered it many times over
+            # (one wakes its own worker at once).
+            await asyncio.sleep(1.0)
+            assert market.received == []
+            async with session.get(
+                f"{admin}/admin/events/{event_id}",
+                headers={"Authorization": f"Bearer {ENV['GATEWAY_ADMIN_TOKEN']}"},
+            ) as r:
+                assert r.status == 200
+                assert (await r.json())["status"] == "queued"
+        delivering = Gateway(
+            load_config(
+                _write(
+                    tmp_path / "delivery.yaml",
+                    config_dict(url, store_url=store, server={"delivery_poll_interval": "100ms"}),
+                )
+            )
+        )
+        await delivering.start()
+        try:
+            await market.wait_for(1)
+            assert market.received[0].body == body
+            assert market.received[0].headers["webhook-id"] == event_id
+        finally:
+            await delivering.stop()
+    finally:
+        await ingress_only.stop()

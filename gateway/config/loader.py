@@ -34,6 +34,7 @@ from gateway.config.reader import (
     boolean,
     choice,
     http_url,
+    non_negative_int,
     parse_duration,
     parse_host_port,
     parse_network,
@@ -399,7 +400,7 @@ def _server(reader: Reader, raw: object) -> ServerConfig:
         body_timeout=reader.field(s, "body_timeout", parse_duration, d.body_timeout),
         shutdown_timeout=reader.field(s, "shutdown_timeout", parse_duration, d.shutdown_timeout),
         delivery_concurrency=reader.field(
-            s, "delivery_concurrency", positive_int, d.delivery_concurrency
+            s, "delivery_concurrency", non_negative_int, d.delivery_concurrency
         ),
         delivery_lease=reader.field(s, "delivery_lease", parse_duration, None),
         delivery_poll_interval=reader.field(

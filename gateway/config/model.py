@@ -43,6 +43,8 @@ class ServerConfig:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     shutdown_timeout: float = 30.0
+    #: Deliveries in flight per process; 0: this process delivers nothing (ingress only), the
+    #: processes or replicas sharing its store deliver what it accepts.
     delivery_concurrency: int = 16
     #: How long a worker holds a delivery; ``None``: the longest destination timeout + 30 s.
     delivery_lease: float | None = None

@@ -212,6 +212,12 @@ def positive_int(value: object) -> int:
     return value
 
 
+def non_negative_int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError("expected 0 or a positive integer")
+    return value
+
+
 def boolean(value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError("expected true or false")
