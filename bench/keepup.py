@@ -87,12 +87,21 @@ def slope(points: list[tuple[float, float]]) -> float:
 
 
 def keep_up(
-    bench: Pinned, store: str, rate: float, progress: Callable[[str], None]
+    bench: Pinned,
+    store: str,
+    rate: float,
+    progress: Callable[[str], None],
+    *,
+    split: bool = False,
 ) -> dict[str, Any]:
-    """One keep-up phase on ``store`` at ``rate`` requests/s; the JSON-ready result."""
+    """One keep-up phase on ``store`` at ``rate`` requests/s; the JSON-ready result.
+
+    ``split``: an ingress-only gateway on the measured core, delivery by a second process on
+    the other core (``Pinned.gateway``)."""
     s = bench.settings
-    progress(f"keep-up: gateway on {store} at {rate:,.0f}/s for {s.keep_up_duration:g} s")
-    with bench.gateway(store) as target:
+    label = f"{store}, ingress only" if split else store
+    progress(f"keep-up: gateway on {label} at {rate:,.0f}/s for {s.keep_up_duration:g} s")
+    with bench.gateway(store, split=split) as target:
         assert target.admin is not None
         spec = {
             "mode": "rate", "host": HOST, "port": target.port, "path": SOURCE_PATH,
@@ -118,7 +127,7 @@ def keep_up(
     half = len(during) // 2
     timed = result["timed"]
     return {
-        "store": store,
+        "store": label,
         "rate": rate,
         "answered_202": timed.get("ok"),
         "statuses": timed.get("statuses"),

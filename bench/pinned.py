@@ -120,6 +120,8 @@ class Target:
     proc: Proc
     port: int
     admin: int | None = None
+    #: A split gateway's delivering process (``Pinned.gateway(split=True)``).
+    delivery: Proc | None = None
 
     def outcomes(self) -> Counter[str]:
         """The gateway's ``webhook_gateway_requests_total`` by outcome (empty for baselines)."""
@@ -162,19 +164,51 @@ class Pinned:
 
     @contextlib.contextmanager
     def gateway(
-        self, store: str, *, delivery: str = "queued", workers: int = 1, cpus: str = SUT_CPU
+        self,
+        store: str,
+        *,
+        delivery: str = "queued",
+        workers: int = 1,
+        cpus: str = SUT_CPU,
+        split: bool = False,
     ) -> Iterator[Target]:
-        """``python -m gateway run`` on ``cpus``: the full pipeline, rate limits on."""
+        """``python -m gateway run`` on ``cpus``: the full pipeline, rate limits on.
+
+        ``split``: the process on ``cpus`` is ingress only (``delivery_concurrency: 0``) and a
+        second one, on the other core with the load generator, delivers from the same store
+        (``Target.delivery``)."""
+        name = f"pinned-gateway-{store}-{delivery}-{workers}{'-split' if split else ''}"
+        store_url = self.store_url(store, name)
+        concurrency = self.ws.settings.delivery_concurrency
+        with contextlib.ExitStack() as stack:
+            delivering = None
+            if split:
+                delivering = stack.enter_context(
+                    self._gateway_process(
+                        f"{name}-delivery", store_url, delivery, 1, REST_CPU, concurrency
+                    )
+                )
+            target = stack.enter_context(
+                self._gateway_process(
+                    name, store_url, delivery, workers, cpus, 0 if split else concurrency
+                )
+            )
+            target.delivery = delivering.proc if delivering else None
+            yield target
+
+    @contextlib.contextmanager
+    def _gateway_process(
+        self, name: str, store_url: str, delivery: str, workers: int, cpus: str, concurrency: int
+    ) -> Iterator[Target]:
         listen, admin = free_port(HOST), free_port(HOST)
-        name = f"pinned-gateway-{store}-{delivery}-{workers}"
         path = self.ws.root / f"{name}-{listen}.yaml"
         path.write_text(
             gateway_config(
                 listen=listen,
                 admin=admin,
-                store_url=self.store_url(store, name),
+                store_url=store_url,
                 destination=f"http://{HOST}:{self.destination}{DESTINATION_PATH}",
-                delivery_concurrency=self.ws.settings.delivery_concurrency,
+                delivery_concurrency=concurrency,
                 rate_limits=True,
                 delivery=delivery,
                 workers=workers,
@@ -241,10 +275,15 @@ class Pinned:
         rss_before = target.proc.rss_kib()
         noise: dict[str, Any] = {}
         live = [pid for base in (*self.resident, target.proc.pid) for pid in process_tree(base)]
+        if target.delivery is not None:
+            live += process_tree(target.delivery.pid)
         cpu = tree_cpu_seconds(target.proc.pid)
+        delivery_cpu = tree_cpu_seconds(target.delivery.pid) if target.delivery else 0.0
         with foreign_cpu(noise, live):
             run = self._wrk(target, pool, s.duration, label)
         cpu = tree_cpu_seconds(target.proc.pid) - cpu
+        if target.delivery is not None:
+            delivery_cpu = tree_cpu_seconds(target.delivery.pid) - delivery_cpu
         rss_after = target.proc.rss_kib()
         outcomes = target.outcomes() - before
         delivered = requests_served(self.destination) - delivered_before - 1
@@ -261,6 +300,10 @@ class Pinned:
             # The measured server's own CPU per answered request: unlike requests/s, hardly
             # moved by other processes taking the core (cache and frequency effects aside).
             "cpu_us_per_request": 1e6 * cpu / run["requests"] if run["requests"] else 0.0,
+            # A split gateway's delivering process, on the other core: its CPU per delivery.
+            "delivery_cpu_us_per_delivery": (
+                1e6 * delivery_cpu / delivered if target.delivery and delivered > 0 else None
+            ),
         }
 
     def constant_rate(self, port: int, path: str, label: str) -> dict[str, Any]:
@@ -375,10 +418,12 @@ def run_pinned(
             result["throughput"] = _throughput_rounds(bench, stores, progress)
             if not settings.throughput_only:
                 result["sync"] = _sync_rounds(bench, stores, progress)
-                result["keep_up"] = [
-                    keep_up(bench, store, KEEP_UP_SHARE * _accept_rate(result, store), progress)
-                    for store in stores
-                ]
+                result["keep_up"] = []
+                for split in (False, True):
+                    for store in stores:
+                        label = f"{store}, ingress only" if split else store
+                        rate = KEEP_UP_SHARE * _accept_rate(result, label)
+                        result["keep_up"].append(keep_up(bench, store, rate, progress, split=split))
                 store = "redis" if "redis" in stores else stores[0]
                 result["workers"] = _workers(bench, store, progress)
             if settings.long_events:
@@ -410,7 +455,11 @@ def _throughput_rounds(
 ) -> dict[str, Any]:
     rounds = bench.settings.rounds
     bases: dict[str, list[dict[str, Any]]] = {"aiohttp": [], "nginx": []}
-    runs: dict[str, list[dict[str, Any]]] = {store: [] for store in stores}
+    # Each store twice: one process doing everything, and the accept path alone (an
+    # ingress-only process on the measured core, delivery in a second one on the other core).
+    variants = [(store, store, False) for store in stores]
+    variants += [(f"{store}, ingress only", store, True) for store in stores]
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in variants}
     for index in range(rounds + 1):
         for kind in bases:
             progress(f"wrk: {kind} baseline ({index + 1} of {rounds + 1})")
@@ -418,10 +467,11 @@ def _throughput_rounds(
                 bases[kind].append(bench.throughput(target, f"{kind}-{index}", gateway=False))
         if index == rounds:
             break
-        for store in stores:
-            progress(f"wrk: gateway on {store} (round {index + 1} of {rounds})")
-            with bench.gateway(store) as target:
-                runs[store].append(bench.throughput(target, f"gw-{store}-{index}", gateway=True))
+        for label, store, split in variants:
+            progress(f"wrk: gateway on {label} (round {index + 1} of {rounds})")
+            with bench.gateway(store, split=split) as target:
+                name = f"gw-{store}{'-split' if split else ''}-{index}"
+                runs[label].append(bench.throughput(target, name, gateway=True))
     return {
         "vs_aiohttp": compare(bases["aiohttp"], runs, THROUGHPUT_METRICS),
         "vs_nginx": compare(bases["nginx"], runs, THROUGHPUT_METRICS),

@@ -305,7 +305,7 @@ def render_pinned(pinned: Mapping[str, Any]) -> str:
         "median over rounds of gateway / baseline",
         "",
     ]
-    widths = (16, 7, 9, 9, 7, 12, 9, 7, 12)
+    widths = (16, 19, 9, 9, 7, 12, 9, 7, 12)
     header = ["measure", "store", "gateway", "aiohttp", "ratio", "range", "nginx", "ratio", "range"]
     lines.append(_row(header, widths))
     lines.append("-" * (sum(widths) + 2 * (len(widths) - 1)))
@@ -337,6 +337,11 @@ def render_pinned(pinned: Mapping[str, Any]) -> str:
                 f"{store} round {index + 1}: RSS {_mib(before)} -> {_mib(after)} MiB "
                 f"({(after / before - 1) * 100:+.1f} %) over the phase; {accepted:,} accepted, "
                 f"{run['delivered_during_run']:,} delivered meanwhile"
+                + (
+                    f" (by the delivering process, {cpu:,.0f} us of CPU per delivery)"
+                    if (cpu := run.get("delivery_cpu_us_per_delivery"))
+                    else ""
+                )
                 + (f"; other outcomes {others}" if others else "")
                 + f"; other processes used {run['machine_noise']['foreign_cores']:.2f} cores"
             )
@@ -350,7 +355,7 @@ def render_pinned(pinned: Mapping[str, Any]) -> str:
             "when each request was due), against the same rate straight to the destination:",
         ]
         base = sync["baseline"]
-        for store in stores:
+        for store in (k for k in sync if k not in ("baseline", "runs")):
             entry = sync[store]
             statuses: dict[str, int] = {}
             for run in sync["runs"][store]:
@@ -395,7 +400,7 @@ def render_pinned(pinned: Mapping[str, Any]) -> str:
                 f"{_mib(x['rss_kib'])} MiB{chunk}"
             )
     for store in stores:
-        for run in pinned["sync"]["runs"][store] if "sync" in pinned else []:
+        for run in pinned["sync"]["runs"].get(store, []) if "sync" in pinned else []:
             log = run.get("gateway_log") or {}
             noisy = {k: v for k, v in log.get("levels", {}).items() if k not in ("debug", "info")}
             if noisy:
