@@ -30,7 +30,6 @@ from gateway.config.model import Config
 from gateway.delivery.forward import deliver
 from gateway.delivery.retry import RetryPolicy
 from gateway.delivery.worker import DeliveryWorker
-from gateway.ingress.deadline import response_started
 from gateway.ingress.handler import Ingress
 from gateway.metrics import Metrics
 from gateway.store import open_store
@@ -203,7 +202,6 @@ def create_app(
     if workers:
         app.cleanup_ctx.append(_workers_ctx)
     app.router.add_route("*", "/{tail:.*}", _handle)
-    app.on_response_prepare.append(_next_request_deadline)
     return app
 
 
@@ -212,8 +210,3 @@ def declare_metrics(metrics: Metrics, config: Config) -> None:
     metrics.declare(
         {name: source.delivery for name, source in config.sources.items()}, config.destinations
     )
-
-
-async def _next_request_deadline(request: web.Request, response: web.StreamResponse) -> None:
-    # A kept-alive connection's next request gets its own header deadline.
-    response_started(request.transport)

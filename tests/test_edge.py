@@ -14,6 +14,7 @@ from aiohttp.test_utils import make_mocked_request
 from gateway.app import METRICS, STORE
 from gateway.errors import ClientClosed
 from gateway.ingress.body import read_body
+from gateway.ingress.headers import has_control
 from tests.support import ADMIN_TOKEN, payment_body, payments_source, sign_payment
 
 SYNC = {"payments": payments_source(delivery="sync")}
@@ -212,3 +213,10 @@ async def with_admin_app(make_gateway, aiohttp_client):
     client, _ = await make_gateway()
     admin = await aiohttp_client(create_admin_app(client.server.app))
     return client, admin
+
+
+def test_a_control_character_is_c0_but_tab_del_or_c1():
+    for code in range(0x300):
+        expected = (code < 0x20 and code != 0x09) or 0x7F <= code <= 0x9F
+        assert has_control(f"id-{chr(code)}-x") is expected, hex(code)
+    assert not has_control("msg_2Kf8s9dLq0p café ✓ \u2028")

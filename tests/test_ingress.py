@@ -67,6 +67,27 @@ async def test_signed_event_is_queued_and_delivered_byte_for_byte(make_gateway, 
     assert received.headers["webhook-signature"] != headers["webhook-signature"]
 
 
+async def test_routes_follow_each_event_type_past_the_route_cache(
+    make_gateway, marketplace, monkeypatch
+):
+    # One remembered type: every other is matched afresh, and a remembered one stays right.
+    monkeypatch.setattr("gateway.ingress.handler.ROUTE_CACHE_SIZE", 1)
+    market, _ = marketplace
+    client, _ = await make_gateway()
+    types = ["payment.completed", "refund.created", "payment.failed", "refund.created"]
+    for index, type_ in enumerate(types):
+        body = payment_body(type=type_)
+        response, _ = await _post(client, body, sign_payment(body, msg_id=f"msg_type_{index}"))
+        assert response.status == 202
+    await market.wait_for(2)
+    assert sorted(r.headers["ce-type"] for r in market.received) == [
+        "payment.completed",
+        "payment.failed",
+    ]
+    events, _ = await client.app[STORE].list_events(status="unrouted")
+    assert sorted(e.id for e in events) == ["msg_type_1", "msg_type_3"]
+
+
 async def test_request_id_from_the_sender_is_kept(make_gateway):
     client, _ = await make_gateway()
     body = payment_body()

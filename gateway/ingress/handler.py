@@ -39,7 +39,7 @@ from gateway.errors import (
 from gateway.extract import Extractor, Payload
 from gateway.ingress.body import read_body
 from gateway.ingress.clientip import client_ip, in_networks
-from gateway.ingress.deadline import headers_arrived
+from gateway.ingress.deadline import headers_arrived, response_started
 from gateway.ingress.headers import check_single, check_text, has_control, is_text
 from gateway.ingress.responses import error_response, json_response, request_id_of
 from gateway.metrics import Metrics
@@ -53,6 +53,8 @@ log = logging.getLogger("gateway.ingress")
 
 #: Longest event id or dedupe key kept; anything longer is refused rather than truncated.
 MAX_KEY_LENGTH = 512
+#: Event types whose routes an ``Ingress`` remembers (the type is the sender's to choose).
+ROUTE_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,8 @@ class Ingress:
         }
         # Decided once per config rather than per request: whether stage 7 must parse the
         # body as JSON (some extractor or required field reads it).
+        # (source, event type) -> destinations; the Ingress is rebuilt on each reload.
+        self._routes: dict[tuple[str, str | None], tuple[str, ...]] = {}
         self._needs_json = {
             source.name: any(
                 e is not None and e.needs_json for e in (*extractors_of(source), *source.require)
@@ -160,6 +164,9 @@ class Ingress:
             outcome = InternalError.code
             answer = error_response(InternalError(), request_id)
         self._observe(request_id, source, event_id, outcome, answer.status, started)
+        # The answer goes out next: a kept-alive connection's next request gets its own header
+        # deadline (every request on the ingress listener comes through here).
+        response_started(request.transport)
         return answer
 
     def _observe(
@@ -309,7 +316,7 @@ class Ingress:
 
     async def _enqueue(self, source: SourceConfig, event: Event, now: float) -> Accepted:
         """Stage 8, queued: one atomic dedupe + persist + enqueue, then 202."""
-        destinations = source.destinations_for(event.type)
+        destinations = self._destinations_for(source, event.type)
         limit = self._accept_limits[source.name]
         try:
             result = await self.store.accept(
@@ -329,9 +336,20 @@ class Ingress:
             source.ack_status, {"id": event.id, "status": "queued"}, "accepted", event.id
         )
 
+    def _destinations_for(self, source: SourceConfig, event_type: str | None) -> tuple[str, ...]:
+        """The source's routes for this event type, matched once per type seen (the types a
+        sender uses are few; past ``ROUTE_CACHE_SIZE`` of them, each is matched afresh)."""
+        key = (source.name, event_type)
+        destinations = self._routes.get(key)
+        if destinations is None:
+            destinations = source.destinations_for(event_type)
+            if len(self._routes) < ROUTE_CACHE_SIZE:
+                self._routes[key] = destinations
+        return destinations
+
     async def _forward_sync(self, source: SourceConfig, event: Event, now: float) -> Accepted:
         """Stage 8, sync: forward inline under a claim (``delivery.sync``), answer as it did."""
-        destinations = source.destinations_for(event.type)
+        destinations = self._destinations_for(source, event.type)
         if not destinations:
             # Nothing to forward to: record it like a queued event with no routes.
             return await self._enqueue(source, event, now)

@@ -10,6 +10,7 @@ stage reads it, with the stage's own refusal (401 for what the signature covers,
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from multidict import CIMultiDictProxy
@@ -26,9 +27,13 @@ def is_text(value: str) -> bool:
     return True
 
 
+#: C0 controls other than tab, DEL, and the C1 controls.
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
 def has_control(value: str) -> bool:
     """Whether ``value`` holds a control character (C0 other than tab, DEL, or C1)."""
-    return any((ord(c) < 0x20 and c != "\t") or 0x7F <= ord(c) <= 0x9F for c in value)
+    return _CONTROL.search(value) is not None
 
 
 def check_single(

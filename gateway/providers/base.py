@@ -11,6 +11,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from gateway.errors import OptionError, VerificationError
 from gateway.extract import Extractor, Extractors
 from gateway.providers.encoding import describe_text_secret, digest_matches
@@ -111,8 +113,12 @@ class BaseProvider:
         return describe_text_secret(secret.value)
 
 
-def lowered(headers: Mapping[str, str]) -> dict[str, str]:
-    """Headers with lower-case names, so plain dicts and multidicts read the same."""
+def lowered(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """Headers read by lower-case name, so plain dicts and multidicts read the same. A request's
+    own headers (a case-insensitive multidict) already do and are returned as they are: stage
+    5 has checked that each header a verifier reads occurs once."""
+    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        return headers
     return {k.lower(): v for k, v in headers.items()}
 
 
