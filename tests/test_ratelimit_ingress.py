@@ -96,6 +96,30 @@ async def test_a_refused_request_writes_nothing_to_the_store(make_gateway, marke
     assert await store.get_event("msg_two") is None
 
 
+async def test_a_sync_source_is_limited_per_source_before_anything_is_forwarded(
+    make_gateway, marketplace, store_url
+):
+    # On Redis the claim script decides the limit (one round trip instead of two).
+    sources = _limited(per_source={"rate": "1/m", "burst": 2})
+    sources["payments"]["delivery"] = "sync"
+    client, _ = await make_gateway(store_url=store_url, sources=sources)
+    first = payment_body()
+    for msg_id in ("msg_one", "msg_one"):  # a resend counts against the limit too
+        response, _ = await _post(client, first, sign_payment(first, msg_id=msg_id))
+        assert response.status == 200
+    second = payment_body()
+    limited, raw = await _post(client, second, sign_payment(second, msg_id="msg_two"))
+    assert limited.status == 429
+    assert json.loads(raw)["error"] == "rate_limited"
+    assert limited.headers["RateLimit-Limit"] == "2"
+    assert limited.headers["RateLimit-Remaining"] == "0"
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert len(marketplace[0].received) == 1
+    store = client.server.app[STORE]
+    assert await store.get_event("msg_two") is None
+    assert await store.claim("payments", "msg_two", 10.0, 0.0) == "claimed"  # never claimed
+
+
 @pytest.mark.parametrize(("policy", "status"), [("allow", 503), ("deny", 429)])
 async def test_redis_limiter_down_follows_on_store_error(make_gateway, policy, status):
     with RedisServer() as redis:

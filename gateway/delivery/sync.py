@@ -25,7 +25,7 @@ from gateway.delivery.forward import Destination, deliver
 from gateway.delivery.worker import Result, log_attempt
 from gateway.errors import BadGateway, GatewayTimeout, InProgress, StoreError, Unavailable
 from gateway.metrics import Metrics
-from gateway.store.base import Attempt, Event, Store
+from gateway.store.base import AcceptLimit, Attempt, Event, Store
 
 log = logging.getLogger("gateway.delivery")
 
@@ -57,11 +57,14 @@ async def forward_sync(
     now: float,
     *,
     clock: Callable[[], float] = time.time,
+    limit: AcceptLimit | None = None,
 ) -> Forwarded | None:
-    """Forward ``event`` inline under a claim of its dedupe key; ``None`` for a duplicate."""
+    """Forward ``event`` inline under a claim of its dedupe key; ``None`` for a duplicate.
+
+    ``limit``: the per-source limit, decided by the claim itself (``LimitReached``)."""
     try:
         claim = await store.claim(
-            event.source, event.dedupe_key, destination.timeout + SYNC_LEASE_MARGIN, now
+            event.source, event.dedupe_key, destination.timeout + SYNC_LEASE_MARGIN, now, limit
         )
     except StoreError as exc:
         raise Unavailable() from exc

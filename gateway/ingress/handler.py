@@ -112,8 +112,9 @@ class Ingress:
             source.name: ("content-type", *source.forward_headers)
             for source in config.sources.values()
         }
-        # Where the store keeps the limits too, a queued source's per-source limit is decided
-        # by the accept call itself (one round trip instead of two): stage 6 moves into 8.
+        # Where the store keeps the limits too, a source's per-source limit is decided by the
+        # store call of stage 8 itself (the accept, or a sync source's claim): one round trip
+        # instead of two, stage 6 moves into 8.
         in_accept = store.decides_limits(limiter)
         self._accept_limits = {
             source.name: accept_limit_of(source) if in_accept else None
@@ -354,16 +355,20 @@ class Ingress:
             # Nothing to forward to: record it like a queued event with no routes.
             return await self._enqueue(source, event, now)
         destination = self.config.destinations[destinations[0]]
-        forwarded = await forward_sync(
-            self.store,
-            self.session,
-            self.metrics,
-            event,
-            destination,
-            source.dedupe.window,
-            now,
-            clock=self.clock,
-        )
+        try:
+            forwarded = await forward_sync(
+                self.store,
+                self.session,
+                self.metrics,
+                event,
+                destination,
+                source.dedupe.window,
+                now,
+                clock=self.clock,
+                limit=self._accept_limits[source.name],
+            )
+        except LimitReached as refused:
+            raise RateLimited(headers=rate_limit_headers(refused.decision)) from None
         if forwarded is None:
             return Accepted(200, {"id": event.id, "status": "duplicate"}, "duplicate", event.id)
         # The destination's own answer (2xx, or a 4xx the sender should see) passes through.
@@ -377,9 +382,9 @@ class Ingress:
 
 
 def accept_limit_of(source: SourceConfig) -> AcceptLimit | None:
-    """The per-source limit as the accept call takes it (queued sources with one), or ``None``."""
+    """The per-source limit as the accept or claim call takes it, or ``None`` without one."""
     rule = source.rate_limit.per_source
-    if rule is None or source.delivery != "queued":
+    if rule is None:
         return None
     return AcceptLimit(source_limit_key(source), rule)
 

@@ -141,15 +141,16 @@ class AcceptResult:
 
 @dataclass(frozen=True)
 class AcceptLimit:
-    """A rate limit decided in the same atomic step as an accept, before anything is stored
-    (the per-source limit, when the store keeps the limits too: ``Store.decides_limits``)."""
+    """A rate limit decided in the same atomic step as an accept or a sync claim, before
+    anything is stored (the per-source limit, when the store keeps the limits too:
+    ``Store.decides_limits``)."""
 
     key: str
     rule: RateRule
 
 
 class LimitReached(Exception):
-    """``accept`` stored nothing: its ``AcceptLimit`` refused the request."""
+    """``accept`` or ``claim`` stored nothing: its ``AcceptLimit`` refused the request."""
 
     def __init__(self, decision: Decision) -> None:
         super().__init__("the rate limit refused the request")
@@ -329,8 +330,17 @@ class Store(Protocol):
         """Dedupe, persist and enqueue one delivery per destination, atomically; with a
         ``limit`` (only where ``decides_limits``), first decide it: ``LimitReached``."""
 
-    async def claim(self, source: str, dedupe_key: str, lease: float, now: float) -> Claim:
-        """Sync mode: take the dedupe key for ``lease`` seconds, unless taken or done."""
+    async def claim(
+        self,
+        source: str,
+        dedupe_key: str,
+        lease: float,
+        now: float,
+        limit: AcceptLimit | None = None,
+    ) -> Claim:
+        """Sync mode: take the dedupe key for ``lease`` seconds, unless taken or done; with a
+        ``limit`` (where ``decides_limits``), decide it first: ``LimitReached``, nothing
+        claimed."""
 
     async def commit(
         self,
@@ -414,8 +424,9 @@ class Store(Protocol):
         process for SQLite, in the same Redis (one limit for every replica) for Redis."""
 
     def decides_limits(self, limiter: Limiter) -> bool:
-        """Whether ``accept`` can decide a limit of ``limiter`` itself (``AcceptLimit``): one
-        call instead of two, the same limit as ``limiter.hit`` would decide."""
+        """Whether ``accept`` and ``claim`` can decide a limit of ``limiter`` themselves
+        (``AcceptLimit``): one call instead of two, the same limit as ``limiter.hit`` would
+        decide."""
 
     async def ping(self) -> None:
         """Return if the store answers; raise ``StoreError`` otherwise."""

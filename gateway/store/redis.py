@@ -192,12 +192,12 @@ _LEASE_EVENT_FIELDS = (
 
 
 def _script(name: str) -> str:
-    """The text of a store script with the shared prelude in front (and for accept, the rate
-    limiter's ``gcra``, for the per-source limit it may decide first; for lease, the fields it
-    reads)."""
+    """The text of a store script with the shared prelude in front (and for accept and claim,
+    the rate limiter's ``gcra``, for the per-source limit they may decide first; for lease,
+    the fields it reads)."""
     here = resources.files("gateway.store")
     prelude = here.joinpath("prelude.lua").read_text()
-    if name == "accept":
+    if name in ("accept", "claim"):
         prelude += GCRA_FUNCTION
     if name == "lease":
         prelude += f"local DFIELDS = {_lua_list(_LEASE_DELIVERY_FIELDS)}\n"
@@ -506,12 +506,29 @@ class RedisStore:
         )
         return AcceptResult(one_of(status, ACCEPT_STATUSES, "accept status"), event_id)
 
-    async def claim(self, source: str, dedupe_key: str, lease: float, now: float) -> Claim:
-        """Take the dedupe key for ``lease`` seconds, unless it is claimed or done."""
+    async def claim(
+        self,
+        source: str,
+        dedupe_key: str,
+        lease: float,
+        now: float,
+        limit: AcceptLimit | None = None,
+    ) -> Claim:
+        """Take the dedupe key for ``lease`` seconds, unless it is claimed or done; in the same
+        script, ``limit`` first (as accept.lua does)."""
         keys = self._parts[self.partition_of(source, dedupe_key)]
-        result = await self._call(
-            "claim", [keys.dd(source, dedupe_key)], [_t(now), _t(now + lease), _ttl_ms(lease)]
-        )
+        script_keys = [keys.dd(source, dedupe_key)]
+        args = [_t(now), _t(now + lease), _ttl_ms(lease)]
+        if limit is not None:
+            if isinstance(self._r, RedisCluster):
+                raise ValueError("on a Redis Cluster the limits are decided apart (decides_limits)")
+            script_keys.append(redis_key(limit.key))
+            args += [str(limit.rule.interval_us), str(limit.rule.burst)]
+        result = await self._call("claim", script_keys, args)
+        if isinstance(result, list):
+            if limit is not None and result[0] == b"rate_limited":
+                raise LimitReached(decision_of(result[1:], limit.rule))
+            raise StoreError(f"claim: unexpected answer {result!r}")
         return one_of(result.decode(), CLAIMS, "claim")
 
     async def commit(

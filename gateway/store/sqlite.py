@@ -142,9 +142,16 @@ class SqliteStore:
     # -- sync mode ---------------------------------------------------------------------------
 
     async def claim(
-        self, source: str, dedupe_key: str, lease: float, now: float
+        self,
+        source: str,
+        dedupe_key: str,
+        lease: float,
+        now: float,
+        limit: AcceptLimit | None = None,
     ) -> Literal["claimed", "in_progress", "done"]:
         """Take the dedupe key for ``lease`` seconds, unless it is claimed or done."""
+        if limit is not None:
+            raise ValueError("the SQLite store does not decide rate limits (decides_limits)")
 
         def tx(conn: sqlite3.Connection) -> Literal["claimed", "in_progress", "done"]:
             row = conn.execute(

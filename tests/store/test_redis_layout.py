@@ -204,6 +204,27 @@ async def test_accept_decides_the_per_source_limit_in_the_limiters_own_bucket(
         await store.close()
 
 
+async def test_claim_decides_the_per_source_limit_first(redis_server: RedisServer):
+    # Sync mode's claim takes the limit as accept does: one bucket with the limiter's, and a
+    # refusal claims nothing.
+    await flush(redis_server.url)
+    store = await open_store(redis_server.url)
+    try:
+        limiter = store.rate_limiter()
+        rule = RateRule(rate=Rate.parse("1/m"), burst=2)
+        limit = AcceptLimit("source:payments", rule)
+        assert await store.claim("payments", "k1", 10.0, T0, limit) == "claimed"
+        assert await store.claim("payments", "k1", 10.0, T0, limit) == "in_progress"
+        with pytest.raises(LimitReached) as refused:
+            await store.claim("payments", "k2", 10.0, T0, limit)
+        decision = refused.value.decision
+        assert not decision.allowed and decision.limit == 2 and decision.remaining == 0
+        assert not (await limiter.hit("source:payments", rule, T0)).allowed
+        assert await store.claim("payments", "k2", 10.0, T0) == "claimed"  # k2 was left alone
+    finally:
+        await store.close()
+
+
 async def test_on_a_cluster_the_limits_stay_apart(redis_cluster: RedisCluster):
     await flush_cluster(redis_cluster)
     store = await open_store(redis_cluster.url)
