@@ -120,6 +120,11 @@ class Gateway:
                 "delivery_concurrency": server.delivery_concurrency,
             },
         )
+        if server.delivery_concurrency == 0:
+            log.info(
+                "ingress only (server.delivery_concurrency is 0): the events accepted here are"
+                " delivered by other processes on the same store"
+            )
 
     async def stop(self) -> None:
         """Stop accepting, finish in-flight requests and deliveries, release resources."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 
 import aiohttp
@@ -202,7 +203,7 @@ async def test_reload_refuses_a_bad_config_and_applies_a_good_one(running):
 
 
 async def test_an_ingress_only_process_accepts_and_another_process_delivers(
-    tmp_path, monkeypatch, marketplace
+    tmp_path, monkeypatch, marketplace, caplog
 ):
     """``delivery_concurrency: 0``: the process answers 202 and queues, but never delivers;
     a process with workers on the same store delivers what it accepted."""
@@ -219,7 +220,9 @@ async def test_an_ingress_only_process_accepts_and_another_process_delivers(
             )
         )
     )
-    await ingress_only.start()
+    with caplog.at_level(logging.INFO, logger="gateway"):
+        await ingress_only.start()
+    assert any("ingress only" in r.getMessage() for r in caplog.records)
     try:
         ingress, admin = _urls(ingress_only)
         async with aiohttp.ClientSession() as session:
