@@ -120,10 +120,10 @@ class Ingress:
             source.name: accept_limit_of(source) if in_accept else None
             for source in config.sources.values()
         }
-        # Decided once per config rather than per request: whether stage 7 must parse the
-        # body as JSON (some extractor or required field reads it).
         # (source, event type) -> destinations; the Ingress is rebuilt on each reload.
         self._routes: dict[tuple[str, str | None], tuple[str, ...]] = {}
+        # Decided once per config rather than per request: whether stage 7 must parse the
+        # body as JSON (some extractor or required field reads it).
         self._needs_json = {
             source.name: any(
                 e is not None and e.needs_json for e in (*extractors_of(source), *source.require)
