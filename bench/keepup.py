@@ -99,7 +99,7 @@ def keep_up(
     ``split``: an ingress-only gateway on the measured core, delivery by a second process on
     the other core (``Pinned.gateway``)."""
     s = bench.settings
-    label = f"{store}, ingress only" if split else store
+    label = bench.label(store, split)
     progress(f"keep-up: gateway on {label} at {rate:,.0f}/s for {s.keep_up_duration:g} s")
     with bench.gateway(store, split=split) as target:
         assert target.admin is not None

@@ -162,6 +162,11 @@ class Pinned:
             return f"redis://{self.redis.host}:{self.redis.port}/{next(self._databases)}"
         return self.ws.sqlite_url(label)
 
+    @staticmethod
+    def label(store: str, split: bool) -> str:
+        """How a gateway layout is named in the results: the store, or the split's name."""
+        return f"{store}, ingress only" if split else store
+
     @contextlib.contextmanager
     def gateway(
         self,
@@ -421,8 +426,7 @@ def run_pinned(
                 result["keep_up"] = []
                 for split in (False, True):
                     for store in stores:
-                        label = f"{store}, ingress only" if split else store
-                        rate = KEEP_UP_SHARE * _accept_rate(result, label)
+                        rate = KEEP_UP_SHARE * _accept_rate(result, bench.label(store, split))
                         result["keep_up"].append(keep_up(bench, store, rate, progress, split=split))
                 store = "redis" if "redis" in stores else stores[0]
                 result["workers"] = _workers(bench, store, progress)
@@ -457,9 +461,8 @@ def _throughput_rounds(
     bases: dict[str, list[dict[str, Any]]] = {"aiohttp": [], "nginx": []}
     # Each store twice: one process doing everything, and the accept path alone (an
     # ingress-only process on the measured core, delivery in a second one on the other core).
-    variants = [(store, store, False) for store in stores]
-    variants += [(f"{store}, ingress only", store, True) for store in stores]
-    runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in variants}
+    variants = [(store, split) for split in (False, True) for store in stores]
+    runs: dict[str, list[dict[str, Any]]] = {bench.label(*v): [] for v in variants}
     for index in range(rounds + 1):
         for kind in bases:
             progress(f"wrk: {kind} baseline ({index + 1} of {rounds + 1})")
@@ -467,7 +470,8 @@ def _throughput_rounds(
                 bases[kind].append(bench.throughput(target, f"{kind}-{index}", gateway=False))
         if index == rounds:
             break
-        for label, store, split in variants:
+        for store, split in variants:
+            label = bench.label(store, split)
             progress(f"wrk: gateway on {label} (round {index + 1} of {rounds})")
             with bench.gateway(store, split=split) as target:
                 name = f"gw-{store}{'-split' if split else ''}-{index}"
