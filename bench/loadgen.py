@@ -1,6 +1,6 @@
 """The load generator, in its own process so it never shares an event loop with a server.
 
-``python -m bench.loadgen '<json spec>'`` prints one JSON result on stdout. Three modes:
+``python -m bench.loadgen '<json spec>'`` prints one JSON result on stdout. Four modes:
 
 * ``ingress``: closed-loop load at a fixed concurrency. Every request is built and signed
   BEFORE the clock starts (a pool of distinct events, each a complete HTTP/1.1 request in
@@ -17,6 +17,10 @@
   wrk2 does); its latency is counted from when it was due, not from when it went out: a
   server that stalls is charged for the requests that queued behind the stall (no
   coordinated omission).
+* ``hops``: ``rate`` without a gateway: each request makes ``round_trips`` Redis ``PING``s in
+  turn on one connection, then the POST to the destination. Run from the gateway's core, it is
+  the floor of a sync request on Redis (the per-IP limit, the claim and the commit are one
+  round trip each): what the machine's own cross-core round trips cost, in the same run.
 
 The client is deliberately thin in ``ingress`` mode: a heavy client on a 2-core machine would
 cap the baseline's number at the client's own speed and flatter every ratio.
@@ -120,6 +124,35 @@ class Connection:
 
     def close(self) -> None:
         """Drop the connection; the next exchange opens a new one."""
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+
+class Hops:
+    """A Redis connection and an HTTP one: ``round_trips`` PINGs in turn, then the request."""
+
+    def __init__(self, http: Connection, redis_host: str, redis_port: int, round_trips: int):
+        self.http = http
+        self.redis = (redis_host, redis_port)
+        self.round_trips = round_trips
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def exchange(self, request: bytes) -> int:
+        """The round trips to Redis, then one request to the destination; its status."""
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(*self.redis)
+        assert self._reader is not None
+        for _ in range(self.round_trips):
+            self._writer.write(b"PING\r\n")
+            if await self._reader.readuntil(b"\r\n") != b"+PONG\r\n":
+                raise ProtocolError("Redis did not answer PING with PONG")
+        return await self.http.exchange(request)
+
+    def close(self) -> None:
+        """Drop both connections."""
+        self.http.close()
         if self._writer is not None:
             self._writer.close()
         self._reader = self._writer = None
@@ -273,9 +306,14 @@ async def constant_rate(spec: Mapping[str, Any]) -> dict[str, Any]:
     built = time.perf_counter()
     pool = build_pool(host, port, str(spec["path"]), count, spec["prefix"])
     signing_s = time.perf_counter() - built
-    idle: asyncio.Queue[Connection] = asyncio.Queue()
+    idle: asyncio.Queue[Connection | Hops] = asyncio.Queue()
     for _ in range(int(spec["connections"])):
-        idle.put_nowait(Connection(host, port))
+        connection = Connection(host, port)
+        idle.put_nowait(
+            connection
+            if spec["mode"] == "rate"
+            else Hops(connection, spec["redis_host"], int(spec["redis_port"]), spec["round_trips"])
+        )
     warm, timed = Phase(), Phase()
     tasks: set[asyncio.Task[None]] = set()
     waited = 0
@@ -328,7 +366,7 @@ async def main_async(spec: Mapping[str, Any]) -> dict[str, Any]:
             return await ingress(spec)
         if spec["mode"] == "direct":
             return await direct(spec)
-        if spec["mode"] == "rate":
+        if spec["mode"] in ("rate", "hops"):
             return await constant_rate(spec)
     raise ValueError(f"unknown mode {spec['mode']!r}")
 

@@ -18,7 +18,9 @@ the bench):
   the nginx ``proxy_pass`` baseline to the same destination; the gateway's RSS after warm-up
   and after the phase;
 * sync latency: ``delivery: sync`` at a constant 500 requests/s, against the same requests
-  sent straight to the destination at the same rate: the p99 the gateway adds;
+  sent straight to the destination at the same rate: the p99 the gateway adds; and, as its
+  floor on Redis, the same rate from the measured core making only the sync path's round
+  trips (three to Redis, then the POST to the destination, ``bench.loadgen`` ``hops``);
 * keep-up: 80 % of the accept rate just measured, at a constant rate, while the queue depth
   is watched: does delivery keep up (``bench.keepup``);
 * workers: ``server.workers: 2`` against 1 (Redis store), pinned as far as 2 cores allow;
@@ -53,7 +55,7 @@ from bench.procs import (
     tree_cpu_seconds,
     wait_ready,
 )
-from bench.report import compare
+from bench.report import SYNC_FLOOR, compare
 from bench.scenarios import HOST, Workspace, gateway_config
 from bench.wrk import run_wrk, write_pool
 from tests.redis_server import RedisServer, free_port
@@ -105,6 +107,10 @@ THROUGHPUT_METRICS: dict[str, Callable[[Mapping[str, Any]], float]] = {
     "p99_ms": lambda run: float(run["p99_ms"]),
     "cpu_us": lambda run: float(run["cpu_us_per_request"]),
 }
+#: Redis round trips of one sync request: the per-IP limit, the claim (which decides the
+#: per-source limit too) and the commit.
+SYNC_REDIS_ROUND_TRIPS = 3
+
 SYNC_METRICS: dict[str, Callable[[Mapping[str, Any]], float]] = {
     "p50_ms": lambda run: float(run["p50_ms"]),
     "p99_ms": lambda run: float(run["p99_ms"]),
@@ -323,6 +329,20 @@ class Pinned:
         timed = result["timed"]
         return {**timed, "waited_for_a_connection": result["waited_for_a_connection"]}
 
+    def floor(self, label: str) -> dict[str, Any]:
+        """The sync path's round trips alone at the sync rate, from the measured core: what a
+        sync request on Redis costs before the gateway does anything."""
+        s = self.settings
+        spec = {
+            "mode": "hops", "host": HOST, "port": self.destination, "path": DESTINATION_PATH,
+            "redis_host": self.redis.host, "redis_port": self.redis.port,
+            "round_trips": SYNC_REDIS_ROUND_TRIPS, "rate": s.sync_rate,
+            "warmup_seconds": s.sync_warmup, "duration": s.sync_duration, "prefix": label,
+            "connections": s.connections, "expect": 200,
+        }  # fmt: skip
+        result = run_loadgen(spec, s.sync_warmup + s.sync_duration + 120.0, cpus=SUT_CPU)
+        return {**result["timed"], "waited_for_a_connection": result["waited_for_a_connection"]}
+
     def long_run(self, store: str, progress: Callable[[str], None]) -> dict[str, Any]:
         """Send ``long_events`` new events through one gateway, a freshly signed chunk at a
         time; sample its RSS after warm-up and after each chunk, with each chunk's wrk
@@ -499,8 +519,11 @@ def _sync_rounds(
             with bench.gateway(store, delivery="sync") as target:
                 run = bench.constant_rate(target.port, SOURCE_PATH, f"sync-{index}")
             runs[store].append({**run, "gateway_log": target.proc.log_summary()})
+        if "redis" in stores:
+            progress(f"sync: the Redis round trips alone at {rate:g}/s (round {index + 1})")
+            runs.setdefault(SYNC_FLOOR, []).append(bench.floor(f"floor-{index}"))
     summary = compare(direct, runs, SYNC_METRICS)
-    for store in stores:
+    for store in runs:
         base = [run["p99_ms"] for run in direct]
         added = [run["p99_ms"] - (base[i] + base[i + 1]) / 2 for i, run in enumerate(runs[store])]
         summary[store]["added_p99_ms"] = {

@@ -94,6 +94,10 @@ DELIVERY_METRICS: dict[str, Callable[[Mapping[str, Any]], float]] = {
 }
 
 
+#: The name of the sync phase's floor among its stores (``Pinned.floor``).
+SYNC_FLOOR = "redis round trips alone"
+
+
 def compare(
     baselines: Sequence[Mapping[str, Any]],
     gateways: Mapping[str, Sequence[Mapping[str, Any]]],
@@ -366,6 +370,12 @@ def render_pinned(pinned: Mapping[str, Any]) -> str:
                 f"{base['p50_ms']['median']:.2f}), p99 {entry['p99_ms']['median']:.2f} ms "
                 f"(direct {base['p99_ms']['median']:.2f}): added p99 "
                 f"{entry['added_p99_ms']['median']:.2f} ms; answers {statuses}"
+            )
+        if SYNC_FLOOR in sync:
+            lines.append(
+                f"  ({SYNC_FLOOR}: from the gateway's core, no gateway, each request three Redis"
+                " PINGs in turn and then the POST, the round trips a sync request on Redis makes:"
+                " the machine's floor under the gateway's line)"
             )
         workers = pinned["workers"]
         first = workers[0]["rps"] if workers else 0.0
