@@ -167,7 +167,10 @@ class SqliteStore:
             )
             return "claimed"
 
-        return await self._db.write(tx)
+        # Not fsynced on its own: a claim lost to a power cut only lets the sender's resend be
+        # forwarded again (at least once; the destination dedupes on webhook-id), and the
+        # commit that follows a delivery fsyncs the claim with it.
+        return await self._db.write(tx, durable=False)
 
     async def commit(
         self,

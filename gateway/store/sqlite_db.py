@@ -5,7 +5,11 @@ they never run on the event loop), creates the schema, and runs the store's oper
 ``read`` in one snapshot, ``write`` in the next group commit.
 
 Durability: ``journal_mode=WAL`` with ``synchronous=FULL``, so a transaction is on disk when
-its ``COMMIT`` returns, and no ``write`` caller is answered before that. Writes are short
+its ``COMMIT`` returns, and no ``write`` caller is answered before that. A write made with
+``durable=False`` (a sync claim: losing one loses nothing but the claim) may skip that fsync
+when its whole batch is such writes: the batch commits with ``synchronous=NORMAL``, which in
+WAL mode keeps the file consistent and only lets a power cut take the last such commits; the
+next durable commit's fsync of the WAL covers them too. Writes are short
 ``BEGIN IMMEDIATE`` transactions, so several gateway processes on one host can share the file
 (``busy_timeout`` makes a writer wait for another instead of failing; a lock held longer than
 that is a ``StoreError``).
@@ -176,7 +180,7 @@ class SqliteDatabase:
         self._closed = False
         # Group commit (see the module docstring): writes waiting for the next transaction,
         # and whether one is being run now. Touched on the event loop's thread only.
-        self._waiting: deque[tuple[_WriteOp, asyncio.Future[Any]]] = deque()
+        self._waiting: deque[tuple[_WriteOp, asyncio.Future[Any], bool]] = deque()
         self._committing = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -204,16 +208,18 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite store failed: {exc}") from exc
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
         """Run ``fn`` in the next group commit, in a savepoint of its own; answer once committed.
 
         ``fn`` sees the effects of every write called before it and none after; an error it
         raises undoes only its own changes and comes back here (a SQLite one as StoreError).
+        ``durable=False``: its commit need not reach the disk before the answer (see the
+        module's docstring); only for a write whose loss in a power cut loses nothing else.
         """
         if self._closed:
             raise StoreError("the store is closed")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append((fn, future))
+        self._waiting.append((fn, future, durable))
         if not self._committing:
             self._start_batch()
         return cast(T, await future)
@@ -221,19 +227,21 @@ class SqliteDatabase:
     def _start_batch(self) -> None:
         """Hand the waiting writes (up to ``MAX_BATCH``) to the store's thread as one batch."""
         batch: list[tuple[_WriteOp, asyncio.Future[Any]]] = []
+        durable = False
         while self._waiting and len(batch) < MAX_BATCH:
-            fn, future = self._waiting.popleft()
+            fn, future, durable_op = self._waiting.popleft()
             # A caller cancelled before its turn: its write is never run, as with any
             # executor job cancelled before it started.
             if not future.done():
                 batch.append((fn, future))
+                durable = durable or durable_op
         if not batch:
             self._committing = False
             self._idle.set()
             return
         self._committing = True
         self._idle.clear()
-        job = self._executor.submit(_run_batch, self._conn, [fn for fn, _ in batch])
+        job = self._executor.submit(_run_batch, self._conn, [fn for fn, _ in batch], durable)
         job.add_done_callback(
             functools.partial(_call_soon, asyncio.get_running_loop(), self._batch_done, batch)
         )
@@ -303,8 +311,13 @@ def _as_store_error(exc: BaseException) -> BaseException:
     return exc
 
 
-def _run_batch(conn: sqlite3.Connection, ops: Sequence[_WriteOp]) -> list[_Outcome]:
+def _run_batch(
+    conn: sqlite3.Connection, ops: Sequence[_WriteOp], durable: bool = True
+) -> list[_Outcome]:
     """Run ``ops`` in order in one transaction, each in a savepoint; the outcome of each.
+
+    Not ``durable``: committed with ``synchronous=NORMAL`` (no fsync), then set back to FULL,
+    so every other batch stays FULL whatever happens in this one.
 
     An error that SQLite answers by rolling back the whole transaction (a full disk, an I/O
     error) takes the earlier operations' work with it: that operation fails and the others are
@@ -313,11 +326,17 @@ def _run_batch(conn: sqlite3.Connection, ops: Sequence[_WriteOp]) -> list[_Outco
     """
     outcomes: list[_Outcome] = [(False, None)] * len(ops)
     todo = list(range(len(ops)))
-    while todo:
-        lost = _try_batch(conn, ops, todo, outcomes)
-        if lost is None:
-            break
-        todo.remove(lost)
+    if not durable:
+        conn.execute("PRAGMA synchronous = NORMAL")
+    try:
+        while todo:
+            lost = _try_batch(conn, ops, todo, outcomes)
+            if lost is None:
+                break
+            todo.remove(lost)
+    finally:
+        if not durable:
+            conn.execute("PRAGMA synchronous = FULL")
     return outcomes
 
 

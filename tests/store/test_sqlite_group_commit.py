@@ -23,7 +23,7 @@ import pytest
 
 from gateway.errors import EventNotFound, StoreError
 from gateway.store import Event, open_store, sqlite_db
-from gateway.store.base import AcceptResult
+from gateway.store.base import AcceptResult, Attempt
 from gateway.store.sqlite import SqliteStore
 from gateway.store.sqlite_db import MAX_BATCH
 
@@ -39,9 +39,13 @@ def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     sizes: list[int] = []
     run_batch = sqlite_db._run_batch
 
-    def spy(conn: sqlite3.Connection, ops: Sequence[Callable[[sqlite3.Connection], Any]]):
+    def spy(
+        conn: sqlite3.Connection,
+        ops: Sequence[Callable[[sqlite3.Connection], Any]],
+        durable: bool = True,
+    ):
         sizes.append(len(ops))
-        return run_batch(conn, ops)
+        return run_batch(conn, ops, durable)
 
     monkeypatch.setattr(sqlite_db, "_run_batch", spy)
     return sizes
@@ -289,5 +293,69 @@ async def test_answered_accepts_survive_kill_9_under_concurrency(tmp_path: Path)
         assert missing == []
         depth = (await store.queue_depth())[("market", "due")]
         assert depth >= len(answered)
+    finally:
+        await store.close()
+
+
+def _synchronous(conn: sqlite3.Connection) -> int:
+    """The connection's ``PRAGMA synchronous`` as a write sees it: 1 NORMAL, 2 FULL."""
+    return int(conn.execute("PRAGMA synchronous").fetchone()[0])
+
+
+async def test_a_batch_of_writes_that_need_not_be_durable_alone_skips_the_fsync(tmp_path: Path):
+    """Only a batch made of ``durable=False`` writes alone commits with synchronous=NORMAL;
+    one durable write makes its whole batch FULL, and every batch after is FULL again."""
+    store = await _open(tmp_path, "gw")
+    db = store._db
+    try:
+        # The first write starts a batch at once; the two after it wait and share the next.
+        answers = await asyncio.gather(
+            db.write(_synchronous, durable=False),
+            db.write(_synchronous, durable=True),
+            db.write(_synchronous, durable=False),
+        )
+        assert answers == [1, 2, 2]
+        assert await db.write(_synchronous) == 2
+        assert await db.run(_synchronous) == 2, "left FULL for every other use"
+    finally:
+        await store.close()
+
+
+async def test_a_non_durable_batch_that_fails_leaves_the_connection_full(tmp_path: Path):
+    store = await _open(tmp_path, "gw")
+    db = store._db
+
+    def fail(conn: sqlite3.Connection) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    try:
+        with pytest.raises(StoreError, match="disk I/O error"):
+            await db.write(fail, durable=False)
+        assert await db.write(_synchronous) == 2
+    finally:
+        await store.close()
+
+
+async def test_a_sync_claim_is_written_without_its_own_fsync_and_the_commit_with_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A claim lost to a power cut only lets a resend through again (the destination
+    dedupes); the commit that records the delivery is durable."""
+    seen: list[bool] = []
+    run_batch = sqlite_db._run_batch
+
+    def spy(conn: sqlite3.Connection, ops: Sequence[Any], durable: bool = True):
+        seen.append(durable)
+        return run_batch(conn, ops, durable)
+
+    monkeypatch.setattr(sqlite_db, "_run_batch", spy)
+    store = await _open(tmp_path, "gw")
+    try:
+        assert await store.claim("payments", "k1", 30.0, T0) == "claimed"
+        assert seen == [False]
+        event = make_event("evt_1", key="k1")
+        await store.commit(event, ["m"], WINDOW, T0 + 1, Attempt(1, T0, 200, 0.05, None, "ok"))
+        assert seen == [False, True]
+        assert await store.claim("payments", "k1", 30.0, T0 + 2) == "done"
     finally:
         await store.close()
