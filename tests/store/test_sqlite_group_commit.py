@@ -40,12 +40,10 @@ def batch_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     run_batch = sqlite_db._run_batch
 
     def spy(
-        conn: sqlite3.Connection,
-        ops: Sequence[Callable[[sqlite3.Connection], Any]],
-        durable: bool = True,
+        conn: sqlite3.Connection, ops: Sequence[Callable[[sqlite3.Connection], Any]], *args: Any
     ):
         sizes.append(len(ops))
-        return run_batch(conn, ops, durable)
+        return run_batch(conn, ops, *args)
 
     monkeypatch.setattr(sqlite_db, "_run_batch", spy)
     return sizes
@@ -344,9 +342,9 @@ async def test_a_sync_claim_is_written_without_its_own_fsync_and_the_commit_with
     seen: list[bool] = []
     run_batch = sqlite_db._run_batch
 
-    def spy(conn: sqlite3.Connection, ops: Sequence[Any], durable: bool = True):
+    def spy(conn: sqlite3.Connection, ops: Sequence[Any], durable: bool, *args: Any):
         seen.append(durable)
-        return run_batch(conn, ops, durable)
+        return run_batch(conn, ops, durable, *args)
 
     monkeypatch.setattr(sqlite_db, "_run_batch", spy)
     store = await _open(tmp_path, "gw")
@@ -359,3 +357,39 @@ async def test_a_sync_claim_is_written_without_its_own_fsync_and_the_commit_with
         assert await store.claim("payments", "k1", 30.0, T0 + 2) == "done"
     finally:
         await store.close()
+
+
+async def test_a_writer_polls_for_another_processs_lock_in_short_pauses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Another process holding the write lock is waited for by trying again every 0.1 ms,
+    doubling to 1 ms, not by SQLite's busy handler (whose sleeps grow to 100 ms); once it
+    lets go the batch goes ahead, and the connection's busy_timeout is as configured again."""
+    path = tmp_path / "gw.db"
+    store = await open_store(f"sqlite:///{path}?busy_timeout=2")
+    assert isinstance(store, SqliteStore)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    pauses: list[float] = []
+    real_sleep = sqlite_db.time.sleep
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 6:
+            other.execute("COMMIT")  # the other process is done with the lock
+        real_sleep(seconds)
+
+    monkeypatch.setattr(sqlite_db.time, "sleep", pause)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        assert await store.accept(make_event("evt_1"), ["m"], WINDOW, T0) == AcceptResult(
+            "queued", "evt_1"
+        )
+        assert pauses == [0.0001, 0.0002, 0.0004, 0.0008, 0.001, 0.001]
+        assert await store._db.run(_busy_timeout_ms) == 2000
+    finally:
+        other.close()
+        await store.close()
+
+
+def _busy_timeout_ms(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
