@@ -33,7 +33,7 @@ from gateway.delivery.worker import DeliveryWorker
 from gateway.ingress.handler import Ingress
 from gateway.metrics import Metrics
 from gateway.store import open_store
-from gateway.store.base import Attempt, Lease
+from gateway.store.base import Attempt, Lease, Wakeups
 from gateway.store.retention import Pruner
 
 #: Seconds a delivery lease outlives the longest destination timeout.
@@ -173,6 +173,38 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     await task
 
 
+async def _announce_ctx(app: web.Application) -> AsyncIterator[None]:
+    """A process that delivers nothing passes its wake-ups (an accept, a replay) on to the
+    processes that deliver from the same store, where the store carries them."""
+    wakeups = app[STORE].wakeups()
+    if wakeups is None:
+        yield
+        return
+    task = asyncio.create_task(_pass_on(app[RUNTIME].wake, wakeups), name="wake-announcer")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _pass_on(wake: asyncio.Event, wakeups: Wakeups) -> None:
+    while True:
+        await wake.wait()
+        wake.clear()
+        wakeups.announce()
+
+
+async def _listen_ctx(app: web.Application) -> AsyncIterator[None]:
+    """A delivering process wakes its worker when another process announces queued events."""
+    wakeups = app[STORE].wakeups()
+    if wakeups is None:
+        yield
+        return
+    task = asyncio.create_task(wakeups.listen(app[RUNTIME].wake.set), name="wake-listener")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 async def _handle(request: web.Request) -> web.StreamResponse:
     ingress = request.app[RUNTIME].ingress
     assert ingress is not None, "ingress is built at startup"
@@ -196,6 +228,7 @@ def create_app(
     declare_metrics(app[METRICS], config)
     app[CLOCK] = clock
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_listen_ctx if workers else _announce_ctx)
     app.cleanup_ctx.append(_retention_ctx)
     app.cleanup_ctx.append(_session_ctx)
     app.cleanup_ctx.append(_ingress_ctx)

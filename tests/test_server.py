@@ -40,6 +40,11 @@ async def running(tmp_path, monkeypatch, marketplace):
     await gateway.stop()
 
 
+def _gateway(path: Path, url: str, store: str, **server: object) -> Gateway:
+    """A Gateway on free ports for ``store``, delivering to ``url``, with ``server`` settings."""
+    return Gateway(load_config(_write(path, config_dict(url, store_url=store, server=server))))
+
+
 def _urls(gateway: Gateway) -> tuple[str, str]:
     assert gateway.ingress_site is not None
     assert gateway.admin_site is not None
@@ -212,14 +217,7 @@ async def test_an_ingress_only_process_accepts_and_another_process_delivers(
     market, server = marketplace
     url = str(server.make_url("/api/webhooks/payments"))
     store = f"sqlite:///{tmp_path / 'gw.db'}"
-    ingress_only = Gateway(
-        load_config(
-            _write(
-                tmp_path / "ingress.yaml",
-                config_dict(url, store_url=store, server={"delivery_concurrency": 0}),
-            )
-        )
-    )
+    ingress_only = _gateway(tmp_path / "ingress.yaml", url, store, delivery_concurrency=0)
     with caplog.at_level(logging.INFO, logger="gateway"):
         await ingress_only.start()
     assert any("ingress only" in r.getMessage() for r in caplog.records)
@@ -237,13 +235,8 @@ async def test_an_ingress_only_process_accepts_and_another_process_delivers(
             ) as r:
                 assert r.status == 200
                 assert (await r.json())["status"] == "queued"
-        delivering = Gateway(
-            load_config(
-                _write(
-                    tmp_path / "delivery.yaml",
-                    config_dict(url, store_url=store, server={"delivery_poll_interval": "100ms"}),
-                )
-            )
+        delivering = _gateway(
+            tmp_path / "delivery.yaml", url, store, delivery_poll_interval="100ms"
         )
         await delivering.start()
         try:
@@ -254,3 +247,35 @@ async def test_an_ingress_only_process_accepts_and_another_process_delivers(
             await delivering.stop()
     finally:
         await ingress_only.stop()
+
+
+async def test_on_redis_an_ingress_only_process_wakes_the_delivering_one(
+    tmp_path, monkeypatch, marketplace
+):
+    """The delivering process polls only once a minute here: the event it delivers at once
+    was announced to it by the ingress-only process over Redis Pub/Sub."""
+    for name, value in ENV.items():
+        monkeypatch.setenv(name, value)
+    market, server = marketplace
+    url = str(server.make_url("/api/webhooks/payments"))
+    with RedisServer() as redis:
+        delivering = _gateway(
+            tmp_path / "delivery.yaml", url, redis.url, delivery_poll_interval="60s"
+        )
+        ingress_only = _gateway(tmp_path / "ingress.yaml", url, redis.url, delivery_concurrency=0)
+        await delivering.start()
+        try:
+            await ingress_only.start()
+            try:
+                ingress, _ = _urls(ingress_only)
+                # Its worker's first poll, at start, found nothing; the next is a minute away.
+                await asyncio.sleep(0.5)
+                async with aiohttp.ClientSession() as session:
+                    body, event_id = await _post_payment(session, ingress)
+                await market.wait_for(1, timeout=15.0)
+                assert market.received[0].body == body
+                assert market.received[0].headers["webhook-id"] == event_id
+            finally:
+                await ingress_only.stop()
+        finally:
+            await delivering.stop()

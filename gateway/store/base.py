@@ -66,7 +66,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar, runtime_checkable
 
@@ -315,6 +315,19 @@ class DeadLetter:
     last_attempt: Attempt | None
 
 
+class Wakeups(Protocol):
+    """Wake-ups between processes sharing a store (``gateway.store.wakeups``)."""
+
+    def announce(self) -> None:
+        """Tell the delivering processes that events were queued."""
+
+    async def listen(self, on_wake: Callable[[], None]) -> None:
+        """Call ``on_wake`` for every announcement until cancelled."""
+
+    async def close(self) -> None:
+        """Finish what is in flight."""
+
+
 @runtime_checkable
 class Store(Protocol):
     """The durable store both backends implement (see the module docstring)."""
@@ -427,6 +440,10 @@ class Store(Protocol):
         """Whether ``accept`` and ``claim`` can decide a limit of ``limiter`` themselves
         (``AcceptLimit``): one call instead of two, the same limit as ``limiter.hit`` would
         decide."""
+
+    def wakeups(self) -> Wakeups | None:
+        """How a process that delivers nothing wakes the processes that deliver its events,
+        or ``None`` where they find them by polling alone."""
 
     async def ping(self) -> None:
         """Return if the store answers; raise ``StoreError`` otherwise."""

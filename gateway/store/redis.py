@@ -151,6 +151,7 @@ from gateway.store.crypto import KeyRing, open_payload, seal_payload
 from gateway.store.sentinel import SentinelURL, parse_sentinel_url
 from gateway.store.stats import WINDOW_MINUTES, Stats, latency_bucket, minute_of
 from gateway.store.urls import describe_schemes, store_kind
+from gateway.store.wakeups import RedisWakeups
 
 log = logging.getLogger("gateway.store")
 
@@ -358,6 +359,8 @@ class RedisStore:
         self._batch = AutoPipeline(client, replicas=wait_replicas, replica_timeout=wait_timeout)
         # A slow Redis must not stall ingress: after 250 ms the source's on_store_error decides.
         self._limiter = RedisLimiter(client, timeout=RATE_LIMIT_TIMEOUT, pipeline=self._batch)
+        # Ingress-only processes wake the delivering ones (a cluster's keep to polling).
+        self._wakeups = None if isinstance(client, RedisCluster) else RedisWakeups(client)
 
     @property
     def client(self) -> Redis | RedisCluster:
@@ -1388,6 +1391,10 @@ class RedisStore:
         script loaded at open with the store's)."""
         return self._limiter
 
+    def wakeups(self) -> RedisWakeups | None:
+        """Pub/Sub wake-ups on this store's database; ``None`` on a Redis Cluster (polling)."""
+        return self._wakeups
+
     def decides_limits(self, limiter: Limiter) -> bool:
         """Whether ``limiter`` keeps its limits in this Redis on the server's clock (then
         accept.lua decides one with the same lines); never on a cluster, where a limit's key
@@ -1407,6 +1414,8 @@ class RedisStore:
 
     async def close(self) -> None:
         """Close the connection pool (and the connections to the Sentinels)."""
+        if self._wakeups is not None:
+            await self._wakeups.close()
         self._batch.close()
         async with self._errors():
             try:

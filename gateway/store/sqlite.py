@@ -560,6 +560,10 @@ class SqliteStore:
         """Never: the limits are in the process, not in the file."""
         return False
 
+    def wakeups(self) -> None:
+        """None: processes sharing a file find each other's events by polling."""
+        return None
+
     async def ping(self) -> None:
         """Read from the database file."""
         await self._db.run(

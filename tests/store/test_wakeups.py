@@ -1,0 +1,83 @@
+"""Wake-ups between processes on one Redis: coalesced announcements, a listener that
+resubscribes, a channel per database."""
+
+from __future__ import annotations
+
+import asyncio
+
+from redis import asyncio as aioredis
+
+from gateway.store.wakeups import RedisWakeups, channel_of
+
+from .conftest import flush
+
+
+async def _messages(client: aioredis.Redis, channel: str, seconds: float) -> int:
+    """How many messages ``channel`` carries in the next ``seconds``, counted by a subscriber."""
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(channel)
+    count = 0
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    try:
+        while loop.time() < end:
+            if await pubsub.get_message(timeout=0.05) is not None:
+                count += 1
+    finally:
+        await pubsub.aclose()
+    return count
+
+
+async def test_a_burst_of_announcements_is_two_messages(redis_server):
+    """Announcements made before the publish goes out share it; those made after it, within
+    the window, are one more at the end of the window, so the last event of a burst is
+    announced too."""
+    await flush(redis_server.url)
+    client = aioredis.Redis.from_url(redis_server.url)
+    listener = aioredis.Redis.from_url(redis_server.url)
+    wakeups = RedisWakeups(client, interval=0.05)
+    try:
+        counting = asyncio.ensure_future(_messages(listener, wakeups.channel, 0.5))
+        await asyncio.sleep(0.1)  # subscribed
+        for _ in range(50):
+            wakeups.announce()
+        await asyncio.sleep(0.01)  # the first publish is out; the window lasts 50 ms
+        for _ in range(50):
+            wakeups.announce()
+        assert await counting == 2
+        await wakeups.close()
+    finally:
+        await client.aclose()
+        await listener.aclose()
+
+
+async def test_the_listener_wakes_for_each_announcement_and_resubscribes(redis_server):
+    await flush(redis_server.url)
+    client = aioredis.Redis.from_url(redis_server.url)
+    admin = aioredis.Redis.from_url(redis_server.url)
+    woken = asyncio.Event()
+    wakeups = RedisWakeups(client, interval=0.01)
+    listening = asyncio.create_task(wakeups.listen(woken.set))
+    try:
+        async with asyncio.timeout(10):
+            while not woken.is_set():  # until the listener has subscribed
+                wakeups.announce()
+                await asyncio.sleep(0.05)
+            woken.clear()
+            # Its connection cut by the server: it subscribes again and still wakes.
+            assert await admin.client_kill_filter(_type="pubsub") >= 1
+            while not woken.is_set():
+                wakeups.announce()
+                await asyncio.sleep(0.05)
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+        await wakeups.close()
+        await client.aclose()
+        await admin.aclose()
+
+
+def test_each_database_has_its_own_channel(redis_server):
+    base = redis_server.url.rstrip("/0123456789")
+    assert channel_of(aioredis.Redis.from_url(f"{base}/3")) == "wg:wake:3"
+    assert channel_of(aioredis.Redis.from_url(base)) == "wg:wake:0"
