@@ -359,8 +359,8 @@ class RedisStore:
         self._batch = AutoPipeline(client, replicas=wait_replicas, replica_timeout=wait_timeout)
         # A slow Redis must not stall ingress: after 250 ms the source's on_store_error decides.
         self._limiter = RedisLimiter(client, timeout=RATE_LIMIT_TIMEOUT, pipeline=self._batch)
-        # Ingress-only processes wake the delivering ones (a cluster's keep to polling).
-        self._wakeups = None if isinstance(client, RedisCluster) else RedisWakeups(client)
+        # Ingress-only processes wake the delivering ones through this Redis.
+        self._wakeups = RedisWakeups(client)
 
     @property
     def client(self) -> Redis | RedisCluster:
@@ -1391,8 +1391,8 @@ class RedisStore:
         script loaded at open with the store's)."""
         return self._limiter
 
-    def wakeups(self) -> RedisWakeups | None:
-        """Pub/Sub wake-ups on this store's database; ``None`` on a Redis Cluster (polling)."""
+    def wakeups(self) -> RedisWakeups:
+        """Pub/Sub wake-ups on this store's database (a cluster's too)."""
         return self._wakeups
 
     def decides_limits(self, limiter: Limiter) -> bool:
@@ -1414,8 +1414,7 @@ class RedisStore:
 
     async def close(self) -> None:
         """Close the connection pool (and the connections to the Sentinels)."""
-        if self._wakeups is not None:
-            await self._wakeups.close()
+        await self._wakeups.close()
         self._batch.close()
         async with self._errors():
             try:

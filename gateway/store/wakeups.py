@@ -15,7 +15,8 @@ during it, so a burst of accepts costs a handful of messages, and the last event
 still wakes a worker within ``interval``.
 
 Pub/Sub channels are shared by every database of a Redis server, so the channel is named after
-the database; on a Redis Cluster the delivering processes keep to polling.
+the database. On a Redis Cluster a message published on any master reaches the subscribers of
+every node, so the same works there.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
 from redis.exceptions import RedisError
 
 log = logging.getLogger("gateway.store")
@@ -37,16 +38,22 @@ RESUBSCRIBE_AFTER = 1.0
 READ_TIMEOUT = 1.0
 
 
-def channel_of(client: Redis) -> str:
-    """The wake-up channel of the database ``client`` uses."""
-    db = client.connection_pool.connection_kwargs.get("db", 0)
+def channel_of(client: Redis | RedisCluster) -> str:
+    """The wake-up channel of the database ``client`` uses (a cluster has only database 0)."""
+    db = (
+        0
+        if isinstance(client, RedisCluster)
+        else client.connection_pool.connection_kwargs.get("db", 0)
+    )
     return f"wg:wake:{db}"
 
 
 class RedisWakeups:
     """Announce queued events to the delivering processes of one Redis database; listen."""
 
-    def __init__(self, client: Redis, *, interval: float = ANNOUNCE_INTERVAL) -> None:
+    def __init__(
+        self, client: Redis | RedisCluster, *, interval: float = ANNOUNCE_INTERVAL
+    ) -> None:
         self._client = client
         self.channel = channel_of(client)
         self._interval = interval

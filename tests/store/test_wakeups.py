@@ -4,12 +4,15 @@ resubscribes, a channel per database."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import pytest
 from redis import asyncio as aioredis
 
+from gateway.store import open_store
 from gateway.store.wakeups import RedisWakeups, channel_of
 
-from .conftest import flush
+from .conftest import CLUSTER_PARTITIONS, flush, flush_cluster
 
 
 async def _messages(client: aioredis.Redis, channel: str, seconds: float) -> int:
@@ -81,3 +84,43 @@ def test_each_database_has_its_own_channel(redis_server):
     base = redis_server.url.rstrip("/0123456789")
     assert channel_of(aioredis.Redis.from_url(f"{base}/3")) == "wg:wake:3"
     assert channel_of(aioredis.Redis.from_url(base)) == "wg:wake:0"
+
+
+@pytest.mark.parametrize("backend", ["redis", "cluster16"])
+async def test_one_store_announces_and_another_on_the_same_redis_is_woken(
+    backend: str, request: pytest.FixtureRequest
+):
+    """What two gateway processes do: the ingress-only one announces through its store, the
+    delivering one listens through its own (on a cluster, each may talk to another node)."""
+    if backend == "cluster16":
+        cluster = request.getfixturevalue("redis_cluster")
+        await flush_cluster(cluster)
+        url, partitions = cluster.url, CLUSTER_PARTITIONS
+    else:
+        server = request.getfixturevalue("redis_server")
+        await flush(server.url)
+        url, partitions = server.url, 1
+    announcing = await open_store(url, partitions=partitions)
+    delivering = await open_store(url, partitions=partitions)
+    woken = asyncio.Event()
+    sender, listener = announcing.wakeups(), delivering.wakeups()
+    assert sender is not None and listener is not None
+    listening = asyncio.create_task(listener.listen(woken.set))
+    try:
+        async with asyncio.timeout(10):
+            while not woken.is_set():
+                sender.announce()
+                await asyncio.sleep(0.05)
+    finally:
+        listening.cancel()
+        await asyncio.gather(listening, return_exceptions=True)
+        await announcing.close()
+        await delivering.close()
+
+
+async def test_sqlite_processes_keep_to_polling(tmp_path: Path):
+    store = await open_store(f"sqlite:///{tmp_path}/gw.db")
+    try:
+        assert store.wakeups() is None
+    finally:
+        await store.close()
