@@ -64,7 +64,9 @@ async def test_a_burst_of_announcements_is_two_messages(redis_server):
     wakeups = RedisWakeups(client, interval=0.05)
     try:
         counting = asyncio.ensure_future(_messages(listener, wakeups.channel, 0.5))
-        await asyncio.sleep(0.1)  # subscribed
+        async with asyncio.timeout(10):  # until the counter has subscribed
+            while (await client.pubsub_numsub(wakeups.channel))[0][1] < 1:
+                await asyncio.sleep(0.01)
         for _ in range(50):
             wakeups.announce()
         await asyncio.sleep(0.01)  # the first publish is out; the window lasts 50 ms
