@@ -173,17 +173,24 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     await task
 
 
-async def _announce_ctx(app: web.Application) -> AsyncIterator[None]:
-    """A process that delivers nothing passes its wake-ups (an accept, a replay) on to the
-    processes that deliver from the same store, where the store carries them."""
-    wakeups = app[STORE].wakeups()
-    if wakeups is None:
+def _wakeups_ctx(delivers: bool) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Wake-ups between processes sharing the store, where it carries them: a process that
+    delivers nothing passes its own on (an accept, a replay), a delivering one listens and
+    wakes its worker."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        wakeups = app[STORE].wakeups()
+        if wakeups is None:
+            yield
+            return
+        wake = app[RUNTIME].wake
+        work = wakeups.listen(wake.set) if delivers else _pass_on(wake, wakeups)
+        task = asyncio.create_task(work, name="wake-listener" if delivers else "wake-announcer")
         yield
-        return
-    task = asyncio.create_task(_pass_on(app[RUNTIME].wake, wakeups), name="wake-announcer")
-    yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    return ctx
 
 
 async def _pass_on(wake: asyncio.Event, wakeups: Wakeups) -> None:
@@ -191,18 +198,6 @@ async def _pass_on(wake: asyncio.Event, wakeups: Wakeups) -> None:
         await wake.wait()
         wake.clear()
         wakeups.announce()
-
-
-async def _listen_ctx(app: web.Application) -> AsyncIterator[None]:
-    """A delivering process wakes its worker when another process announces queued events."""
-    wakeups = app[STORE].wakeups()
-    if wakeups is None:
-        yield
-        return
-    task = asyncio.create_task(wakeups.listen(app[RUNTIME].wake.set), name="wake-listener")
-    yield
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _handle(request: web.Request) -> web.StreamResponse:
@@ -228,7 +223,7 @@ def create_app(
     declare_metrics(app[METRICS], config)
     app[CLOCK] = clock
     app.cleanup_ctx.append(_store_ctx)
-    app.cleanup_ctx.append(_listen_ctx if workers else _announce_ctx)
+    app.cleanup_ctx.append(_wakeups_ctx(delivers=workers))
     app.cleanup_ctx.append(_retention_ctx)
     app.cleanup_ctx.append(_session_ctx)
     app.cleanup_ctx.append(_ingress_ctx)

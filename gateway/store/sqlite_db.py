@@ -14,8 +14,8 @@ next durable commit's fsync of the WAL covers them too. Writes are short
 (``busy_timeout`` makes a writer wait for another instead of failing; a lock held longer than
 that is a ``StoreError``). A writer waits for the lock by trying again every 0.1-1 ms, not
 through SQLite's busy handler: its sleeps grow to 100 ms, and a process whose group commits
-follow one another frees the lock only for moments, which such sleeps kept missing (p99 of
-100-180 ms with two processes on one file, 38-40 ms when polling, bench.pinned's layout).
+follow one another frees the lock only for moments, which such sleeps kept missing (a p99
+of 0.2-1 s with two processes on one file, about 30 ms when polling, in bench.pinned's layout).
 
 Group commit: the fsync of each ``COMMIT`` bounds a file to a few thousand transactions a
 second, so the writes that arrive while a transaction is being committed wait and then share
