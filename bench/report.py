@@ -382,14 +382,15 @@ def render_pinned(pinned: Mapping[str, Any]) -> str:
         lines += [
             "",
             f"server.workers ({workers[0]['store'] if workers else '-'} store), wrk on core 1;"
-            " (ratio) = requests/s over the first layout's:",
+            " (ratio) = requests/s over the first layout's; CPU = the gateway processes' CPU"
+            " per request:",
         ]
         for run in workers:
             lines.append(
                 f"  {run['layout']:<26} {run['rps']:>8,.0f} requests/s "
                 f"({_fmt(run['rps'] / first if first else None)})  p50 {run['p50_ms']:.2f} ms  "
-                f"p99 {run['p99_ms']:.2f} ms; other processes used "
-                f"{run['machine_noise']['foreign_cores']:.2f} cores"
+                f"p99 {run['p99_ms']:.2f} ms  CPU {run['cpu_us_per_request']:.0f} us; other "
+                f"processes used {run['machine_noise']['foreign_cores']:.2f} cores"
             )
     for long in pinned.get("long", []):
         lines.append("")
