@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.store import Event, Store, open_store
+from gateway.store.base import Wakeups
 from tests.redis_server import RedisCluster, RedisServer
 
 #: Partitions of the store on the cluster: spread over its three masters.
@@ -94,3 +97,23 @@ def make_event(
         request_id=f"req-{id}",
         received_at=received_at,
     )
+
+
+async def announce_until_woken(sender: Wakeups, woken: asyncio.Event) -> None:
+    """Announce every 50 ms until ``woken`` (a listener subscribes a moment after it starts)."""
+    async with asyncio.timeout(10):
+        while not woken.is_set():
+            sender.announce()
+            await asyncio.sleep(0.05)
+
+
+@contextlib.asynccontextmanager
+async def listening(listener: Wakeups) -> AsyncIterator[asyncio.Event]:
+    """``listener`` listening in a task; the event it sets."""
+    woken = asyncio.Event()
+    task = asyncio.create_task(listener.listen(woken.set))
+    try:
+        yield woken
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

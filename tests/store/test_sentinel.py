@@ -21,7 +21,7 @@ from gateway.store import Attempt, open_store
 from gateway.store.redis import RedisStore
 from gateway.store.sentinel import SentinelURL, parse_sentinel_url
 from tests.redis_server import RedisServer, free_port
-from tests.store.conftest import T0, make_event
+from tests.store.conftest import T0, announce_until_woken, listening, make_event
 from tests.support import build_config, config_dict
 
 SERVICE = "wgmaster"
@@ -369,3 +369,19 @@ def _linked(replica: RedisServer) -> bool:
 def _knows_replica(sentinel: SentinelServer, port: int) -> bool:
     reply = command(sentinel.host, sentinel.port, "SENTINEL", "replicas", SERVICE)
     return f"127.0.0.1:{port}".encode() in reply
+
+
+async def test_an_announcement_through_the_sentinels_wakes_another_store(
+    sentinels: list[SentinelServer],
+):
+    """Wake-ups ride the master the Sentinels name, as the store's scripts do."""
+    announcing = await open_store(sentinel_url(*sentinels, db=3))
+    delivering = await open_store(sentinel_url(*sentinels, db=3))
+    sender, listener = announcing.wakeups(), delivering.wakeups()
+    assert sender is not None and listener is not None
+    try:
+        async with listening(listener) as woken:
+            await announce_until_woken(sender, woken)
+    finally:
+        await announcing.close()
+        await delivering.close()

@@ -4,18 +4,15 @@ resubscribes, a channel per database."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from redis import asyncio as aioredis
 
 from gateway.store import open_store
-from gateway.store.base import Wakeups
 from gateway.store.wakeups import RedisWakeups, channel_of
 
-from .conftest import CLUSTER_PARTITIONS, flush, flush_cluster
+from .conftest import CLUSTER_PARTITIONS, announce_until_woken, flush, flush_cluster, listening
 
 
 async def _messages(client: aioredis.Redis, channel: str, seconds: float) -> int:
@@ -32,26 +29,6 @@ async def _messages(client: aioredis.Redis, channel: str, seconds: float) -> int
     finally:
         await pubsub.aclose()
     return count
-
-
-async def _announce_until_woken(sender: Wakeups, woken: asyncio.Event) -> None:
-    """Announce every 50 ms until ``woken`` (a listener subscribes a moment after it starts)."""
-    async with asyncio.timeout(10):
-        while not woken.is_set():
-            sender.announce()
-            await asyncio.sleep(0.05)
-
-
-@contextlib.asynccontextmanager
-async def _listening(listener: Wakeups) -> AsyncIterator[asyncio.Event]:
-    """``listener`` listening in a task; the event it sets."""
-    woken = asyncio.Event()
-    task = asyncio.create_task(listener.listen(woken.set))
-    try:
-        yield woken
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def test_a_burst_of_announcements_is_two_messages(redis_server):
@@ -85,12 +62,12 @@ async def test_the_listener_wakes_for_each_announcement_and_resubscribes(redis_s
     admin = aioredis.Redis.from_url(redis_server.url)
     wakeups = RedisWakeups(client, interval=0.01)
     try:
-        async with _listening(wakeups) as woken:
-            await _announce_until_woken(wakeups, woken)
+        async with listening(wakeups) as woken:
+            await announce_until_woken(wakeups, woken)
             woken.clear()
             # Its connection cut by the server: it subscribes again and still wakes.
             assert await admin.client_kill_filter(_type="pubsub") >= 1
-            await _announce_until_woken(wakeups, woken)
+            await announce_until_woken(wakeups, woken)
     finally:
         await wakeups.close()
         await client.aclose()
@@ -122,8 +99,8 @@ async def test_one_store_announces_and_another_on_the_same_redis_is_woken(
     sender, listener = announcing.wakeups(), delivering.wakeups()
     assert sender is not None and listener is not None
     try:
-        async with _listening(listener) as woken:
-            await _announce_until_woken(sender, woken)
+        async with listening(listener) as woken:
+            await announce_until_woken(sender, woken)
     finally:
         await announcing.close()
         await delivering.close()
