@@ -117,3 +117,18 @@ async def listening(listener: Wakeups) -> AsyncIterator[asyncio.Event]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def one_store_wakes_another(url: str, partitions: int = 1) -> None:
+    """What two gateway processes do: one announces through its store on ``url``, the other
+    listens through its own and is woken (within 10 s, or the test fails)."""
+    announcing = await open_store(url, partitions=partitions)
+    delivering = await open_store(url, partitions=partitions)
+    sender, listener = announcing.wakeups(), delivering.wakeups()
+    assert sender is not None and listener is not None
+    try:
+        async with listening(listener) as woken:
+            await announce_until_woken(sender, woken)
+    finally:
+        await announcing.close()
+        await delivering.close()

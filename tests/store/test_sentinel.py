@@ -21,7 +21,7 @@ from gateway.store import Attempt, open_store
 from gateway.store.redis import RedisStore
 from gateway.store.sentinel import SentinelURL, parse_sentinel_url
 from tests.redis_server import RedisServer, free_port
-from tests.store.conftest import T0, announce_until_woken, listening, make_event
+from tests.store.conftest import T0, make_event, one_store_wakes_another
 from tests.support import build_config, config_dict
 
 SERVICE = "wgmaster"
@@ -375,13 +375,4 @@ async def test_an_announcement_through_the_sentinels_wakes_another_store(
     sentinels: list[SentinelServer],
 ):
     """Wake-ups ride the master the Sentinels name, as the store's scripts do."""
-    announcing = await open_store(sentinel_url(*sentinels, db=3))
-    delivering = await open_store(sentinel_url(*sentinels, db=3))
-    sender, listener = announcing.wakeups(), delivering.wakeups()
-    assert sender is not None and listener is not None
-    try:
-        async with listening(listener) as woken:
-            await announce_until_woken(sender, woken)
-    finally:
-        await announcing.close()
-        await delivering.close()
+    await one_store_wakes_another(sentinel_url(*sentinels, db=3))

@@ -12,7 +12,14 @@ from redis import asyncio as aioredis
 from gateway.store import open_store
 from gateway.store.wakeups import RedisWakeups, channel_of
 
-from .conftest import CLUSTER_PARTITIONS, announce_until_woken, flush, flush_cluster, listening
+from .conftest import (
+    CLUSTER_PARTITIONS,
+    announce_until_woken,
+    flush,
+    flush_cluster,
+    listening,
+    one_store_wakes_another,
+)
 
 
 async def _messages(client: aioredis.Redis, channel: str, seconds: float) -> int:
@@ -84,8 +91,8 @@ def test_each_database_has_its_own_channel(redis_server):
 async def test_one_store_announces_and_another_on_the_same_redis_is_woken(
     backend: str, request: pytest.FixtureRequest
 ):
-    """What two gateway processes do: the ingress-only one announces through its store, the
-    delivering one listens through its own (on a cluster, each may talk to another node)."""
+    """The ingress-only process announces through its store, the delivering one listens
+    through its own (on a cluster, each may talk to another node)."""
     if backend == "cluster16":
         cluster = request.getfixturevalue("redis_cluster")
         await flush_cluster(cluster)
@@ -94,16 +101,7 @@ async def test_one_store_announces_and_another_on_the_same_redis_is_woken(
         server = request.getfixturevalue("redis_server")
         await flush(server.url)
         url, partitions = server.url, 1
-    announcing = await open_store(url, partitions=partitions)
-    delivering = await open_store(url, partitions=partitions)
-    sender, listener = announcing.wakeups(), delivering.wakeups()
-    assert sender is not None and listener is not None
-    try:
-        async with listening(listener) as woken:
-            await announce_until_woken(sender, woken)
-    finally:
-        await announcing.close()
-        await delivering.close()
+    await one_store_wakes_another(url, partitions)
 
 
 async def test_sqlite_processes_keep_to_polling(tmp_path: Path):
