@@ -344,6 +344,9 @@ class RedisStore:
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
         self._r = client
+        # Decided once: an isinstance check against redis-py's client classes goes through a
+        # Protocol metaclass (about 1 us), too slow to repeat on the request path.
+        self._cluster = isinstance(client, RedisCluster)
         use_hiredis_packing(client)
         # The Sentinel clients that find the master; the store owns them and closes them.
         self._sentinel = sentinel
@@ -502,8 +505,6 @@ class RedisStore:
         limit: AcceptLimit | None = None,
     ) -> AcceptResult:
         """Dedupe, persist and enqueue, in one script (which decides ``limit`` first)."""
-        if limit is not None and isinstance(self._r, RedisCluster):
-            raise ValueError("on a Redis Cluster the limits are decided apart (decides_limits)")
         status, event_id = await self._store_event(
             "queued", event, destinations, window, now, limit=limit
         )
@@ -523,9 +524,7 @@ class RedisStore:
         script_keys = [keys.dd(source, dedupe_key)]
         args = [_t(now), _t(now + lease), _ttl_ms(lease)]
         if limit is not None:
-            if isinstance(self._r, RedisCluster):
-                raise ValueError("on a Redis Cluster the limits are decided apart (decides_limits)")
-            script_keys.append(redis_key(limit.key))
+            script_keys.append(self._limit_key(limit))
             args += [str(limit.rule.interval_us), str(limit.rule.burst)]
         result = await self._call("claim", script_keys, args)
         if isinstance(result, list):
@@ -533,6 +532,13 @@ class RedisStore:
                 raise LimitReached(decision_of(result[1:], limit.rule))
             raise StoreError(f"claim: unexpected answer {result!r}")
         return one_of(result.decode(), CLAIMS, "claim")
+
+    def _limit_key(self, limit: AcceptLimit) -> str:
+        """The Redis key of a limit that accept.lua or claim.lua decides; never on a cluster,
+        where the limit's key lives in a slot of its own (``decides_limits``)."""
+        if self._cluster:
+            raise ValueError("on a Redis Cluster the limits are decided apart (decides_limits)")
+        return redis_key(limit.key)
 
     async def commit(
         self,
@@ -653,7 +659,7 @@ class RedisStore:
             script_keys.append(CHANGES_KEY)
         if limit is not None:
             packed["limit"] = [str(limit.rule.interval_us), str(limit.rule.burst)]
-            script_keys.append(redis_key(limit.key))
+            script_keys.append(self._limit_key(limit))
         reply = await self._call(
             "accept", script_keys, [dumpb(packed), body, headers], durable=True
         )
@@ -1400,7 +1406,7 @@ class RedisStore:
         accept.lua decides one with the same lines); never on a cluster, where a limit's key
         lives in a slot of its own."""
         return (
-            not isinstance(self._r, RedisCluster)
+            not self._cluster
             and isinstance(limiter, RedisLimiter)
             and limiter.client is self._r
             and limiter.clock == "server"
