@@ -182,7 +182,7 @@ class SqliteDatabase:
     """One SQLite file, its connection and thread: snapshot reads, group-committed writes."""
 
     def __init__(
-        self, conn: sqlite3.Connection, executor: ThreadPoolExecutor, busy_timeout: float = 5.0
+        self, conn: sqlite3.Connection, executor: ThreadPoolExecutor, busy_timeout: float
     ) -> None:
         self._conn = conn
         self._executor = executor
@@ -326,8 +326,8 @@ def _as_store_error(exc: BaseException) -> BaseException:
 def _run_batch(
     conn: sqlite3.Connection,
     ops: Sequence[_WriteOp],
-    durable: bool = True,
-    busy_timeout: float = 5.0,
+    durable: bool,
+    busy_timeout: float,
 ) -> list[_Outcome]:
     """Run ``ops`` in order in one transaction, each in a savepoint; the outcome of each.
 
@@ -360,7 +360,7 @@ def _try_batch(
     ops: Sequence[_WriteOp],
     todo: list[int],
     outcomes: list[_Outcome],
-    busy_timeout: float = 5.0,
+    busy_timeout: float,
 ) -> int | None:
     """One attempt of ``_run_batch``: ``None`` once committed, else the operation whose error
     rolled the transaction back (its outcome recorded, the others' to be redone)."""
