@@ -26,7 +26,7 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 from aiohttp import web
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from gateway.server import Gateway
 from tests.support import (
@@ -294,7 +294,8 @@ def test_replay_delivers_again_with_the_same_webhook_id(page, stack, shots):
     while stack.received_ids().count(event_id) < 2:
         assert time.monotonic() < deadline, "the replay was not delivered"
         time.sleep(0.05)
-    page.wait_for_function("document.querySelectorAll('.delivery').length === 2")
+    # The page's CSP forbids eval, so wait through a locator, not a JavaScript string.
+    expect(page.locator(".delivery")).to_have_count(2)
     page.screenshot(path=str(shots / "event.png"), full_page=True)
 
 
