@@ -32,6 +32,7 @@ from typing import Literal
 
 from gateway.delivery.retry import RetryPolicy, is_retryable
 from gateway.errors import StoreError
+from gateway.logs import log_fields
 from gateway.store.base import Attempt, Event, Lease, Store
 from gateway.times import rfc3339
 
@@ -83,7 +84,7 @@ def log_attempt(
         fields["next_attempt_at"] = rfc3339(next_attempt_at)
     if reason is not None:
         fields["reason"] = reason
-    log.log(_LEVELS[result], "delivery attempt", extra=fields)
+    log_fields(log, _LEVELS[result], "delivery attempt", fields)
 
 
 class DeliveryWorker:

@@ -42,6 +42,7 @@ from gateway.ingress.clientip import client_ip, in_networks
 from gateway.ingress.deadline import headers_arrived, response_started
 from gateway.ingress.headers import check_single, check_text, has_control, is_text
 from gateway.ingress.responses import error_response, json_response, request_id_of
+from gateway.logs import log_fields
 from gateway.metrics import Metrics
 from gateway.ratelimit.gcra import RateRule
 from gateway.ratelimit.headers import rate_limit_headers
@@ -182,9 +183,11 @@ class Ingress:
         """The request's metric and its one log line."""
         if source is not None:
             self.metrics.observe_request(source.name, outcome, time.monotonic() - started)
-        log.info(
+        log_fields(
+            log,
+            logging.INFO,
             "request",
-            extra={
+            {
                 "request_id": request_id,
                 "source": source.name if source else None,
                 "event_id": event_id,
