@@ -76,6 +76,39 @@ def test_sha256_only_where_allowed():
     assert parse_extractor("sha256", allow_sha256=True) == Extractor("sha256")
 
 
+BIG = 123456789012345678901234567890  # past 64 bits: orjson alone would make it a float
+
+
+@pytest.mark.parametrize(
+    ("body", "spec", "value"),
+    [
+        (f'{{"amount": {BIG}}}', "/amount", str(BIG)),
+        (f'{{"amount": -{BIG}}}', "/amount", f"-{BIG}"),
+        (f'{{"obj": {{"n": {BIG}, "r": 0.1}}}}', "/obj", f'{{"n":{BIG},"r":0.1}}'),
+        (f'{{"list": [{BIG}]}}', "/list", f"[{BIG}]"),
+        (f'{{"list": [{BIG}]}}', "/list/0", str(BIG)),
+        ('{"n": 18446744073709551615}', "/n", "18446744073709551615"),  # the largest u64
+        ('{"n": 1e400}', "/n", "Infinity"),
+        ('{"n": 0.30000000000000004}', "/n", "0.30000000000000004"),
+        ('{"id": "x", "n": NaN}', "/id", "x"),  # not JSON, but taken as it always was
+        ('{"id": "\\udcff"}', "/id", "\udcff"),  # a lone surrogate's escape
+        ('\ufeff{"id": "bom"}', "/id", "bom"),  # a UTF-8 byte order mark
+    ],
+)
+def test_values_are_read_exactly_as_the_standard_library_reads_them(body, spec, value):
+    assert Payload(body.encode("utf-8", "surrogatepass"), {}).get(parse_extractor(spec)) == value
+    assert json.loads(body.encode("utf-8", "surrogatepass"))  # the reference parses it too
+
+
+def test_numbers_past_a_double_are_read_whole_and_too_many_digits_refused():
+    digits = "1" + "0" * 400  # orjson refuses it, the standard library reads it exactly
+    assert Payload(f'{{"n": {digits}}}'.encode(), {}).get(parse_extractor("/n")) == digits
+    body = b'{"id": "evt_1", "n": ' + b"7" * 5000 + b"}"  # past the standard library's limit
+    with pytest.raises(InvalidBody):
+        Payload(body, {}).get(parse_extractor("/id"))
+    assert Payload(body, {}).body_status() is None
+
+
 def test_a_body_that_is_not_json_is_invalid_body():
     payload = Payload(b"\xff not json", {})
     with pytest.raises(InvalidBody):
