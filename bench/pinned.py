@@ -45,6 +45,7 @@ from bench.keepup import KEEP_UP_SHARE, keep_up
 from bench.nginx import requests_served, start_nginx
 from bench.payloads import DESTINATION_PATH, SOURCE_PATH
 from bench.procs import (
+    REPO,
     BenchError,
     Proc,
     foreign_cpu,
@@ -182,12 +183,13 @@ class Pinned:
         workers: int = 1,
         cpus: str = SUT_CPU,
         split: bool = False,
+        repo: Path = REPO,
     ) -> Iterator[Target]:
         """``python -m gateway run`` on ``cpus``: the full pipeline, rate limits on.
 
         ``split``: the process on ``cpus`` is ingress only (``delivery_concurrency: 0``) and a
         second one, on the other core with the load generator, delivers from the same store
-        (``Target.delivery``)."""
+        (``Target.delivery``). ``repo``: the checkout whose gateway runs (``bench.paired``)."""
         name = f"pinned-gateway-{store}-{delivery}-{workers}{'-split' if split else ''}"
         store_url = self.store_url(store, name)
         concurrency = self.ws.settings.delivery_concurrency
@@ -195,22 +197,30 @@ class Pinned:
             delivering = None
             if split:
                 delivering = stack.enter_context(
-                    self._gateway_process(
-                        f"{name}-delivery", store_url, delivery, 1, REST_CPU, concurrency
+                    self.gateway_process(
+                        f"{name}-delivery", store_url, delivery, 1, REST_CPU, concurrency, repo
                     )
                 )
             target = stack.enter_context(
-                self._gateway_process(
-                    name, store_url, delivery, workers, cpus, 0 if split else concurrency
+                self.gateway_process(
+                    name, store_url, delivery, workers, cpus, 0 if split else concurrency, repo
                 )
             )
             target.delivery = delivering.proc if delivering else None
             yield target
 
     @contextlib.contextmanager
-    def _gateway_process(
-        self, name: str, store_url: str, delivery: str, workers: int, cpus: str, concurrency: int
+    def gateway_process(
+        self,
+        name: str,
+        store_url: str,
+        delivery: str,
+        workers: int,
+        cpus: str,
+        concurrency: int,
+        repo: Path = REPO,
     ) -> Iterator[Target]:
+        """One gateway process (of ``repo``'s checkout) on ``cpus``, ready once it answers."""
         listen, admin = free_port(HOST), free_port(HOST)
         path = self.ws.root / f"{name}-{listen}.yaml"
         path.write_text(
@@ -225,7 +235,8 @@ class Pinned:
                 workers=workers,
             )
         )
-        proc = spawn(name, ["-m", "gateway", "run", "--config", str(path)], self.ws.logs, cpus)
+        args = ["-m", "gateway", "run", "--config", str(path)]
+        proc = spawn(name, args, self.ws.logs, cpus, repo)
         try:
             wait_ready(proc, f"http://{HOST}:{admin}/readyz")
             yield Target(proc, listen, admin)

@@ -114,14 +114,17 @@ def pinned(command: list[str], cpus: str | None) -> list[str]:
     return command if cpus is None else ["taskset", "-c", cpus, *command]
 
 
-def spawn(name: str, args: list[str], log_dir: Path, cpus: str | None = None) -> Proc:
-    """Start ``python <args>`` in the repository (on ``cpus`` if given), output to
+def spawn(
+    name: str, args: list[str], log_dir: Path, cpus: str | None = None, repo: Path = REPO
+) -> Proc:
+    """Start ``python <args>`` in the repository, or in the checkout ``repo`` (its own
+    ``gateway`` package is the one ``-m gateway`` runs), on ``cpus`` if given, output to
     ``log_dir/<name>.log``."""
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
         popen = subprocess.Popen(  # noqa: S603 - our own interpreter and modules, no shell
             pinned([sys.executable, *args], cpus),
-            cwd=REPO,
+            cwd=repo,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
