@@ -131,6 +131,32 @@ async def test_a_statement_failing_inside_a_batch_fails_only_its_caller(
         await store.close()
 
 
+def test_savepoints_are_used_only_once_an_operation_of_the_batch_failed():
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    conn.execute("CREATE TABLE t (n INTEGER NOT NULL)")
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+
+    def insert(n: int) -> Callable[[sqlite3.Connection], int]:
+        return lambda c: c.execute("INSERT INTO t VALUES (?)", (n,)).rowcount
+
+    def failing(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO t VALUES (99)")
+        raise ValueError("refused after a write")
+
+    assert sqlite_db._run_batch(conn, [insert(1), insert(2)], True, 1.0) == [(True, 1)] * 2
+    assert not [s for s in statements if "SAVEPOINT" in s]
+    statements.clear()
+    first, refused, last = sqlite_db._run_batch(conn, [insert(3), failing, insert(4)], True, 1.0)
+    assert (first, last) == ((True, 1), (True, 1))
+    assert isinstance(refused[1], ValueError)
+    # The failing write's own row went with it; the others were written once each.
+    assert [n for (n,) in conn.execute("SELECT n FROM t ORDER BY n")] == [1, 2, 3, 4]
+    # Tried as they were, rolled back at the failure, then the two others in a savepoint each.
+    assert statements.count("SAVEPOINT op") == 2
+    assert statements.count("ROLLBACK") == 1
+
+
 async def test_an_error_raised_by_an_operation_inside_a_batch_reaches_only_its_caller(
     tmp_path: Path, batch_sizes: list[int]
 ):
