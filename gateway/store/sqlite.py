@@ -2,7 +2,7 @@
 
 This module is the SQL of every store operation; ``gateway.store.sqlite_db`` holds the file
 under it: connection, schema, the store's one thread and group commit. Each write operation
-is one function run in a savepoint of the next group commit, so a caller is answered only once
+is one function run in the next group commit, so a caller is answered only once
 the ``COMMIT`` holding its operation returned: ingress answers 202 after the event is on disk,
 and a ``kill -9`` (or a power cut) after the answer loses nothing. Within a batch, every
 operation sees what it would have seen had they run one by one (the second of two accepts

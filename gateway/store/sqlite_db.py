@@ -23,8 +23,9 @@ the next one (at most ``MAX_BATCH`` of them), in the order they were called. A w
 fails fails only its own caller, and every other write sees exactly what it would have seen
 had they run one by one: a batch runs first as they are, and if one fails, the transaction
 is rolled back and the others run again, each inside its own ``SAVEPOINT`` (rolled back alone
-if it fails too). Savepoints for every write cost two statements each, for a failure that
-almost never comes.
+if it fails too). A savepoint around every write, for a failure that almost never comes, was
+not cheap: SQLite copies each page a statement changes inside one into a statement journal,
+a temporary file (about 53 writes to it per accept, BENCHMARKS.md).
 
 The URL is ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``; the optional
 query ``?busy_timeout=5`` (seconds) sets how long a writer waits for the lock. The parent
@@ -222,10 +223,13 @@ class SqliteDatabase:
             raise StoreError(f"SQLite store failed: {exc}") from exc
 
     async def write(self, fn: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
-        """Run ``fn`` in the next group commit, in a savepoint of its own; answer once committed.
+        """Run ``fn`` in the next group commit; answer once committed.
 
         ``fn`` sees the effects of every write called before it and none after; an error it
         raises undoes only its own changes and comes back here (a SQLite one as StoreError).
+        ``fn`` may run twice: when another write of its batch fails, the batch is rolled back
+        and run again without that one, so whatever ``fn`` does besides its SQL must be safe
+        to do twice.
         ``durable=False``: its commit need not reach the disk before the answer (see the
         module's docstring); only for a write whose loss in a power cut loses nothing else.
         """
@@ -344,8 +348,8 @@ def _run_batch(
     """
     outcomes: list[_Outcome] = [(False, None)] * len(ops)
     todo = list(range(len(ops)))
-    # The first attempt runs without savepoints (two statements fewer per operation): most
-    # batches have no failing operation. One that fails rolls the whole transaction back like
+    # The first attempt runs without savepoints (see the module's docstring): most batches
+    # have no failing operation. One that fails rolls the whole transaction back like
     # a lost one does; the others then run again, each in its own savepoint.
     savepoints = False
     if not durable:
