@@ -390,12 +390,13 @@ def _try_batch(
                 result = ops[index](conn)
             except Exception as exc:  # noqa: BLE001 - handed to this operation's caller
                 outcomes[index] = (False, exc)
-                if not savepoints or not conn.in_transaction:
-                    if conn.in_transaction:
-                        conn.rollback()
-                    return index
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
+                if savepoints and conn.in_transaction:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    continue
+                if conn.in_transaction:
+                    conn.rollback()
+                return index
             else:
                 if savepoints:
                     conn.execute("RELEASE op")
