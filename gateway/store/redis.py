@@ -24,7 +24,7 @@ its original, and each script touches one partition: on a Redis Cluster the part
 over the masters and writes grow with them. Every key a script touches is passed in ``KEYS``
 (the cluster contract): event ids (``uid``) start with their partition's number and delivery ids
 with their event's uid, so the keys of a delivery are known before a script runs. Workers read
-due deliveries from every partition in one pipelined round trip, starting from a different
+due deliveries from every partition in one batched round trip, starting from a different
 partition each time, then lease with one script per partition that has some. Lists and
 look-ups by id merge the partitions newest first. The partition count is recorded in
 ``wg:meta`` on first use, and a store opened with another count is refused (the other count
@@ -91,6 +91,7 @@ when they do not within ``store.wait_timeout``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -174,7 +175,7 @@ _SUMMARY_FIELDS = [
     "id", "source", "type", "subject", "received_at", "status", "mode", "body_status", "attempts",
 ]  # fmt: skip
 _SCRIPTS = (
-    "accept", "claim", "release", "lease", "finish", "replay", "redrive", "prune", "log",
+    "accept", "claim", "release", "due", "lease", "finish", "replay", "redrive", "prune", "log",
 )  # fmt: skip
 _STATUSES = ("queued", "delivered", "dead_lettered", "unrouted")
 
@@ -696,7 +697,7 @@ class RedisStore:
     async def lease_due(self, now: float, lease: float, limit: int, worker: str) -> list[Lease]:
         """Lease due deliveries and expired leases from every partition, fairly.
 
-        One pipelined read of every partition's due and leased sets, then one script per
+        One batched read of every partition's due and leased sets (``due.lua``), then one script per
         partition with candidates, starting from a different partition each call, until
         ``limit`` are leased. A delivery whose event cannot be read is dead-lettered and
         leasing goes on past it (up to ``POISON_BUDGET`` of them in one call).
@@ -722,19 +723,20 @@ class RedisStore:
         order = [self._parts[(start + n) % count] for n in range(count)]
         stamp = _t(now)
 
-        def fill(pipe: Any) -> None:
-            for keys in order:
-                pipe.zrangebyscore(keys.leased, "-inf", stamp, start=0, num=limit, withscores=True)
-                pipe.zrangebyscore(keys.due, "-inf", stamp, start=0, num=limit, withscores=True)
-
-        replies = await self._pipeline(fill)
+        args = [stamp, limit]
+        if count == 1:
+            replies = [await self._call("due", order[0].shared, args)]
+        else:
+            # Every partition's read in one batch (one round trip per master).
+            replies = await asyncio.gather(*(self._call("due", k.shared, args) for k in order))
         # The oldest first over every partition: expired leases (their worker died), then due
         # deliveries; the rotating start breaks ties, so no partition always goes first.
         ranked: list[tuple[int, float, int, str]] = []
         for n in range(count):
             for kind in (0, 1):
-                for raw, score in replies[2 * n + kind]:
-                    ranked.append((kind, float(score), n, raw.decode()))
+                pairs = replies[n][kind]
+                for i in range(0, len(pairs), 2):
+                    ranked.append((kind, float(pairs[i + 1]), n, pairs[i].decode()))
         ranked.sort()
         chosen: dict[str, int] = {}
         for _, _, n, did in ranked:
