@@ -129,7 +129,7 @@ def build_worker(app: web.Application, runtime: Runtime) -> DeliveryWorker:
             # letters) rather than drop them; putting the destination back resumes delivery.
             return Attempt(lease.attempt, started, None, 0.0, "destination is not configured")
         result = await deliver(session, lease.event, destination, lease.attempt, clock=clock)
-        metrics.delivery_duration.labels(destination.name).observe(result.latency)
+        metrics.observe_delivery(destination.name, result.latency)
         return Attempt(
             number=lease.attempt,
             started_at=started,
@@ -140,9 +140,8 @@ def build_worker(app: web.Application, runtime: Runtime) -> DeliveryWorker:
         )
 
     def observe(result: str, destination: str, duration: float, received_at: float) -> None:
-        metrics.deliveries.labels(destination, result).inc()
-        if result == "delivered":
-            metrics.event_latency.labels(destination).observe(max(0.0, clock() - received_at))
+        latency = max(0.0, clock() - received_at) if result == "delivered" else None
+        metrics.count_delivery(destination, result, latency)
 
     server = runtime.config.server
     timeouts = [d.timeout for d in runtime.config.destinations.values()]

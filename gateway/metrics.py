@@ -105,6 +105,10 @@ class Metrics:
         # takes a lock on every call, which the ingress would otherwise pay twice a request.
         self._request_counts: dict[tuple[str, str], Counter] = {}
         self._request_durations: dict[str, Histogram] = {}
+        # The same for the three a delivery attempt records.
+        self._delivery_counts: dict[tuple[str, str], Counter] = {}
+        self._delivery_durations: dict[str, Histogram] = {}
+        self._event_latencies: dict[str, Histogram] = {}
 
     def declare(self, sources: Mapping[str, str], destinations: Iterable[str]) -> None:
         """Create every series of these sources (name -> delivery mode) and destinations at 0.
@@ -138,6 +142,29 @@ class Metrics:
         if duration is None:
             duration = self._request_durations[source] = self.request_duration.labels(source)
         duration.observe(seconds)
+
+    def observe_delivery(self, destination: str, seconds: float) -> None:
+        """Record how long one delivery attempt to ``destination`` took."""
+        duration = self._delivery_durations.get(destination)
+        if duration is None:
+            duration = self.delivery_duration.labels(destination)
+            self._delivery_durations[destination] = duration
+        duration.observe(seconds)
+
+    def count_delivery(self, destination: str, result: str, latency: float | None = None) -> None:
+        """Count one delivery attempt by ``result``; ``latency``, for a delivered event, is
+        how long it took from its receipt."""
+        count = self._delivery_counts.get((destination, result))
+        if count is None:
+            count = self.deliveries.labels(destination, result)
+            self._delivery_counts[(destination, result)] = count
+        count.inc()
+        if latency is None:
+            return
+        histogram = self._event_latencies.get(destination)
+        if histogram is None:
+            histogram = self._event_latencies[destination] = self.event_latency.labels(destination)
+        histogram.observe(latency)
 
     def set_queue_depth(
         self, depth: Mapping[tuple[str, str], int], destinations: Iterable[str] = ()

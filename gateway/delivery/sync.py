@@ -75,7 +75,7 @@ async def forward_sync(
     committed = False
     try:
         result = await deliver(session, event, destination, 1, clock=clock)
-        metrics.delivery_duration.labels(destination.name).observe(result.latency)
+        metrics.observe_delivery(destination.name, result.latency)
         attempt = Attempt(
             number=1,
             started_at=now,
@@ -98,7 +98,7 @@ async def forward_sync(
                 log.warning("could not release a sync claim", extra={"event_id": event.id})
     # Not delivered: the sender is answered with the failure and sends the event again.
     outcome: Result = "delivered" if result.ok else "retried"
-    metrics.deliveries.labels(destination.name, outcome).inc()
+    metrics.count_delivery(destination.name, outcome)
     log_attempt(event, destination.name, attempt, outcome, mode="sync")
     if result.timed_out:
         raise GatewayTimeout()
