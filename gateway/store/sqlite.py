@@ -241,7 +241,11 @@ class SqliteStore:
                         dead.append((delivery_id, str(exc)))
             return leases, dead
 
-        leases, dead = await self._db.write(tx)
+        # Not fsynced on its own (nor are the finishes below): what a power cut can take is a
+        # lease or an attempt's outcome, and either way the delivery is due again and sent
+        # again (at least once; the destination dedupes on webhook-id). Redis does not wait
+        # for replicas on these either. The next durable commit's fsync covers them.
+        leases, dead = await self._db.write(tx, durable=False)
         for delivery_id, reason in dead:
             log.error("delivery %s dead-lettered: %s", delivery_id, reason)
         return leases
@@ -269,7 +273,7 @@ class SqliteStore:
         def tx(conn: sqlite3.Connection) -> bool:
             return _finish_delivery(conn, lease.delivery_id, lease.token, attempt, state, extra)
 
-        return await self._db.write(tx)
+        return await self._db.write(tx, durable=False)
 
     # -- operator ----------------------------------------------------------------------------
 

@@ -6,10 +6,11 @@ they never run on the event loop), creates the schema, and runs the store's oper
 
 Durability: ``journal_mode=WAL`` with ``synchronous=FULL``, so a transaction is on disk when
 its ``COMMIT`` returns, and no ``write`` caller is answered before that. A write made with
-``durable=False`` (a sync claim: losing one loses nothing but the claim) may skip that fsync
-when its whole batch is such writes: the batch commits with ``synchronous=NORMAL``, which in
-WAL mode keeps the file consistent and only lets a power cut take the last such commits; the
-next durable commit's fsync of the WAL covers them too. Writes are short
+``durable=False`` (a sync claim, a lease, an attempt's outcome: losing one only makes
+something be sent again) may skip that fsync when its whole batch is such writes: the batch
+commits with ``synchronous=NORMAL``, which in WAL mode keeps the file consistent and only lets
+a power cut take the last such commits; the next durable commit's fsync of the WAL covers them
+too. Writes are short
 ``BEGIN IMMEDIATE`` transactions, so several gateway processes on one host can share the file
 (``busy_timeout`` makes a writer wait for another instead of failing; a lock held longer than
 that is a ``StoreError``). A writer waits for the lock by trying again every 0.1-1 ms, not

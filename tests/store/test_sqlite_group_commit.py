@@ -360,11 +360,8 @@ async def test_a_non_durable_batch_that_fails_leaves_the_connection_full(tmp_pat
         await store.close()
 
 
-async def test_a_sync_claim_is_written_without_its_own_fsync_and_the_commit_with_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
-    """A claim lost to a power cut only lets a resend through again (the destination
-    dedupes); the commit that records the delivery is durable."""
+def _batches_durable(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each group commit from now on is durable (fsynced), in order."""
     seen: list[bool] = []
     run_batch = sqlite_db._run_batch
 
@@ -373,6 +370,15 @@ async def test_a_sync_claim_is_written_without_its_own_fsync_and_the_commit_with
         return run_batch(conn, ops, durable, *args)
 
     monkeypatch.setattr(sqlite_db, "_run_batch", spy)
+    return seen
+
+
+async def test_a_sync_claim_is_written_without_its_own_fsync_and_the_commit_with_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A claim lost to a power cut only lets a resend through again (the destination
+    dedupes); the commit that records the delivery is durable."""
+    seen = _batches_durable(monkeypatch)
     store = await _open(tmp_path, "gw")
     try:
         assert await store.claim("payments", "k1", 30.0, T0) == "claimed"
@@ -381,6 +387,27 @@ async def test_a_sync_claim_is_written_without_its_own_fsync_and_the_commit_with
         await store.commit(event, ["m"], WINDOW, T0 + 1, Attempt(1, T0, 200, 0.05, None, "ok"))
         assert seen == [False, True]
         assert await store.claim("payments", "k1", 30.0, T0 + 2) == "done"
+    finally:
+        await store.close()
+
+
+async def test_leases_and_attempt_outcomes_are_written_without_their_own_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The accept is durable; a lease, a reschedule, a dead letter or a completion lost to a
+    power cut only makes the delivery due again (sent again, at least once)."""
+    seen = _batches_durable(monkeypatch)
+    store = await _open(tmp_path, "gw")
+    try:
+        await store.accept(make_event("evt_1", key="k1"), ["m"], WINDOW, T0)
+        await store.accept(make_event("evt_2", key="k2"), ["m"], WINDOW, T0)
+        assert seen == [True, True]
+        first, second = await store.lease_due(T0, 30.0, 10, "w")
+        assert await store.reschedule(first, Attempt(1, T0, 503, 0.05, None, ""), T0 + 1)
+        assert await store.dead_letter(second, Attempt(1, T0, 400, 0.05, None, ""), "HTTP 400")
+        (again,) = await store.lease_due(T0 + 2, 30.0, 10, "w")
+        assert await store.complete(again, Attempt(2, T0 + 2, 200, 0.05, None, "ok"))
+        assert seen == [True, True, False, False, False, False, False]
     finally:
         await store.close()
 
