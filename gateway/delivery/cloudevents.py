@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime
 
 from gateway.store.base import Event
 
 SPECVERSION = "1.0"
+#: A header value that needs no encoding: printable ASCII but space, ``"`` and ``%`` (one
+#: regular expression match costs a fifth of a test of each character in Python).
+_PLAIN = re.compile(r"[!#$&-~]*")
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 
 
@@ -61,7 +65,7 @@ def header_value(value: str) -> str:
     """An attribute as a ``ce-*`` header value (binding section 3.1.3.2): space, ``"``, ``%``
     and everything outside printable ASCII are percent-encoded as UTF-8, so a sender's CR LF,
     control character or non-ASCII text can always travel and always decodes back."""
-    if all("!" <= c <= "~" and c not in '"%' for c in value):
+    if _PLAIN.fullmatch(value) is not None:
         return value
     return "".join(
         c

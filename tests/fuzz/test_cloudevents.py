@@ -5,12 +5,14 @@ one JSON document. The values come from the sender (extracted from its body or h
 from __future__ import annotations
 
 import json
+import re
 import string
+from urllib.parse import unquote_to_bytes
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.delivery.cloudevents import binary_headers, structured_body
+from gateway.delivery.cloudevents import binary_headers, header_value, structured_body
 from gateway.store.base import Event
 from tests.fuzz.settings import fuzz
 
@@ -89,3 +91,16 @@ def test_binary_headers_are_valid_field_values(event: Event) -> None:
 def test_lone_surrogates_build_both_modes(event: Event) -> None:
     binary_headers(event)
     check_structured(event)
+
+
+@fuzz(300)
+@given(st.text(max_size=40) | SURROGATES)
+def test_a_ce_header_value_is_plain_or_escaped_and_decodes_back(value: str) -> None:
+    """Binding 3.1.3.2: printable ASCII but space, ``"`` and ``%`` goes as it is, everything
+    else as ``%XX`` of its UTF-8 bytes (a byte that was not UTF-8 as that byte), so the
+    receiver decodes back exactly the bytes that were sent."""
+    encoded = header_value(value)
+    assert re.fullmatch(r"(?:[!#$&-~]|%[0-9A-F]{2})*", encoded), encoded
+    assert unquote_to_bytes(encoded) == value.encode("utf-8", "surrogateescape")
+    if all("!" <= c <= "~" and c not in '"%' for c in value):
+        assert encoded == value
