@@ -176,6 +176,7 @@ _SUMMARY_FIELDS = [
 ]  # fmt: skip
 _SCRIPTS = (
     "accept", "claim", "release", "due", "lease", "finish", "replay", "redrive", "prune", "log",
+    "wake",
 )  # fmt: skip
 _STATUSES = ("queued", "delivered", "dead_lettered", "unrouted")
 
@@ -363,8 +364,13 @@ class RedisStore:
         self._batch = AutoPipeline(client, replicas=wait_replicas, replica_timeout=wait_timeout)
         # A slow Redis must not stall ingress: after 250 ms the source's on_store_error decides.
         self._limiter = RedisLimiter(client, timeout=RATE_LIMIT_TIMEOUT, pipeline=self._batch)
-        # Ingress-only processes wake the delivering ones through this Redis.
-        self._wakeups = RedisWakeups(client)
+        # Ingress-only processes wake the delivering ones through this Redis; on a single
+        # Redis the announcement goes in the script batches, as a cluster's cannot (it names
+        # no key, so no slot says which master would take it).
+        self._wakeups = RedisWakeups(client, publish=None if self._cluster else self._announce)
+
+    async def _announce(self, channel: str) -> None:
+        await self._batch.call(self._scripts["wake"], [], [channel])
 
     @property
     def client(self) -> Redis | RedisCluster:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -119,11 +119,16 @@ async def listening(listener: Wakeups) -> AsyncIterator[asyncio.Event]:
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def one_store_wakes_another(url: str, partitions: int = 1) -> None:
+async def one_store_wakes_another(
+    url: str, partitions: int = 1, *, prepare: Callable[[Store], None] | None = None
+) -> None:
     """What two gateway processes do: one announces through its store on ``url``, the other
-    listens through its own and is woken (within 10 s, or the test fails)."""
+    listens through its own and is woken (within 10 s, or the test fails). ``prepare`` gets
+    the announcing store first."""
     announcing = await open_store(url, partitions=partitions)
     delivering = await open_store(url, partitions=partitions)
+    if prepare is not None:
+        prepare(announcing)
     sender, listener = announcing.wakeups(), delivering.wakeups()
     assert sender is not None and listener is not None
     try:

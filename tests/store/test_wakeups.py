@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from redis import asyncio as aioredis
 
-from gateway.store import open_store
+from gateway.store import Store, open_store
+from gateway.store.redis import RedisStore
 from gateway.store.wakeups import RedisWakeups, channel_of
 
 from .conftest import (
@@ -102,6 +103,23 @@ async def test_one_store_announces_and_another_on_the_same_redis_is_woken(
         await flush(server.url)
         url, partitions = server.url, 1
     await one_store_wakes_another(url, partitions)
+
+
+async def test_on_a_single_redis_the_announcement_rides_in_the_script_batches(
+    redis_server, monkeypatch: pytest.MonkeyPatch
+):
+    """A command of its own (redis-py's ``publish``) costs an ingress-only process more than
+    the batched script call; the other process is woken all the same."""
+    await flush(redis_server.url)
+
+    async def refuse(*args: object) -> None:
+        raise AssertionError("published through a command of its own")
+
+    def no_publish_command(store: Store) -> None:
+        assert isinstance(store, RedisStore)
+        monkeypatch.setattr(store.client, "publish", refuse)
+
+    await one_store_wakes_another(redis_server.url, prepare=no_publish_command)
 
 
 async def test_sqlite_processes_keep_to_polling(tmp_path: Path):
