@@ -703,9 +703,9 @@ class RedisStore:
     async def lease_due(self, now: float, lease: float, limit: int, worker: str) -> list[Lease]:
         """Lease due deliveries and expired leases from every partition, fairly.
 
-        One batched read of every partition's due and leased sets (``due.lua``), then one script per
-        partition with candidates, starting from a different partition each call, until
-        ``limit`` are leased. A delivery whose event cannot be read is dead-lettered and
+        One batched read of every partition's due and leased sets (``due.lua``), then one
+        script per partition with candidates, starting from a different partition each call,
+        until ``limit`` are leased. A delivery whose event cannot be read is dead-lettered and
         leasing goes on past it (up to ``POISON_BUDGET`` of them in one call).
         """
         leases: list[Lease] = []

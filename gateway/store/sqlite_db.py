@@ -6,17 +6,17 @@ they never run on the event loop), creates the schema, and runs the store's oper
 
 Durability: ``journal_mode=WAL`` with ``synchronous=FULL``, so a transaction is on disk when
 its ``COMMIT`` returns, and no ``write`` caller is answered before that. A write made with
-``durable=False`` (a sync claim, a lease, an attempt's outcome: losing one only makes
-something be sent again) may skip that fsync when its whole batch is such writes: the batch
-commits with ``synchronous=NORMAL``, which in WAL mode keeps the file consistent and only lets
-a power cut take the last such commits; the next durable commit's fsync of the WAL covers them
-too. Writes are short
-``BEGIN IMMEDIATE`` transactions, so several gateway processes on one host can share the file
-(``busy_timeout`` makes a writer wait for another instead of failing; a lock held longer than
-that is a ``StoreError``). A writer waits for the lock by trying again every 0.1-1 ms, not
-through SQLite's busy handler: its sleeps grow to 100 ms, and a process whose group commits
-follow one another frees the lock only for moments, which such sleeps kept missing (a p99
-of 0.2-1 s with two processes on one file, about 30 ms when polling, in bench.pinned's layout).
+``durable=False`` (a sync claim, a lease, an attempt's outcome: losing one only makes something
+be sent again) may skip that fsync when its whole batch is such writes: the batch commits with
+``synchronous=NORMAL``, which in WAL mode keeps the file consistent and only lets a power cut
+take the last such commits; the next durable commit's fsync of the WAL covers them too. Writes
+are short ``BEGIN IMMEDIATE`` transactions, so several gateway processes on one host can share
+the file (``busy_timeout`` makes a writer wait for another instead of failing; a lock held
+longer than that is a ``StoreError``). A writer waits for the lock by trying again every 0.1-1
+ms, not through SQLite's busy handler: its sleeps grow to 100 ms, and a process whose group
+commits follow one another frees the lock only for moments, which such sleeps kept missing (a
+p99 of 0.2-1 s with two processes on one file, about 30 ms when polling, in bench.pinned's
+layout).
 
 Group commit: the fsync of each ``COMMIT`` bounds a file to a few thousand transactions a
 second, so the writes that arrive while a transaction is being committed wait and then share
