@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.keepup import KEEP_UP_SHARE, keep_up
+from bench.keepup import keep_up_ladder
 from bench.nginx import requests_served, start_nginx
 from bench.payloads import DESTINATION_PATH, SOURCE_PATH
 from bench.procs import (
@@ -457,8 +457,10 @@ def run_pinned(
                 result["keep_up"] = []
                 for split in (False, True):
                     for store in stores:
-                        rate = KEEP_UP_SHARE * _accept_rate(result, bench.label(store, split))
-                        result["keep_up"].append(keep_up(bench, store, rate, progress, split=split))
+                        rate = _accept_rate(result, bench.label(store, split))
+                        result["keep_up"] += keep_up_ladder(
+                            bench, store, rate, progress, split=split
+                        )
                 store = "redis" if "redis" in stores else stores[0]
                 result["workers"] = _workers(bench, store, progress)
             if settings.long_events:
