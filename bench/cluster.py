@@ -107,7 +107,9 @@ def accept_command() -> tuple[str, list[str]]:
         )  # fmt: skip
         await store.accept(event, ["marketplace"], 72 * 3600.0, now)
         await client.aclose()
-        return store._scripts["accept"].script
+        text = store._scripts["accept"].script
+        assert isinstance(text, str), "the store registers its scripts as text"
+        return text
 
     script = asyncio.run(build())
     _, keys, args = next(c for c in captured if c[0] == "accept")

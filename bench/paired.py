@@ -131,7 +131,7 @@ def _bench(root: Path, duration: float) -> Iterator[Pinned]:
         _destination(ws) as (destination, destination_pid),
     ):
         bench = Pinned(ws, settings, redis, destination)
-        bench.resident = [destination_pid, redis.pid]
+        bench.resident = [destination_pid, *([redis.pid] if redis.pid else [])]
         yield bench
 
 
