@@ -20,6 +20,8 @@ SPECVERSION = "1.0"
 #: regular expression match costs a fifth of a test of each character in Python).
 _PLAIN = re.compile(r"[!#$&-~]*")
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+#: A time exactly as ``rfc3339`` writes one: UTC, milliseconds, ``Z``.
+_CANONICAL = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 
 
 def content_type(event: Event) -> str | None:
@@ -36,6 +38,16 @@ def rfc3339(value: str | None, fallback: float) -> str:
     moment: datetime | None = None
     if value:
         text = value.strip()
+        if _CANONICAL.fullmatch(text) is not None:
+            # Already in the form this returns (what the payments service sends): once it
+            # is known to be a real date and time, it is its own answer, at a fifth of the
+            # cost of parsing and formatting it again.
+            try:
+                datetime.fromisoformat(text[:-1])
+            except ValueError:
+                pass  # not a real one (a month 13): the fallback below, as for any other
+            else:
+                return text
         if text.isdigit():
             number = int(text)
             # 13 digits and more are milliseconds (Rafiki), fewer are seconds.

@@ -7,12 +7,13 @@ from __future__ import annotations
 import json
 import re
 import string
+from datetime import datetime
 from urllib.parse import unquote_to_bytes
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.delivery.cloudevents import binary_headers, header_value, structured_body
+from gateway.delivery.cloudevents import binary_headers, header_value, rfc3339, structured_body
 from gateway.store.base import Event
 from tests.fuzz.settings import fuzz
 
@@ -104,3 +105,23 @@ def test_a_ce_header_value_is_plain_or_escaped_and_decodes_back(value: str) -> N
     assert unquote_to_bytes(encoded) == value.encode("utf-8", "surrogateescape")
     if all("!" <= c <= "~" and c not in '"%' for c in value):
         assert encoded == value
+
+
+def _canonical(moment: datetime) -> str:
+    """A naive datetime as UTC in the form ``rfc3339`` returns."""
+    return moment.isoformat(timespec="milliseconds") + "Z"
+
+
+# Shaped like rfc3339's own output, real dates or not (month 13, day 31 of February, ...).
+CANONICAL_SHAPED = st.from_regex(
+    r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z\Z"
+)
+
+
+@fuzz(300)
+@given(st.one_of(CANONICAL_SHAPED, st.datetimes().map(_canonical)))
+def test_a_time_in_the_returned_form_reads_as_the_same_time_with_an_offset(text: str) -> None:
+    """The short way for a time already in the form returned (kept as it is) agrees with
+    the long way, which the same time written with ``+00:00`` takes."""
+    assert rfc3339(text, 0.0) == rfc3339(text[:-1] + "+00:00", 0.0)
+    assert rfc3339(f" {text} ", 0.0) == rfc3339(text, 0.0)
