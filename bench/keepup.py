@@ -111,15 +111,13 @@ def keep_up_ladder(
 ) -> list[dict[str, Any]]:
     """The phase at ``KEEP_UP_SHARE`` of ``accept_rate``, then, while a phase did not keep
     up, one at each lower share of ``LADDER`` (half as long); every phase's result."""
-    duration = bench.settings.keep_up_duration
-    runs = [keep_up(bench, store, KEEP_UP_SHARE * accept_rate, progress, split=split)]
-    runs[-1]["share"] = KEEP_UP_SHARE
-    for share in LADDER:
-        if kept_up(runs[-1]):
+    full = bench.settings.keep_up_duration
+    runs: list[dict[str, Any]] = []
+    for share in (KEEP_UP_SHARE, *LADDER):
+        if runs and kept_up(runs[-1]):
             break
-        run = keep_up(
-            bench, store, share * accept_rate, progress, split=split, duration=duration / 2
-        )
+        seconds = full if share == KEEP_UP_SHARE else full / 2
+        run = keep_up(bench, store, share * accept_rate, progress, split=split, duration=seconds)
         run["share"] = share
         runs.append(run)
     return runs

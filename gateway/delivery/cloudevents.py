@@ -33,21 +33,26 @@ def content_type(event: Event) -> str | None:
     return None
 
 
+def _is_canonical(text: str) -> bool:
+    """Whether ``text`` is a real time already written the way ``rfc3339`` returns one."""
+    if _CANONICAL.fullmatch(text) is None:
+        return False
+    try:
+        datetime.fromisoformat(text[:-1])
+    except ValueError:
+        return False  # shaped like one, but not a real time (a month 13)
+    return True
+
+
 def rfc3339(value: str | None, fallback: float) -> str:
     """An RFC 3339 time from an extracted value (unix s/ms or ISO 8601), else ``fallback``."""
     moment: datetime | None = None
     if value:
         text = value.strip()
-        if _CANONICAL.fullmatch(text) is not None:
-            # Already in the form this returns (what the payments service sends): once it
-            # is known to be a real date and time, it is its own answer, at a fifth of the
-            # cost of parsing and formatting it again.
-            try:
-                datetime.fromisoformat(text[:-1])
-            except ValueError:
-                pass  # not a real one (a month 13): the fallback below, as for any other
-            else:
-                return text
+        if _is_canonical(text):
+            # What the payments service sends: its own answer, at a fifth of the cost of
+            # parsing and formatting it again.
+            return text
         if text.isdigit():
             number = int(text)
             # 13 digits and more are milliseconds (Rafiki), fewer are seconds.
