@@ -8,6 +8,7 @@ passes SIGTERM and SIGHUP on, and starts again a process that died unexpectedly.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -86,14 +87,57 @@ def run(config: Config, config_path: Path) -> int:
     return _supervise(config_path, workers)
 
 
+METRICS_PREFIX = "webhook-gateway-metrics-"
+#: Held (flock) by the supervisor that made the directory, for as long as it runs.
+METRICS_LOCK = "supervisor.lock"
+
+
+def _hold_metrics_dir(directory: Path) -> int:
+    """Lock ``directory`` as in use; the kernel drops the lock when this process ends,
+    however it ends."""
+    fd = os.open(directory / METRICS_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def sweep_metrics_dirs(parent: Path) -> list[Path]:
+    """Remove the metrics directories in ``parent`` that no running supervisor holds.
+
+    A supervisor removes its own directory when it stops; one that was SIGKILLed (an OOM kill,
+    ``kill -9``) cannot, and each such end would leave one behind. A directory counts as
+    abandoned only if its lock file exists and nobody holds the lock: pids would not do, as
+    they are reused and differ between containers sharing a ``/tmp``. Returns what it removed.
+    """
+    removed = []
+    for path in parent.glob(f"{METRICS_PREFIX}*"):
+        try:
+            fd = os.open(path / METRICS_LOCK, os.O_RDWR)
+        except OSError:
+            continue  # being made right now, or not one of ours
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # its supervisor runs
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        finally:
+            os.close(fd)
+    return removed
+
+
 def _supervise(config_path: Path, workers: int) -> int:
     # Every process writes its metrics here; the admin listener merges them (gateway.metrics).
-    metrics_dir = tempfile.mkdtemp(prefix="webhook-gateway-metrics-")
+    for path in sweep_metrics_dirs(Path(tempfile.gettempdir())):
+        log.info("removed the metrics of a gateway that is gone", extra={"path": str(path)})
+    metrics_dir = tempfile.mkdtemp(prefix=METRICS_PREFIX)
+    lock = _hold_metrics_dir(Path(metrics_dir))
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     try:
         return _supervise_processes(config_path, workers)
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        os.close(lock)
 
 
 def _supervise_processes(config_path: Path, workers: int) -> int:

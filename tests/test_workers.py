@@ -41,9 +41,11 @@ async def test_two_processes_share_the_port_and_report_metrics_together(tmp_path
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data))
     log = (tmp_path / "gateway.log").open("wb")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway", "run", "--config", str(path)],
-        env={**os.environ, **ENV},
+        env={**os.environ, **ENV, "TMPDIR": str(temp)},
         stderr=log,
     )
     try:
@@ -88,3 +90,4 @@ async def test_two_processes_share_the_port_and_report_metrics_together(tmp_path
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
         log.close()
+    assert not list(temp.iterdir()), "the processes' metrics directory is removed at the stop"

@@ -89,6 +89,9 @@ class GatewayProcess:
         self.admin_port = free_port()
         self.config_path = directory / f"{name}.yaml"
         self.log_path = directory / f"{name}.log"
+        # Its temporary files (server.workers' metrics) stay in the test's directory.
+        self.temp_dir = directory / "tmp"
+        self.temp_dir.mkdir(exist_ok=True)
         self.process: subprocess.Popen[bytes] | None = None
         self.write_config(config)
 
@@ -132,7 +135,7 @@ class GatewayProcess:
             self.process = subprocess.Popen(
                 argv,
                 cwd=self.directory,
-                env={**os.environ, **ENV},
+                env={**os.environ, **ENV, "TMPDIR": str(self.temp_dir)},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=log,

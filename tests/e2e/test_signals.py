@@ -95,6 +95,18 @@ async def test_processes_of_a_killed_supervisor_stop_too(tmp_path, gateways, des
     stopped = [r for r in gateway.log_records() if r.get("msg") == "gateway stopped"]
     assert {r["pid"] for r in stopped} == children, "each stopped gracefully, on its own"
 
+    # The killed supervisor could not remove its processes' metrics directory; the next
+    # supervisor to start does, and keeps its own.
+    assert await gateway.wait_exit() == -signal.SIGKILL
+    left = list(gateway.temp_dir.glob("webhook-gateway-metrics-*"))
+    assert len(left) == 1, list(gateway.temp_dir.iterdir())
+    again = gateways(config)
+    await again.start()
+    assert not left[0].exists()
+    assert len(list(again.temp_dir.glob("webhook-gateway-metrics-*"))) == 1
+    assert await again.terminate() == 0
+    assert not list(again.temp_dir.iterdir()), "a supervisor that stops removes its own"
+
 
 async def test_sighup_keeps_the_old_config_on_error_and_applies_a_good_one(
     tmp_path, gateways, destinations
