@@ -545,12 +545,15 @@ class SqliteStore:
         return page, encode_cursor(rows[limit - 1][5], rows[limit - 1][0]) if more else None
 
     async def queue_depth(self) -> dict[tuple[str, str], int]:
-        """Deliveries per (destination, state) for due, leased and dead."""
+        """Deliveries per (destination, state) for due, leased and dead.
+
+        Read from the counts the file's triggers keep (``sqlite_db``), not by counting rows: a
+        count of a large backlog held up every write for as long as it took."""
 
         def tx(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
             return conn.execute(
-                "SELECT destination, state, COUNT(*) FROM deliveries"
-                " WHERE state IN ('due', 'leased', 'dead') GROUP BY destination, state"
+                "SELECT destination, state, n FROM delivery_counts"
+                " WHERE state IN ('due', 'leased', 'dead') AND n > 0"
             ).fetchall()
 
         rows = await self._db.read(tx)

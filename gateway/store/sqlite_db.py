@@ -134,7 +134,43 @@ CREATE TABLE IF NOT EXISTS changes (
     kind TEXT NOT NULL,
     data TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS delivery_counts (
+    destination TEXT NOT NULL,
+    state TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (destination, state)
+) WITHOUT ROWID;
 """
+
+#: ``delivery_counts`` holds how many deliveries each (destination, state) has, kept by these
+#: triggers in the transaction of every change, whichever code (or gateway version) makes it.
+#: Counting the rows instead took 200 ms with 300,000 due, on the thread every write waits
+#: for, at each ``/metrics`` scrape. Run whole: a trigger's body holds semicolons.
+_COUNT_UP = """INSERT INTO delivery_counts (destination, state, n)
+            VALUES (NEW.destination, NEW.state, 1)
+            ON CONFLICT (destination, state) DO UPDATE SET n = n + 1;"""
+_COUNT_DOWN = """UPDATE delivery_counts SET n = n - 1
+            WHERE destination = OLD.destination AND state = OLD.state;"""
+_TRIGGERS = (
+    f"""CREATE TRIGGER IF NOT EXISTS delivery_counts_insert AFTER INSERT ON deliveries BEGIN
+        {_COUNT_UP}
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS delivery_counts_delete AFTER DELETE ON deliveries BEGIN
+        {_COUNT_DOWN}
+    END""",
+    f"""CREATE TRIGGER IF NOT EXISTS delivery_counts_update
+        AFTER UPDATE OF destination, state ON deliveries
+        WHEN OLD.destination IS NOT NEW.destination OR OLD.state IS NOT NEW.state BEGIN
+        {_COUNT_DOWN}
+        {_COUNT_UP}
+    END""",
+)
+
+#: Fills ``delivery_counts`` once, in the transaction that creates it (a file from before it).
+_FILL_COUNTS = (
+    "INSERT INTO delivery_counts (destination, state, n)"
+    " SELECT destination, state, COUNT(*) FROM deliveries GROUP BY destination, state"
+)
 
 #: Version 1 files lack the columns the dashboard reads; the tables and indexes of version 2
 #: are created by the schema above (``IF NOT EXISTS``), the columns by these.
@@ -452,10 +488,17 @@ def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
             if columns and "body_status" not in columns:
                 for statement in _MIGRATE_1_TO_2:
                     conn.execute(statement)
+            counted = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'delivery_counts'"
+            ).fetchone()
             # Statement by statement: executescript would commit the open transaction.
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            for trigger in _TRIGGERS:
+                conn.execute(trigger)
+            if counted is None:
+                conn.execute(_FILL_COUNTS)
             for index in _DROPPED_INDEXES:
                 conn.execute(f"DROP INDEX IF EXISTS {index}")
             row = conn.execute("SELECT version FROM schema_version").fetchone()
