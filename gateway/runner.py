@@ -94,9 +94,12 @@ METRICS_LOCK = "supervisor.lock"
 
 def _hold_metrics_dir(directory: Path) -> int:
     """Lock ``directory`` as in use; the kernel drops the lock when this process ends,
-    however it ends."""
-    fd = os.open(directory / METRICS_LOCK, os.O_CREAT | os.O_RDWR, 0o600)
+    however it ends. The lock file gets its name only once locked, so a sweep never finds
+    it unlocked."""
+    unnamed = directory / f".{METRICS_LOCK}"
+    fd = os.open(unnamed, os.O_CREAT | os.O_RDWR, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    unnamed.rename(directory / METRICS_LOCK)
     return fd
 
 
