@@ -11,7 +11,8 @@ Every labelled series of a configured source or destination exists from start at
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -24,6 +25,23 @@ DELIVERY_RESULTS = ("delivered", "retried", "dead_lettered")
 START_OUTCOMES = ("accepted", "duplicate", "invalid_signature", "rate_limited", "unavailable")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _EVENT_BUCKETS = (0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
+
+_M = TypeVar("_M", Counter, Histogram)
+
+
+class _Children(dict[Hashable, _M]):
+    """A metric's children by label values (a tuple, or one value), made on first use and kept:
+    ``labels()`` validates and takes a lock on every call, which the request and delivery paths
+    would otherwise pay for every series they touch."""
+
+    def __init__(self, metric: _M) -> None:
+        super().__init__()
+        self._metric: _M = metric
+
+    def __missing__(self, key: Hashable) -> _M:
+        child: _M = self._metric.labels(*(key if isinstance(key, tuple) else (key,)))
+        self[key] = child
+        return child
 
 
 class Metrics:
@@ -101,14 +119,11 @@ class Metrics:
         )
         self.build_info.labels(version=gateway.__version__).set(1)
         self._destinations: set[str] = set()
-        # The children of the per-request metrics, kept once made: ``labels()`` validates and
-        # takes a lock on every call, which the ingress would otherwise pay twice a request.
-        self._request_counts: dict[tuple[str, str], Counter] = {}
-        self._request_durations: dict[str, Histogram] = {}
-        # The same for the three a delivery attempt records.
-        self._delivery_counts: dict[tuple[str, str], Counter] = {}
-        self._delivery_durations: dict[str, Histogram] = {}
-        self._event_latencies: dict[str, Histogram] = {}
+        self._request_counts = _Children(self.requests)
+        self._request_durations = _Children(self.request_duration)
+        self._delivery_counts = _Children(self.deliveries)
+        self._delivery_durations = _Children(self.delivery_duration)
+        self._event_latencies = _Children(self.event_latency)
 
     def declare(self, sources: Mapping[str, str], destinations: Iterable[str]) -> None:
         """Create every series of these sources (name -> delivery mode) and destinations at 0.
@@ -134,37 +149,19 @@ class Metrics:
 
     def observe_request(self, source: str, outcome: str, seconds: float) -> None:
         """Count one ingress request by outcome and record how long it took."""
-        count = self._request_counts.get((source, outcome))
-        if count is None:
-            count = self._request_counts[(source, outcome)] = self.requests.labels(source, outcome)
-        count.inc()
-        duration = self._request_durations.get(source)
-        if duration is None:
-            duration = self._request_durations[source] = self.request_duration.labels(source)
-        duration.observe(seconds)
+        self._request_counts[(source, outcome)].inc()
+        self._request_durations[source].observe(seconds)
 
     def observe_delivery(self, destination: str, seconds: float) -> None:
         """Record how long one delivery attempt to ``destination`` took."""
-        duration = self._delivery_durations.get(destination)
-        if duration is None:
-            duration = self.delivery_duration.labels(destination)
-            self._delivery_durations[destination] = duration
-        duration.observe(seconds)
+        self._delivery_durations[destination].observe(seconds)
 
     def count_delivery(self, destination: str, result: str, latency: float | None = None) -> None:
         """Count one delivery attempt by ``result``; ``latency``, for a delivered event, is
         how long it took from its receipt."""
-        count = self._delivery_counts.get((destination, result))
-        if count is None:
-            count = self.deliveries.labels(destination, result)
-            self._delivery_counts[(destination, result)] = count
-        count.inc()
-        if latency is None:
-            return
-        histogram = self._event_latencies.get(destination)
-        if histogram is None:
-            histogram = self._event_latencies[destination] = self.event_latency.labels(destination)
-        histogram.observe(latency)
+        self._delivery_counts[(destination, result)].inc()
+        if latency is not None:
+            self._event_latencies[destination].observe(latency)
 
     def set_queue_depth(
         self, depth: Mapping[tuple[str, str], int], destinations: Iterable[str] = ()
