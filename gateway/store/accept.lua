@@ -92,6 +92,7 @@ if not latest or tonumber(received_at) >= tonumber(latest) then
 end
 redis.call('HINCRBY', hk, 'n', 1)
 count(KEYS[20], 'accepted', 1)
+if nd == 0 then count(KEYS[20], 'unrouted', 1) end
 if mode == 'sync' then
   redis.call('HSET', ek, 'attempts', nd)
   count(KEYS[21], 'delivered', nd)

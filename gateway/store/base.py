@@ -36,6 +36,13 @@ Operations (see ``Store``):
   ``complete``, ``reschedule`` and ``dead_letter`` take the lease back and record the attempt;
   they return ``False`` and change nothing when the lease was lost (token mismatch: the lease
   expired and another worker holds the delivery now).
+  A delivery that succeeds after its destination's failures (a ``reschedule`` was recorded
+  for that destination since its last success) releases the backlog: the destination's
+  other deliveries waiting out a backoff become due at once, ``BACKLOG_BATCH`` per success
+  (each success releases the next batch, so a backlog of any size drains at the workers'
+  pace and no single step grows long). Their attempt counts are kept, so if failures resume
+  each delivery's backoff resumes from its own count.
+* ``retry_now(destination, now)``: the same release by hand, for every such delivery at once.
 * ``replay(event_id, destinations, now, source=None)``: new deliveries of a stored event, due
   now, never swallowed by dedupe; ``EventNotFound`` if there is no such event.
 * ``redrive(delivery_ids | None, now)``: dead letters (all of them for ``None``) are due again
@@ -66,15 +73,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar, runtime_checkable
 
 from gateway.errors import InvalidCursor, StoreError
 from gateway.jsontext import dumps
+from gateway.logs import log_fields
 from gateway.ratelimit.gcra import Decision, RateRule
 from gateway.ratelimit.limiter import Limiter
 from gateway.store.stats import Stats
+
+log = logging.getLogger("gateway.store")
 
 #: Bound on the response excerpt (and error text) recorded with each attempt.
 EXCERPT_LIMIT = 1024
@@ -99,6 +110,9 @@ EventStatus = Literal["queued", "delivered", "dead_lettered", "unrouted"]
 EVENT_STATUSES: tuple[EventStatus, ...] = ("queued", "delivered", "dead_lettered", "unrouted")
 #: The states ``queue_depth`` counts (the metric's ``state`` label, DESIGN 5.5).
 DEPTH_STATES: tuple[DeliveryState, ...] = ("due", "leased", "dead")
+#: Deliveries waiting out a backoff that one successful delivery makes due again (see
+#: ``complete``); the next success releases the next batch.
+BACKLOG_BATCH = 1000
 #: How many unreadable deliveries one ``lease_due`` may dead-letter while it leases on past
 #: them: bounds one call even when a lost key left thousands behind.
 POISON_BUDGET = 100
@@ -372,13 +386,17 @@ class Store(Protocol):
         """Lease up to ``limit`` due deliveries (and expired leases) for ``lease`` seconds."""
 
     async def complete(self, lease: Lease, attempt: Attempt) -> bool:
-        """Mark the delivery delivered; ``False`` (and nothing done) if the lease was lost."""
+        """Mark the delivery delivered, releasing the destination's backlog after its
+        failures; ``False`` (and nothing done) if the lease was lost."""
 
     async def reschedule(self, lease: Lease, attempt: Attempt, next_at: float) -> bool:
         """Make the delivery due again at ``next_at``; ``False`` if the lease was lost."""
 
     async def dead_letter(self, lease: Lease, attempt: Attempt, reason: str) -> bool:
         """Move the delivery to the dead letters; ``False`` if the lease was lost."""
+
+    async def retry_now(self, destination: str, now: float) -> int:
+        """Make the destination's deliveries waiting out a backoff due at ``now``; how many."""
 
     async def replay(
         self, event_id: str, destinations: Sequence[str], now: float, source: str | None = None
@@ -468,6 +486,16 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     if not isinstance(score, int | float) or not isinstance(key, str):
         raise InvalidCursor("invalid cursor")
     return float(score), key
+
+
+def log_backlog_released(destination: str, count: int) -> None:
+    """One line when a destination's backlog is made due again after it came back."""
+    log_fields(
+        log,
+        logging.INFO,
+        "destination back: deliveries waiting out a backoff are due now",
+        {"destination": destination, "deliveries": count},
+    )
 
 
 def event_status(n_deliveries: int, pending: int, dead: int) -> EventStatus:

@@ -1,13 +1,18 @@
 -- complete / reschedule / dead_letter: leave the leased state if the token still matches.
 -- KEYS: 1-9 shared, 10 delivery hash, 11 its attempt list, 12 its event hash, 13 the stats
---       hash of the minute the attempt ended, 14 the change log when the entry goes in here.
+--       hash of the minute the attempt ended, and when the entry goes in here (one
+--       partition, whose hash tag the log shares): 14 the backoff marks (destination -> 1
+--       while a retry was scheduled since its last success; log.lua keeps them otherwise),
+--       15 the change log.
 -- ARGV: 1 mode, 2 delivery id, 3 token, 4 attempt json, 5 attempt started_at,
 --       6 next attempt time or dead_at, 7 reason, 8 the attempt's latency bucket, 9 the change
 --       log's cap when this script appends the entry (one partition, whose hash tag the log
 --       shares) or '', 10 the attempt's number.
 -- Answers 0 (the lease was lost), or the result and what the change log records of it:
--- {result, destination, event id, source, type, subject, body status, event status, logged},
--- logged being 1 when this script appended the entry, 0 when that failed or was not asked.
+-- {result, destination, event id, source, type, subject, body status, event status, logged,
+-- backlog}, logged being 1 when this script appended the entry, 0 when that failed or was
+-- not asked; backlog 1 when a delivery succeeded after its destination's retries (this
+-- script took the mark: the caller releases the backlog), else 0.
 local dk, ek, mode, did = KEYS[10], KEYS[12], ARGV[1], ARGV[2]
 local d = redis.call('HMGET', dk, 'state', 'token', 'dest', 'ev', 'first')
 if d[1] ~= 'leased' or d[2] ~= ARGV[3] then return 0 end
@@ -18,13 +23,16 @@ redis.call('HINCRBY', dk, 'made', 1)
 if not d[5] then redis.call('HSET', dk, 'first', ARGV[5]) end
 redis.call('HDEL', dk, 'token', 'lexp', 'worker')
 depth(dest, 'leased', -1)
+local backlog = 0
 if mode == 'complete' then
   redis.call('HSET', dk, 'state', 'delivered')
   redis.call('HINCRBY', ek, 'pending', -1)
+  if ARGV[9] ~= '' then backlog = redis.call('HDEL', KEYS[14], dest) end
 elseif mode == 'reschedule' then
   redis.call('HSET', dk, 'state', 'due', 'next', ARGV[6])
   redis.call('ZADD', DUE, ARGV[6], did)
   depth(dest, 'due', 1)
+  if ARGV[9] ~= '' then redis.call('HSET', KEYS[14], dest, 1) end
 else
   redis.call('HSET', dk, 'state', 'dead', 'dead_at', ARGV[6], 'reason', ARGV[7])
   redis.call('ZADD', DEAD, ARGV[6], did)
@@ -43,7 +51,7 @@ local e = redis.call('HMGET', ek, 'id', 'source', 'type', 'subject', 'body_statu
 -- message only, as when it is appended by a call of its own.
 local logged = 0
 if ARGV[9] ~= '' then
-  local changes = KEYS[14]
+  local changes = KEYS[15]
   local function value(x) if x then return x end return cjson.null end
   local data = cjson.encode({
     event_id = value(e[1]), source = value(e[2]), type = value(e[3]), subject = value(e[4]),
@@ -53,4 +61,4 @@ if ARGV[9] ~= '' then
     'data', data)
   if not (type(r) == 'table' and r.err) then logged = 1 end
 end
-return {result, dest, e[1], e[2], e[3], e[4], e[5], e[6], logged}
+return {result, dest, e[1], e[2], e[3], e[4], e[5], e[6], logged, backlog}

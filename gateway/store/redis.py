@@ -68,6 +68,13 @@ crash between the two loses that live message, never the event or its outcome, w
 read from the partitions. With one partition the log shares the partition's hash tag, so
 ``accept.lua`` appends the entries of a new event itself, after all its other writes.
 
+Backoff marks: ``wg:{q}:backoff`` (beside the change log, one hash for the whole store) holds
+the destinations that had a retry scheduled since their last success. A success takes its
+destination's mark and releases the backlog (``retry_now.lua``, batch by batch over every
+partition: deliveries of that destination due later than now become due now). With one
+partition ``finish.lua`` keeps the marks itself, in the partition's slot; with more, the
+``log.lua`` call that follows it does.
+
 The (source, id) check of ``accept`` (an id seen under another dedupe key) sees the events of
 the partition the new event hashes to; with one partition that is every event.
 
@@ -118,6 +125,7 @@ from gateway.redis_packing import use_hiredis_packing
 from gateway.redis_pipeline import AutoPipeline
 from gateway.store.base import (
     ACCEPT_STATUSES,
+    BACKLOG_BATCH,
     CLAIMS,
     DELIVERY_STATES,
     DEPTH_STATES,
@@ -146,6 +154,7 @@ from gateway.store.base import (
     decode_cursor,
     encode_cursor,
     excerpt,
+    log_backlog_released,
     one_of,
 )
 from gateway.store.crypto import KeyRing, open_payload, seal_payload
@@ -164,6 +173,8 @@ META_KEY = "wg:meta"
 # longer than the window so clock skew between replicas never drops one early.
 _TTL_SLACK_MS = 60_000
 _REDRIVE_BATCH = 500
+#: Candidates one retry_now.lua call re-checks and moves.
+_RETRY_BATCH = 500
 _PRUNE_READ = 100
 _SCAN_CHUNK = 200
 #: Seconds a rate-limit check may take before ``on_store_error`` decides.
@@ -171,12 +182,15 @@ RATE_LIMIT_TIMEOUT = 0.25
 #: The change log of the whole store (see "Change log" above) and its approximate cap.
 CHANGES_KEY = "wg:{q}:changes"
 CHANGES_CAP = 10_000
+#: Destinations with a retry scheduled since their last success (``log.lua``, ``finish.lua``):
+#: one hash for the whole store, beside the change log.
+BACKOFF_KEY = "wg:{q}:backoff"
 _SUMMARY_FIELDS = [
     "id", "source", "type", "subject", "received_at", "status", "mode", "body_status", "attempts",
 ]  # fmt: skip
 _SCRIPTS = (
-    "accept", "claim", "release", "due", "lease", "finish", "replay", "redrive", "prune", "log",
-    "wake",
+    "accept", "claim", "release", "due", "lease", "finish", "replay", "redrive", "retry_now",
+    "prune", "log", "wake",
 )  # fmt: skip
 _STATUSES = ("queued", "delivered", "dead_lettered", "unrouted")
 
@@ -684,19 +698,28 @@ class RedisStore:
                 log.warning("change log: an entry of event %s was not written", event.id)
         return status, event_id
 
-    async def _log_changes(self, entries: Sequence[tuple[str, dict[str, object]]]) -> None:
-        """Append to the change log after the change itself was stored (see "Change log").
+    async def _log_changes(
+        self,
+        entries: Sequence[tuple[str, dict[str, object]]],
+        mark: Literal["", "mark", "take"] = "",
+        destination: str = "",
+    ) -> bool:
+        """Append to the change log after the change itself was stored (see "Change log"),
+        and keep ``destination``'s backoff mark: ``mark`` after a retry, ``take`` after a
+        success (``True`` when that took one: the caller releases the backlog).
 
-        A failure here is logged, not raised: the change is stored, only its live message is
-        lost, and failing the call would make a sender resend what was accepted.
+        A failure here is logged, not raised: the change is stored, only its live message (or
+        an early release of a backlog, which then waits out its backoff) is lost, and failing
+        the call would make a sender resend what was accepted.
         """
-        args: list[Any] = [CHANGES_CAP]
+        args: list[Any] = [CHANGES_CAP, mark, destination]
         for kind, data in entries:
             args += [kind, dumpb(data)]
         try:
-            await self._call("log", [CHANGES_KEY], args)
+            return bool(await self._call("log", [CHANGES_KEY, BACKOFF_KEY], args))
         except StoreError as exc:
             log.warning("change log: an entry was not written: %s", exc)
+            return False
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -831,7 +854,7 @@ class RedisStore:
             keys.stats(ended),
         ]
         if inline:
-            script_keys.append(CHANGES_KEY)
+            script_keys += [BACKOFF_KEY, CHANGES_KEY]
         reply = await self._call(
             "finish",
             script_keys,
@@ -853,6 +876,8 @@ class RedisStore:
         if inline:
             if not reply[8]:
                 log.warning("change log: an entry of delivery %s was not written", delivery_id)
+            if int(reply[9]):
+                await self._release_backlog(reply[1].decode(), at)
             return True
         result, destination, event_id, source, type_, subject, body_status, status = (
             None if value is None else value.decode(errors="replace") for value in reply[:8]
@@ -868,7 +893,12 @@ class RedisStore:
             "attempt": attempt.number,
             "result": result,
         }
-        await self._log_changes([("delivery", change)])
+        mark: Literal["", "mark", "take"] = (
+            "take" if mode == "complete" else "mark" if mode == "reschedule" else ""
+        )
+        assert destination is not None
+        if await self._log_changes([("delivery", change)], mark, destination):
+            await self._release_backlog(destination, at)
         return True
 
     async def complete(self, lease: Lease, attempt: Attempt) -> bool:
@@ -883,6 +913,62 @@ class RedisStore:
         """Record the attempt and move the delivery to the dead letters."""
         dead_at = attempt.started_at + attempt.latency
         return await self._finish("dead", lease, attempt, dead_at, reason)
+
+    async def _release_backlog(self, destination: str, now: float) -> None:
+        """After a success that took a backoff mark: up to ``BACKLOG_BATCH`` of the
+        destination's deliveries waiting out a backoff, over every partition, due now. A
+        full batch puts the mark back, so the next success releases the next batch. A failure
+        is logged, not raised: the delivery is recorded, the rest just keeps its backoff."""
+        try:
+            moved = 0
+            for keys in self._parts:
+                moved += await self._retry_partition(keys, destination, now, BACKLOG_BATCH - moved)
+                if moved >= BACKLOG_BATCH:
+                    async with self._errors():
+                        await self._r.hset(BACKOFF_KEY, destination, 1)
+                    break
+        except StoreError as exc:
+            log.warning("releasing the backlog of %s failed: %s", destination, exc)
+            return
+        if moved:
+            log_backlog_released(destination, moved)
+
+    async def _retry_partition(
+        self, keys: _Keys, destination: str, now: float, budget: int | None
+    ) -> int:
+        """Make up to ``budget`` (``None``: all) of the destination's deliveries in this
+        partition that wait out a backoff due at ``now``; how many were moved."""
+        moved = skipped = 0
+        while budget is None or moved < budget:
+            want = _RETRY_BATCH if budget is None else min(_RETRY_BATCH, budget - moved)
+            async with self._errors():
+                # Moved ones leave the range (their score becomes now); the ones skipped, of
+                # other destinations, stay in it, so the next read starts past them.
+                raw = await self._r.zrangebyscore(
+                    keys.due, f"({_t(now)}", "+inf", start=skipped, num=want
+                )
+            dids = [b.decode() for b in cast(list[bytes], raw)]
+            if not dids:
+                break
+            reply = await self._call(
+                "retry_now",
+                [*keys.shared, *(keys.dl(did) for did in dids)],
+                [_t(now), destination, *dids],
+            )
+            moved += int(reply[0])
+            skipped += int(reply[1])
+            if len(dids) < want:
+                break
+        return moved
+
+    async def retry_now(self, destination: str, now: float) -> int:
+        """Make every delivery to ``destination`` waiting out a backoff due at ``now``."""
+        async with self._errors():
+            await self._r.hdel(BACKOFF_KEY, destination)
+        moved = 0
+        for keys in self._parts:
+            moved += await self._retry_partition(keys, destination, now, None)
+        return moved
 
     # -- operator ----------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from gateway.jsontext import dumps
 from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.store.base import (
+    BACKLOG_BATCH,
     DEPTH_STATES,
     POISON_BUDGET,
     SEARCH_LIMIT,
@@ -52,6 +53,7 @@ from gateway.store.base import (
     encode_cursor,
     event_status,
     excerpt,
+    log_backlog_released,
 )
 from gateway.store.crypto import KeyRing, open_payload, seal_payload
 from gateway.store.sqlite_db import SqliteDatabase
@@ -268,12 +270,22 @@ class SqliteStore:
     async def _finish(
         self, lease: Lease, attempt: Attempt, state: DeliveryState, extra: dict[str, Any]
     ) -> bool:
-        """Leave the leased state for ``state`` if the lease token still matches."""
+        """Leave the leased state for ``state`` if the lease token still matches; a delivery
+        that succeeds after its destination's retries releases a batch of its backlog."""
 
-        def tx(conn: sqlite3.Connection) -> bool:
-            return _finish_delivery(conn, lease.delivery_id, lease.token, attempt, state, extra)
+        def tx(conn: sqlite3.Connection) -> tuple[bool, int]:
+            done = _finish_delivery(conn, lease.delivery_id, lease.token, attempt, state, extra)
+            released = 0
+            if done and state == "delivered":
+                released = _release_backlog(
+                    conn, lease.destination, attempt.started_at + attempt.latency
+                )
+            return done, released
 
-        return await self._db.write(tx, durable=False)
+        done, released = await self._db.write(tx, durable=False)
+        if released:
+            log_backlog_released(lease.destination, released)
+        return done
 
     # -- operator ----------------------------------------------------------------------------
 
@@ -312,6 +324,20 @@ class SqliteStore:
                 if cur.rowcount == 1:
                     moved += 1
                     _refresh_status_of_delivery(conn, delivery_id)
+            return moved
+
+        return await self._db.write(tx)
+
+    async def retry_now(self, destination: str, now: float) -> int:
+        """Make every delivery to ``destination`` waiting out a backoff due at ``now``."""
+
+        def tx(conn: sqlite3.Connection) -> int:
+            moved = conn.execute(
+                "UPDATE deliveries SET next_attempt_at = ?"
+                " WHERE state = 'due' AND next_attempt_at > ? AND destination = ?",
+                (now, now, destination),
+            ).rowcount
+            conn.execute("DELETE FROM backoff WHERE destination = ?", (destination,))
             return moved
 
         return await self._db.write(tx)
@@ -661,6 +687,8 @@ def _insert_event(
         (key, event.subject, uid, event.received_at),
     )
     _count(conn, now, "accepted")
+    if not destinations:
+        _count(conn, now, "unrouted")
     _log_change(conn, "accepted", {**_change_of(event), "event_status": status})
     _insert_deliveries(conn, uid, destinations, now, delivered)
     if delivered is not None:
@@ -731,6 +759,9 @@ def _finish_delivery(
     if len(row) != 1:
         return False
     uid, destination = row[0]
+    if state == "due":
+        # A retry: the destination is failing; its next success releases the backlog.
+        conn.execute("INSERT OR IGNORE INTO backoff (destination) VALUES (?)", (destination,))
     _insert_attempt(conn, delivery_id, attempt.bounded())
     event = conn.execute(
         f"UPDATE events SET attempts = attempts + 1, status = {_STATUS_OF_UID}"  # noqa: S608
@@ -739,6 +770,26 @@ def _finish_delivery(
     ).fetchall()[0]
     _record_attempt_outcome(conn, (*event, destination), attempt, state)
     return True
+
+
+def _release_backlog(conn: sqlite3.Connection, destination: str, now: float) -> int:
+    """After a delivery to ``destination`` succeeded: if a retry was scheduled since its last
+    success, make up to ``BACKLOG_BATCH`` of its deliveries waiting out a backoff due now.
+
+    The mark stays while a full batch was moved, so the next success moves the next batch:
+    a backlog of any size drains as fast as it is delivered, and no transaction grows long.
+    """
+    if conn.execute("SELECT 1 FROM backoff WHERE destination = ?", (destination,)).fetchone():
+        moved = conn.execute(
+            "UPDATE deliveries SET next_attempt_at = :now WHERE id IN (SELECT id FROM"
+            " deliveries WHERE state = 'due' AND next_attempt_at > :now"
+            " AND destination = :destination ORDER BY next_attempt_at LIMIT :batch)",
+            {"now": now, "destination": destination, "batch": BACKLOG_BATCH},
+        ).rowcount
+        if moved < BACKLOG_BATCH:
+            conn.execute("DELETE FROM backoff WHERE destination = ?", (destination,))
+        return moved
+    return 0
 
 
 def _dead_letter_unreadable(

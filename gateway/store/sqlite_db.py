@@ -134,6 +134,9 @@ CREATE TABLE IF NOT EXISTS changes (
     kind TEXT NOT NULL,
     data TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS backoff (
+    destination TEXT PRIMARY KEY  -- a retry was scheduled since its last delivery succeeded
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS delivery_counts (
     destination TEXT NOT NULL,
     state TEXT NOT NULL,

@@ -14,8 +14,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-#: The counters kept per minute (an attempt counts once, under its result).
-COUNTERS = ("accepted", "delivered", "retried", "dead_lettered")
+#: The counters kept per minute (an attempt counts once, under its result; an event no
+#: route takes counts as accepted and as unrouted).
+COUNTERS = ("accepted", "unrouted", "delivered", "retried", "dead_lettered")
 #: Minutes of history the figures cover and the stores keep.
 WINDOW_MINUTES = 60
 #: Ratio between successive latency bucket bounds, and how many buckets there are.

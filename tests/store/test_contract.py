@@ -201,6 +201,69 @@ async def test_reschedule_makes_the_delivery_due_later(store: Store):
     assert view.deliveries[0].attempts == (failed(at=T0),)
 
 
+async def _backed_off(store: Store, count: int, destination: str = "market") -> list[str]:
+    """``count`` events whose first attempt to ``destination`` failed, next due in an hour."""
+    ids = [f"evt_b{i}" for i in range(count)]
+    for i, event_id in enumerate(ids):
+        await store.accept(make_event(event_id, received_at=T0 + i), [destination], WINDOW, T0)
+    for lease in await store.lease_due(T0 + 1, LEASE, 100, "w1"):
+        assert await store.reschedule(lease, failed(at=T0 + 1), T0 + 3600)
+    return ids
+
+
+async def test_a_success_after_failures_releases_the_backlog(store: Store):
+    backed_off = await _backed_off(store, 5)
+    await store.accept(make_event("evt_other", received_at=T0), ["other"], WINDOW, T0)
+    [other] = await store.lease_due(T0 + 1, LEASE, 10, "w1")
+    assert await store.reschedule(other, failed(at=T0 + 1), T0 + 3600)
+    assert await store.lease_due(T0 + 10, LEASE, 10, "w1") == []
+    # The destination is back: a new event's delivery succeeds.
+    await store.accept(make_event("evt_new", received_at=T0 + 10), ["market"], WINDOW, T0 + 10)
+    [fresh] = await store.lease_due(T0 + 10, LEASE, 10, "w1")
+    assert await store.complete(fresh, ok(at=T0 + 11))
+    # Its backlog is due at once with attempt counts kept; another destination's stays.
+    released = await store.lease_due(T0 + 12, LEASE, 10, "w1")
+    assert sorted(lease.event.id for lease in released) == backed_off
+    assert {lease.attempt for lease in released} == {2}
+    assert {lease.destination for lease in released} == {"market"}
+    # Failures resume: each backoff resumes from its own attempt count; no mark survives a
+    # success that found the backlog empty.
+    for lease in released:
+        assert await store.complete(lease, ok(at=T0 + 13))
+    await store.accept(make_event("evt_late", received_at=T0 + 14), ["market"], WINDOW, T0 + 14)
+    [late] = await store.lease_due(T0 + 14, LEASE, 10, "w1")
+    assert await store.reschedule(late, failed(at=T0 + 14), T0 + 1000)
+    assert await store.lease_due(T0 + 20, LEASE, 10, "w1") == []
+    view = await store.get_event("evt_other")
+    assert view is not None and view.deliveries[0].next_attempt_at == T0 + 3600
+
+
+async def test_a_success_without_earlier_failures_releases_nothing(store: Store):
+    await store.accept(make_event("evt_a", received_at=T0), ["market"], WINDOW, T0)
+    [lease] = await store.lease_due(T0, LEASE, 10, "w1")
+    assert await store.reschedule(lease, failed(at=T0), T0 + 3600)
+    # The mark was taken by a success: a later delivery that fails and then one that succeeds
+    # release; but a success on another destination releases nothing here.
+    await store.accept(make_event("evt_b", received_at=T0 + 1), ["other"], WINDOW, T0 + 1)
+    [other] = await store.lease_due(T0 + 1, LEASE, 10, "w1")
+    assert await store.complete(other, ok(at=T0 + 2))
+    assert await store.lease_due(T0 + 3, LEASE, 10, "w1") == []
+
+
+async def test_retry_now_makes_a_destination_backlog_due(store: Store):
+    backed_off = await _backed_off(store, 3)
+    await store.accept(make_event("evt_other", received_at=T0), ["other"], WINDOW, T0)
+    [other] = await store.lease_due(T0 + 1, LEASE, 10, "w1")
+    assert await store.reschedule(other, failed(at=T0 + 1), T0 + 3600)
+    assert await store.retry_now("market", T0 + 5) == 3
+    assert await store.retry_now("market", T0 + 5) == 0
+    assert await store.retry_now("nowhere", T0 + 5) == 0
+    leases = await store.lease_due(T0 + 5, LEASE, 10, "w1")
+    assert sorted(lease.event.id for lease in leases) == backed_off
+    assert {lease.attempt for lease in leases} == {2}
+    assert await store.queue_depth() == {("market", "leased"): 3, ("other", "due"): 1}
+
+
 async def test_expired_lease_goes_to_another_worker_and_the_first_loses_it(store: Store):
     await store.accept(make_event(), ["market"], WINDOW, T0)
     [lease_a] = await store.lease_due(T0, LEASE, 10, "worker-a")

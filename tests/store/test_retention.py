@@ -102,8 +102,9 @@ async def test_prune_deletes_only_finished_events_received_before_the_cutoff(sto
     assert await store.complete(leases["delivered"], ok(new))
     assert await store.complete(leases["on_cutoff"], ok(new))
     assert await store.dead_letter(leases["dead"], Attempt(1, new, 400, 0.1), "HTTP 400")
-    # Added after the lease round: one stays due, one is left leased.
-    await store.accept(make_event("queued", received_at=old), ["m"], WINDOW, new)
+    # Added after the lease round: one stays due, one is left leased. The one due waits for
+    # a destination of its own: a success on "m" would release its backoff.
+    await store.accept(make_event("queued", received_at=old), ["q"], WINDOW, new)
     await store.accept(make_event("leased", received_at=old), ["m", "n"], WINDOW, new)
     for lease in await store.lease_due(new, LEASE, 10, "w"):
         if lease.event.id == "leased" and lease.destination == "m":
