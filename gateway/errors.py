@@ -20,7 +20,8 @@ the ingress handler and the admin API each have a single ``except RequestError``
           ├── BodyTimeout            408  request_timeout
           ├── VerificationError      401  invalid_signature
           ├── InvalidBody            400  invalid_body
-          ├── MissingField           422  missing_field
+          ├── MissingField           422  missing_field      (+ "missing": every field absent)
+          ├── UnroutedRefused        422  unrouted           (on_unrouted: reject)
           ├── InProgress             409  in_progress        (+ Retry-After: 1)
           ├── Unavailable            503  unavailable        (+ Retry-After)
           ├── BadGateway             502  bad_gateway
@@ -104,9 +105,17 @@ class RequestError(GatewayError):
     code: str = "internal_error"
     default_message: str = "internal error"
 
-    def __init__(self, message: str | None = None, *, headers: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        extra: Mapping[str, object] | None = None,
+    ):
         self.message = message or self.default_message
         self.headers: dict[str, str] = dict(headers or {})
+        #: More fields of the JSON answer, beside error, message and request_id.
+        self.extra: dict[str, object] = dict(extra or {})
         super().__init__(self.message)
 
 
@@ -159,9 +168,23 @@ class InvalidBody(RequestError):
 
 
 class MissingField(RequestError):
-    """A field the source requires is absent from the event."""
+    """Fields the source requires are absent from the event; the answer lists them all
+    (``missing``), so a sender fixes its body in one go."""
 
     status, code, default_message = 422, "missing_field", "a required field is missing"
+
+    def __init__(self, fields: Sequence[str]) -> None:
+        what = "field" if len(fields) == 1 else "fields"
+        super().__init__(
+            f"required {what} missing: {', '.join(fields)}", extra={"missing": list(fields)}
+        )
+
+
+class UnroutedRefused(RequestError):
+    """No route of the source takes the event's type and the source sets
+    ``on_unrouted: reject``: nothing was stored."""
+
+    status, code, default_message = 422, "unrouted", "no route takes this event's type"
 
 
 class InProgress(RequestError):

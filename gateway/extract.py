@@ -39,6 +39,11 @@ class Extractor:
         return f"{self.kind}:{self.name}"
 
     @property
+    def spelled(self) -> str:
+        """As a config names it: the JSON pointer alone for the body, else ``str()``."""
+        return self.name if self.kind == "body" else str(self)
+
+    @property
     def needs_json(self) -> bool:
         """Whether reading this value requires the body to be parsed as JSON."""
         return self.kind == "body"

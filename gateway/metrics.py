@@ -22,7 +22,9 @@ from gateway.store.base import DEPTH_STATES
 
 DELIVERY_RESULTS = ("delivered", "retried", "dead_lettered")
 #: Request outcomes a source has from start: what alerts and dashboards divide by.
-START_OUTCOMES = ("accepted", "duplicate", "invalid_signature", "rate_limited", "unavailable")
+START_OUTCOMES = (
+    "accepted", "duplicate", "unrouted", "invalid_signature", "rate_limited", "unavailable",
+)  # fmt: skip
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _EVENT_BUCKETS = (0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
 

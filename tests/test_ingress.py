@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 import pytest
 
 from gateway.app import STORE, create_app
+from gateway.appkeys import METRICS
 from tests.support import (
     OLD_PAYMENTS_SECRET,
     PAYMENTS_SECRET,
@@ -36,7 +38,10 @@ async def nothing_accepted(client, marketplace) -> None:
 
 def _error(raw: bytes) -> dict:
     payload = json.loads(raw)
-    assert set(payload) == {"error", "message", "request_id"}
+    expected = {"error", "message", "request_id"}
+    if payload.get("error") == "missing_field":
+        expected.add("missing")
+    assert set(payload) == expected
     return payload
 
 
@@ -86,6 +91,45 @@ async def test_routes_follow_each_event_type_past_the_route_cache(
     ]
     events, _ = await client.app[STORE].list_events(status="unrouted")
     assert sorted(e.id for e in events) == ["msg_type_1", "msg_type_3"]
+
+
+async def test_an_unrouted_event_is_stored_answered_counted_and_logged(
+    make_gateway, marketplace, caplog
+):
+    client, _ = await make_gateway()
+    body = payment_body(type="refund.created")
+    with caplog.at_level(logging.INFO, logger="gateway.ingress"):
+        response, raw = await _post(client, body, sign_payment(body, msg_id="msg_refund"))
+    assert response.status == 202
+    assert json.loads(raw) == {"id": "msg_refund", "status": "unrouted"}
+    [line] = [r for r in caplog.records if getattr(r, "event_id", None) == "msg_refund"]
+    assert (line.levelno, line.outcome, line.type) == (  # type: ignore[attr-defined]
+        logging.WARNING, "unrouted", "refund.created",
+    )  # fmt: skip
+    metrics = client.app[METRICS].exposition().decode()
+    assert 'webhook_gateway_requests_total{outcome="unrouted",source="payments"} 1.0' in metrics
+    view = await client.app[STORE].get_event("msg_refund")
+    assert view is not None and view.status == "unrouted" and view.deliveries == ()
+    stats = await client.app[STORE].stats(time.time())
+    assert (stats.total("accepted"), stats.total("unrouted")) == (1, 1)
+    # Sent again: a duplicate, like any other event.
+    response, raw = await _post(client, body, sign_payment(body, msg_id="msg_refund"))
+    assert (response.status, json.loads(raw)["status"]) == (200, "duplicate")
+
+
+async def test_on_unrouted_reject_answers_422_and_stores_nothing(make_gateway, marketplace):
+    client, _ = await make_gateway(sources={"payments": payments_source(on_unrouted="reject")})
+    body = payment_body(type="refund.created")
+    response, raw = await _post(client, body, sign_payment(body, msg_id="msg_refused"))
+    assert response.status == 422
+    payload = _error(raw)
+    assert payload["error"] == "unrouted"
+    assert "refund.created" in payload["message"]
+    assert await client.app[STORE].get_event("msg_refused") is None
+    # A routed type still goes through.
+    body = payment_body()
+    response, _ = await _post(client, body, sign_payment(body))
+    assert response.status == 202
 
 
 async def test_request_id_from_the_sender_is_kept(make_gateway):
@@ -253,6 +297,18 @@ async def test_missing_required_field_is_422(make_gateway, marketplace, missing)
     payload = _error(raw)
     assert payload["error"] == "missing_field"
     assert missing in payload["message"]
+    assert payload["missing"] == [f"/{missing}"]
+    await nothing_accepted(client, marketplace)
+
+
+async def test_every_missing_field_is_named_in_one_answer(make_gateway, marketplace):
+    client, _ = await make_gateway()
+    body = json.dumps({"note": "nothing the source requires"}).encode()
+    response, raw = await _post(client, body, sign_payment(body))
+    assert response.status == 422
+    payload = _error(raw)
+    assert payload["missing"] == ["/type", "/pendingId", "/offerId", "/status"]
+    assert payload["message"] == "required fields missing: /type, /pendingId, /offerId, /status"
     await nothing_accepted(client, marketplace)
 
 

@@ -158,8 +158,8 @@ def _retry(reader: Reader, raw: object) -> RetryPolicy:
 
 _SOURCE_KEYS = {
     "path", "provider", "secrets", "tolerance", "allow_ips", "allow_unsigned", "rate_limit",
-    "dedupe", "event", "require", "delivery", "ack_status", "routes", "forward_headers",
-    "options",
+    "dedupe", "event", "require", "delivery", "ack_status", "on_unrouted", "routes",
+    "forward_headers", "options",
 }  # fmt: skip
 #: What a source may answer an accepted event with (DESIGN 3): the sender counts one of them
 #: as success (Rafiki only 200).
@@ -294,6 +294,9 @@ def _source(
         data, "delivery", choice("queued", "sync"), "queued"
     )
     ack_status = reader.field(data, "ack_status", _ack_status, verifier.ack_status)
+    on_unrouted: Literal["store", "reject"] = reader.field(
+        data, "on_unrouted", choice("store", "reject"), "store"
+    )
     routes: list[RouteConfig] = []
     raw_routes = data.get("routes")
     if not isinstance(raw_routes, list) or not raw_routes:
@@ -337,6 +340,7 @@ def _source(
         require=require,
         delivery=delivery,
         ack_status=ack_status,
+        on_unrouted=on_unrouted,
         routes=tuple(routes),
         forward_headers=forward_headers,
         options=MappingProxyType(dict(options)),

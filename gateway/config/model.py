@@ -159,6 +159,9 @@ class SourceConfig:
     delivery: Literal["queued", "sync"] = "queued"
     #: The status a queued event is answered with: 200 or 202 (the provider's default).
     ack_status: int = 202
+    #: An event whose type no route takes: ``store`` it as ``unrouted`` (answered with the
+    #: ``ack_status``) or ``reject`` it with 422 ``unrouted``, storing nothing.
+    on_unrouted: Literal["store", "reject"] = "store"
     routes: tuple[RouteConfig, ...] = ()
     forward_headers: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict, compare=False)

@@ -34,6 +34,7 @@ from gateway.errors import (
     StoreError,
     Unavailable,
     UnknownSource,
+    UnroutedRefused,
     VerificationError,
 )
 from gateway.extract import Extractor, Payload
@@ -67,6 +68,7 @@ class Accepted:
     outcome: str
     event_id: str
     response: web.Response | None = None
+    event_type: str | None = None
 
 
 class Ingress:
@@ -139,6 +141,7 @@ class Ingress:
         started = time.monotonic()
         source: SourceConfig | None = None
         event_id: str | None = None
+        event_type: str | None = None
         try:
             if request.version < HttpVersion10:
                 # A request line without a version (HTTP/0.9): a proxy in front may frame the
@@ -147,6 +150,7 @@ class Ingress:
             source = self._route(request)
             response = await self._process(request, source, request_id)
             outcome, event_id = response.outcome, response.event_id
+            event_type = response.event_type
             answer: web.StreamResponse = response.response or json_response(
                 response.status, response.body, request_id
             )
@@ -165,7 +169,7 @@ class Ingress:
             log.exception("unexpected error", extra={"request_id": request_id})
             outcome = InternalError.code
             answer = error_response(InternalError(), request_id)
-        self._observe(request_id, source, event_id, outcome, answer.status, started)
+        self._observe(request_id, source, event_id, outcome, answer.status, started, event_type)
         # The answer goes out next: a kept-alive connection's next request gets its own header
         # deadline (every request on the ingress listener comes through here).
         response_started(request.transport)
@@ -179,22 +183,24 @@ class Ingress:
         outcome: str,
         status: int,
         started: float,
+        event_type: str | None = None,
     ) -> None:
-        """The request's metric and its one log line."""
+        """The request's metric and its one log line (a warning, with the event's type, for
+        an event no route takes: a typo in a route's ``types`` must show)."""
         if source is not None:
             self.metrics.observe_request(source.name, outcome, time.monotonic() - started)
-        log_fields(
-            log,
-            logging.INFO,
-            "request",
-            {
-                "request_id": request_id,
-                "source": source.name if source else None,
-                "event_id": event_id,
-                "outcome": outcome,
-                "status": status,
-            },
-        )
+        fields: dict[str, object] = {
+            "request_id": request_id,
+            "source": source.name if source else None,
+            "event_id": event_id,
+            "outcome": outcome,
+            "status": status,
+        }
+        level = logging.INFO
+        if outcome == "unrouted":
+            level = logging.WARNING
+            fields["type"] = event_type
+        log_fields(log, level, "request", fields)
 
     # -- stages -----------------------------------------------------------------------------
 
@@ -268,12 +274,14 @@ class Ingress:
         extractors = source.event
         if self._needs_json[source.name]:
             payload.json()  # 400 invalid_body once, before any field is looked at
-        for required in source.require:
-            if not payload.has(required):
-                raise MissingField(f"required field {required} is missing")
+        # Every absent field in one answer: a sender fixes its body in one go.
+        missing = [required.spelled for required in source.require if not payload.has(required)]
         dedupe_key = payload.get(source.dedupe.key)
-        if not dedupe_key:
-            raise MissingField(f"the dedupe key {source.dedupe.key} is missing")
+        if not dedupe_key and source.dedupe.key.spelled not in missing:
+            missing.append(source.dedupe.key.spelled)
+        if missing:
+            raise MissingField(missing)
+        assert dedupe_key is not None
         event_id = payload.get(extractors.id) if extractors.id else None
         if not event_id:
             # No id of its own: the dedupe key identifies the event (stable across resends).
@@ -319,8 +327,16 @@ class Ingress:
         )
 
     async def _enqueue(self, source: SourceConfig, event: Event, now: float) -> Accepted:
-        """Stage 8, queued: one atomic dedupe + persist + enqueue, then 202."""
+        """Stage 8, queued: one atomic dedupe + persist + enqueue, then 202.
+
+        An event no route takes is never silent (DESIGN 3): it is stored as ``unrouted`` and
+        answered so, with its own outcome, or refused with 422 under ``on_unrouted: reject``.
+        """
         destinations = self._destinations_for(source, event.type)
+        if not destinations and source.on_unrouted == "reject":
+            raise UnroutedRefused(
+                f"no route of source {source.name} takes event type {event.type!r}"
+            )
         limit = self._accept_limits[source.name]
         try:
             result = await self.store.accept(
@@ -335,6 +351,9 @@ class Ingress:
             return Accepted(
                 200, {"id": result.event_id, "status": "duplicate"}, "duplicate", result.event_id
             )
+        if not destinations:
+            body: dict[str, object] = {"id": event.id, "status": "unrouted"}
+            return Accepted(source.ack_status, body, "unrouted", event.id, event_type=event.type)
         self.on_accepted()
         return Accepted(
             source.ack_status, {"id": event.id, "status": "queued"}, "accepted", event.id

@@ -41,7 +41,7 @@ def error_response(error: RequestError, request_id: str) -> web.Response:
     """The response for a refusal: status, JSON body and the error's own headers."""
     response = json_response(
         error.status,
-        {"error": error.code, "message": error.message, "request_id": request_id},
+        {"error": error.code, "message": error.message, "request_id": request_id, **error.extra},
         request_id,
     )
     response.headers.update(error.headers)

@@ -85,6 +85,7 @@ def test_the_alerts_cover_what_operators_must_hear_about():
         'state="due"',  # the due queue growing (no oldest-due-age metric exists)
         "webhook_gateway_signature_failures_total",  # signature-failure spike
         'outcome="unavailable"',  # store unreachable
+        'outcome="unrouted"',  # events no route takes
         'up{job="webhook-gateway"}',  # gateway down
         'outcome=~"accepted|forwarded|duplicate"',  # a source gone quiet
     ):

@@ -17,7 +17,8 @@ def expected_series(sources: dict[str, str], destinations: list[str]) -> set[tup
 
     wanted = set()
     for source, mode in sources.items():
-        outcomes = ["accepted", "duplicate", "invalid_signature", "rate_limited", "unavailable"]
+        outcomes = ["accepted", "duplicate", "unrouted", "invalid_signature", "rate_limited"]
+        outcomes.append("unavailable")
         if mode == "sync":
             outcomes.append("forwarded")
         for outcome in outcomes:
