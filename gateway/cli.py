@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import sys
 import time
 import uuid
@@ -124,8 +125,13 @@ def cmd_sign(args: argparse.Namespace) -> int:
     source = _source(config, args.source)
     now = time.time()
     body = _body(args, source, now)
-    for name, value in _signed_headers(source, body, now).items():
-        print(f"{name}: {value}")
+    headers = _signed_headers(source, body, now)
+    if args.curl:
+        # One line of quoted arguments: a value may hold spaces (Rafiki's "t=..., v1=...").
+        print(" ".join(f"-H {shlex.quote(f'{name}: {value}')}" for name, value in headers.items()))
+    else:
+        for name, value in headers.items():
+            print(f"{name}: {value}")
     if args.file is None:
         print(f"\n{body.decode()}", file=sys.stderr)
     return EXIT_OK
@@ -221,6 +227,11 @@ async def _admin_call(
                 data = None
             if response.status >= 400:
                 message = data.get("message") if isinstance(data, dict) else text[:200]
+                if response.status == 401:
+                    message = (
+                        f"{message} (GATEWAY_ADMIN_TOKEN must be the gateway's admin.token;"
+                        " for make run it is in .env.dev)"
+                    )
                 raise AdminFailed(f"{response.status}: {message}")
             return data
     except aiohttp.ClientError as exc:
@@ -254,10 +265,28 @@ def _next_page(data: dict[str, Any]) -> None:
         print(f"(more: --cursor {data['next_cursor']})", file=sys.stderr)
 
 
+def _body_text(event: dict[str, Any]) -> str:
+    """The stored body as people read it: JSON pretty-printed, other text as it is, bytes
+    that are not UTF-8 as the base64 the API gives."""
+    if "body" not in event:
+        return f"(not UTF-8 text; base64) {event.get('body_base64', '')}"
+    text = str(event["body"])
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except ValueError:
+        return text
+
+
 def _print_event(event: dict[str, Any]) -> None:
-    """One event for people: its fields, then each delivery with every attempt."""
+    """One event for people: its fields, headers and body, then each delivery with every
+    attempt."""
     for name in ("id", "source", "type", "subject", "status", "received_at", "request_id"):
         print(f"{name + ':':<12} {event.get(name) if event.get(name) is not None else '-'}")
+    for name, value in event.get("headers", []):
+        print(f"{'header:':<12} {name}: {value}")
+    print("\nbody:")
+    for line in _body_text(event).splitlines():
+        print(f"  {line}")
     for delivery in event.get("deliveries", []):
         print(
             f"\ndelivery {delivery['id']} to {delivery['destination']}: {delivery['state']}"
@@ -295,16 +324,28 @@ def cmd_events(args: argparse.Namespace) -> int:
         print(f"unknown events action {args.action!r} (use: events show ID)", file=sys.stderr)
         return EXIT_USAGE
     path = "/admin/events" + _query(
-        source=args.source, status=args.status, limit=str(args.limit), cursor=args.cursor
+        source=args.source,
+        status=args.status,
+        type=args.type,
+        q=args.q,
+        limit=str(args.limit),
+        cursor=args.cursor,
     )
     data = asyncio.run(_admin_call(args, "GET", path))
     assert isinstance(data, dict)
     if args.json:
         _print_json(data)
         return EXIT_OK
-    _print_table(data["events"], ("id", "source", "type", "status", "received_at"))
+    _print_table(
+        data["events"],
+        ("id", "source", "type", "subject", "status", "attempts", "received_at"),
+    )
     _next_page(data)
     return EXIT_OK
+
+
+def _deliveries(count: int) -> str:
+    return f"{count} deliver{'y' if count == 1 else 'ies'}"
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -315,8 +356,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     path = f"/admin/events/{quote(args.event_id, safe='')}/replay" + _query(source=args.source)
     data = asyncio.run(_admin_call(args, "POST", path, payload))
     assert isinstance(data, dict)
+    print(f"replayed {data['event_id']}: {_deliveries(len(data['deliveries']))}, new and due now")
     for delivery in data["deliveries"]:
-        print(delivery)
+        print(f"  {delivery}")
     return EXIT_OK
 
 
@@ -339,14 +381,30 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
-    """Make dead letters due again: ``--all`` or the given delivery ids."""
-    if args.all == bool(args.delivery_ids):
-        print("usage: webhook-gateway redrive (--all | DELIVERY_ID...)", file=sys.stderr)
+    """Make dead letters due again: ``--all``, or those of the given event ids (a dead
+    letter's delivery id works too); an id that names no dead letter fails the command."""
+    if args.all == bool(args.ids):
+        print("usage: webhook-gateway redrive (--all | EVENT_ID...)", file=sys.stderr)
         return EXIT_USAGE
-    payload = {"all": True} if args.all else {"ids": args.delivery_ids}
+    payload = {"all": True} if args.all else {"ids": args.ids}
     data = asyncio.run(_admin_call(args, "POST", "/admin/dead-letters/redrive", payload))
     assert isinstance(data, dict)
-    print(f"redriven: {data['redriven']}")
+    print(f"redriven: {_deliveries(data['redriven'])} due again now")
+    unmatched = data.get("unmatched") or []
+    for given in unmatched:
+        print(f"error: no dead letter for {given!r} (not an event or delivery id here,"
+              " or nothing of it is dead)", file=sys.stderr)  # fmt: skip
+    return EXIT_FAILED if unmatched else EXIT_OK
+
+
+def cmd_retry_now(args: argparse.Namespace) -> int:
+    """Deliver a destination's backlog now instead of at each delivery's next retry."""
+    from urllib.parse import quote
+
+    path = f"/admin/destinations/{quote(args.destination, safe='')}/retry-now"
+    data = asyncio.run(_admin_call(args, "POST", path, {}))
+    assert isinstance(data, dict)
+    print(f"{data['destination']}: {_deliveries(data['retried'])} waiting out a backoff now due")
     return EXIT_OK
 
 
@@ -393,7 +451,14 @@ def build_parser() -> argparse.ArgumentParser:
         )
         return p
 
-    with_sample(with_config(sub.add_parser("sign", help="print the signature headers for a body")))
+    sign = with_sample(
+        with_config(sub.add_parser("sign", help="print the signature headers for a body"))
+    )
+    sign.add_argument(
+        "--curl",
+        action="store_true",
+        help="print them as quoted -H arguments for curl, on one line (use with eval)",
+    )
     send = with_sample(with_config(sub.add_parser("send", help="sign and POST a test event")))
     send.add_argument("--url", help="gateway URL (default: the source's path on server.listen)")
 
@@ -409,6 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument(
         "--status", choices=("queued", "delivered", "dead_lettered", "unrouted"), help="only these"
     )
+    events.add_argument("--type", help="only this event type")
+    events.add_argument("--q", help="an event id or subject prefix to search for")
     events.add_argument("--limit", type=_page_size, default=50, help="page size (1-500)")
     events.add_argument("--cursor", help="the next page, as a previous list printed it")
     events.add_argument("--json", action="store_true", help="print the API's JSON document")
@@ -423,7 +490,13 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--json", action="store_true", help="print the API's JSON document")
     redrive = admin_command("redrive", "make dead letters due again")
     redrive.add_argument("--all", action="store_true", help="every dead letter")
-    redrive.add_argument("delivery_ids", nargs="*", metavar="DELIVERY_ID")
+    redrive.add_argument(
+        "ids", nargs="*", metavar="EVENT_ID", help="events whose dead deliveries to redrive"
+    )
+    retry = admin_command(
+        "retry-now", "deliver a destination's backlog now (deliveries waiting out a backoff)"
+    )
+    retry.add_argument("destination", help="destination name from the config")
     return parser
 
 
@@ -436,6 +509,7 @@ COMMANDS = {
     "replay": cmd_replay,
     "dead-letters": cmd_dead_letters,
     "redrive": cmd_redrive,
+    "retry-now": cmd_retry_now,
 }
 
 

@@ -125,8 +125,22 @@ async def test_dead_letters_and_redrive(with_admin, marketplace):
     response = await admin.post(
         "/admin/dead-letters/redrive", headers=AUTH, json={"ids": [dead["delivery_id"]]}
     )
-    assert (await response.json()) == {"redriven": 1}
+    assert (await response.json()) == {"redriven": 1, "unmatched": []}
     await _wait_status(admin, "msg_dead", "delivered")
+
+
+async def test_redrive_takes_event_ids_and_names_what_matched_nothing(with_admin, marketplace):
+    market, _ = marketplace
+    market.status = 400
+    client, admin = await with_admin()
+    await _accept(client, "msg_dead_a")
+    await _wait_status(admin, "msg_dead_a", "dead_lettered")
+    market.status = 200
+    response = await admin.post(
+        "/admin/dead-letters/redrive", headers=AUTH, json={"ids": ["msg_dead_a", "nope"]}
+    )
+    assert (await response.json()) == {"redriven": 1, "unmatched": ["nope"]}
+    await _wait_status(admin, "msg_dead_a", "delivered")
 
 
 @pytest.mark.parametrize(
@@ -156,6 +170,7 @@ async def test_openapi_document(with_admin):
         "/admin/events/{event_id}/replay",
         "/admin/dead-letters",
         "/admin/dead-letters/redrive",
+        "/admin/destinations/{name}/retry-now",
         "/admin/payments",
         "/admin/payments/{subject}",
         "/admin/stats",
@@ -190,11 +205,23 @@ async def test_cli_talks_to_the_admin_api(with_admin, marketplace):
 
     code, out, _ = await _cli(url, "events", "--status", "dead_lettered")
     assert code == 0
-    assert "msg_cli" in out
+    header, row = out.splitlines()
+    assert header.split() == [
+        "ID", "SOURCE", "TYPE", "SUBJECT", "STATUS", "ATTEMPTS", "RECEIVED_AT",
+    ]  # fmt: skip
+    assert row.split()[:6] == [
+        "msg_cli", "payments", "payment.completed", "offer-42", "dead_lettered", "1",
+    ]  # fmt: skip
+    for query in (["--type", "payment.completed"], ["--q", "offer-4"], ["--q", "msg_c"]):
+        code, out, _ = await _cli(url, "events", *query)
+        assert (code, "msg_cli" in out) == (0, True), query
+    code, out, _ = await _cli(url, "events", "--type", "refund.created")
+    assert (code, "msg_cli" in out) == (0, False)
     code, out, _ = await _cli(url, "events", "show", "msg_cli")
     assert code == 0
     assert "id:          msg_cli" in out
     assert "dead: HTTP 400 is not retried" in out
+    assert '  "pendingId": "' in out  # the body, as text
     code, out, _ = await _cli(url, "events", "show", "msg_cli", "--json")
     assert code == 0
     assert json.loads(out)["deliveries"][0]["state"] == "dead"
@@ -205,17 +232,42 @@ async def test_cli_talks_to_the_admin_api(with_admin, marketplace):
     assert code == 0
     assert [d["event_id"] for d in json.loads(out)["dead_letters"]] == ["msg_cli"]
     market.status = 200
-    code, out, _ = await _cli(url, "redrive", "--all")
-    assert (code, out.strip()) == (0, "redriven: 1")
+    code, out, err = await _cli(url, "redrive", "msg_cli", "no-such-event")
+    assert (code, out.strip()) == (1, "redriven: 1 delivery due again now")
+    assert "no dead letter for 'no-such-event'" in err
     await _wait_status(admin, "msg_cli", "delivered")
+    code, out, err = await _cli(url, "redrive", "msg_cli")  # delivered now: nothing is dead
+    assert (code, out.strip()) == (1, "redriven: 0 deliveries due again now")
+    assert "no dead letter for 'msg_cli'" in err
+    code, out, _ = await _cli(url, "redrive", "--all")
+    assert (code, out.strip()) == (0, "redriven: 0 deliveries due again now")
+    code, out, _ = await _cli(url, "retry-now", "marketplace")
+    assert (code, out.strip()) == (0, "marketplace: 0 deliveries waiting out a backoff now due")
+    code, _, err = await _cli(url, "retry-now", "nowhere")
+    assert code == 1
+    assert "no destination named 'nowhere'" in err
     code, out, _ = await _cli(url, "replay", "msg_cli")
     assert code == 0
-    assert out.strip()
+    assert out.startswith("replayed msg_cli: 1 delivery, new and due now\n")
     code, _, err = await _cli(url, "events", "show", "no-such-event")
     assert code == 1
     assert "404" in err
     code, _, _ = await _cli(url, "redrive")
     assert code == 2
+
+
+async def test_cli_names_the_token_on_401(with_admin):
+    _, admin = await with_admin()
+    url = str(admin.make_url("")).rstrip("/")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", "events", "--admin", url,
+        env={**os.environ, **ENV, "GATEWAY_ADMIN_TOKEN": "not-the-admin-token"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1
+    assert "401" in err.decode()
+    assert "GATEWAY_ADMIN_TOKEN" in err.decode()
 
 
 async def test_cli_lists_as_json_and_pages_with_the_cursor(with_admin):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
@@ -58,5 +59,26 @@ def test_sign_output_verifies(config_path, capsys, name):
     captured = capsys.readouterr()
     headers = dict(line.split(": ", 1) for line in captured.out.splitlines() if ": " in line)
     body = captured.err.strip().splitlines()[-1].encode()  # the sample body goes to stderr
+    source = load_config(config_path).sources[name]
+    source.verifier.verify(body, headers, source.secrets, time.time())
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_sign_curl_arguments_survive_a_shell(config_path, capsys, name):
+    # A real shell reads the line (a Rafiki signature holds a space, "t=..., v1=..."): each
+    # header must come back as one argument after -H, and still verify.
+    assert main(["sign", name, "--curl", "--config", str(config_path)]) == 0
+    captured = capsys.readouterr()
+    [line] = captured.out.splitlines()
+    shell = subprocess.run(
+        ["bash", "-c", f'eval "set -- {line}"; printf \'%s\\n\' "$@"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    words = shell.stdout.splitlines()
+    assert words[0::2] == ["-H"] * (len(words) // 2)
+    headers = dict(word.split(": ", 1) for word in words[1::2])
+    body = captured.err.strip().splitlines()[-1].encode()
     source = load_config(config_path).sources[name]
     source.verifier.verify(body, headers, source.secrets, time.time())

@@ -368,18 +368,47 @@ async def list_dead_letters(request: web.Request) -> web.Response:
 
 
 async def redrive(request: web.Request) -> web.Response:
-    """``POST /admin/dead-letters/redrive`` with ``{"ids": [...]}`` or ``{"all": true}``."""
+    """``POST /admin/dead-letters/redrive`` with ``{"ids": [...]}`` or ``{"all": true}``.
+
+    Each id is a dead letter's delivery id or an event id (every dead delivery of that
+    event). The answer counts the deliveries made due and lists, under ``unmatched``, the ids
+    that named no dead letter, so a typo is never taken for success.
+    """
     data = await _body(request)
     ids = data.get("ids")
+    store = _store(request)
+    now = _now(request)
     if data.get("all") is True and ids is None:
-        chosen = None
-    elif isinstance(ids, list):
-        chosen = _names(ids, "ids")
-    else:
+        count = await store.redrive(None, now)
+        _wake_workers(request)
+        return json_answer(200, {"redriven": count, "unmatched": []})
+    if not isinstance(ids, list):
         raise InvalidRequest('send {"ids": ["..."]} or {"all": true}')
-    count = await _store(request).redrive(chosen, _now(request))
+    count, unmatched = 0, []
+    for given in dict.fromkeys(_names(ids, "ids")):
+        moved = await store.redrive([given], now)
+        if not moved:
+            view = await store.get_event(given)
+            dead = [d.id for d in view.deliveries if d.state == "dead"] if view else []
+            moved = await store.redrive(dead, now) if dead else 0
+        if moved:
+            count += moved
+        else:
+            unmatched.append(given)
+    if count:
+        _wake_workers(request)
+    return json_answer(200, {"redriven": count, "unmatched": unmatched})
+
+
+async def retry_now(request: web.Request) -> web.Response:
+    """``POST /admin/destinations/{name}/retry-now``: the destination's deliveries waiting
+    out a backoff are due now (their attempt counts kept), as when it comes back by itself."""
+    name = _text(request.match_info["name"], "destination")
+    if name not in request.app[GATEWAY][RUNTIME].config.destinations:
+        raise NotFound(f"no destination named {name!r} is configured")
+    count = await _store(request).retry_now(name, _now(request))
     _wake_workers(request)
-    return json_answer(200, {"redriven": count})
+    return json_answer(200, {"destination": name, "retried": count})
 
 
 async def list_payments(request: web.Request) -> web.Response:
@@ -456,6 +485,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/admin/events/{event_id}/replay", replay_event)
     app.router.add_get("/admin/dead-letters", list_dead_letters)
     app.router.add_post("/admin/dead-letters/redrive", redrive)
+    app.router.add_post("/admin/destinations/{name}/retry-now", retry_now)
     app.router.add_get("/admin/payments", list_payments)
     app.router.add_get("/admin/payments/{subject}", show_payment)
     app.router.add_get("/admin/stats", show_stats)

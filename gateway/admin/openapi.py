@@ -222,6 +222,9 @@ DOCUMENT: dict[str, Any] = {
         "/admin/dead-letters/redrive": {
             "post": {
                 "summary": "Make dead letters due again (attempt count reset)",
+                "description": "Each id is a dead letter's delivery id or an event id (every"
+                " dead delivery of that event); ids that named no dead letter come back under"
+                " unmatched.",
                 "operationId": "redrive",
                 "requestBody": {
                     "required": True,
@@ -250,17 +253,54 @@ DOCUMENT: dict[str, Any] = {
                 },
                 "responses": {
                     "200": {
-                        "description": "how many were redriven",
+                        "description": "how many deliveries were redriven",
                         "content": _json_content(
                             {
                                 "type": "object",
-                                "required": ["redriven"],
-                                "properties": {"redriven": {"type": "integer"}},
+                                "required": ["redriven", "unmatched"],
+                                "properties": {
+                                    "redriven": {"type": "integer"},
+                                    "unmatched": {"type": "array", "items": {"type": "string"}},
+                                },
                             }
                         ),
                     },
                     "400": _error("neither ids nor all"),
                     **_COMMON_ERRORS,
+                },
+            }
+        },
+        "/admin/destinations/{name}/retry-now": {
+            "post": {
+                "summary": "Deliver a destination's backlog now",
+                "description": "Every delivery to the destination waiting out a backoff"
+                " becomes due at once, its attempt count kept (as happens by itself when a"
+                " delivery succeeds after the destination's failures).",
+                "operationId": "retryNow",
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "maxLength": 512},
+                    }
+                ],
+                "responses": {
+                    "200": {
+                        "description": "how many deliveries were made due",
+                        "content": _json_content(
+                            {
+                                "type": "object",
+                                "required": ["destination", "retried"],
+                                "properties": {
+                                    "destination": {"type": "string"},
+                                    "retried": {"type": "integer"},
+                                },
+                            }
+                        ),
+                    },
+                    **_COMMON_ERRORS,
+                    "404": _error("no such destination, or the admin API is off"),
                 },
             }
         },
