@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import signal
@@ -17,7 +18,7 @@ from gateway.app import build_ingress, create_app, declare_metrics
 from gateway.appkeys import RUNTIME
 from gateway.config import load_config
 from gateway.config.model import Config, HostPort
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, ConfigProblem
 from gateway.ingress.deadline import HeaderDeadline
 from gateway.metrics import Metrics
 from gateway.store.urls import store_kind
@@ -139,9 +140,10 @@ class Gateway:
             return False
         try:
             new = load_config(self.config_path)
-            if (new.server, new.store) != (self.config.server, self.config.store):
-                raise ConfigError.at(
-                    "", "server and store settings change only on restart; not reloaded"
+            fixed = restart_only_changes(self.config, new)
+            if fixed:
+                raise ConfigError(
+                    [ConfigProblem(key, "changes only on restart; not reloaded") for key in fixed]
                 )
         except ConfigError as exc:
             self.metrics.config_reloads.labels("failure").inc()
@@ -156,6 +158,19 @@ class Gateway:
         self.metrics.config_reloads.labels("success").inc()
         log.info("config reloaded", extra={"sources": sorted(new.sources)})
         return True
+
+
+def restart_only_changes(old: Config, new: Config) -> list[str]:
+    """The keys of ``server`` and ``store`` whose value differs: the listeners, processes
+    and store are made once, at start, so a reload cannot apply them (values are left out:
+    a store URL or key may hold a secret)."""
+    changed = []
+    for section in ("server", "store"):
+        before, after = getattr(old, section), getattr(new, section)
+        for field in dataclasses.fields(before):
+            if getattr(before, field.name) != getattr(after, field.name):
+                changed.append(f"{section}.{field.name}")
+    return changed
 
 
 async def serve(

@@ -214,6 +214,22 @@ async def test_reload_refuses_a_bad_config_and_applies_a_good_one(running):
     assert json.loads(json.dumps(data))  # the file stayed valid YAML/JSON data
 
 
+async def test_a_refused_reload_names_each_key_that_needs_a_restart(running, caplog):
+    gateway, data, path = running
+    data["server"]["workers"] = 2
+    data["server"]["max_body_bytes"] = 4096
+    data["store"]["retention"] = "90d"
+    _write(path, data)
+    with caplog.at_level(logging.ERROR, logger="gateway"):
+        assert gateway.reload() is False
+    [record] = [r for r in caplog.records if "reload refused" in r.getMessage()]
+    assert record.errors.splitlines() == [  # type: ignore[attr-defined]
+        "server.workers: changes only on restart; not reloaded",
+        "server.max_body_bytes: changes only on restart; not reloaded",
+        "store.retention: changes only on restart; not reloaded",
+    ]
+
+
 async def test_an_ingress_only_process_accepts_and_another_process_delivers(
     tmp_path, monkeypatch, marketplace, caplog
 ):
