@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.payloads import event_body
 from bench.procs import foreign_cpu
-from gateway.store.base import Attempt, Event
+from gateway.store.records import Attempt, Event
 from gateway.store.sqlite import SqliteStore
 
 #: Concurrent accept callers (wrk -c32 in the pinned bench) and the delivery worker's batch.

@@ -33,7 +33,8 @@ from gateway.delivery.worker import DeliveryWorker
 from gateway.ingress.handler import Ingress
 from gateway.metrics import Metrics
 from gateway.store import open_store
-from gateway.store.base import Attempt, Lease, Wakeups
+from gateway.store.protocols import Wakeups
+from gateway.store.records import Attempt, Lease
 from gateway.store.retention import Pruner
 
 #: Seconds a delivery lease outlives the longest destination timeout.

@@ -17,7 +17,7 @@ from gateway.config.model import Config
 from gateway.ingress.handler import Ingress
 from gateway.metrics import Metrics
 from gateway.ratelimit.limiter import Limiter
-from gateway.store.base import Store
+from gateway.store.protocols import Store
 from gateway.store.retention import Pruner
 
 

@@ -7,7 +7,7 @@ the ingress handler and the admin API each have a single ``except RequestError``
      ├── ConfigError                      config refused (startup, reload, check-config)
      ├── OptionError                      a provider option is wrong (becomes a ConfigError)
      ├── StoreError                       the store could not be reached or answered badly
-     │    └── UnreadableEvent             one stored event cannot be read (store.base)
+     │    └── UnreadableEvent             one stored event cannot be read (store.records)
      ├── EventNotFound                    no stored event has this id
      ├── InvalidCursor                    a list cursor no list handed out
      ├── CommandError                     a command-line operation failed (exit status 1)

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 
 import gateway
-from gateway.store.base import DEPTH_STATES
+from gateway.store.records import DEPTH_STATES
 
 DELIVERY_RESULTS = ("delivered", "retried", "dead_lettered")
 #: Request outcomes a source has from start: what alerts and dashboards divide by.

@@ -13,7 +13,7 @@ import pytest
 from gateway.admin.app import create_admin_app
 from gateway.admin.stream import BUFFER, FEED, Subscriber
 from gateway.dashboard import session
-from gateway.store.base import Change
+from gateway.store.records import Change
 from tests.support import ADMIN_TOKEN, payment_body, sign_payment
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

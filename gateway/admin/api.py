@@ -39,7 +39,8 @@ from gateway.errors import (
 )
 from gateway.ingress.headers import is_text
 from gateway.ingress.responses import error_response, request_id_of
-from gateway.store.base import (
+from gateway.store.protocols import Store
+from gateway.store.records import (
     EVENT_STATUSES,
     Attempt,
     DeadLetter,
@@ -47,7 +48,6 @@ from gateway.store.base import (
     EventSummary,
     EventView,
     PaymentSummary,
-    Store,
 )
 from gateway.store.stats import COUNTERS, WINDOW_MINUTES, minute_of
 

@@ -27,7 +27,7 @@ from aiohttp import web
 
 from gateway.appkeys import GATEWAY, STORE
 from gateway.errors import StoreError, Unavailable
-from gateway.store.base import Change, change_order
+from gateway.store.records import Change, change_order
 
 log = logging.getLogger("gateway.admin")
 

@@ -13,7 +13,7 @@ import json
 import re
 from datetime import UTC, datetime
 
-from gateway.store.base import Event
+from gateway.store.records import Event
 
 SPECVERSION = "1.0"
 #: A header value that needs no encoding: printable ASCII but space, ``"`` and ``%`` (one

@@ -20,7 +20,7 @@ from gateway.delivery.cloudevents import (
 )
 from gateway.secret import Secret
 from gateway.signing import sign_delivery
-from gateway.store.base import Event, excerpt
+from gateway.store.records import Event, excerpt
 
 #: Hop-by-hop headers (RFC 9110 7.6.1) and framing headers never pass, even if listed.
 HOP_BY_HOP = frozenset({

@@ -25,7 +25,8 @@ from gateway.delivery.forward import Destination, deliver
 from gateway.delivery.worker import Result, log_attempt
 from gateway.errors import BadGateway, GatewayTimeout, InProgress, StoreError, Unavailable
 from gateway.metrics import Metrics
-from gateway.store.base import AcceptLimit, Attempt, Event, Store
+from gateway.store.protocols import IngressStore
+from gateway.store.records import AcceptLimit, Attempt, Event
 
 log = logging.getLogger("gateway.delivery")
 
@@ -48,7 +49,7 @@ class Forwarded:
 
 
 async def forward_sync(
-    store: Store,
+    store: IngressStore,
     session: aiohttp.ClientSession,
     metrics: Metrics,
     event: Event,

@@ -33,7 +33,8 @@ from typing import Literal
 from gateway.delivery.retry import RetryPolicy, is_retryable
 from gateway.errors import StoreError
 from gateway.logs import log_fields
-from gateway.store.base import Attempt, Event, Lease, Store
+from gateway.store.protocols import DeliveryQueue
+from gateway.store.records import Attempt, Event, Lease
 from gateway.times import rfc3339
 
 log = logging.getLogger("gateway.delivery")
@@ -92,7 +93,7 @@ class DeliveryWorker:
 
     def __init__(
         self,
-        store: Store,
+        store: DeliveryQueue,
         send: Send,
         policies: Mapping[str, RetryPolicy],
         *,

@@ -49,7 +49,8 @@ from gateway.ratelimit.gcra import RateRule
 from gateway.ratelimit.headers import rate_limit_headers
 from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.policy import StoreErrorPolicy
-from gateway.store.base import AcceptLimit, Event, LimitReached, Store, body_status_of
+from gateway.store.protocols import IngressStore
+from gateway.store.records import AcceptLimit, Event, LimitReached, body_status_of
 
 log = logging.getLogger("gateway.ingress")
 
@@ -77,7 +78,7 @@ class Ingress:
     def __init__(
         self,
         config: Config,
-        store: Store,
+        store: IngressStore,
         limiter: Limiter,
         session: aiohttp.ClientSession,
         metrics: Metrics,

@@ -1,6 +1,6 @@
 """Durable store-and-forward: dedupe, queue, leases, retries, dead letters and replay.
 
-``open_store(url)`` picks the backend by URL scheme; ``gateway.store.base`` holds the
+``open_store(url)`` picks the backend by URL scheme; ``gateway.store.records`` holds the
 interface (``Store``) and the value objects every backend shares; ``gateway.store.crypto``
 encrypts event payloads at rest.
 """
@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gateway.errors import EventNotFound, InvalidCursor, StoreError
-from gateway.store.base import (
+from gateway.store.crypto import KeyRing
+from gateway.store.protocols import Store
+from gateway.store.records import (
     AcceptResult,
     Attempt,
     DeadLetter,
@@ -19,9 +21,7 @@ from gateway.store.base import (
     EventSummary,
     EventView,
     Lease,
-    Store,
 )
-from gateway.store.crypto import KeyRing
 from gateway.store.urls import describe_schemes, store_kind
 
 __all__ = [

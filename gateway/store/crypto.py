@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.errors import StoreError
 from gateway.jsontext import dumps, loads
-from gateway.store.base import UnreadableEvent
+from gateway.store.records import UnreadableEvent
 
 MAGIC = b"WGE"
 VERSION = 1

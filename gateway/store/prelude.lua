@@ -13,7 +13,7 @@ local function depth(dest, state, by)
   redis.call('HINCRBY', DEPTH, dest .. '\n' .. state, by)
 end
 
--- An event's status from its counters (gateway.store.base.event_status), kept in the status
+-- An event's status from its counters (gateway.store.records.event_status), kept in the status
 -- index the event list reads.
 local function refresh_status(ek, uid)
   local v = redis.call('HMGET', ek, 'n', 'pending', 'dead', 'status', 'received_at')

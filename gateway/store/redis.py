@@ -123,7 +123,8 @@ from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.redis_limiter import GCRA_FUNCTION, RedisLimiter, decision_of, redis_key
 from gateway.redis_packing import use_hiredis_packing
 from gateway.redis_pipeline import AutoPipeline
-from gateway.store.base import (
+from gateway.store.crypto import KeyRing, open_payload, seal_payload
+from gateway.store.records import (
     ACCEPT_STATUSES,
     BACKLOG_BATCH,
     CLAIMS,
@@ -157,7 +158,6 @@ from gateway.store.base import (
     log_backlog_released,
     one_of,
 )
-from gateway.store.crypto import KeyRing, open_payload, seal_payload
 from gateway.store.sentinel import SentinelURL, parse_sentinel_url
 from gateway.store.stats import WINDOW_MINUTES, Stats, latency_bucket, minute_of
 from gateway.store.urls import describe_schemes, store_kind

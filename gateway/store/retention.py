@@ -4,7 +4,7 @@ Every gateway process runs a ``Pruner``: pruning is cheap and idempotent (two pr
 at once each delete a share, or nothing), so no process needs to be elected for it. It runs
 once shortly after start and then about every ``interval`` seconds, both jittered so processes
 started together do not prune in step. Each run deletes in batches of ``batch`` events (one
-short transaction or script each, see ``Store.prune``) until a batch comes back short.
+short transaction or script each, see ``Upkeep.prune``) until a batch comes back short.
 
 Only finished events go (delivered or unrouted); queued ones and dead letters stay until they
 finish or an operator redrives them. Dedupe entries expire with their own window.
@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable
 
 from gateway.errors import StoreError
-from gateway.store.base import Store
+from gateway.store.protocols import Upkeep
 
 log = logging.getLogger("gateway.store")
 
-#: Events deleted per ``Store.prune`` call: small enough to keep each call short.
+#: Events deleted per ``Upkeep.prune`` call: small enough to keep each call short.
 PRUNE_BATCH = 500
 #: Seconds between runs (jittered by +-50 %).
 PRUNE_INTERVAL = 600.0
@@ -36,7 +36,7 @@ class Pruner:
 
     def __init__(
         self,
-        store: Store,
+        store: Upkeep,
         retention: float,
         *,
         clock: Callable[[], float],

@@ -27,7 +27,8 @@ from gateway.errors import EventNotFound
 from gateway.jsontext import dumps
 from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.memory import MemoryLimiter
-from gateway.store.base import (
+from gateway.store.crypto import KeyRing, open_payload, seal_payload
+from gateway.store.records import (
     BACKLOG_BATCH,
     DEPTH_STATES,
     POISON_BUDGET,
@@ -55,7 +56,6 @@ from gateway.store.base import (
     excerpt,
     log_backlog_released,
 )
-from gateway.store.crypto import KeyRing, open_payload, seal_payload
 from gateway.store.sqlite_db import SqliteDatabase
 from gateway.store.stats import WINDOW_MINUTES, Stats, latency_bucket, minute_of
 

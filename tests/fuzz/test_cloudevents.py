@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.delivery.cloudevents import binary_headers, header_value, rfc3339, structured_body
-from gateway.store.base import Event
+from gateway.store.records import Event
 from tests.fuzz.settings import fuzz
 
 # Times worth trying: the forms rfc3339() reads, near misses, and huge or negative numbers.

@@ -12,7 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway.store import Event, Store, open_store
-from gateway.store.base import Wakeups
+from gateway.store.protocols import Wakeups
 from tests.redis_server import RedisCluster, RedisServer
 
 #: Partitions of the store on the cluster: spread over its three masters.

@@ -7,7 +7,7 @@ from dataclasses import replace
 import pytest
 
 from gateway.store import Attempt, EventNotFound, InvalidCursor, Store
-from gateway.store.base import BODY_STATUS_LIMIT, EXCERPT_LIMIT, change_order
+from gateway.store.records import BODY_STATUS_LIMIT, EXCERPT_LIMIT, change_order
 
 from .conftest import T0, make_event
 

@@ -16,7 +16,7 @@ from gateway.ratelimit.gcra import Rate, RateRule
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.redis_limiter import RedisLimiter
 from gateway.store import Attempt, open_store
-from gateway.store.base import AcceptLimit, LimitReached
+from gateway.store.records import AcceptLimit, LimitReached
 from gateway.store.redis import META_KEY, partition_of
 from tests.redis_server import RedisCluster, RedisServer
 

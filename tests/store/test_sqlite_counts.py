@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from gateway.store import open_store
-from gateway.store.base import Attempt
+from gateway.store.records import Attempt
 from gateway.store.sqlite import SqliteStore
 
 from .conftest import T0, make_event

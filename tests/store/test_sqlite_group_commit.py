@@ -23,7 +23,7 @@ import pytest
 
 from gateway.errors import EventNotFound, StoreError
 from gateway.store import Event, open_store, sqlite_db
-from gateway.store.base import AcceptResult, Attempt
+from gateway.store.records import AcceptResult, Attempt
 from gateway.store.sqlite import SqliteStore
 from gateway.store.sqlite_db import MAX_BATCH
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from gateway.delivery.retry import RetryPolicy, is_retryable
 from gateway.delivery.worker import DeliveryWorker
 from gateway.store import Attempt, Lease, Store
-from gateway.store.base import excerpt
+from gateway.store.records import excerpt
 
 from .conftest import T0, make_event
 

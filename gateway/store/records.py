@@ -1,0 +1,316 @@
+"""The values every store backend shares: events, attempts, leases, views, and their bounds.
+
+Frozen dataclasses only, with the few pure helpers that build or read them (cursors, the
+change-log record, an event's status); the operations on them are the role protocols of
+``gateway.store.protocols``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from gateway.errors import InvalidCursor, StoreError
+from gateway.jsontext import dumps
+from gateway.logs import log_fields
+from gateway.ratelimit.gcra import Decision, RateRule
+
+log = logging.getLogger("gateway.store")
+
+#: Bound on the response excerpt (and error text) recorded with each attempt.
+EXCERPT_LIMIT = 1024
+#: Bound on the body ``status`` kept with an event for the payments view.
+BODY_STATUS_LIMIT = 64
+#: Most events one subject's timeline returns (the newest ones, in order).
+TIMELINE_LIMIT = 200
+#: Most matches a text search (``q``) of ``list_events`` considers per index walked.
+SEARCH_LIMIT = 1000
+
+DeliveryState = Literal["due", "leased", "delivered", "dead"]
+DELIVERY_STATES: tuple[DeliveryState, ...] = ("due", "leased", "delivered", "dead")
+Mode = Literal["queued", "sync"]
+MODES: tuple[Mode, ...] = ("queued", "sync")
+AcceptStatus = Literal["queued", "duplicate"]
+ACCEPT_STATUSES: tuple[AcceptStatus, ...] = ("queued", "duplicate")
+Claim = Literal["claimed", "in_progress", "done"]
+CLAIMS: tuple[Claim, ...] = ("claimed", "in_progress", "done")
+#: ``queued``: some delivery is due or leased; ``dead_lettered``: none is, some are dead;
+#: ``delivered``: every delivery was delivered; ``unrouted``: the event has no delivery at all.
+EventStatus = Literal["queued", "delivered", "dead_lettered", "unrouted"]
+EVENT_STATUSES: tuple[EventStatus, ...] = ("queued", "delivered", "dead_lettered", "unrouted")
+#: The states ``queue_depth`` counts (the metric's ``state`` label, DESIGN 5.5).
+DEPTH_STATES: tuple[DeliveryState, ...] = ("due", "leased", "dead")
+#: Deliveries waiting out a backoff that one successful delivery makes due again (see
+#: ``complete``); the next success releases the next batch.
+BACKLOG_BATCH = 1000
+#: How many unreadable deliveries one ``lease_due`` may dead-letter while it leases on past
+#: them: bounds one call even when a lost key left thousands behind.
+POISON_BUDGET = 100
+
+
+class UnreadableEvent(StoreError):
+    """A stored event cannot be read back: its key is not configured, or its row is corrupt.
+
+    ``lease_due`` dead-letters its deliveries with the message as the reason (it names a key id
+    at most, never key material nor payload) instead of failing the whole batch.
+    """
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event as ingress hands it to the store and as a worker gets it back."""
+
+    id: str  # unique per source; sent to destinations as webhook-id and ce-id
+    source: str
+    type: str | None
+    subject: str | None
+    time: str | None  # as extracted, text
+    dedupe_key: str
+    body: bytes  # the raw bytes exactly as received
+    headers: tuple[tuple[str, str], ...]  # content-type and the source's forward_headers
+    request_id: str
+    received_at: float
+    #: The body's own ``status`` field (a payment's "paid", "failed"), cut to
+    #: ``BODY_STATUS_LIMIT`` characters; ``None`` when the body has none.
+    body_status: str | None = None
+
+
+@dataclass(frozen=True)
+class AcceptResult:
+    """The answer to ``accept``: for a duplicate, the id of the event accepted first."""
+
+    status: AcceptStatus
+    event_id: str
+
+
+@dataclass(frozen=True)
+class AcceptLimit:
+    """A rate limit decided in the same atomic step as an accept or a sync claim, before
+    anything is stored (the per-source limit, when the store keeps the limits too:
+    ``Store.decides_limits``)."""
+
+    key: str
+    rule: RateRule
+
+
+class LimitReached(Exception):
+    """``accept`` or ``claim`` stored nothing: its ``AcceptLimit`` refused the request."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__("the rate limit refused the request")
+        self.decision = decision
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at delivering: when, the answer (``None`` if there was none) and how long."""
+
+    number: int  # 1-based, counted since the delivery was created or redriven
+    started_at: float
+    status: int | None
+    latency: float
+    error: str | None = None
+    response_excerpt: str = ""
+
+    def bounded(self) -> Attempt:
+        """This attempt with its error and excerpt cut to ``EXCERPT_LIMIT`` characters."""
+        error = None if self.error is None else excerpt(self.error)
+        return Attempt(
+            self.number,
+            self.started_at,
+            self.status,
+            self.latency,
+            error,
+            excerpt(self.response_excerpt),
+        )
+
+    def to_json(self) -> str:
+        """Compact JSON, as the Redis store keeps attempts."""
+        return dumps(
+            [
+                self.number,
+                self.started_at,
+                self.status,
+                self.latency,
+                self.error,
+                self.response_excerpt,
+            ]
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Attempt:
+        """Inverse of ``to_json``."""
+        number, started_at, status, latency, error, excerpt_ = json.loads(text)
+        return cls(int(number), float(started_at), status, float(latency), error, excerpt_)
+
+
+def excerpt(data: bytes | str, limit: int = EXCERPT_LIMIT) -> str:
+    """A response body (UTF-8 with replacement) or an error text as kept in the record: at
+    most ``limit`` characters. The one place a recorded text is cut."""
+    if isinstance(data, bytes):
+        data = data[: limit * 4].decode("utf-8", errors="replace")
+    return data[:limit]
+
+
+_L = TypeVar("_L", bound=str)
+
+
+def one_of(value: str, allowed: tuple[_L, ...], what: str) -> _L:
+    """``value`` as one of the ``allowed`` literals; ``UnreadableEvent`` if it is none of them
+    (a stored field a store reads back and the type system cannot vouch for)."""
+    for option in allowed:
+        if value == option:
+            return option
+    raise UnreadableEvent(f"stored {what} {value[:40]!r} is not one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A delivery held by one worker until ``expires_at``; ``token`` proves it is still held."""
+
+    delivery_id: str
+    event: Event
+    destination: str
+    attempt: int  # number of the attempt about to be made, 1-based
+    token: str
+    expires_at: float
+    first_attempt_at: float | None  # None before the first attempt (since creation/redrive)
+    created_at: float
+
+
+@dataclass(frozen=True)
+class DeliveryView:
+    """One delivery of an event, with every attempt made (also those before a redrive)."""
+
+    id: str
+    destination: str
+    state: DeliveryState
+    attempts_made: int  # since creation or the last redrive
+    created_at: float
+    next_attempt_at: float | None  # when due
+    dead_reason: str | None
+    dead_at: float | None
+    attempts: tuple[Attempt, ...]
+
+
+@dataclass(frozen=True)
+class EventView:
+    """An event with all its deliveries, for the admin API."""
+
+    event: Event
+    mode: Mode
+    status: EventStatus
+    deliveries: tuple[DeliveryView, ...]
+
+
+@dataclass(frozen=True)
+class EventSummary:
+    """One line of an event list."""
+
+    id: str
+    source: str
+    type: str | None
+    subject: str | None
+    received_at: float
+    status: EventStatus
+    mode: Mode
+    body_status: str | None = None
+    attempts: int = 0  # attempts made over all its deliveries (as last recorded)
+
+
+@dataclass(frozen=True)
+class PaymentSummary:
+    """One line of the payments view: a subject and where it stands (its latest event)."""
+
+    subject: str | None  # None: an event without a subject, standing alone
+    event_id: str  # the latest event's id
+    source: str
+    type: str | None
+    body_status: str | None
+    status: EventStatus  # of the latest event
+    events: int
+    latest_at: float
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the store's change log, the source of the live stream.
+
+    ``kind`` is ``accepted`` or ``delivery``; ``id`` orders entries (``change_order``) and is
+    what a stream client sends back as ``Last-Event-ID``.
+    """
+
+    id: str
+    kind: Literal["accepted", "delivery"]
+    data: dict[str, object]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A dead delivery, with why it died and the last attempt made."""
+
+    delivery_id: str
+    event_id: str
+    source: str
+    destination: str
+    attempts_made: int
+    dead_at: float
+    reason: str
+    last_attempt: Attempt | None
+
+
+def encode_cursor(score: float, key: str) -> str:
+    """An opaque cursor for "after (score, key)" in a newest-first list."""
+    raw = json.dumps([score, key], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """Inverse of ``encode_cursor``; ``InvalidCursor`` for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        score, key = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise InvalidCursor("invalid cursor") from exc
+    if not isinstance(score, int | float) or not isinstance(key, str):
+        raise InvalidCursor("invalid cursor")
+    return float(score), key
+
+
+def log_backlog_released(destination: str, count: int) -> None:
+    """One line when a destination's backlog is made due again after it came back."""
+    log_fields(
+        log,
+        logging.INFO,
+        "destination back: deliveries waiting out a backoff are due now",
+        {"destination": destination, "deliveries": count},
+    )
+
+
+def event_status(n_deliveries: int, pending: int, dead: int) -> EventStatus:
+    """An event's status from the count of its deliveries, pending ones and dead ones."""
+    if n_deliveries == 0:
+        return "unrouted"
+    if pending:
+        return "queued"
+    if dead:
+        return "dead_lettered"
+    return "delivered"
+
+
+def change_order(change_id: str) -> tuple[int, int]:
+    """A change id as a sortable pair (``"12"`` for SQLite, ``"1700000000000-3"`` for Redis);
+    ``(-1, -1)`` for text that is neither."""
+    first, _, second = change_id.partition("-")
+    if not first.isdigit() or not (second.isdigit() or second == ""):
+        return (-1, -1)
+    return int(first), int(second or 0)
+
+
+def body_status_of(value: str | None) -> str | None:
+    """A body ``status`` as kept: cut to ``BODY_STATUS_LIMIT`` characters."""
+    return None if value is None else value[:BODY_STATUS_LIMIT]
