@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -314,3 +315,36 @@ def change_order(change_id: str) -> tuple[int, int]:
 def body_status_of(value: str | None) -> str | None:
     """A body ``status`` as kept: cut to ``BODY_STATUS_LIMIT`` characters."""
     return None if value is None else value[:BODY_STATUS_LIMIT]
+
+
+def subject_key(subject: str | None, uid: str) -> str:
+    """An event's entry in the subjects index the payments view walks: ``s:<subject>``, or
+    ``e:<uid>`` for an event without a subject (it stands alone)."""
+    return f"e:{uid}" if subject is None else f"s:{subject}"
+
+
+def new_token() -> str:
+    """A fresh lease token: 32 random hex digits (a lost lease is told by its token)."""
+    return os.urandom(16).hex()
+
+
+def event_change(
+    event_id: str, source: str, type_: str | None, subject: str | None, body_status: str | None
+) -> dict[str, object]:
+    """What the change log says of an event (the live stream's ``data``), before the store
+    adds the event's status; ``delivery_change`` adds an attempt's outcome. ``finish.lua``
+    writes the same fields for a Redis store of one partition."""
+    return {
+        "event_id": event_id,
+        "source": source,
+        "type": type_,
+        "subject": subject,
+        "status": body_status,
+    }
+
+
+def delivery_change(
+    event: dict[str, object], destination: str, attempt: int, result: str
+) -> dict[str, object]:
+    """An ``event_change`` with one delivery attempt's outcome."""
+    return {**event, "destination": destination, "attempt": attempt, "result": result}
