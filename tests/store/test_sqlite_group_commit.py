@@ -22,10 +22,11 @@ from typing import Any
 import pytest
 
 from gateway.errors import EventNotFound, StoreError
-from gateway.store import Event, open_store, sqlite_db
+from gateway.store import Event, open_store
 from gateway.store.records import AcceptResult, Attempt
 from gateway.store.sqlite import SqliteStore
-from gateway.store.sqlite_db import MAX_BATCH
+from gateway.store.sqlite import engine as sqlite_db
+from gateway.store.sqlite.engine import MAX_BATCH
 
 from .conftest import T0, make_event
 

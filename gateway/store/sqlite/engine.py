@@ -1,8 +1,11 @@
-"""The SQLite file under the embedded store: connection, schema, one thread, group commit.
+"""The engine under the embedded store: its connections and threads, snapshot reads on a
+read-only connection of their own, group-committed writes.
 
-``SqliteDatabase`` owns the connection and the one thread that uses it (SQLite calls block, so
-they never run on the event loop), creates the schema, and runs the store's operations:
-``read`` in one snapshot, ``write`` in the next group commit.
+``SqliteDatabase`` owns two connections, each with the one thread that uses it (SQLite calls
+block, so they never run on the event loop): the writer, which creates the schema and runs
+every ``write`` in the next group commit, and a reader (``query_only``) that runs every
+``read`` in one snapshot. In WAL mode a reader neither waits for the writer nor holds it up,
+so an operator's search or the dashboard's lists never delay an accept's commit.
 
 Durability: ``journal_mode=WAL`` with ``synchronous=FULL``, so a transaction is on disk when
 its ``COMMIT`` returns, and no ``write`` caller is answered before that. A write made with
@@ -42,152 +45,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from gateway.errors import StoreError
+from gateway.store.sqlite.schema import connect, connect_reader
 
 T = TypeVar("T")
-
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    uid TEXT PRIMARY KEY,
-    id TEXT NOT NULL,
-    source TEXT NOT NULL,
-    type TEXT,
-    subject TEXT,
-    time TEXT,
-    dedupe_key TEXT NOT NULL,
-    body BLOB NOT NULL,
-    headers TEXT NOT NULL,
-    request_id TEXT NOT NULL,
-    received_at REAL NOT NULL,
-    mode TEXT NOT NULL,
-    status TEXT NOT NULL,
-    body_status TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS events_by_id ON events (id, received_at);
-CREATE INDEX IF NOT EXISTS events_newest ON events (received_at, uid);
-CREATE INDEX IF NOT EXISTS events_by_source ON events (source, received_at, uid);
-CREATE INDEX IF NOT EXISTS events_by_status ON events (status, received_at, uid);
-CREATE TABLE IF NOT EXISTS dedupe (
-    source TEXT NOT NULL,
-    key TEXT NOT NULL,
-    state TEXT NOT NULL,          -- 'processing' (sync claim) or 'done'
-    event_id TEXT,
-    expires_at REAL NOT NULL,
-    PRIMARY KEY (source, key)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS dedupe_expiry ON dedupe (expires_at);
-CREATE TABLE IF NOT EXISTS deliveries (
-    id TEXT PRIMARY KEY,
-    event_uid TEXT NOT NULL REFERENCES events (uid),
-    destination TEXT NOT NULL,
-    state TEXT NOT NULL,
-    attempts_made INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    next_attempt_at REAL,
-    first_attempt_at REAL,
-    lease_token TEXT,
-    lease_expires_at REAL,
-    leased_by TEXT,
-    dead_reason TEXT,
-    dead_at REAL
-);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt_at);
-CREATE INDEX IF NOT EXISTS deliveries_leased ON deliveries (state, lease_expires_at);
-CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (state, dead_at, id);
-CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries (event_uid);
-CREATE TABLE IF NOT EXISTS attempts (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    delivery_id TEXT NOT NULL REFERENCES deliveries (id),
-    number INTEGER NOT NULL,
-    started_at REAL NOT NULL,
-    status INTEGER,
-    latency REAL NOT NULL,
-    error TEXT,
-    response_excerpt TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS attempts_by_delivery ON attempts (delivery_id, seq);
-CREATE INDEX IF NOT EXISTS events_by_type ON events (type, received_at, uid);
-CREATE INDEX IF NOT EXISTS events_by_subject ON events (subject, received_at, uid);
-CREATE TABLE IF NOT EXISTS subjects (
-    key TEXT PRIMARY KEY,         -- 's:' + subject, or 'e:' + uid for an event without one
-    subject TEXT,
-    latest_uid TEXT NOT NULL,
-    latest_at REAL NOT NULL,
-    events INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS subjects_latest ON subjects (latest_at, key);
-CREATE TABLE IF NOT EXISTS minute_stats (
-    minute INTEGER NOT NULL,
-    name TEXT NOT NULL,           -- a counter of store.stats.COUNTERS, or 'lat<bucket>'
-    count INTEGER NOT NULL,
-    PRIMARY KEY (minute, name)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS changes (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    data TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS backoff (
-    destination TEXT PRIMARY KEY  -- a retry was scheduled since its last delivery succeeded
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS delivery_counts (
-    destination TEXT NOT NULL,
-    state TEXT NOT NULL,
-    n INTEGER NOT NULL,
-    PRIMARY KEY (destination, state)
-) WITHOUT ROWID;
-"""
-
-#: ``delivery_counts`` holds how many deliveries each (destination, state) has, kept by these
-#: triggers in the transaction of every change, whichever code (or gateway version) makes it.
-#: Counting the rows instead took 200 ms with 300,000 due, on the thread every write waits
-#: for, at each ``/metrics`` scrape. Run whole: a trigger's body holds semicolons.
-_COUNT_UP = """INSERT INTO delivery_counts (destination, state, n)
-            VALUES (NEW.destination, NEW.state, 1)
-            ON CONFLICT (destination, state) DO UPDATE SET n = n + 1;"""
-_COUNT_DOWN = """UPDATE delivery_counts SET n = n - 1
-            WHERE destination = OLD.destination AND state = OLD.state;"""
-_TRIGGERS = (
-    f"""CREATE TRIGGER IF NOT EXISTS delivery_counts_insert AFTER INSERT ON deliveries BEGIN
-        {_COUNT_UP}
-    END""",
-    f"""CREATE TRIGGER IF NOT EXISTS delivery_counts_delete AFTER DELETE ON deliveries BEGIN
-        {_COUNT_DOWN}
-    END""",
-    f"""CREATE TRIGGER IF NOT EXISTS delivery_counts_update
-        AFTER UPDATE OF destination, state ON deliveries
-        WHEN OLD.destination IS NOT NEW.destination OR OLD.state IS NOT NEW.state BEGIN
-        {_COUNT_DOWN}
-        {_COUNT_UP}
-    END""",
-)
-
-#: Fills ``delivery_counts`` once, in the transaction that creates it (a file from before it).
-_FILL_COUNTS = (
-    "INSERT INTO delivery_counts (destination, state, n)"
-    " SELECT destination, state, COUNT(*) FROM deliveries GROUP BY destination, state"
-)
-
-#: Version 1 files lack the columns the dashboard reads; the tables and indexes of version 2
-#: are created by the schema above (``IF NOT EXISTS``), the columns by these.
-_MIGRATE_1_TO_2 = (
-    "ALTER TABLE events ADD COLUMN body_status TEXT",
-    "ALTER TABLE events ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
-)
-
-#: Indexes earlier versions created that no query needs any more; dropped on open (a file
-#: still opened by an older gateway gets them back, which costs it time, not correctness).
-#: ``events_by_source_id`` (source, id, received_at): a lookup by source and id walks
-#: ``events_by_id`` (an id is all but unique), so it only cost every accept one more insert.
-_DROPPED_INDEXES = ("events_by_source_id",)
-
 
 #: Most write operations one group commit holds: bounds how long the write lock is held (other
 #: processes on the file wait that long) and how many callers one failed COMMIT answers 503.
@@ -226,10 +89,17 @@ class SqliteDatabase:
     """One SQLite file, its connection and thread: snapshot reads, group-committed writes."""
 
     def __init__(
-        self, conn: sqlite3.Connection, executor: ThreadPoolExecutor, busy_timeout: float
+        self,
+        conn: sqlite3.Connection,
+        executor: ThreadPoolExecutor,
+        busy_timeout: float,
+        reader: sqlite3.Connection,
+        reader_executor: ThreadPoolExecutor,
     ) -> None:
         self._conn = conn
         self._executor = executor
+        self._reader = reader
+        self._reader_executor = reader_executor
         self._busy_timeout = busy_timeout
         self._closed = False
         # Group commit (see the module docstring): writes waiting for the next transaction,
@@ -244,13 +114,22 @@ class SqliteDatabase:
         """Open (creating when needed) the database a ``sqlite:///`` URL names."""
         path, busy = _path_from_url(url)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        reader_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
         loop = asyncio.get_running_loop()
         try:
-            conn = await loop.run_in_executor(executor, _connect, path, busy)
+            conn = await loop.run_in_executor(executor, connect, path, busy)
         except (sqlite3.Error, OSError) as exc:
             executor.shutdown(wait=False)
+            reader_executor.shutdown(wait=False)
             raise StoreError(f"cannot open the SQLite store: {exc}") from exc
-        return cls(conn, executor, busy)
+        try:
+            reader = await loop.run_in_executor(reader_executor, connect_reader, path, busy)
+        except (sqlite3.Error, OSError) as exc:
+            await loop.run_in_executor(executor, conn.close)
+            executor.shutdown(wait=False)
+            reader_executor.shutdown(wait=False)
+            raise StoreError(f"cannot open the SQLite store for reading: {exc}") from exc
+        return cls(conn, executor, busy, reader, reader_executor)
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn(conn)`` on the store's thread; map every SQLite failure to StoreError."""
@@ -324,7 +203,8 @@ class SqliteDatabase:
         self._start_batch()
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in one read transaction, so it sees a single snapshot."""
+        """Run ``fn`` in one read transaction on the reader connection, so it sees a single
+        snapshot (every write answered before the call) and holds up no write."""
 
         def tx(conn: sqlite3.Connection) -> T:
             conn.execute("BEGIN")
@@ -333,7 +213,13 @@ class SqliteDatabase:
             finally:
                 conn.rollback()
 
-        return await self.run(tx)
+        if self._closed:
+            raise StoreError("the store is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._reader_executor, tx, self._reader)
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite store failed: {exc}") from exc
 
     async def close(self) -> None:
         """Close the connection and stop the store's thread."""
@@ -344,10 +230,12 @@ class SqliteDatabase:
         await self._idle.wait()
         loop = asyncio.get_running_loop()
         try:
+            await loop.run_in_executor(self._reader_executor, self._reader.close)
             await loop.run_in_executor(self._executor, self._conn.close)
         except sqlite3.Error as exc:
             raise StoreError(f"closing the SQLite store failed: {exc}") from exc
         finally:
+            self._reader_executor.shutdown(wait=True)
             self._executor.shutdown(wait=True)
 
 
@@ -468,74 +356,3 @@ def _begin_immediate(conn: sqlite3.Connection, busy_timeout: float) -> None:
             pause = min(pause * 2, LOCK_RETRY_MAX)
     finally:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-
-
-def _connect(path: str, busy_timeout: float) -> sqlite3.Connection:
-    """Open the file with the durability settings and create the schema when missing."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE for writes).
-    conn = sqlite3.connect(
-        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-    )
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        mode = _enable_wal(conn, busy_timeout)
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"cannot switch {path} to WAL (got {mode})")
-        # FULL: fsync the WAL at every commit, so an answered request survives a power cut.
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            columns = {r[1] for r in conn.execute("PRAGMA table_info(events)").fetchall()}
-            if columns and "body_status" not in columns:
-                for statement in _MIGRATE_1_TO_2:
-                    conn.execute(statement)
-            counted = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'delivery_counts'"
-            ).fetchone()
-            # Statement by statement: executescript would commit the open transaction.
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            for trigger in _TRIGGERS:
-                conn.execute(trigger)
-            if counted is None:
-                conn.execute(_FILL_COUNTS)
-            for index in _DROPPED_INDEXES:
-                conn.execute(f"DROP INDEX IF EXISTS {index}")
-            row = conn.execute("SELECT version FROM schema_version").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif row[0] < SCHEMA_VERSION:
-                conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-            elif row[0] > SCHEMA_VERSION:
-                raise sqlite3.OperationalError(
-                    f"the store schema is version {row[0]}, newer than this gateway's"
-                    f" {SCHEMA_VERSION}"
-                )
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _enable_wal(conn: sqlite3.Connection, busy_timeout: float) -> object:
-    """``PRAGMA journal_mode = WAL``, retried while another process holds the lock it needs.
-
-    Switching the journal mode of a new file takes a lock for which SQLite does not call the
-    busy handler, so processes opening one new file together got "database is locked" at once;
-    this waits for the other as ``busy_timeout`` promises. Answers the mode now in force.
-    """
-    deadline = time.monotonic() + busy_timeout
-    while True:
-        try:
-            return conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
-                raise
-        time.sleep(0.01)
