@@ -330,6 +330,43 @@ def test_redrive_one_and_all(page, stack, shots):
     assert asked and "Redrive every dead letter" in asked[0]
 
 
+#: A refusal a real backend might send: long enough that the table has to share out its width.
+REFUSAL = (
+    b'{"error":"offer_closed","message":"The marketplace no longer accepts payments for this '
+    b"offer because the seller closed it before the payment was confirmed; the buyer's money "
+    b"stays with the payment provider until it is refunded or the seller reopens the offer, "
+    b'which can take up to three business days depending on the provider and the currency."}'
+)
+
+#: Every word of every text node under ``root`` that is drawn on more than one line.
+SPLIT_WORDS = """root => {
+    const split = [];
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        for (const word of node.data.matchAll(/\\S+/g)) {
+            const range = document.createRange();
+            range.setStart(node, word.index);
+            range.setEnd(node, word.index + word[0].length);
+            if (range.getClientRects().length !== 1) split.push(word[0]);
+        }
+    }
+    return split;
+}"""
+
+
+def test_dead_letters_never_break_a_word(page, stack, shots):
+    stack.market.status, stack.market.answer = 400, REFUSAL
+    try:
+        event_id = stack.send(offerId="offer-dead-long")
+        stack.wait_status(event_id, "dead_lettered")
+    finally:
+        stack.market.status, stack.market.answer = 200, b'{"ok":true}'
+    sign_in(page, stack, "/dashboard/dead-letters")
+    page.wait_for_selector(f"tr[data-event-id='{event_id}']")
+    page.screenshot(path=str(shots / "dead-letters-long.png"), full_page=True)
+    assert page.eval_on_selector("main table", SPLIT_WORDS) == []
+
+
 # -- payments and a timeline ---------------------------------------------------------------------
 
 
