@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import threading
 import time
 import uuid
 from collections.abc import Coroutine, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -210,6 +212,10 @@ def no_page_wide_scroll(page: Page) -> bool:
     )
 
 
+#: Local time with its zone, year first: 2026-12-06 06:05:00 UTC (or CET, GMT+5:30, ...).
+ZONED = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} (UTC|GMT[+-]\d{1,2}(:\d{2})?|[A-Z]{2,5})"
+
+
 # -- sign-in -------------------------------------------------------------------------------------
 
 
@@ -365,6 +371,36 @@ def test_dead_letters_never_break_a_word(page, stack, shots):
     page.wait_for_selector(f"tr[data-event-id='{event_id}']")
     page.screenshot(path=str(shots / "dead-letters-long.png"), full_page=True)
     assert page.eval_on_selector("main table", SPLIT_WORDS) == []
+
+
+# -- times --------------------------------------------------------------------------------------
+
+
+def test_times_show_their_time_zone(page, browser, stack):
+    event_id = stack.send(offerId="offer-zone")
+    received = stack.admin_get(f"/admin/events/{event_id}")["received_at"]
+    sign_in(page, stack, "/dashboard/events")
+    row = page.wait_for_selector(f"[data-event-id='{event_id}']")
+    shown = row.query_selector("time")
+    assert shown is not None and shown.get_attribute("datetime") == received
+    assert shown.get_attribute("title") == received
+    assert re.fullmatch(ZONED, shown.text_content() or ""), shown.text_content()
+    times = page.locator("main time").all_text_contents()
+    assert times and all(re.fullmatch(ZONED, t) for t in times), times
+    assert not re.search(r"\d{1,2}/\d{1,2}/\d{4}", page.text_content("main") or "")
+
+    # In another zone, the same instant in that zone's clock, named.
+    context = browser.new_context(timezone_id="Asia/Kolkata", locale="en-US")
+    try:
+        tab = context.new_page()
+        tab.set_default_timeout(WAIT_MS)
+        sign_in(tab, stack, "/dashboard/events")
+        there = tab.wait_for_selector(f"[data-event-id='{event_id}'] time").text_content()
+    finally:
+        context.close()
+    instant = datetime.fromisoformat(received.replace("Z", "+00:00"))
+    local = instant.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    assert there == local.strftime("%Y-%m-%d %H:%M:%S") + " GMT+5:30"
 
 
 # -- payments and a timeline ---------------------------------------------------------------------
