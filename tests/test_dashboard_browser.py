@@ -373,7 +373,43 @@ def test_dead_letters_never_break_a_word(page, stack, shots):
     assert page.eval_on_selector("main table", SPLIT_WORDS) == []
 
 
-# -- times --------------------------------------------------------------------------------------
+# -- health strip and times ----------------------------------------------------------------------
+
+
+def test_health_strip_names_its_window_what_success_counts_and_the_charts_axes(page, stack):
+    sign_in(page, stack, "/dashboard/events")
+    expect(page.locator("#health [data-window=last-hour]")).to_have_text("Last hour")
+    expect(page.locator("#health [data-window=last-hour]")).to_be_visible()
+    success = page.locator("#health [data-figure=success_ratio]")
+    expect(success).to_contain_text("Delivered of finished")
+    assert "delivered or dead-lettered" in (success.get_attribute("title") or "")
+    assert "retried are not counted" in (success.get_attribute("title") or "")
+
+    per_minute = stack.admin_get("/admin/stats")["per_minute"]
+    peak = max(max(per_minute[name]) for name in ("accepted", "delivered", "dead_lettered"))
+    y_axis = page.locator("#health .chart [data-axis=y] text").all_text_contents()
+    assert y_axis[0] == "0" and y_axis[-1] == str(peak)
+    x_axis = page.locator("#health .chart [data-axis=x] text").all_text_contents()
+    assert x_axis == ["\u221260 min", "\u221230 min", "now"]  # a minus sign, not a hyphen
+    legend = {
+        name: page.locator(f"#health .chart [data-legend={name}]").text_content()
+        for name in ("accepted", "delivered", "dead_lettered")
+    }
+    assert legend == {
+        "accepted": "accepted",
+        "delivered": "delivered",
+        "dead_lettered": "dead-lettered",
+    }
+    # Each legend mark is drawn in the colour of what it names.
+    colours = page.evaluate(
+        """() => [["[data-legend=accepted] rect", "rect.bar:not([data-legend] *)", "fill"],
+                  ["[data-legend=delivered] line", "polyline.delivered", "stroke"],
+                  ["[data-legend=dead_lettered] line", "polyline.dead", "stroke"]]
+            .map(([mark, drawn, paint]) => [mark, drawn].map(
+                (s) => getComputedStyle(document.querySelector(`#health .chart ${s}`))[paint]))"""
+    )
+    for mark, drawn in colours:
+        assert mark == drawn and mark not in ("", "none")
 
 
 def test_times_show_their_time_zone(page, browser, stack):
