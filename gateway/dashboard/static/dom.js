@@ -57,19 +57,24 @@ export function text(value) {
 
 /** A table inside a box that scrolls sideways on its own, so the page never does. Each
  * cell's content sits in a block of bounded width, so one long value cannot widen its column
- * past that (table cells themselves ignore max-width). */
+ * past that (table cells themselves ignore max-width). Each cell carries its column's name in
+ * data-label, which narrow screens show beside the value when they stack a row's cells. */
 export function table(head, rows, attrs) {
   for (const row of rows) {
-    for (const cell of row.children) {
+    row.setAttribute("role", "row");
+    [...row.children].forEach((cell, i) => {
       const box = el("div", { class: "cell" });
       box.append(...cell.childNodes);
       cell.append(box);
-    }
+      cell.setAttribute("role", "cell");
+      if (head[i]) cell.dataset.label = head[i];
+    });
   }
+  const header = el("tr", { role: "row" }, head.map((h) => el("th", { scope: "col", role: "columnheader" }, h)));
   return el(
     "div",
     { class: "scroll", ...(attrs || {}) },
-    el("table", null, el("thead", null, el("tr", null, head.map((h) => el("th", { scope: "col" }, h)))), el("tbody", null, rows)),
+    el("table", { role: "table" }, el("thead", { role: "rowgroup" }, header), el("tbody", { role: "rowgroup" }, rows)),
   );
 }
 
