@@ -335,15 +335,26 @@ def test_redrive_one_and_all(page, stack, shots):
     stack.wait_status(one, "delivered")
     page.wait_for_selector(f"tr[data-event-id='{one}']", state="detached")
     asked: list[str] = []
+    answers = iter([False, True])  # Cancel first, then OK
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if r.method == "POST" else None)
 
     def confirm(dialog: Any) -> None:
         asked.append(dialog.message)
-        dialog.accept()
+        if next(answers):
+            dialog.accept()
+        else:
+            dialog.dismiss()
 
     page.on("dialog", confirm)
     page.click("[data-action=redrive-all]")
+    page.wait_for_timeout(300)  # time enough for a request the click should not have sent
+    assert len(asked) == 1 and "Redrive every dead letter" in asked[0]
+    assert sent == []
+    assert stack.admin_get(f"/admin/events/{two}")["status"] == "dead_lettered"
+    page.click("[data-action=redrive-all]")
     stack.wait_status(two, "delivered")
-    assert asked and "Redrive every dead letter" in asked[0]
+    assert len(asked) == 2 and [url.rsplit("/", 1)[-1] for url in sent] == ["redrive"]
 
 
 #: A refusal a real backend might send: long enough that the table has to share out its width.
