@@ -15,10 +15,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import threading
 import time
 import uuid
 from collections.abc import Coroutine, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -206,8 +208,22 @@ def no_page_wide_scroll(page: Page) -> bool:
     return bool(
         page.evaluate(
             "document.documentElement.scrollWidth <= document.documentElement.clientWidth"
+            " && document.documentElement.scrollWidth <= window.innerWidth"
         )
     )
+
+
+#: The text of every table cell (and anything in one) that is not wholly within the window's
+#: width: on a phone, a value or button one must scroll sideways to find.
+OFF_SCREEN = """() => [...document.querySelectorAll("main td, main td *")]
+    .filter((node) => {
+        const box = node.getBoundingClientRect();
+        return box.width > 0 && (box.left < 0 || box.right > window.innerWidth + 0.5);
+    })
+    .map((node) => `${node.tagName}: ${node.textContent.slice(0, 40)}`)"""
+
+#: Local time with its zone, year first: 2026-12-06 06:05:00 UTC (or CET, GMT+5:30, ...).
+ZONED = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} (UTC|GMT[+-]\d{1,2}(:\d{2})?|[A-Z]{2,5})"
 
 
 # -- sign-in -------------------------------------------------------------------------------------
@@ -319,15 +335,129 @@ def test_redrive_one_and_all(page, stack, shots):
     stack.wait_status(one, "delivered")
     page.wait_for_selector(f"tr[data-event-id='{one}']", state="detached")
     asked: list[str] = []
+    answers = iter([False, True])  # Cancel first, then OK
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if r.method == "POST" else None)
 
     def confirm(dialog: Any) -> None:
         asked.append(dialog.message)
-        dialog.accept()
+        if next(answers):
+            dialog.accept()
+        else:
+            dialog.dismiss()
 
     page.on("dialog", confirm)
     page.click("[data-action=redrive-all]")
+    page.wait_for_timeout(300)  # time enough for a request the click should not have sent
+    assert len(asked) == 1 and "Redrive every dead letter" in asked[0]
+    assert sent == []
+    assert stack.admin_get(f"/admin/events/{two}")["status"] == "dead_lettered"
+    page.click("[data-action=redrive-all]")
     stack.wait_status(two, "delivered")
-    assert asked and "Redrive every dead letter" in asked[0]
+    assert len(asked) == 2 and [url.rsplit("/", 1)[-1] for url in sent] == ["redrive"]
+
+
+#: A refusal a real backend might send: long enough that the table has to share out its width.
+REFUSAL = (
+    b'{"error":"offer_closed","message":"The marketplace no longer accepts payments for this '
+    b"offer because the seller closed it before the payment was confirmed; the buyer's money "
+    b"stays with the payment provider until it is refunded or the seller reopens the offer, "
+    b'which can take up to three business days depending on the provider and the currency."}'
+)
+
+#: Every word of every text node under ``root`` that is drawn on more than one line.
+SPLIT_WORDS = """root => {
+    const split = [];
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+        for (const word of node.data.matchAll(/\\S+/g)) {
+            const range = document.createRange();
+            range.setStart(node, word.index);
+            range.setEnd(node, word.index + word[0].length);
+            if (range.getClientRects().length !== 1) split.push(word[0]);
+        }
+    }
+    return split;
+}"""
+
+
+def test_dead_letters_never_break_a_word(page, stack, shots):
+    stack.market.status, stack.market.answer = 400, REFUSAL
+    try:
+        event_id = stack.send(offerId="offer-dead-long")
+        stack.wait_status(event_id, "dead_lettered")
+    finally:
+        stack.market.status, stack.market.answer = 200, b'{"ok":true}'
+    sign_in(page, stack, "/dashboard/dead-letters")
+    page.wait_for_selector(f"tr[data-event-id='{event_id}']")
+    page.screenshot(path=str(shots / "dead-letters-long.png"), full_page=True)
+    assert page.eval_on_selector("main table", SPLIT_WORDS) == []
+
+
+# -- health strip and times ----------------------------------------------------------------------
+
+
+def test_health_strip_names_its_window_what_success_counts_and_the_charts_axes(page, stack):
+    sign_in(page, stack, "/dashboard/events")
+    expect(page.locator("#health [data-window=last-hour]")).to_have_text("Last hour")
+    expect(page.locator("#health [data-window=last-hour]")).to_be_visible()
+    success = page.locator("#health [data-figure=success_ratio]")
+    expect(success).to_contain_text("Delivered of finished")
+    assert "delivered or dead-lettered" in (success.get_attribute("title") or "")
+    assert "retried are not counted" in (success.get_attribute("title") or "")
+
+    per_minute = stack.admin_get("/admin/stats")["per_minute"]
+    peak = max(max(per_minute[name]) for name in ("accepted", "delivered", "dead_lettered"))
+    y_axis = page.locator("#health .chart [data-axis=y] text").all_text_contents()
+    assert y_axis[0] == "0" and y_axis[-1] == str(peak)
+    x_axis = page.locator("#health .chart [data-axis=x] text").all_text_contents()
+    assert x_axis == ["\u221260 min", "\u221230 min", "now"]  # a minus sign, not a hyphen
+    legend = {
+        name: page.locator(f"#health .chart [data-legend={name}]").text_content()
+        for name in ("accepted", "delivered", "dead_lettered")
+    }
+    assert legend == {
+        "accepted": "accepted",
+        "delivered": "delivered",
+        "dead_lettered": "dead-lettered",
+    }
+    # Each legend mark is drawn in the colour of what it names.
+    colours = page.evaluate(
+        """() => [["[data-legend=accepted] rect", "rect.bar:not([data-legend] *)", "fill"],
+                  ["[data-legend=delivered] line", "polyline.delivered", "stroke"],
+                  ["[data-legend=dead_lettered] line", "polyline.dead", "stroke"]]
+            .map(([mark, drawn, paint]) => [mark, drawn].map(
+                (s) => getComputedStyle(document.querySelector(`#health .chart ${s}`))[paint]))"""
+    )
+    for mark, drawn in colours:
+        assert mark == drawn and mark not in ("", "none")
+
+
+def test_times_show_their_time_zone(page, browser, stack):
+    event_id = stack.send(offerId="offer-zone")
+    received = stack.admin_get(f"/admin/events/{event_id}")["received_at"]
+    sign_in(page, stack, "/dashboard/events")
+    row = page.wait_for_selector(f"[data-event-id='{event_id}']")
+    shown = row.query_selector("time")
+    assert shown is not None and shown.get_attribute("datetime") == received
+    assert shown.get_attribute("title") == received
+    assert re.fullmatch(ZONED, shown.text_content() or ""), shown.text_content()
+    times = page.locator("main time").all_text_contents()
+    assert times and all(re.fullmatch(ZONED, t) for t in times), times
+    assert not re.search(r"\d{1,2}/\d{1,2}/\d{4}", page.text_content("main") or "")
+
+    # In another zone, the same instant in that zone's clock, named.
+    context = browser.new_context(timezone_id="Asia/Kolkata", locale="en-US")
+    try:
+        tab = context.new_page()
+        tab.set_default_timeout(WAIT_MS)
+        sign_in(tab, stack, "/dashboard/events")
+        there = tab.wait_for_selector(f"[data-event-id='{event_id}'] time").text_content()
+    finally:
+        context.close()
+    instant = datetime.fromisoformat(received.replace("Z", "+00:00"))
+    local = instant.astimezone(timezone(timedelta(hours=5, minutes=30)))
+    assert there == local.strftime("%Y-%m-%d %H:%M:%S") + " GMT+5:30"
 
 
 # -- payments and a timeline ---------------------------------------------------------------------
@@ -356,10 +486,11 @@ def test_payments_and_one_payments_timeline(page, stack, shots):
 # -- small screens -------------------------------------------------------------------------------
 
 
-def test_every_view_fits_360_px_without_page_wide_scroll(page, stack, shots):
+@pytest.mark.parametrize(("width", "height"), [(360, 740), (390, 844)])
+def test_every_view_fits_a_phone_without_page_wide_scroll(page, stack, shots, width, height):
     event_id = stack.send(offerId="offer-narrow-" + "x" * 60)
     stack.wait_status(event_id, "delivered")
-    page.set_viewport_size({"width": 360, "height": 740})
+    page.set_viewport_size({"width": width, "height": height})
     sign_in(page, stack)
     views = {
         "payments": "/dashboard",
@@ -372,7 +503,8 @@ def test_every_view_fits_360_px_without_page_wide_scroll(page, stack, shots):
         page.goto(f"{stack.admin}{path}")
         page.wait_for_selector("main .scroll, main .empty, main .timeline")
         assert no_page_wide_scroll(page), name
-        page.screenshot(path=str(shots / f"narrow-{name}.png"), full_page=True)
+        assert page.evaluate(OFF_SCREEN) == [], name
+        page.screenshot(path=str(shots / f"narrow-{width}-{name}.png"), full_page=True)
     # By keyboard: the first tab stop is the skip link, then the views.
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"

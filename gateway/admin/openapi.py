@@ -444,7 +444,12 @@ DOCUMENT: dict[str, Any] = {
                             "delivered": {"type": "integer"},
                             "retried": {"type": "integer"},
                             "dead_lettered": {"type": "integer"},
-                            "success_ratio": {"type": ["number", "null"]},
+                            "success_ratio": {
+                                "type": ["number", "null"],
+                                "description": "delivered / (delivered + dead_lettered): the"
+                                " share of the hour's finished deliveries that were delivered"
+                                " (a retry is not an outcome); null when none finished",
+                            },
                             "latency_p50_ms": {"type": ["number", "null"]},
                             "latency_p99_ms": {"type": ["number", "null"]},
                         },

@@ -65,10 +65,15 @@ class Stats:
         return sum(self.series(counter))
 
     def success_ratio(self) -> float | None:
-        """Share of the hour's delivery attempts that delivered; ``None`` without attempts."""
+        """Share of the hour's finished deliveries that were delivered; ``None`` if none finished.
+
+        A delivery finishes when it is delivered or dead-lettered; a retry is an attempt, not
+        an outcome, so a flaky destination that delivers on the second try still counts as
+        delivered, not as one success in two.
+        """
         delivered = self.total("delivered")
-        made = delivered + self.total("retried") + self.total("dead_lettered")
-        return None if made == 0 else delivered / made
+        finished = delivered + self.total("dead_lettered")
+        return None if finished == 0 else delivered / finished
 
     def latency_percentile(self, q: float) -> float | None:
         """The bound (ms) of the bucket holding the ``q`` quantile of attempt latencies."""

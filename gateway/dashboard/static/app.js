@@ -58,12 +58,16 @@ window.addEventListener("popstate", route);
 
 // -- health strip ---------------------------------------------------------------------------------
 
-function figure(label, value, name) {
-  return el("div", { class: "figure", "data-figure": name }, el("span", { class: "label" }, label), el("strong", null, value));
+function figure(label, value, name, title) {
+  return el("div", { class: "figure", "data-figure": name, title }, el("span", { class: "label" }, label), el("strong", null, value));
 }
 
 const percent = (ratio) => (ratio === null || ratio === undefined ? "–" : `${(ratio * 100).toFixed(1)}%`);
-const ms = (value) => (value === null || value === undefined ? "–" : `≤ ${value < 10 ? value.toFixed(1) : Math.round(value)} ms`);
+function ms(value) {
+  if (value === null || value === undefined) return "–";
+  if (value >= 1000) return `≤ ${(value / 1000).toFixed(1)} s`;
+  return `≤ ${value < 10 ? value.toFixed(1) : Math.round(value)} ms`;
+}
 
 async function refreshHealth() {
   let stats;
@@ -78,23 +82,40 @@ async function refreshHealth() {
     return;
   }
   const hour = stats.last_hour;
+  const finished = hour.delivered + hour.dead_lettered;
   const depth = Object.entries(stats.queue_depth).map(([destination, states]) =>
     el("li", null, el("span", null, destination), ` ${states.due} due · ${states.leased} leased · ${states.dead} dead`),
   );
   put(health,
     el(
       "div",
-      { class: "figures" },
-      figure("Accepted", String(hour.accepted), "accepted"),
-      figure("Delivered", String(hour.delivered), "delivered"),
-      figure("Dead-lettered", String(hour.dead_lettered), "dead_lettered"),
-      figure("Success", percent(hour.success_ratio), "success_ratio"),
-      figure("p50", ms(hour.latency_p50_ms), "p50"),
-      figure("p99", ms(hour.latency_p99_ms), "p99"),
-      figure("Store", "reachable", "store"),
+      { class: "window" },
+      el("span", { class: "label window-label", "data-window": "last-hour" }, "Last hour"),
+      el(
+        "div",
+        { class: "figures" },
+        figure("Accepted", String(hour.accepted), "accepted"),
+        figure("Delivered", String(hour.delivered), "delivered"),
+        figure("Dead-lettered", String(hour.dead_lettered), "dead_lettered"),
+        figure(
+          "Delivered of finished",
+          percent(hour.success_ratio),
+          "success_ratio",
+          `Of the ${finished} deliveries that finished in the last hour (delivered or dead-lettered), the share delivered; deliveries still being retried are not counted.`,
+        ),
+        figure("Latency p50", ms(hour.latency_p50_ms), "p50", "Half the last hour's delivery attempts took at most this long."),
+        figure("Latency p99", ms(hour.latency_p99_ms), "p99", "99% of the last hour's delivery attempts took at most this long."),
+      ),
     ),
     el("div", { class: "chartbox" }, el("span", { class: "label" }, "Events per minute, last hour"), chart(stats.per_minute)),
-    el("div", { class: "depth" }, el("span", { class: "label" }, "Queue depth"), el("ul", null, depth.length ? depth : el("li", null, text(null)))),
+    el(
+      "div",
+      { class: "depth" },
+      el("span", { class: "label window-label" }, "Now"),
+      el("p", { class: "store", "data-figure": "store" }, "Store reachable"),
+      el("span", { class: "label" }, "Queue depth"),
+      el("ul", null, depth.length ? depth : el("li", null, text(null))),
+    ),
   );
 }
 

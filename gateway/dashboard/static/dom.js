@@ -26,11 +26,28 @@ export function svg(tag, attrs, ...children) {
   return fill(document.createElementNS(SVG, tag), attrs, children);
 }
 
-/** A local time for an RFC 3339 string, or a dash. */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+const two = (n) => String(n).padStart(2, "0");
+const zoneFormat = new Intl.DateTimeFormat(undefined, { timeZoneName: "short" });
+
+/** The browser's name for its time zone at that date ("UTC", "CET", "GMT+2"). */
+function zone(date) {
+  const part = zoneFormat.formatToParts(date).find((p) => p.type === "timeZoneName");
+  return part ? part.value : "";
+}
+
+/** An RFC 3339 time as the browser's local time with its zone, year first so that no reader
+ * mistakes the day for the month (2026-12-06 07:05:00 CET), in a <time> that keeps the value
+ * as given in its datetime and title; a dash when there is none, the value itself as text
+ * when it is not a time. */
 export function when(iso) {
   if (!iso) return "–";
-  const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
+  // Only RFC 3339 with an offset: Date() also reads "12" or "May 3" as some local time.
+  const date = RFC3339.test(iso) ? new Date(iso) : new Date(NaN);
+  if (Number.isNaN(date.getTime())) return String(iso);
+  const day = `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())}`;
+  const clock = `${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}`;
+  return el("time", { datetime: iso, title: iso }, `${day} ${clock} ${zone(date)}`);
 }
 
 /** A value or a dash, as text. */
@@ -40,19 +57,24 @@ export function text(value) {
 
 /** A table inside a box that scrolls sideways on its own, so the page never does. Each
  * cell's content sits in a block of bounded width, so one long value cannot widen its column
- * past that (table cells themselves ignore max-width). */
+ * past that (table cells themselves ignore max-width). Each cell carries its column's name in
+ * data-label, which narrow screens show beside the value when they stack a row's cells. */
 export function table(head, rows, attrs) {
   for (const row of rows) {
-    for (const cell of row.children) {
+    row.setAttribute("role", "row");
+    [...row.children].forEach((cell, i) => {
       const box = el("div", { class: "cell" });
       box.append(...cell.childNodes);
       cell.append(box);
-    }
+      cell.setAttribute("role", "cell");
+      if (head[i]) cell.dataset.label = head[i];
+    });
   }
+  const header = el("tr", { role: "row" }, head.map((h) => el("th", { scope: "col", role: "columnheader" }, h)));
   return el(
     "div",
     { class: "scroll", ...(attrs || {}) },
-    el("table", null, el("thead", null, el("tr", null, head.map((h) => el("th", { scope: "col" }, h)))), el("tbody", null, rows)),
+    el("table", { role: "table" }, el("thead", { role: "rowgroup" }, header), el("tbody", { role: "rowgroup" }, rows)),
   );
 }
 

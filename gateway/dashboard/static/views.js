@@ -74,7 +74,7 @@ function deliveries(list) {
       { class: "delivery", "data-delivery-id": d.id },
       el("h3", null, `→ ${d.destination} `, badge(d.state), ` ${d.attempts_made} attempt(s) since created or redriven`),
       d.dead_reason ? el("p", { class: "reason" }, `Dead: ${d.dead_reason}`) : null,
-      d.next_attempt_at ? el("p", null, `Next attempt ${when(d.next_attempt_at)}`) : null,
+      d.next_attempt_at ? el("p", null, "Next attempt ", when(d.next_attempt_at)) : null,
       d.attempts.length ? attemptsTable(d.attempts) : el("p", { class: "empty" }, "Not tried yet."),
     ),
   ));
@@ -100,7 +100,7 @@ export function payment(main, subject) {
             "li",
             { "data-event-id": e.id },
             el("h2", null, link(eventHref(e.id, e.source), text(e.type)), " ", badge(e.status)),
-            el("p", { class: "meta" }, `${when(e.received_at)} · status field ${text(e.body_status)} · id ${e.id}`),
+            el("p", { class: "meta" }, when(e.received_at), ` · status field ${text(e.body_status)} · id ${e.id}`),
             deliveries(e.deliveries),
           ),
         ),
@@ -213,7 +213,7 @@ export function event(main, id, params) {
     }
     const facts = [
       ["Source", e.source], ["Type", text(e.type)], ["Subject", text(e.subject)], ["Status", badge(e.status)],
-      ["Status field", text(e.body_status)], ["Received", when(e.received_at)], ["Event time", text(e.time)],
+      ["Status field", text(e.body_status)], ["Received", when(e.received_at)], ["Event time", when(e.time)],
       ["Mode", e.mode], ["Dedupe key", e.dedupe_key], ["Request id", e.request_id],
     ];
     put(body,
