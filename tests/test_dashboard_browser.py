@@ -37,6 +37,7 @@ from tests.support import (
     build_config,
     config_dict,
     payment_body,
+    payments_source,
     sign_payment,
     sqlite_url,
 )
@@ -71,6 +72,8 @@ class Stack:
         self.market = Marketplace()
         self.admin = ""
         self.ingress = ""
+        #: The session cookie of the first sign-in, for the tests after it.
+        self.cookies: list[Any] = []
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
         """Run a coroutine on the stack's loop and wait for its result (bounded)."""
@@ -89,9 +92,14 @@ class Stack:
         data = config_dict(
             f"http://127.0.0.1:{port}/api/webhooks/payments",
             store_url=sqlite_url(self.directory),
-            destination={"retry": {"schedule": ["1s"], "max_age": "1h", "jitter": 0}},
+            # A failed delivery waits an hour: what Retry now is for.
+            destination={"retry": {"schedule": ["1h"], "max_age": "2h", "jitter": 0}},
         )
         data["sources"]["payments"]["routes"] = [{"destination": "marketplace", "types": ["*"]}]
+        # A source whose routes take none of the payments' types: its events are unrouted.
+        data["sources"]["orders"] = payments_source(
+            path="/hooks/orders", routes=[{"destination": "marketplace", "types": ["order.*"]}]
+        )
         self.gateway = Gateway(build_config(data))
         await self.gateway.start()
         assert self.gateway.ingress_site is not None and self.gateway.admin_site is not None
@@ -108,8 +116,8 @@ class Stack:
         self.thread.join(10)
         self.loop.close()
 
-    def send(self, msg_id: str | None = None, **fields: Any) -> str:
-        """Send one signed payments event; its id."""
+    def send(self, msg_id: str | None = None, path: str = "/hooks/payments", **fields: Any) -> str:
+        """Send one signed payments event (to another source's ``path``); its id."""
         msg_id = msg_id or f"msg_{uuid.uuid4().hex[:12]}"
         body = payment_body(**fields)
 
@@ -117,7 +125,7 @@ class Stack:
             async with (
                 aiohttp.ClientSession() as session,
                 session.post(
-                    f"{self.ingress}/hooks/payments",
+                    f"{self.ingress}{path}",
                     data=body,
                     headers=sign_payment(body, msg_id=msg_id),
                 ) as response,
@@ -195,12 +203,21 @@ def page(browser: Browser, stack: Stack) -> Iterator[Page]:
 
 
 def sign_in(page: Page, stack: Stack, path: str = "/dashboard") -> None:
-    page.goto(f"{stack.admin}{path}")
-    page.fill("input[name=token]", ADMIN_TOKEN)
-    page.click("button[type=submit]")
-    page.wait_for_selector("#health [data-figure=accepted]")
-    if path != "/dashboard":
+    """Sign in with the form the first time; later tests reuse that session's cookie, as a
+    browser would (sign-in is limited to 10 a minute per address, more than a test module's
+    pace would stay under)."""
+    if stack.cookies:
+        page.context.add_cookies(stack.cookies)
         page.goto(f"{stack.admin}{path}")
+    else:
+        page.goto(f"{stack.admin}{path}")
+        page.fill("input[name=token]", ADMIN_TOKEN)
+        page.click("button[type=submit]")
+        page.wait_for_selector("#health [data-figure=accepted]")
+        stack.cookies = page.context.cookies()
+        if path != "/dashboard":
+            page.goto(f"{stack.admin}{path}")
+    page.wait_for_selector("#health [data-figure=accepted]")
     page.wait_for_selector("[data-live=on]")
 
 
@@ -431,6 +448,45 @@ def test_health_strip_names_its_window_what_success_counts_and_the_charts_axes(p
     )
     for mark, drawn in colours:
         assert mark == drawn and mark not in ("", "none")
+
+
+def test_retry_now_delivers_a_destination_backlog(page, stack, shots):
+    stack.market.status = 503
+    try:
+        event_id = stack.send(offerId="offer-backlog")
+        deadline = time.monotonic() + 15
+        while True:  # failed once, now waiting out the hour
+            [delivery] = stack.admin_get(f"/admin/events/{event_id}")["deliveries"]
+            if delivery["attempts_made"] == 1 and delivery["state"] == "due":
+                break
+            assert time.monotonic() < deadline, delivery
+            time.sleep(0.05)
+    finally:
+        stack.market.status = 200
+    sign_in(page, stack, "/dashboard/events")
+    button = page.locator("#health li[data-destination=marketplace] [data-action=retry-now]")
+    expect(button).to_be_enabled()
+    page.screenshot(path=str(shots / "retry-now.png"), full_page=True)
+    button.click()
+    expect(page.locator("#health .depth-status")).to_contain_text(
+        "marketplace: 1 delivery(ies) due now"
+    )
+    stack.wait_status(event_id, "delivered")
+    [delivery] = stack.admin_get(f"/admin/events/{event_id}")["deliveries"]
+    assert [a["number"] for a in delivery["attempts"]] == [1, 2]  # its count kept
+    expect(button).to_be_disabled()  # nothing waits any more
+
+
+def test_unrouted_events_show_in_the_strip_and_link_to_their_list(page, stack):
+    event_id = stack.send(path="/hooks/orders", offerId="offer-unrouted")
+    sign_in(page, stack, "/dashboard")
+    unrouted = page.locator("#health [data-figure=unrouted]")
+    expect(unrouted).to_have_text(re.compile(r"^[1-9]\d* unrouted$"))
+    expect(unrouted).to_have_class(re.compile(r"\bwarn\b"))
+    unrouted.click()
+    page.wait_for_url("**/dashboard/events?status=unrouted")
+    row = page.wait_for_selector(f"[data-event-id='{event_id}']")
+    assert "unrouted" in row.text_content()
 
 
 def test_times_show_their_time_zone(page, browser, stack):

@@ -1,5 +1,5 @@
 // The dashboard: routes a path to its view, keeps the health strip, listens to the live stream.
-import { get } from "./api.js";
+import { get, post, seg } from "./api.js";
 import { chart } from "./chart.js";
 import { el, put, text } from "./dom.js";
 import * as views from "./views.js";
@@ -84,8 +84,15 @@ async function refreshHealth() {
   const hour = stats.last_hour;
   const finished = hour.delivered + hour.dead_lettered;
   const depth = Object.entries(stats.queue_depth).map(([destination, states]) =>
-    el("li", null, el("span", null, destination), ` ${states.due} due · ${states.leased} leased · ${states.dead} dead`),
+    el(
+      "li",
+      { "data-destination": destination },
+      el("span", null, destination),
+      ` ${states.due} due · ${states.leased} leased · ${states.dead} dead `,
+      retryNow(destination, states.due),
+    ),
   );
+  const unrouted = hour.unrouted || 0;
   put(health,
     el(
       "div",
@@ -94,7 +101,20 @@ async function refreshHealth() {
       el(
         "div",
         { class: "figures" },
-        figure("Accepted", String(hour.accepted), "accepted"),
+        figure(
+          "Accepted",
+          el(
+            "span",
+            null,
+            String(hour.accepted),
+            el(
+              "a",
+              { class: `sub${unrouted ? " warn" : ""}`, href: "/dashboard/events?status=unrouted", "data-figure": "unrouted", title: "Events whose type no route takes: stored, delivered nowhere" },
+              `${unrouted} unrouted`,
+            ),
+          ),
+          "accepted",
+        ),
         figure("Delivered", String(hour.delivered), "delivered"),
         figure("Dead-lettered", String(hour.dead_lettered), "dead_lettered"),
         figure(
@@ -115,8 +135,33 @@ async function refreshHealth() {
       el("p", { class: "store", "data-figure": "store" }, "Store reachable"),
       el("span", { class: "label" }, "Queue depth"),
       el("ul", null, depth.length ? depth : el("li", null, text(null))),
+      depthStatus,
     ),
   );
+}
+
+// Stays across refreshes of the strip: the answer to the last Retry now.
+const depthStatus = el("div", { class: "depth-status", "aria-live": "polite" });
+
+/** A destination's backlog due now instead of at each delivery's next retry. */
+function retryNow(destination, due) {
+  const button = el(
+    "button",
+    { type: "button", class: "small", "data-action": "retry-now", "data-destination": destination, title: `Deliver what waits out a backoff for ${destination} now` },
+    "Retry now",
+  );
+  button.disabled = due === 0;
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const result = await post(`/admin/destinations/${seg(destination)}/retry-now`);
+      put(depthStatus, el("p", { class: "notice ok", role: "status" }, `${destination}: ${result.retried} delivery(ies) due now.`));
+    } catch (failure) {
+      put(depthStatus, el("p", { class: "notice error", role: "status" }, `Retry now refused: ${failure.message}`));
+    }
+    refreshHealth();
+  });
+  return button;
 }
 
 // -- live ----------------------------------------------------------------------------------------
