@@ -75,7 +75,8 @@ run: $(RUN_STAMP) $(ENV_FILE)
 	@echo ""
 	@. ./$(ENV_FILE) && exec $(BIN)/webhook-gateway run --config config.yaml
 
-# A stand-in marketplace on :8000 that verifies the gateway's signature and prints deliveries.
+# A stand-in marketplace on 127.0.0.1:8000 (MARKETPLACE_PORT) serving /api/webhooks/payments and
+# /api/webhooks/rafiki: verifies the gateway's signature and prints each delivery.
 marketplace: $(MARKETPLACE_STAMP) $(ENV_FILE)
 	@. ./$(ENV_FILE) && exec $(BIN)/python scripts/dev_marketplace.py
 
