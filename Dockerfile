@@ -2,13 +2,22 @@
 #   docker build -t webhook-gateway .
 #   docker run --env-file deploy/.env -v "$PWD/deploy/config.yaml:/etc/webhook-gateway/config.yaml:ro" \
 #              -p 8080:8080 webhook-gateway
-# Stage 1 builds a wheel (build tools stay here); stage 2 installs only that wheel.
+# Stage 1 builds the wheels of uv.lock's runtime set (build tools stay here); stage 2 installs
+# only those wheels. Nothing is fetched but from PyPI.
 FROM python:3.11-slim AS build
+# uv reads uv.lock (the version the Makefile pins); never a Python of its own.
+ENV UV_PYTHON_DOWNLOADS=never \
+    UV_NO_CACHE=1
+RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml uv.lock README.md ./
 COPY gateway ./gateway
 COPY plugins ./plugins
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# The runtime's locked versions and hashes (no dev group): each download is checked against
+# its hash. The gateway's own wheel is built with the locked setuptools.
+RUN uv export --frozen --no-dev --no-emit-project --output-file requirements.txt \
+    && pip wheel --no-cache-dir --no-deps --require-hashes --wheel-dir /wheels -r requirements.txt \
+    && uv build --wheel --out-dir /wheels
 
 FROM python:3.11-slim
 # A fixed, unprivileged uid: the Kubernetes securityContext (runAsUser 10001) names the same one.

@@ -2,23 +2,68 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 ENV_FILE := .env.dev
 
-.PHONY: run marketplace test soak lint bench clean setup system-deps
+# Environments come from uv.lock through uv, at this version. A uv of the same version on PATH
+# is used as it is; otherwise make installs this one from PyPI into .tools (untracked).
+UV_VERSION := 0.13.9
+TOOLS := .tools
+PIP_QUIET := --quiet --disable-pip-version-check
+ifeq ($(word 2,$(shell uv --version 2>/dev/null)),$(UV_VERSION))
+UV := uv
+GET_UV :=
+else
+UV := $(TOOLS)/bin/uv
+GET_UV := $(UV)
+endif
+# The interpreter the environment is made with: $(PYTHON), never one uv would download.
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+# One stamp per set installed, each redone when pyproject.toml or uv.lock changes. `make run`
+# installs the runtime alone, `make marketplace` adds its group, and neither removes what another
+# target installed (--inexact); `make test` makes the environment exactly the locked dev set.
+RUN_STAMP := $(VENV)/.synced-run
+MARKETPLACE_STAMP := $(VENV)/.synced-marketplace
+STAMP := $(VENV)/.synced-dev
+LOCKED := pyproject.toml uv.lock | $(GET_UV)
+
+.PHONY: run marketplace test soak lint bench clean setup system-deps lock upgrade
+
+# With $(PYTHON)'s own pip into .tools (seconds faster than a venv first), else through a venv.
+$(TOOLS)/bin/uv:
+	@rm -rf $(TOOLS)
+	$(PYTHON) -m pip install $(PIP_QUIET) --root-user-action=ignore --target $(TOOLS) uv==$(UV_VERSION) \
+		|| { rm -rf $(TOOLS) && $(PYTHON) -m venv $(TOOLS) \
+		     && $(TOOLS)/bin/pip install $(PIP_QUIET) uv==$(UV_VERSION); }
+
+$(RUN_STAMP): $(LOCKED)
+	$(UV) sync --quiet --frozen --no-dev --inexact
+	touch $@
+
+$(MARKETPLACE_STAMP): $(LOCKED)
+	$(UV) sync --quiet --frozen --no-dev --group marketplace --inexact
+	touch $@
+
+$(STAMP): $(LOCKED)
+	$(UV) sync --quiet --frozen
+	touch $@
+
+# uv.lock again from pyproject.toml, keeping every locked version that still fits it.
+lock: | $(GET_UV)
+	$(UV) lock
+
+# The newest versions pyproject.toml allows, written to uv.lock: for bumping the lock on
+# purpose (then run make test and commit uv.lock). Never part of make test.
+upgrade: | $(GET_UV)
+	$(UV) lock --upgrade
 
 setup: $(STAMP)
 
-$(ENV_FILE): | $(STAMP)
+$(ENV_FILE): | $(RUN_STAMP)
 	$(BIN)/python scripts/dev_secrets.py $(ENV_FILE)
 
-run: $(STAMP) $(ENV_FILE)
+run: $(RUN_STAMP) $(ENV_FILE)
 	@mkdir -p data
 	@. ./$(ENV_FILE) && $(BIN)/webhook-gateway check-config --config config.yaml >/dev/null
 	@echo ""
@@ -34,8 +79,9 @@ run: $(STAMP) $(ENV_FILE)
 	@echo ""
 	@. ./$(ENV_FILE) && exec $(BIN)/webhook-gateway run --config config.yaml
 
-# A stand-in marketplace on :8000 that verifies the gateway's signature and prints deliveries.
-marketplace: $(STAMP) $(ENV_FILE)
+# A stand-in marketplace on 127.0.0.1:8000 (MARKETPLACE_PORT) serving /api/webhooks/payments and
+# /api/webhooks/rafiki: verifies the gateway's signature and prints each delivery.
+marketplace: $(MARKETPLACE_STAMP) $(ENV_FILE)
 	@. ./$(ENV_FILE) && exec $(BIN)/python scripts/dev_marketplace.py
 
 # Programs the tests start for real (each on its own free port): redis-server, Node.js for the
@@ -78,4 +124,4 @@ bench: $(STAMP) system-deps
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache tests/node/node_modules
+	rm -rf $(VENV) $(TOOLS) build *.egg-info .mypy_cache .ruff_cache .pytest_cache tests/node/node_modules

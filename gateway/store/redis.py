@@ -1609,8 +1609,7 @@ def _sentinel_client(target: SentinelURL, options: dict[str, Any]) -> tuple[Sent
         **(tls if target.sentinel_tls else {}),
     }
     hosts = list(target.sentinels)
-    # redis-py leaves Sentinel.__init__ unannotated; the arguments are as documented there.
-    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs)
     # TLS keys only when TLS is on: the plain connection class refuses ssl_* arguments.
     master = sentinel.master_for(
         target.service_name,

@@ -79,3 +79,17 @@ def test_the_config_path_the_image_reads_is_where_compose_and_kubernetes_mount_i
     container = resource("Deployment")["spec"]["template"]["spec"]["containers"][0]
     config_mounts = [m["mountPath"] for m in container["volumeMounts"] if m["name"] == "config"]
     assert config_mounts and path.startswith(config_mounts[0] + "/")
+
+
+def test_the_image_installs_what_uv_lock_pins_with_the_makefiles_uv():
+    # The image's versions are the ones `make test` checked: the runtime set of uv.lock,
+    # exported by the uv version the Makefile pins, with hashes; never a fresh resolution.
+    pinned = re.search(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert pinned
+    runs = [args for word, args in _instructions() if word == "RUN"]
+    assert any(f"uv=={pinned.group(1)}" in run for run in runs), runs
+    export = [run for run in runs if "uv export" in run]
+    assert export and "--frozen" in export[0] and "--no-dev" in export[0], runs
+    assert "--no-hashes" not in export[0] and "--require-hashes" in export[0]
+    copies = [args for word, args in _instructions() if word == "COPY"]
+    assert any("uv.lock" in copy.split() for copy in copies), copies
