@@ -1,5 +1,8 @@
 """App factories: the ingress application and the admin application, with typed state.
 
+The admin application is put together here from its rooms: health and metrics, the admin
+API behind its guard, the live stream, and the dashboard.
+
 Each resource has its own ``cleanup_ctx`` (store, retention, HTTP client session, delivery
 workers), so a resource is cleaned up if and only if it was set up, in reverse order.
 """
@@ -15,9 +18,12 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 import aiohttp
 from aiohttp import web
 
+from gateway.admin import api, health
+from gateway.admin.stream import MAX_STREAMS, add_stream
 from gateway.appkeys import (
     CLOCK,
     CONFIG,
+    GATEWAY,
     LIMITER,
     METRICS,
     PRUNER,
@@ -27,6 +33,7 @@ from gateway.appkeys import (
     Runtime,
 )
 from gateway.config.model import Config
+from gateway.dashboard import routes as dashboard
 from gateway.delivery.forward import deliver
 from gateway.delivery.retry import RetryPolicy
 from gateway.delivery.worker import DeliveryWorker
@@ -238,3 +245,17 @@ def declare_metrics(metrics: Metrics, config: Config) -> None:
     metrics.declare(
         {name: source.delivery for name, source in config.sources.items()}, config.destinations
     )
+
+
+def create_admin_app(
+    gateway: web.Application, *, max_streams: int = MAX_STREAMS
+) -> web.Application:
+    """The admin application (health, metrics, admin API, live stream, dashboard) reading the
+    state of the ingress application ``gateway``."""
+    app = web.Application()
+    app[GATEWAY] = gateway
+    health.add_routes(app)
+    api.add_routes(app)
+    add_stream(app, max_streams)
+    dashboard.add_routes(app)
+    return app

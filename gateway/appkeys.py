@@ -9,16 +9,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
 
 from gateway.config.model import Config
-from gateway.ingress.handler import Ingress
 from gateway.metrics import Metrics
 from gateway.ratelimit.limiter import Limiter
 from gateway.store.protocols import Store
 from gateway.store.retention import Pruner
+
+if TYPE_CHECKING:  # the ingress reads this state; this module must not load it
+    from gateway.ingress.handler import Ingress
 
 
 @dataclass

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway.admin.app import create_admin_app
-from gateway.app import build_ingress, create_app, declare_metrics
+from gateway.app import build_ingress, create_admin_app, create_app, declare_metrics
 from gateway.appkeys import RUNTIME
 from gateway.config import load_config
 from gateway.config.model import Config, HostPort

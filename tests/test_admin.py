@@ -9,8 +9,7 @@ import sys
 
 import pytest
 
-from gateway.admin.app import create_admin_app
-from gateway.app import create_app
+from gateway.app import create_admin_app, create_app
 from tests.support import (
     ADMIN_TOKEN,
     ENV,

@@ -103,6 +103,13 @@ def test_no_room_imports_itself_back():
         ("gateway.providers", "gateway.store"),
         ("gateway.ratelimit", "gateway.store"),
         ("gateway.store", "gateway.config"),
+        # The admin listener shares HTTP helpers through gateway.http, not through the
+        # ingress; the dashboard's sessions live with the admin API's guard.
+        ("gateway.admin", "gateway.ingress"),
+        ("gateway.dashboard", "gateway.ingress"),
+        ("gateway.http", "gateway.ingress"),
+        ("gateway.http", "gateway.admin"),
+        ("gateway.admin", "gateway.dashboard"),
     ],
 )
 def test_arrows_run_one_way(room, must_not_import):
@@ -120,7 +127,8 @@ def test_the_pure_core_imports_no_framework():
     pure = [
         "gateway.extract",
         "gateway.ratelimit.gcra",
-        "gateway.ingress.clientip",
+        "gateway.http.clientip",
+        "gateway.http.text",
         "gateway.delivery.retry",
         "gateway.delivery.cloudevents",
         "gateway.providers.jcs",
@@ -134,3 +142,29 @@ def test_the_pure_core_imports_no_framework():
             elif isinstance(node, ast.ImportFrom) and node.module:
                 imported.add(node.module.split(".")[0])
         assert not imported & {"aiohttp", "redis", "sqlite3"}, (module, imported)
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """The imports of a module that run when it loads (not those under TYPE_CHECKING)."""
+    tree = ast.parse(path.read_text())
+    hidden = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+        for inner in ast.walk(node)
+    }
+    names = set()
+    for node in ast.walk(tree):
+        if id(node) in hidden:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_the_typed_app_state_does_not_load_the_ingress():
+    # What reads the state (the admin API, the server) must not drag the request path in.
+    loaded = _runtime_imports(MODULES["gateway.appkeys"])
+    assert not {m for m in loaded if m.startswith("gateway.ingress")}, loaded

@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from gateway.admin.app import create_admin_app
+from gateway.app import create_admin_app
 from tests.support import ADMIN_TOKEN, payment_body, sign_payment
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from gateway.ingress.clientip import client_ip, in_networks, parse_address
+from gateway.http.clientip import client_ip, in_networks, parse_address
 
 PROXIES = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")]
 

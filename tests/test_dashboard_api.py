@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.admin.app import create_admin_app
+from gateway.admin import auth as session
 from gateway.admin.stream import BUFFER, FEED, Subscriber
-from gateway.dashboard import session
+from gateway.app import create_admin_app
 from gateway.store.records import Change
 from tests.support import ADMIN_TOKEN, payment_body, sign_payment
 

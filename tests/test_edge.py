@@ -13,8 +13,8 @@ from aiohttp.test_utils import make_mocked_request
 
 from gateway.app import METRICS, STORE
 from gateway.errors import ClientClosed
+from gateway.http.text import has_control
 from gateway.ingress.body import read_body
-from gateway.ingress.headers import has_control
 from tests.support import ADMIN_TOKEN, payment_body, payments_source, sign_payment
 
 SYNC = {"payments": payments_source(delivery="sync")}
@@ -208,7 +208,7 @@ async def test_the_admin_api_answers_400_never_500_to_odd_input(with_admin_app):
 
 @pytest.fixture
 async def with_admin_app(make_gateway, aiohttp_client):
-    from gateway.admin.app import create_admin_app
+    from gateway.app import create_admin_app
 
     client, _ = await make_gateway()
     admin = await aiohttp_client(create_admin_app(client.server.app))

@@ -2,7 +2,7 @@
 and what the dashboard reads: payments by subject, a subject's timeline, last-hour figures.
 
 Every route needs ``Authorization: Bearer <admin.token>`` or the dashboard's session cookie
-(``gateway.dashboard.session``); a POST carried by the cookie must also name the request's own
+(``gateway.admin.auth``); a POST carried by the cookie must also name the request's own
 origin in ``Origin`` (else 403 ``forbidden``). Without a configured token the API answers 404
 (disabled) while health and metrics stay up. Errors have the ingress's shape,
 ``{"error", "message", "request_id"}``. Times are RFC 3339 UTC strings.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -21,24 +20,19 @@ from typing import Any
 from aiohttp import web
 
 from gateway import times
+from gateway.admin.auth import admin_guard
 from gateway.admin.openapi import DOCUMENT
-from gateway.appkeys import CLOCK, CONFIG, GATEWAY, RUNTIME, STORE
-from gateway.dashboard import session
+from gateway.appkeys import CLOCK, GATEWAY, RUNTIME, STORE
 from gateway.errors import (
-    AdminDisabled,
     EventNotFound,
-    Forbidden,
-    InvalidCursor,
     InvalidRequest,
     NotFound,
-    RequestError,
     StoreError,
-    Unauthorized,
     Unavailable,
     Unrouted,
 )
-from gateway.ingress.headers import is_text
-from gateway.ingress.responses import error_response, request_id_of
+from gateway.http.answers import json_answer
+from gateway.http.text import is_text
 from gateway.store.protocols import Store
 from gateway.store.records import (
     EVENT_STATUSES,
@@ -57,15 +51,6 @@ MAX_CURSOR = 8192
 #: Seconds /admin/stats waits for the store before calling it unreachable.
 STATS_TIMEOUT = 2.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def json_answer(status: int, payload: object) -> web.Response:
-    """A compact JSON response (``X-Request-ID`` is added by ``admin_guard``)."""
-    return web.Response(
-        status=status,
-        body=json.dumps(payload, separators=(",", ":")).encode(),
-        content_type="application/json",
-    )
 
 
 def rfc3339(seconds: float | None) -> str | None:
@@ -173,54 +158,6 @@ def dead_letter_json(dead: DeadLetter) -> dict[str, Any]:
 # -- plumbing -------------------------------------------------------------------------------------
 
 
-@web.middleware
-async def admin_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bearer-token or session check for ``/admin``, and one place that turns errors into JSON."""
-    request_id = request_id_of(request.headers.get("X-Request-ID"))
-    if not request.path.startswith("/admin"):
-        return await handler(request)
-    try:
-        token = request.app[GATEWAY][RUNTIME].config.admin.token
-        if token is None:
-            raise AdminDisabled()
-        _authorize(request, token.value)
-        response = await handler(request)
-    except RequestError as exc:
-        return error_response(exc, request_id)
-    except StoreError:
-        return error_response(Unavailable("the store is unreachable"), request_id)
-    if not response.prepared:  # a stream already sent its headers
-        response.headers["X-Request-ID"] = request_id
-    return response
-
-
-def _authorize(request: web.Request, token: str) -> None:
-    """Let a request with the bearer token through, or one with a session cookie (then a
-    state-changing one only from the request's own origin); raise otherwise."""
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    # Bytes that are not UTF-8 arrive as surrogates: compare them as the bytes they were.
-    if scheme.lower() == "bearer" and hmac.compare_digest(
-        given.strip().encode("utf-8", "surrogateescape"), token.encode()
-    ):
-        return
-    cookie = request.cookies.get(session.COOKIE)
-    if cookie is None or not session.valid(cookie, token, time.time()):
-        raise Unauthorized()
-    if request.method not in ("GET", "HEAD", "OPTIONS"):
-        origin = request.headers.get("Origin")
-        if origin is None or origin != own_origin(request):
-            raise Forbidden()
-
-
-def own_origin(request: web.Request) -> str:
-    """The origin (scheme://host) the browser used to reach this request, as seen through
-    ``server.trusted_proxies``."""
-    trusted = request.app[GATEWAY][CONFIG].server.trusted_proxies
-    return session.public_origin(
-        request.scheme, request.host, request.remote, request.headers, trusted
-    )
-
-
 def _store(request: web.Request) -> Store:
     store = request.app[GATEWAY].get(STORE)
     if store is None:
@@ -295,17 +232,14 @@ async def list_events(request: web.Request) -> web.Response:
     status = request.query.get("status") or None
     if status is not None and status not in EVENT_STATUSES:
         raise InvalidRequest(f"status must be one of {', '.join(EVENT_STATUSES)}")
-    try:
-        events, cursor = await _store(request).list_events(
-            source=_param(request, "source"),
-            status=status,
-            limit=_limit(request),
-            cursor=_param(request, "cursor", MAX_CURSOR),
-            type=_param(request, "type"),
-            q=_param(request, "q"),
-        )
-    except InvalidCursor as exc:
-        raise InvalidRequest("invalid cursor") from exc
+    events, cursor = await _store(request).list_events(
+        source=_param(request, "source"),
+        status=status,
+        limit=_limit(request),
+        cursor=_param(request, "cursor", MAX_CURSOR),
+        type=_param(request, "type"),
+        q=_param(request, "q"),
+    )
     payload = {"events": [summary_json(e) for e in events], "next_cursor": cursor}
     return json_answer(200, payload)
 
@@ -355,14 +289,11 @@ async def replay_event(request: web.Request) -> web.Response:
 
 async def list_dead_letters(request: web.Request) -> web.Response:
     """``GET /admin/dead-letters?destination=&limit=&cursor=``, most recently dead first."""
-    try:
-        dead, cursor = await _store(request).list_dead_letters(
-            destination=_param(request, "destination"),
-            limit=_limit(request),
-            cursor=_param(request, "cursor", MAX_CURSOR),
-        )
-    except InvalidCursor as exc:
-        raise InvalidRequest("invalid cursor") from exc
+    dead, cursor = await _store(request).list_dead_letters(
+        destination=_param(request, "destination"),
+        limit=_limit(request),
+        cursor=_param(request, "cursor", MAX_CURSOR),
+    )
     payload = {"dead_letters": [dead_letter_json(d) for d in dead], "next_cursor": cursor}
     return json_answer(200, payload)
 
@@ -413,12 +344,9 @@ async def retry_now(request: web.Request) -> web.Response:
 
 async def list_payments(request: web.Request) -> web.Response:
     """``GET /admin/payments?limit=&cursor=``: subjects, latest activity first."""
-    try:
-        payments, cursor = await _store(request).list_payments(
-            limit=_limit(request), cursor=_param(request, "cursor", MAX_CURSOR)
-        )
-    except InvalidCursor as exc:
-        raise InvalidRequest("invalid cursor") from exc
+    payments, cursor = await _store(request).list_payments(
+        limit=_limit(request), cursor=_param(request, "cursor", MAX_CURSOR)
+    )
     payload = {"payments": [payment_json(p) for p in payments], "next_cursor": cursor}
     return json_answer(200, payload)
 

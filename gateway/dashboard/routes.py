@@ -16,9 +16,9 @@ from importlib import resources
 
 from aiohttp import web
 
+from gateway.admin import auth
 from gateway.appkeys import CONFIG, GATEWAY, RUNTIME
-from gateway.dashboard import session
-from gateway.ingress.clientip import client_ip
+from gateway.http.clientip import client_ip
 from gateway.ratelimit.gcra import RateRule
 from gateway.ratelimit.memory import MemoryLimiter
 
@@ -80,8 +80,8 @@ def _token(request: web.Request) -> str | None:
 def signed_in(request: web.Request) -> bool:
     """Whether the request carries a valid session cookie."""
     token = _token(request)
-    cookie = request.cookies.get(session.COOKIE)
-    return token is not None and cookie is not None and session.valid(cookie, token, time.time())
+    cookie = request.cookies.get(auth.COOKIE)
+    return token is not None and cookie is not None and auth.valid(cookie, token, time.time())
 
 
 async def page(request: web.Request) -> web.Response:
@@ -117,7 +117,7 @@ async def login(request: web.Request) -> web.Response:
     given = form.get("token")
     if not isinstance(given, str) or not hmac.compare_digest(given.encode(), token.encode()):
         return _html("login.html", 401, "That is not the admin token.")
-    origin = session.public_origin(
+    origin = auth.public_origin(
         request.scheme,
         request.host,
         request.remote,
@@ -126,9 +126,9 @@ async def login(request: web.Request) -> web.Response:
     )
     response = web.HTTPSeeOther("/dashboard")
     response.set_cookie(
-        session.COOKIE,
-        session.issue(token, time.time()),
-        max_age=session.SESSION_SECONDS,
+        auth.COOKIE,
+        auth.issue(token, time.time()),
+        max_age=auth.SESSION_SECONDS,
         path="/",
         httponly=True,
         samesite="Strict",
@@ -140,7 +140,7 @@ async def login(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     """``POST /dashboard/logout``: drop the cookie and go back to the sign-in form."""
     response = web.HTTPSeeOther("/dashboard")
-    response.del_cookie(session.COOKIE, path="/")
+    response.del_cookie(auth.COOKIE, path="/")
     raise response
 
 

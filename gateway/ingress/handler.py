@@ -38,11 +38,12 @@ from gateway.errors import (
     VerificationError,
 )
 from gateway.extract import Extractor, Payload
+from gateway.http.answers import error_response, json_response, request_id_of
+from gateway.http.clientip import client_ip, in_networks
+from gateway.http.text import has_control, is_text
 from gateway.ingress.body import read_body
-from gateway.ingress.clientip import client_ip, in_networks
 from gateway.ingress.deadline import headers_arrived, response_started
-from gateway.ingress.headers import check_single, check_text, has_control, is_text
-from gateway.ingress.responses import error_response, json_response, request_id_of
+from gateway.ingress.headers import check_single, check_text
 from gateway.logs import log_fields
 from gateway.metrics import Metrics
 from gateway.ratelimit.gcra import RateRule

@@ -12,8 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.admin.app import create_admin_app
-from gateway.app import STORE, create_app
+from gateway.app import STORE, create_admin_app, create_app
 from tests.deploy.files import ROOT, doc_code_block
 from tests.support import (
     ADMIN_TOKEN,

@@ -8,7 +8,7 @@ import ipaddress
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.ingress.clientip import client_ip, parse_address
+from gateway.http.clientip import client_ip, parse_address
 from tests.fuzz.settings import fuzz
 
 ADDRESSES = st.one_of(

@@ -1,8 +1,10 @@
-"""JSON answers of the ingress: errors carry ``error``, ``message`` and ``request_id``."""
+"""JSON answers: errors carry ``error``, ``message`` and ``request_id`` (the ingress and the
+admin API answer alike), and every answer carries ``X-Request-ID``."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 
@@ -46,3 +48,12 @@ def error_response(error: RequestError, request_id: str) -> web.Response:
     )
     response.headers.update(error.headers)
     return response
+
+
+def json_answer(status: int, payload: object) -> web.Response:
+    """A compact JSON response of the admin listener (its guard adds ``X-Request-ID``)."""
+    return web.Response(
+        status=status,
+        body=json.dumps(payload, separators=(",", ":")).encode(),
+        content_type="application/json",
+    )

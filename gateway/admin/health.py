@@ -1,5 +1,4 @@
-"""The admin application: ``/healthz``, ``/readyz``, ``/metrics``, the admin API, its live
-stream and the dashboard, on their own listener."""
+"""Health and metrics on the admin listener: ``/healthz``, ``/readyz``, ``/metrics``."""
 
 from __future__ import annotations
 
@@ -8,11 +7,9 @@ import asyncio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.admin.api import add_routes, json_answer
-from gateway.admin.stream import MAX_STREAMS, add_stream
 from gateway.appkeys import GATEWAY, METRICS, RUNTIME, STORE
-from gateway.dashboard import routes as dashboard
 from gateway.errors import StoreError
+from gateway.http.answers import json_answer
 
 READY_TIMEOUT = 2.0
 
@@ -54,16 +51,8 @@ async def metrics(request: web.Request) -> web.Response:
     return response
 
 
-def create_admin_app(
-    gateway: web.Application, *, max_streams: int = MAX_STREAMS
-) -> web.Application:
-    """The admin application reading the state of the ingress application ``gateway``."""
-    app = web.Application()
-    app[GATEWAY] = gateway
+def add_routes(app: web.Application) -> None:
+    """Register the probes and the metrics on the admin application."""
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    add_routes(app)
-    add_stream(app, max_streams)
-    dashboard.add_routes(app)
-    return app
