@@ -76,7 +76,7 @@ async def test_routes_follow_each_event_type_past_the_route_cache(
     make_gateway, marketplace, monkeypatch
 ):
     # One remembered type: every other is matched afresh, and a remembered one stays right.
-    monkeypatch.setattr("gateway.ingress.handler.ROUTE_CACHE_SIZE", 1)
+    monkeypatch.setattr("gateway.ingress.plan.ROUTE_CACHE_SIZE", 1)
     market, _ = marketplace
     client, _ = await make_gateway()
     types = ["payment.completed", "refund.created", "payment.failed", "refund.created"]

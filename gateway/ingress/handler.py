@@ -37,28 +37,26 @@ from gateway.errors import (
     UnroutedRefused,
     VerificationError,
 )
-from gateway.extract import Extractor, Payload
+from gateway.extract import Payload
 from gateway.http.answers import error_response, json_response, request_id_of
 from gateway.http.clientip import client_ip, in_networks
 from gateway.http.text import has_control, is_text
 from gateway.ingress.body import read_body
 from gateway.ingress.deadline import headers_arrived, response_started
 from gateway.ingress.headers import check_single, check_text
+from gateway.ingress.plan import SourcePlan, plan_source
 from gateway.logs import log_fields
 from gateway.metrics import Metrics
 from gateway.ratelimit.gcra import RateRule
 from gateway.ratelimit.headers import rate_limit_headers
 from gateway.ratelimit.limiter import Limiter
-from gateway.ratelimit.policy import StoreErrorPolicy
 from gateway.store.protocols import IngressStore
-from gateway.store.records import AcceptLimit, Event, LimitReached, body_status_of
+from gateway.store.records import Event, LimitReached, body_status_of
 
 log = logging.getLogger("gateway.ingress")
 
 #: Longest event id or dedupe key kept; anything longer is refused rather than truncated.
 MAX_KEY_LENGTH = 512
-#: Event types whose routes an ``Ingress`` remembers (the type is the sender's to choose).
-ROUTE_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -88,50 +86,19 @@ class Ingress:
         on_accepted: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
-        self.by_path = {source.path: source for source in config.sources.values()}
         self.store = store
         self.metrics = metrics
-        # One fail-open/fail-closed policy per source around the shared limiter (DESIGN 5.3).
-        self.limits = {
-            source.name: StoreErrorPolicy(
-                limiter,
-                source.rate_limit.on_store_error,
-                on_failure=self._limiter_failure_counter(source.name),
-            )
-            for source in config.sources.values()
-        }
         self.session = session
         self.clock = clock
         self.on_accepted = on_accepted
-        # Stage 7's headers, per source: those an extractor reads (once, as text) and those
-        # kept with the event (as text).
-        self._read_headers = {
-            source.name: frozenset(
-                e.name
-                for e in (*extractors_of(source), *source.require)
-                if e is not None and e.kind == "header"
-            )
-            for source in config.sources.values()
-        }
-        self._kept_headers = {
-            source.name: ("content-type", *source.forward_headers)
-            for source in config.sources.values()
-        }
-        # Where the store keeps the limits too, a source's per-source limit is decided by the
-        # store call of stage 8 itself (the accept, or a sync source's claim): one round trip
-        # instead of two, stage 6 moves into 8.
-        in_accept = store.decides_limits(limiter)
-        self._accept_limits = {
-            source.name: accept_limit_of(source) if in_accept else None
-            for source in config.sources.values()
-        }
-        # (source, event type) -> destinations; the Ingress is rebuilt on each reload.
-        self._routes: dict[tuple[str, str | None], tuple[str, ...]] = {}
-        # Decided once per config rather than per request: whether stage 7 must parse the
-        # body as JSON (some extractor or required field reads it).
-        self._needs_json = {
-            source.name: any(
-                e is not None and e.needs_json for e in (*extractors_of(source), *source.require)
+        limits_in_store = store.decides_limits(limiter)
+        # By path: stage 1 finds the source and everything decided about it in one look-up.
+        self.plans = {
+            source.path: plan_source(
+                source,
+                limiter,
+                limits_in_store=limits_in_store,
+                on_limiter_failure=self._limiter_failure_counter(source.name),
             )
             for source in config.sources.values()
         }
@@ -149,8 +116,9 @@ class Ingress:
                 # A request line without a version (HTTP/0.9): a proxy in front may frame the
                 # bytes differently; answer and close rather than guess.
                 raise InvalidRequest("the request line has no HTTP version")
-            source = self._route(request)
-            response = await self._process(request, source, request_id)
+            plan = self._route(request)
+            source = plan.source
+            response = await self._process(request, plan, request_id)
             outcome, event_id = response.outcome, response.event_id
             event_type = response.event_type
             answer: web.StreamResponse = response.response or json_response(
@@ -206,19 +174,18 @@ class Ingress:
 
     # -- stages -----------------------------------------------------------------------------
 
-    def _route(self, request: web.Request) -> SourceConfig:
+    def _route(self, request: web.Request) -> SourcePlan:
         """Stage 1: a source listens on this path, for POST only."""
         path = request.path.rstrip("/") or "/"
-        source = self.by_path.get(path)
-        if source is None:
+        plan = self.plans.get(path)
+        if plan is None:
             raise UnknownSource()
         if request.method != "POST":
             raise MethodNotAllowed(headers={"Allow": "POST"})
-        return source
+        return plan
 
-    async def _process(
-        self, request: web.Request, source: SourceConfig, request_id: str
-    ) -> Accepted:
+    async def _process(self, request: web.Request, plan: SourcePlan, request_id: str) -> Accepted:
+        source = plan.source
         server = self.config.server
         # Stage 2: the client address, through trusted proxies only (DESIGN 5.2).
         ip = client_ip(
@@ -228,7 +195,7 @@ class Ingress:
             raise IpNotAllowed()
         # Stage 3: per-IP limit before any byte of the body is read (protects CPU).
         if source.rate_limit.per_ip is not None:
-            await self._limit(source, f"ip:{source.name}:{ip}", source.rate_limit.per_ip)
+            await self._limit(plan, f"ip:{source.name}:{ip}", source.rate_limit.per_ip)
         # Stage 4: the body, within size and time limits.
         body = await read_body(request, server.max_body_bytes, read_timeout=server.body_timeout)
         # Stage 5: the provider's verdict; raw bytes, never decoded first. Each header it reads
@@ -241,19 +208,19 @@ class Ingress:
             self.metrics.signature_failures.labels(source.name).inc()
             raise
         # Stage 6: per-source limit, counted on authentic requests only (decided by stage 8's
-        # store call where ``_accept_limits`` has it, before anything is stored).
-        if source.rate_limit.per_source is not None and self._accept_limits[source.name] is None:
-            await self._limit(source, source_limit_key(source), source.rate_limit.per_source)
+        # store call where the plan's ``accept_limit`` has it, before anything is stored).
+        if source.rate_limit.per_source is not None and plan.accept_limit is None:
+            await self._limit(plan, plan.limit_key, source.rate_limit.per_source)
         # Stage 7: parse and extract.
-        event = self._extract(source, body, request, request_id, now)
+        event = self._extract(plan, body, request, request_id, now)
         # Stage 8.
         if source.delivery == "sync":
-            return await self._forward_sync(source, event, now)
-        return await self._enqueue(source, event, now)
+            return await self._forward_sync(plan, event, now)
+        return await self._enqueue(plan, event, now)
 
-    async def _limit(self, source: SourceConfig, key: str, rule: RateRule) -> None:
+    async def _limit(self, plan: SourcePlan, key: str, rule: RateRule) -> None:
         """Stages 3 and 6: one GCRA hit; a refusal is a 429 with Retry-After and RateLimit-*."""
-        decision = await self.limits[source.name].hit(key, rule, self.clock())
+        decision = await plan.limits.hit(key, rule, self.clock())
         if not decision.allowed:
             raise RateLimited(headers=rate_limit_headers(decision))
 
@@ -263,18 +230,19 @@ class Ingress:
 
     def _extract(
         self,
-        source: SourceConfig,
+        plan: SourcePlan,
         body: bytes,
         request: web.Request,
         request_id: str,
         now: float,
     ) -> Event:
         """Stage 7: event id, type, subject, time, dedupe key; ``require``d fields."""
-        check_single(request.headers, self._read_headers[source.name], InvalidBody)
-        check_text(request.headers, self._kept_headers[source.name])
+        source = plan.source
+        check_single(request.headers, plan.read_headers, InvalidBody)
+        check_text(request.headers, plan.kept_headers)
         payload = Payload(body, request.headers)
         extractors = source.event
-        if self._needs_json[source.name]:
+        if plan.needs_json:
             payload.json()  # 400 invalid_body once, before any field is looked at
         # Every absent field in one answer: a sender fixes its body in one go.
         missing = [required.spelled for required in source.require if not payload.has(required)]
@@ -328,18 +296,19 @@ class Ingress:
             body_status=body_status,
         )
 
-    async def _enqueue(self, source: SourceConfig, event: Event, now: float) -> Accepted:
+    async def _enqueue(self, plan: SourcePlan, event: Event, now: float) -> Accepted:
         """Stage 8, queued: one atomic dedupe + persist + enqueue, then 202.
 
         An event no route takes is never silent (DESIGN 3): it is stored as ``unrouted`` and
         answered so, with its own outcome, or refused with 422 under ``on_unrouted: reject``.
         """
-        destinations = self._destinations_for(source, event.type)
+        source = plan.source
+        destinations = plan.destinations_for(event.type)
         if not destinations and source.on_unrouted == "reject":
             raise UnroutedRefused(
                 f"no route of source {source.name} takes event type {event.type!r}"
             )
-        limit = self._accept_limits[source.name]
+        limit = plan.accept_limit
         try:
             result = await self.store.accept(
                 event, destinations, source.dedupe.window, now, limit=limit
@@ -361,23 +330,13 @@ class Ingress:
             source.ack_status, {"id": event.id, "status": "queued"}, "accepted", event.id
         )
 
-    def _destinations_for(self, source: SourceConfig, event_type: str | None) -> tuple[str, ...]:
-        """The source's routes for this event type, matched once per type seen (the types a
-        sender uses are few; past ``ROUTE_CACHE_SIZE`` of them, each is matched afresh)."""
-        key = (source.name, event_type)
-        destinations = self._routes.get(key)
-        if destinations is None:
-            destinations = source.destinations_for(event_type)
-            if len(self._routes) < ROUTE_CACHE_SIZE:
-                self._routes[key] = destinations
-        return destinations
-
-    async def _forward_sync(self, source: SourceConfig, event: Event, now: float) -> Accepted:
+    async def _forward_sync(self, plan: SourcePlan, event: Event, now: float) -> Accepted:
         """Stage 8, sync: forward inline under a claim (``delivery.sync``), answer as it did."""
-        destinations = self._destinations_for(source, event.type)
+        source = plan.source
+        destinations = plan.destinations_for(event.type)
         if not destinations:
             # Nothing to forward to: record it like a queued event with no routes.
-            return await self._enqueue(source, event, now)
+            return await self._enqueue(plan, event, now)
         destination = self.config.destinations[destinations[0]]
         try:
             forwarded = await forward_sync(
@@ -389,7 +348,7 @@ class Ingress:
                 source.dedupe.window,
                 now,
                 clock=self.clock,
-                limit=self._accept_limits[source.name],
+                limit=plan.accept_limit,
             )
         except LimitReached as refused:
             raise RateLimited(headers=rate_limit_headers(refused.decision)) from None
@@ -403,22 +362,3 @@ class Ingress:
         # A bounded label: the destination's 4xx passed back, by class.
         outcome = "forwarded" if forwarded.ok else f"destination_{forwarded.status // 100}xx"
         return Accepted(forwarded.status, {}, outcome, event.id, response=response)
-
-
-def accept_limit_of(source: SourceConfig) -> AcceptLimit | None:
-    """The per-source limit as the accept or claim call takes it, or ``None`` without one."""
-    rule = source.rate_limit.per_source
-    if rule is None:
-        return None
-    return AcceptLimit(source_limit_key(source), rule)
-
-
-def source_limit_key(source: SourceConfig) -> str:
-    """The limiter key of a source's per-source limit (the same for both ways of deciding it)."""
-    return f"source:{source.name}"
-
-
-def extractors_of(source: SourceConfig) -> tuple[Extractor | None, ...]:
-    """Every extractor a source reads for an event (for deciding whether to parse JSON)."""
-    e = source.event
-    return (e.id, e.type, e.subject, e.time, source.dedupe.key)

@@ -1,0 +1,85 @@
+"""What the request path needs of each source, decided once when the config loads.
+
+A ``SourcePlan`` is frozen and slotted: the stages of ``gateway.ingress.handler`` look things
+up in it and compute nothing that depends on the config alone (which headers stage 7 reads and
+keeps, whether the body must be parsed, where the per-source limit is decided, the limiter's
+store-error policy). It is rebuilt with the ``Ingress`` on every reload.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gateway.config.model import SourceConfig
+from gateway.errors import StoreError
+from gateway.extract import Extractor
+from gateway.ratelimit.limiter import Limiter
+from gateway.ratelimit.policy import StoreErrorPolicy
+from gateway.store.records import AcceptLimit
+
+#: Event types whose routes a plan remembers (the type is the sender's to choose).
+ROUTE_CACHE_SIZE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SourcePlan:
+    """One source as the request path reads it."""
+
+    source: SourceConfig
+    #: The fail-open or fail-closed policy around the shared limiter (DESIGN 5.3).
+    limits: StoreErrorPolicy
+    #: Stage 7's headers: those an extractor reads (once, as text) and those kept with the
+    #: event (as text).
+    read_headers: frozenset[str]
+    kept_headers: tuple[str, ...]
+    #: Whether stage 7 parses the body as JSON (an extractor or a required field reads it).
+    needs_json: bool
+    #: The per-source limit as stage 8's store call decides it, where the store keeps the
+    #: limits too (one round trip instead of two: stage 6 moves into 8); ``None`` otherwise.
+    accept_limit: AcceptLimit | None
+    #: The limiter key of the per-source limit, for stage 6 when it is not in ``accept_limit``.
+    limit_key: str
+    #: event type -> destinations, filled as types are seen.
+    _routes: dict[str | None, tuple[str, ...]] = field(default_factory=dict, repr=False)
+
+    def destinations_for(self, event_type: str | None) -> tuple[str, ...]:
+        """The source's routes for this event type, matched once per type seen (the types a
+        sender uses are few; past ``ROUTE_CACHE_SIZE`` of them, each is matched afresh)."""
+        destinations = self._routes.get(event_type)
+        if destinations is None:
+            destinations = self.source.destinations_for(event_type)
+            if len(self._routes) < ROUTE_CACHE_SIZE:
+                self._routes[event_type] = destinations
+        return destinations
+
+
+def plan_source(
+    source: SourceConfig,
+    limiter: Limiter,
+    *,
+    limits_in_store: bool,
+    on_limiter_failure: Callable[[StoreError], None],
+) -> SourcePlan:
+    """The plan of ``source``; ``limits_in_store``: the store decides its per-source limit
+    in the same call as the accept or the claim (``IngressStore.decides_limits``)."""
+    read = (*extractors_of(source), *source.require)
+    key = f"source:{source.name}"
+    rule = source.rate_limit.per_source
+    return SourcePlan(
+        source=source,
+        limits=StoreErrorPolicy(
+            limiter, source.rate_limit.on_store_error, on_failure=on_limiter_failure
+        ),
+        read_headers=frozenset(e.name for e in read if e is not None and e.kind == "header"),
+        kept_headers=("content-type", *source.forward_headers),
+        needs_json=any(e is not None and e.needs_json for e in read),
+        accept_limit=AcceptLimit(key, rule) if limits_in_store and rule is not None else None,
+        limit_key=key,
+    )
+
+
+def extractors_of(source: SourceConfig) -> tuple[Extractor | None, ...]:
+    """Every extractor a source reads for an event (for deciding whether to parse JSON)."""
+    e = source.event
+    return (e.id, e.type, e.subject, e.time, source.dedupe.key)
