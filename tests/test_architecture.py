@@ -103,6 +103,17 @@ def test_no_room_imports_itself_back():
         ("gateway.providers", "gateway.store"),
         ("gateway.ratelimit", "gateway.store"),
         ("gateway.store", "gateway.config"),
+        # The Redis plumbing sits below everything that keeps state in Redis.
+        *(
+            ("gateway.redisio", above)
+            for above in (
+                "gateway.store",
+                "gateway.ratelimit",
+                "gateway.config",
+                "gateway.ingress",
+                "gateway.admin",
+            )
+        ),
     ],
 )
 def test_arrows_run_one_way(room, must_not_import):

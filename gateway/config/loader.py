@@ -47,10 +47,10 @@ from gateway.errors import ConfigError, OptionError
 from gateway.extract import Extractor, Extractors, parse_extractor
 from gateway.providers.registry import ProviderRegistry, load_registry
 from gateway.ratelimit.gcra import Rate, RateRule
+from gateway.redisio.sentinel import parse_sentinel_url
 from gateway.secret import Secret
 from gateway.signing import MIN_HMAC_KEY_BYTES, hmac_key
 from gateway.store.crypto import parse_key
-from gateway.store.sentinel import parse_sentinel_url
 from gateway.store.urls import describe_schemes, store_kind
 
 T = TypeVar("T")

@@ -53,7 +53,7 @@ async def open_store(
     ``redis[s]+sentinel://[[user]:password@]host1:26379,host2:26379/<service>[/<db>]``.
 
     A Sentinel URL takes options in its query string (``sentinel_password``, ...; see
-    ``gateway.store.sentinel``); a malformed one is a ``StoreError`` naming ``store.url``.
+    ``gateway.redisio.sentinel``); a malformed one is a ``StoreError`` naming ``store.url``.
 
     With ``encryption_keys`` (``store.encryption_keys``), event payloads are encrypted at rest
     under the first key and read with any of them (``gateway.store.crypto``). ``partitions``

@@ -4,7 +4,7 @@ URLs: ``redis://host:port/db``, ``rediss://...`` (TLS); ``redis+cluster://host:p
 ``rediss+cluster://...`` for Redis Cluster (any node as the seed); and
 ``redis+sentinel://[[user]:password@]host1:26379,host2:26379/<service>[/<db>][?options]`` or
 ``rediss+sentinel://...`` (TLS to the master) for a master that Redis Sentinel watches
-(``gateway.store.sentinel`` documents the form and its options). Connecting is lazy: opening
+(``gateway.redisio.sentinel`` documents the form and its options). Connecting is lazy: opening
 the store does not need Redis up; ``ping`` (``/readyz``) says whether it is.
 
 With Sentinel, every new connection first asks a Sentinel for the current master, so after a
@@ -92,7 +92,7 @@ events on a crash of the Redis host (a crash of the gateway loses nothing either
 replication (a Sentinel-watched master, or a cluster whose masters have replicas), a failover
 can lose the last writes the replica had not yet received, unless ``store.wait_replicas`` is
 set: then an accept is answered only once that many replicas confirm it (``WAIT`` on the
-connection that wrote it, ``gateway.redis_pipeline``), and a 503 tells the sender to retry
+connection that wrote it, ``gateway.redisio.pipeline``), and a 503 tells the sender to retry
 when they do not within ``store.wait_timeout``.
 """
 
@@ -111,9 +111,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
-from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
@@ -121,8 +119,9 @@ from gateway.errors import EventNotFound, StoreError
 from gateway.jsontext import dumpb, dumps
 from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.redis_limiter import GCRA_FUNCTION, RedisLimiter, decision_of, redis_key
-from gateway.redis_packing import use_hiredis_packing
-from gateway.redis_pipeline import AutoPipeline
+from gateway.redisio.connect import connect
+from gateway.redisio.packing import use_hiredis_packing
+from gateway.redisio.pipeline import AutoPipeline
 from gateway.store.crypto import KeyRing, open_payload, seal_payload
 from gateway.store.records import (
     ACCEPT_STATUSES,
@@ -158,7 +157,6 @@ from gateway.store.records import (
     log_backlog_released,
     one_of,
 )
-from gateway.store.sentinel import SentinelURL, parse_sentinel_url
 from gateway.store.stats import WINDOW_MINUTES, Stats, latency_bucket, minute_of
 from gateway.store.urls import describe_schemes, store_kind
 from gateway.store.wakeups import RedisWakeups
@@ -429,32 +427,18 @@ class RedisStore:
         The partition count is checked against the one the store recorded now if Redis
         answers, else before the first operation.
         """
-        options: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
-        shape: dict[str, Any] = {
-            "partitions": partitions,
-            "wait_replicas": wait_replicas,
-            "wait_timeout": wait_timeout,
-        }
         kind = store_kind(url)
-        store: RedisStore | None = None
-        if kind == "sentinel":
-            try:
-                target = parse_sentinel_url(url)
-            except ValueError as exc:
-                raise StoreError(f"store.url: bad Redis Sentinel URL: {exc}") from None
-            sentinel, client = _sentinel_client(target, options)
-            store = cls(client, ring, sentinel=sentinel, **shape)
-        else:
-            try:
-                if kind == "cluster":
-                    plain = url.replace("+cluster", "", 1)
-                    store = cls(RedisCluster.from_url(plain, **options), ring, **shape)
-                elif kind == "redis":
-                    store = cls(Redis.from_url(url, **options), ring, **shape)
-            except (RedisError, ValueError) as exc:
-                raise StoreError(f"bad Redis store URL: {exc}") from exc
-        if store is None:
+        if kind is None or kind == "sqlite":
             raise StoreError(f"store.url: not a Redis URL (one of {describe_schemes()})")
+        clients = connect(url, kind)
+        store = cls(
+            clients.client,
+            ring,
+            partitions=partitions,
+            sentinel=clients.sentinel,
+            wait_replicas=wait_replicas,
+            wait_timeout=wait_timeout,
+        )
         try:
             await store._check_partitions()
             async with store._errors():
@@ -1588,39 +1572,6 @@ class _Merge:
             _, index = max(heads)
             out.append(self._buffers[index].pop(0))
         return out
-
-
-def _sentinel_client(target: SentinelURL, options: dict[str, Any]) -> tuple[Sentinel, Redis]:
-    """The Sentinel clients for ``target`` and a client of the master they name.
-
-    Both sides get the store's socket timeouts, so an unreachable Sentinel is skipped after
-    the connect timeout at most rather than hanging discovery.
-    """
-    tls: dict[str, Any] = {"ssl": True}
-    if target.ssl_ca_certs is not None:
-        tls["ssl_ca_certs"] = target.ssl_ca_certs
-    sentinel_kwargs: dict[str, Any] = {
-        **options,
-        # No retries against one Sentinel: discovery moves on to the next one itself, and
-        # redis-py's default (ten tries with backoff) made a dead first Sentinel cost seconds.
-        "retry": Retry(NoBackoff(), 0),
-        "username": target.sentinel_username,
-        "password": target.sentinel_password,
-        **(tls if target.sentinel_tls else {}),
-    }
-    hosts = list(target.sentinels)
-    # redis-py leaves Sentinel.__init__ unannotated; the arguments are as documented there.
-    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
-    # TLS keys only when TLS is on: the plain connection class refuses ssl_* arguments.
-    master = sentinel.master_for(
-        target.service_name,
-        db=target.db,
-        username=target.username,
-        password=target.password,
-        **options,
-        **(tls if target.tls else {}),
-    )
-    return sentinel, cast(Redis, master)
 
 
 def _event(fields: dict[str, bytes], ring: KeyRing | None) -> Event:

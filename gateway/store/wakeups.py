@@ -112,7 +112,7 @@ class RedisWakeups:
                         exc,
                     )
             finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()
             await asyncio.sleep(RESUBSCRIBE_AFTER)
 
     async def close(self) -> None:
