@@ -1,8 +1,8 @@
 """Durable store-and-forward: dedupe, queue, leases, retries, dead letters and replay.
 
-``open_store(url)`` picks the backend by URL scheme; ``gateway.store.records`` holds the
-interface (``Store``) and the value objects every backend shares; ``gateway.store.crypto``
-encrypts event payloads at rest.
+``open_store(url)`` picks the backend by URL scheme; ``gateway.store.protocols`` holds the
+interface (``Store``, one protocol per role), ``gateway.store.records`` the value objects every
+backend shares; ``gateway.store.crypto`` encrypts event payloads at rest.
 """
 
 from __future__ import annotations

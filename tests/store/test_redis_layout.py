@@ -17,12 +17,12 @@ from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.redis_limiter import RedisLimiter
 from gateway.store import Attempt, open_store
 from gateway.store.records import AcceptLimit, LimitReached
-from gateway.store.redis import META_KEY, partition_of
+from gateway.store.redis.keys import META_KEY, partition_of
 from tests.redis_server import RedisCluster, RedisServer
 
 from .conftest import CLUSTER_PARTITIONS, T0, flush, flush_cluster, make_event
 
-LUA = Path(__file__).resolve().parents[2] / "gateway" / "store"
+LUA = Path(__file__).resolve().parents[2] / "gateway" / "store" / "redis" / "lua"
 
 
 async def exercise(url: str, partitions: int = 1) -> None:
