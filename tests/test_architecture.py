@@ -110,6 +110,17 @@ def test_no_room_imports_itself_back():
         ("gateway.http", "gateway.ingress"),
         ("gateway.http", "gateway.admin"),
         ("gateway.admin", "gateway.dashboard"),
+        # The Redis plumbing sits below everything that keeps state in Redis.
+        *(
+            ("gateway.redisio", above)
+            for above in (
+                "gateway.store",
+                "gateway.ratelimit",
+                "gateway.config",
+                "gateway.ingress",
+                "gateway.admin",
+            )
+        ),
     ],
 )
 def test_arrows_run_one_way(room, must_not_import):

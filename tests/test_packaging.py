@@ -39,7 +39,9 @@ def test_the_wheel_holds_every_package_and_runs_from_elsewhere(tmp_path):
     for package in packages:
         assert f"{package}/__init__.py" in names, f"{package} is missing from the wheel"
     assert "gateway/plugins/standard_webhooks.py" in names
-    assert "gateway/store/accept.lua" in names
+    # The store's scripts are read from the package: every one of them is in the wheel.
+    for script in (REPO / "gateway" / "store" / "redis" / "lua").iterdir():
+        assert f"gateway/store/redis/lua/{script.name}" in names, script.name
     # The dashboard is served from the package: every file of its page is in the wheel.
     for page_file in (REPO / "gateway" / "dashboard" / "static").iterdir():
         assert f"gateway/dashboard/static/{page_file.name}" in names, page_file.name

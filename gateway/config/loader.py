@@ -39,9 +39,9 @@ from gateway.config.reader import (
 from gateway.config.sources import parse_sources
 from gateway.errors import ConfigError
 from gateway.providers.registry import ProviderRegistry, load_registry
+from gateway.redisio.sentinel import parse_sentinel_url
 from gateway.secret import Secret
 from gateway.store.crypto import parse_key
-from gateway.store.sentinel import parse_sentinel_url
 from gateway.store.urls import describe_schemes, store_kind
 
 T = TypeVar("T")

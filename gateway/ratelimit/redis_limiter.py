@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from gateway.errors import StoreError
 from gateway.ratelimit.gcra import MICROS, Decision, RateRule, to_micros
-from gateway.redis_pipeline import AutoPipeline
+from gateway.redisio.pipeline import AutoPipeline
 
 # gcra(key, interval T (us), burst, now (us) or "" for the server's TIME) decides one request
 # and writes the new TAT. Returns {allowed, new TAT, remaining, retry_after (us), reset_after

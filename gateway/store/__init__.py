@@ -1,8 +1,8 @@
 """Durable store-and-forward: dedupe, queue, leases, retries, dead letters and replay.
 
-``open_store(url)`` picks the backend by URL scheme; ``gateway.store.records`` holds the
-interface (``Store``) and the value objects every backend shares; ``gateway.store.crypto``
-encrypts event payloads at rest.
+``open_store(url)`` picks the backend by URL scheme; ``gateway.store.protocols`` holds the
+interface (``Store``, one protocol per role), ``gateway.store.records`` the value objects every
+backend shares; ``gateway.store.crypto`` encrypts event payloads at rest.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ async def open_store(
     ``redis[s]+sentinel://[[user]:password@]host1:26379,host2:26379/<service>[/<db>]``.
 
     A Sentinel URL takes options in its query string (``sentinel_password``, ...; see
-    ``gateway.store.sentinel``); a malformed one is a ``StoreError`` naming ``store.url``.
+    ``gateway.redisio.sentinel``); a malformed one is a ``StoreError`` naming ``store.url``.
 
     With ``encryption_keys`` (``store.encryption_keys``), event payloads are encrypted at rest
     under the first key and read with any of them (``gateway.store.crypto``). ``partitions``

@@ -329,11 +329,16 @@ def new_token() -> str:
 
 
 def event_change(
-    event_id: str, source: str, type_: str | None, subject: str | None, body_status: str | None
+    event_id: str | None,
+    source: str | None,
+    type_: str | None,
+    subject: str | None,
+    body_status: str | None,
 ) -> dict[str, object]:
     """What the change log says of an event (the live stream's ``data``), before the store
     adds the event's status; ``delivery_change`` adds an attempt's outcome. ``finish.lua``
-    writes the same fields for a Redis store of one partition."""
+    writes the same fields for a Redis store of one partition. The id and source are ``None``
+    only as read back from a corrupt event (its deliveries are dead-lettered all the same)."""
     return {
         "event_id": event_id,
         "source": source,

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from redis.asyncio.connection import Connection
 from redis.exceptions import DataError
 
-from gateway.redis_packing import HiredisPacking, use_hiredis_packing
+from gateway.redisio.packing import HiredisPacking, use_hiredis_packing
 from gateway.store import open_store
 from tests.redis_server import RedisServer
 

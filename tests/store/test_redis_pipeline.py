@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.redis_pipeline import AutoPipeline, NotReplicated
+from gateway.redisio.pipeline import AutoPipeline, NotReplicated
 from tests.redis_server import RedisServer
 
 from .conftest import flush, flush_cluster

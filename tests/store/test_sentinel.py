@@ -17,9 +17,10 @@ import redis.asyncio as aioredis
 from gateway.errors import ConfigError, StoreError
 from gateway.ratelimit.gcra import Rate, RateRule
 from gateway.ratelimit.redis_limiter import RedisLimiter
+from gateway.redisio.sentinel import SCHEMES, SentinelURL, parse_sentinel_url
 from gateway.store import Attempt, open_store
 from gateway.store.redis import RedisStore
-from gateway.store.sentinel import SentinelURL, parse_sentinel_url
+from gateway.store.urls import SCHEMES as STORE_SCHEMES
 from tests.redis_server import RedisServer, free_port
 from tests.store.conftest import T0, make_event, one_store_wakes_another
 from tests.support import build_config, config_dict
@@ -191,6 +192,11 @@ def test_url_names_sentinels_service_db_and_credentials():
     plain = parse_sentinel_url("redis+sentinel://:pw@h/mymaster")
     assert (plain.db, plain.username, plain.password, plain.tls) == (0, None, "pw", False)
     assert plain.sentinel_tls is False
+
+
+def test_the_parser_takes_the_sentinel_schemes_of_the_store_url_table():
+    # The Redis plumbing does not import the store, so it names the schemes itself: the same.
+    assert tuple(s for s, kind in STORE_SCHEMES.items() if kind == "sentinel") == SCHEMES
 
 
 @pytest.mark.parametrize(

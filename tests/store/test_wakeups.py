@@ -11,7 +11,7 @@ from redis import asyncio as aioredis
 
 from gateway.store import Store, open_store
 from gateway.store.redis import RedisStore
-from gateway.store.wakeups import RedisWakeups, channel_of
+from gateway.store.redis.wakeups import RedisWakeups, channel_of
 
 from .conftest import (
     CLUSTER_PARTITIONS,

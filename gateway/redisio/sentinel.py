@@ -1,4 +1,7 @@
-"""Redis Sentinel store URLs, parsed without a Redis client (the config loader checks them too).
+"""Redis Sentinel: the store URL that names a watched master, and the clients that find it.
+
+``parse_sentinel_url`` reads the URL without connecting anywhere (the config loader checks it
+too); ``sentinel_client`` makes the Sentinel clients and a client of the master they name.
 
 Form (DESIGN 7: replicas share "Redis (Sentinel or Cluster)")::
 
@@ -22,11 +25,16 @@ Percent-encode any of ``@ : / , ? # & =`` inside a name or password.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from gateway.store.urls import SCHEMES as STORE_SCHEMES
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 
-SCHEMES = tuple(scheme for scheme, kind in STORE_SCHEMES.items() if kind == "sentinel")
+#: The schemes of this form (``gateway.store.urls`` maps them to the Sentinel kind).
+SCHEMES = ("redis+sentinel", "rediss+sentinel")
 DEFAULT_PORT = 26379
 _OPTIONS = frozenset({"sentinel_username", "sentinel_password", "sentinel_tls", "ssl_ca_certs"})
 _YES, _NO = frozenset({"yes", "true", "1"}), frozenset({"no", "false", "0"})
@@ -147,3 +155,35 @@ def _flag(value: str, name: str) -> bool:
     if value.lower() in _NO:
         return False
     raise ValueError(f"{name} is yes or no, not {value!r}")
+
+
+def sentinel_client(target: SentinelURL, options: dict[str, Any]) -> tuple[Sentinel, Redis]:
+    """The Sentinel clients for ``target`` and a client of the master they name.
+
+    Both sides get the caller's socket ``options`` (timeouts), so an unreachable Sentinel is
+    skipped after the connect timeout at most rather than hanging discovery.
+    """
+    tls: dict[str, Any] = {"ssl": True}
+    if target.ssl_ca_certs is not None:
+        tls["ssl_ca_certs"] = target.ssl_ca_certs
+    sentinel_kwargs: dict[str, Any] = {
+        **options,
+        # No retries against one Sentinel: discovery moves on to the next one itself, and
+        # redis-py's default (ten tries with backoff) made a dead first Sentinel cost seconds.
+        "retry": Retry(NoBackoff(), 0),
+        "username": target.sentinel_username,
+        "password": target.sentinel_password,
+        **(tls if target.sentinel_tls else {}),
+    }
+    hosts = list(target.sentinels)
+    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs)
+    # TLS keys only when TLS is on: the plain connection class refuses ssl_* arguments.
+    master = sentinel.master_for(
+        target.service_name,
+        db=target.db,
+        username=target.username,
+        password=target.password,
+        **options,
+        **(tls if target.tls else {}),
+    )
+    return sentinel, cast(Redis, master)

@@ -29,7 +29,7 @@ restart or a failover): a ``NOSCRIPT`` answer means the script did not run, so t
 sent again, alone, once it is loaded.
 
 On a single Redis (plain or Sentinel-found), batches go over one ``Link``
-(``gateway.redis_link``): a connection of the client's pool kept for them, each batch written
+(``gateway.redisio.link``): a connection of the client's pool kept for them, each batch written
 as soon as it is made and its replies handed out as they are read, with no task or pipeline
 object per batch. A batch is written once ``early_flush`` calls are queued, without waiting
 for the end of the turn: one loop turn can make dozens of calls (every request whose body
@@ -61,8 +61,8 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from gateway.redis_link import Link
-from gateway.redis_packing import pack
+from gateway.redisio.link import Link
+from gateway.redisio.packing import pack
 
 #: Most calls one pipeline carries; more wait for the next turn.
 MAX_BATCH = 512

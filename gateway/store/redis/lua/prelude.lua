@@ -1,8 +1,8 @@
--- Shared by every store script (prepended by gateway/store/redis.py).
+-- Shared by every store script (prepended by gateway/store/redis/scripts.py).
 -- Every key a script touches is passed in KEYS (the Redis Cluster contract); none is built
 -- here. All of one call's keys carry the hash tag of one partition, so each script runs on the
 -- one node that owns the partition. Scripts that move deliveries or change an event's status
--- take the partition's shared keys first, in this order (``_shared_keys`` in redis.py):
+-- take the partition's shared keys first, in this order (``PartitionKeys.shared`` in keys.py):
 local DUE, LEASED, DEAD, DEPTH, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local STATUS = {queued = KEYS[6], delivered = KEYS[7], dead_lettered = KEYS[8],
                 unrouted = KEYS[9]}

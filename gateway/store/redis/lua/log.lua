@@ -1,6 +1,6 @@
 -- Append entries to the change log the live stream reads: a capped stream whose ids order
 -- the entries (a client resumes from one with Last-Event-ID). Called after the script that
--- made the change, never from it (see gateway/store/redis.py, "Change log"); accept.lua
+-- made the change, never from it (see gateway/store/redis/__init__.py, "Change log"); accept.lua
 -- appends its own entries when the store has one partition.
 -- After a delivery attempt the same call keeps the store's backoff marks (a hash under the
 -- log's hash tag, whose slot the partitions' scripts cannot reach): a retry marks its

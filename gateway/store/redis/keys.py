@@ -1,0 +1,167 @@
+"""Every Redis key name of the store, and which partition an event, a delivery or a key is in.
+
+Partitions (``store.partitions``, DESIGN 5.4): the store is N independent parts, each under
+the hash tag of its own prefix, ``wg:{q}:`` for one partition and ``wg:{q0}:`` ...
+``wg:{q<N-1>}:`` for more. An event lives with its deliveries, attempts, dedupe entry and
+indexes in the partition of a stable hash of (source, dedupe key), so a duplicate always meets
+its original, and each script touches one partition: on a Redis Cluster the partitions spread
+over the masters and writes grow with them. Every key a script touches is passed in ``KEYS``
+(the cluster contract): event ids (``uid``) start with their partition's number and delivery ids
+with their event's uid, so the keys of a delivery are known before a script runs. The partition
+count is recorded in ``wg:meta`` on first use, and a store opened with another count is refused
+(the other count would look for duplicates in the wrong partition).
+
+Keys of one partition, under its prefix::
+
+    dd:<source>\\n<dedupe key>   hash  dedupe entry: st (p = sync claim, d = done), exp, eid
+    sid:<source>\\n<event id>    hash  (source, id) seen within the window: exp, uid
+    ev:<uid>                    hash  event fields, counters n / pending / dead, status
+                                      (body and headers sealed by ``store.crypto`` when
+                                      ``store.encryption_keys`` is set)
+    evd:<uid>                   list  its delivery ids
+    dl:<delivery id>            hash  ev, dest, state, made, created, next, first, token, ...
+    at:<delivery id>            list  its attempts, JSON
+    due / leased / dead         zset  delivery ids by next attempt / lease expiry / dead_at
+    depth                       hash  "<destination>\\n<state>" -> count, for queue_depth
+    events, events:src:<source>, events:st:<status>, events:type:<type>, id:<event id>,
+    subj:ev:<subject>           zset  event uids by received_at, for lists and look-ups
+    lex:id, lex:subj            zset  "<id or subject>\\n<uid>" at score 0: prefix search
+    subjects                    zset  "s:<subject>" (or "e:<uid>" for an event without one) by
+                                      its latest event in the partition, for the payments view
+    subj:<member>               hash  latest (uid), n (events), subject: within the partition
+    stats:<minute>              hash  per-minute counters and latency buckets (2 h TTL)
+
+Keys of the whole store::
+
+    wg:meta          hash    partitions: the count the store was created with (no hash tag:
+                             read once, from any node)
+    wg:{q}:changes   stream  the change log ("Change log" in the package's docstring)
+    wg:{q}:backoff   hash    destination -> 1 while it has had a retry scheduled since its
+                             last success ("Backoff marks" in the package's docstring)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+#: Where the partition count is recorded (no hash tag: read once, from any node).
+META_KEY = "wg:meta"
+#: The change log of the whole store (see "Change log" in the package) and its approximate cap.
+CHANGES_KEY = "wg:{q}:changes"
+CHANGES_CAP = 10_000
+#: Destinations with a retry scheduled since their last success (``log.lua``, ``finish.lua``):
+#: one hash for the whole store, beside the change log.
+BACKOFF_KEY = "wg:{q}:backoff"
+#: The event statuses with an index each, in prelude.lua's order of ``STATUS``.
+STATUSES = ("queued", "delivered", "dead_lettered", "unrouted")
+
+
+def partition_of(source: str, dedupe_key: str, partitions: int) -> int:
+    """The partition of an event: a stable hash of (source, dedupe key), so a duplicate
+    always lands where its original is (the same in every process and every release)."""
+    if partitions == 1:
+        return 0
+    digest = hashlib.blake2b(f"{source}\n{dedupe_key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % partitions
+
+
+def uid_of(delivery_id: str) -> str:
+    """The uid of the event a delivery belongs to (a delivery id is ``<uid>:<suffix>``)."""
+    return delivery_id.rpartition(":")[0]
+
+
+def new_delivery_id(uid: str) -> str:
+    """A fresh id for a delivery of the event ``uid`` (``uid_of`` reads the uid back)."""
+    return f"{uid}:{os.urandom(6).hex()}"
+
+
+class PartitionKeys:
+    """The key names of one partition: every key a script is given is made here."""
+
+    def __init__(self, index: int, partitions: int) -> None:
+        self.index = index
+        self.prefix = "wg:{q}:" if partitions == 1 else f"wg:{{q{index}}}:"
+        p = self.prefix
+        self.due, self.leased, self.dead, self.depth = (
+            p + "due",
+            p + "leased",
+            p + "dead",
+            p + "depth",
+        )
+        self.events = p + "events"
+        self.status = {st: f"{p}events:st:{st}" for st in STATUSES}
+        #: What every state-changing script takes first, in prelude.lua's order.
+        self.shared = [
+            self.due, self.leased, self.dead, self.depth, self.events,
+            *(self.status[st] for st in STATUSES),
+        ]  # fmt: skip
+
+    def dd(self, source: str, dedupe_key: str) -> str:
+        """The dedupe entry of (source, dedupe key)."""
+        return f"{self.prefix}dd:{source}\n{dedupe_key}"
+
+    def sid(self, source: str, event_id: str) -> str:
+        """The entry saying (source, event id) was seen within the window."""
+        return f"{self.prefix}sid:{source}\n{event_id}"
+
+    def ev(self, uid: str) -> str:
+        """The hash of an event."""
+        return f"{self.prefix}ev:{uid}"
+
+    def evd(self, uid: str) -> str:
+        """The list of an event's delivery ids."""
+        return f"{self.prefix}evd:{uid}"
+
+    def dl(self, delivery_id: str) -> str:
+        """The hash of a delivery."""
+        return f"{self.prefix}dl:{delivery_id}"
+
+    def at(self, delivery_id: str) -> str:
+        """The list of a delivery's attempts."""
+        return f"{self.prefix}at:{delivery_id}"
+
+    def src(self, source: str) -> str:
+        """The index of a source's events."""
+        return f"{self.prefix}events:src:{source}"
+
+    def ids(self, event_id: str) -> str:
+        """The index of the events stored under one event id (of any source)."""
+        return f"{self.prefix}id:{event_id}"
+
+    def type(self, type_: str) -> str:
+        """The index of the events of one type."""
+        return f"{self.prefix}events:type:{type_}"
+
+    def subject_events(self, subject: str) -> str:
+        """The index of one subject's events (its timeline, within the partition)."""
+        return f"{self.prefix}subj:ev:{subject}"
+
+    @property
+    def lex_id(self) -> str:
+        """The prefix-search index of event ids."""
+        return f"{self.prefix}lex:id"
+
+    @property
+    def lex_subject(self) -> str:
+        """The prefix-search index of subjects."""
+        return f"{self.prefix}lex:subj"
+
+    @property
+    def subjects(self) -> str:
+        """The subjects by their latest event, for the payments view."""
+        return f"{self.prefix}subjects"
+
+    def subject(self, member: str) -> str:
+        """The hash of a subjects member (``records.subject_key``): latest, n, subject."""
+        return f"{self.prefix}subj:{member}"
+
+    def stats(self, minute: int) -> str:
+        """The counters of one minute."""
+        return f"{self.prefix}stats:{minute}"
+
+    def new_uid(self) -> str:
+        """A fresh uid for an event of this partition: its number, a dot, 32 hex digits."""
+        # 32 random hex digits, as uuid4().hex gave, at a sixth of its cost (the UUID object
+        # and its version bits are not needed here).
+        return f"{self.index}.{os.urandom(16).hex()}"
