@@ -98,9 +98,9 @@ $(NODE_MODULES): tests/node/package.json tests/node/package-lock.json | system-d
 	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway plugins tests scripts bench
-	$(BIN)/ruff format --check gateway plugins tests scripts bench
-	$(BIN)/mypy gateway plugins bench
+	$(BIN)/ruff check gateway plugins tests scripts bench harness
+	$(BIN)/ruff format --check gateway plugins tests scripts bench harness
+	$(BIN)/mypy gateway plugins bench harness
 
 test: $(STAMP) system-deps $(NODE_MODULES) lint
 	$(BIN)/pytest -q

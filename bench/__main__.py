@@ -36,7 +36,7 @@ from bench.scenarios import (
     ingress_gateway,
     verification,
 )
-from tests.redis_server import RedisServer
+from harness.redis_server import RedisServer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 

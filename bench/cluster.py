@@ -48,7 +48,7 @@ from bench.procs import (
 from bench.scenarios import HOST, Workspace, gateway_config
 from bench.wrk import run_wrk, write_pool
 from gateway.store.records import Event
-from tests.redis_server import RedisCluster, free_port
+from harness.redis_server import RedisCluster, free_port
 
 #: The partition count the cluster runs use (DESIGN 5.4 recommends 16 or more on a cluster).
 PARTITIONS = 16

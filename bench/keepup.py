@@ -23,14 +23,30 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from bench.payloads import SOURCE_PATH
 from bench.procs import get_text, run_loadgen
 from bench.scenarios import HOST
 
-if TYPE_CHECKING:
-    from bench.pinned import Pinned
+
+class Running(Protocol):
+    """A gateway started for a phase: its ingress and admin ports."""
+
+    port: int
+    admin: int | None
+
+
+class Layouts(Protocol):
+    """What a keep-up phase needs of the run it is part of (``bench.pinned.Pinned``)."""
+
+    def label(self, store: str, split: bool) -> str:
+        """How a layout is named in the results."""
+
+    def gateway(self, store: str, *, split: bool = False) -> AbstractContextManager[Running]:
+        """A fresh gateway on ``store`` (``split``: ingress only, delivery by another)."""
+
 
 #: The share of the measured accept rate the keep-up phase sends (the issue's 80 %).
 KEEP_UP_SHARE = 0.8
@@ -102,43 +118,47 @@ def kept_up(run: dict[str, Any]) -> bool:
 
 
 def keep_up_ladder(
-    bench: Pinned,
+    bench: Layouts,
     store: str,
     accept_rate: float,
     progress: Callable[[str], None],
     *,
+    duration: float,
+    connections: int,
     split: bool = False,
 ) -> list[dict[str, Any]]:
-    """The phase at ``KEEP_UP_SHARE`` of ``accept_rate``, then, while a phase did not keep
-    up, one at each lower share of ``LADDER`` (half as long); every phase's result."""
-    full = bench.settings.keep_up_duration
+    """The phase at ``KEEP_UP_SHARE`` of ``accept_rate`` for ``duration`` seconds, then, while a
+    phase did not keep up, one at each lower share of ``LADDER`` (half as long); every phase's
+    result."""
+    full = duration
     runs: list[dict[str, Any]] = []
     for share in (KEEP_UP_SHARE, *LADDER):
         if runs and kept_up(runs[-1]):
             break
         seconds = full if share == KEEP_UP_SHARE else full / 2
-        run = keep_up(bench, store, share * accept_rate, progress, split=split, duration=seconds)
+        run = keep_up(
+            bench, store, share * accept_rate, progress, seconds, connections, split=split
+        )
         run["share"] = share
         runs.append(run)
     return runs
 
 
 def keep_up(
-    bench: Pinned,
+    bench: Layouts,
     store: str,
     rate: float,
     progress: Callable[[str], None],
+    seconds: float,
+    connections: int,
     *,
     split: bool = False,
-    duration: float | None = None,
 ) -> dict[str, Any]:
-    """One keep-up phase on ``store`` at ``rate`` requests/s; the JSON-ready result.
+    """One keep-up phase on ``store`` at ``rate`` requests/s for ``seconds``; the JSON-ready
+    result.
 
     ``split``: an ingress-only gateway on the measured core, delivery by a second process on
-    the other core (``Pinned.gateway``). ``duration``: seconds of load (default: the
-    settings' ``keep_up_duration``)."""
-    s = bench.settings
-    seconds = s.keep_up_duration if duration is None else duration
+    the other core (``Pinned.gateway``)."""
     label = bench.label(store, split)
     progress(f"keep-up: gateway on {label} at {rate:,.0f}/s for {seconds:g} s")
     with bench.gateway(store, split=split) as target:
@@ -146,7 +166,7 @@ def keep_up(
         spec = {
             "mode": "rate", "host": HOST, "port": target.port, "path": SOURCE_PATH,
             "rate": rate, "warmup_seconds": 1.0, "duration": seconds,
-            "prefix": f"keep-up-{store}", "connections": s.connections, "expect": 202,
+            "prefix": f"keep-up-{store}", "connections": connections, "expect": 202,
         }  # fmt: skip
         with DepthSampler(target.admin) as sampler:
             started = sampler.now()

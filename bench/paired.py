@@ -48,7 +48,7 @@ from bench.pinned import (
 )
 from bench.procs import get_text, tree_cpu_seconds
 from bench.scenarios import HOST, Settings, Workspace
-from tests.redis_server import RedisServer
+from harness.redis_server import RedisServer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "paired.json"
 _DELIVERED = re.compile(r'^webhook_gateway_deliveries_total\{[^}]*result="delivered"[^}]*\} (\S+)$')

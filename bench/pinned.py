@@ -59,7 +59,7 @@ from bench.procs import (
 from bench.report import SYNC_FLOOR, compare
 from bench.scenarios import HOST, Workspace, gateway_config
 from bench.wrk import run_wrk, write_pool
-from tests.redis_server import RedisServer, free_port
+from harness.redis_server import RedisServer, free_port
 
 #: The measured server's core, and the core of everything else.
 SUT_CPU, REST_CPU = "0", "1"
@@ -459,7 +459,13 @@ def run_pinned(
                     for store in stores:
                         rate = _accept_rate(result, bench.label(store, split))
                         result["keep_up"] += keep_up_ladder(
-                            bench, store, rate, progress, split=split
+                            bench,
+                            store,
+                            rate,
+                            progress,
+                            duration=settings.keep_up_duration,
+                            connections=settings.connections,
+                            split=split,
                         )
                 store = "redis" if "redis" in stores else stores[0]
                 result["workers"] = _workers(bench, store, progress)

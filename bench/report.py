@@ -22,9 +22,11 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from bench.cluster import render_cluster
+from bench.keepup import render_keep_up
 from bench.nginx import nginx_version
 from bench.wrk import wrk_version
-from tests.redis_server import REDIS_SERVER
+from harness.redis_server import REDIS_SERVER
 
 
 def _cpu_model() -> str:
@@ -171,12 +173,8 @@ def render(result: Mapping[str, Any]) -> str:
     if "pinned" in result:
         parts.append(render_pinned(result["pinned"]))
         if "keep_up" in result["pinned"]:
-            from bench.keepup import render_keep_up
-
             parts.append(render_keep_up(result["pinned"]["keep_up"]))
     if "cluster" in result:
-        from bench.cluster import render_cluster
-
         parts.append(render_cluster(result["cluster"]))
     return "\n\n".join(parts)
 

@@ -31,7 +31,7 @@ from bench.payloads import (
 from bench.procs import BenchError, Proc, get_json, run_loadgen, spawn, wait_ready
 from gateway.config import load_config_text
 from gateway.signing import signed_content
-from tests.redis_server import free_port
+from harness.redis_server import free_port
 
 HOST = "127.0.0.1"
 

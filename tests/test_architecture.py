@@ -17,7 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _modules() -> dict[str, Path]:
     found = {}
-    for path in [*ROOT.glob("gateway/**/*.py"), *ROOT.glob("plugins/*.py")]:
+    for path in [
+        *ROOT.glob("gateway/**/*.py"),
+        *ROOT.glob("plugins/*.py"),
+        *ROOT.glob("bench/*.py"),
+        *ROOT.glob("harness/*.py"),
+    ]:
         relative = path.relative_to(ROOT)
         if relative.parts[:2] == ("gateway", "plugins"):
             continue  # the same files as plugins/, through a symlink
@@ -77,6 +82,30 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_a_cycle_is_found():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_tools_import_no_test():
+    # The benchmark and the harness run without the test suite (bench/ once imported
+    # tests.redis_server); the tests may use them, never the other way round.
+    offenders = sorted(
+        f"{module} -> {name}"
+        for module, path in MODULES.items()
+        if module.split(".")[0] in ("bench", "harness", "gateway", "plugins")
+        for name in _imported_names(path)
+        if name == "tests" or name.startswith("tests.")
+    )
+    assert offenders == []
+
+
+def _imported_names(path: Path) -> set[str]:
+    """Every module name a file imports, inside the project or not."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
 
 
 def test_no_module_imports_itself_back():

@@ -13,7 +13,7 @@ import yaml
 from standardwebhooks import Webhook
 
 from gateway.cli import main
-from tests.redis_server import free_port
+from harness.redis_server import free_port
 from tests.support import ENV, PAYMENTS_SECRET, config_dict
 
 REPO = Path(__file__).resolve().parents[1]

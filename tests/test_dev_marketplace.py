@@ -17,7 +17,7 @@ import aiohttp
 
 from gateway.secret import Secret
 from gateway.signing import sign_delivery
-from tests.redis_server import free_port
+from harness.redis_server import free_port
 from tests.support import MARKETPLACE_SECRET, PAYMENTS_SECRET, payment_body
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gateway.app import METRICS, STORE
-from tests.redis_server import RedisServer
+from harness.redis_server import RedisServer
 from tests.support import payment_body, payments_source, sign_payment, sqlite_url
 
 

@@ -13,7 +13,7 @@ import yaml
 
 from gateway.config import load_config
 from gateway.server import Gateway
-from tests.redis_server import RedisServer
+from harness.redis_server import RedisServer
 from tests.support import ENV, config_dict, payment_body, payments_source, sign_payment
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from tests.redis_server import free_port
+from harness.redis_server import free_port
 from tests.support import payment_body, payments_source, sign_payment
 
 SYNC = {"payments": payments_source(delivery="sync")}

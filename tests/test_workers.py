@@ -12,7 +12,7 @@ import sys
 import aiohttp
 import yaml
 
-from tests.redis_server import free_port
+from harness.redis_server import free_port
 from tests.support import ENV, config_dict, payment_body, sign_payment
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import redis.asyncio
 
+from harness.redis_server import RedisServer
 from tests.e2e.gateway_process import Destination, GatewayProcess
-from tests.redis_server import RedisServer
 from tests.support import Marketplace
 
 

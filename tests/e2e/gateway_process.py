@@ -30,7 +30,7 @@ import yaml
 from aiohttp import web
 
 from gateway.store import open_store
-from tests.redis_server import free_port
+from harness.redis_server import free_port
 from tests.support import ENV, Marketplace, payment_body, payments_source, sign_payment
 
 #: Bound on a gateway's start: a cold interpreter imports aiohttp, redis and prometheus_client.

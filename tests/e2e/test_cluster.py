@@ -12,8 +12,8 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from harness.redis_server import RedisCluster
 from tests.e2e.gateway_process import e2e_config, read_stream, send_event, wait_drained
-from tests.redis_server import RedisCluster
 from tests.support import ADMIN_TOKEN
 
 EVENTS = 300

@@ -19,8 +19,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from harness.redis_server import RedisServer
 from tests.e2e.gateway_process import e2e_config, queue_depth, send_event, wait_drained
-from tests.redis_server import RedisServer
 
 EVENTS = 200
 

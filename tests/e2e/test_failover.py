@@ -20,8 +20,8 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
+from harness.redis_server import RedisCluster, RedisServer
 from tests.e2e.gateway_process import e2e_config, send_event, wait_drained
-from tests.redis_server import RedisCluster, RedisServer
 
 PARTITIONS = 16
 #: Events before the pause, during it, and after the failover.

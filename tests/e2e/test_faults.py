@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.redis_server import RedisServer
 from tests.e2e.faults import (
     FaultyMarketplace,
     Sender,
@@ -29,7 +30,6 @@ from tests.e2e.faults import (
     timed_out_attempts,
 )
 from tests.e2e.gateway_process import GatewayProcess, e2e_config, queue_depth, wait_drained
-from tests.redis_server import RedisServer
 from tests.support import SOAK
 
 

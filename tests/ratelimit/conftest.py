@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis.asyncio
 
-from tests.redis_server import RedisServer
+from harness.redis_server import RedisServer
 
 
 @pytest.fixture(scope="package")

@@ -19,7 +19,7 @@ from gateway.ratelimit import (
     StoreErrorPolicy,
     rate_limit_headers,
 )
-from tests.redis_server import RedisServer
+from harness.redis_server import RedisServer
 
 RULE = RateRule.parse("100/s", 200)
 

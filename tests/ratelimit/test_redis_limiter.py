@@ -21,7 +21,7 @@ from gateway.ratelimit import (
     redis_key,
     to_micros,
 )
-from tests.redis_server import RedisServer
+from harness.redis_server import RedisServer
 
 from . import gcra_table as table
 

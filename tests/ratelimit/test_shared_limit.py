@@ -10,7 +10,7 @@ from pathlib import Path
 import redis
 
 from gateway.ratelimit import RateRule
-from tests.redis_server import RedisServer
+from harness.redis_server import RedisServer
 
 HAMMER = Path(__file__).with_name("hammer.py")
 RATE, BURST, SECONDS, PROCESSES = "20/s", 5, 2.0, 3

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from gateway.store import Event, Store, open_store
 from gateway.store.protocols import Wakeups
-from tests.redis_server import RedisCluster, RedisServer
+from harness.redis_server import RedisCluster, RedisServer
 
 #: Partitions of the store on the cluster: spread over its three masters.
 CLUSTER_PARTITIONS = 16

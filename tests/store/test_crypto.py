@@ -28,7 +28,7 @@ from gateway.store.crypto import (
     parse_key,
     seal_payload,
 )
-from tests.redis_server import RedisServer
+from harness.redis_server import RedisServer
 from tests.support import ENV, config_dict
 
 from .conftest import KEY_A, KEY_B, T0, flush, make_event

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.errors import StoreError
 from gateway.store import open_store
-from tests.redis_server import RedisServer
+from harness.redis_server import RedisServer
 
 from .conftest import T0, make_event
 

@@ -20,7 +20,7 @@ from gateway.store import Attempt, open_store
 from gateway.store.records import AcceptLimit, LimitReached
 from gateway.store.redis.keys import META_KEY, partition_of
 from gateway.store.redis.scripts import SCRIPTS
-from tests.redis_server import RedisCluster, RedisServer
+from harness.redis_server import RedisCluster, RedisServer
 
 from .conftest import CLUSTER_PARTITIONS, T0, flush, flush_cluster, make_event
 

@@ -12,7 +12,7 @@ from redis.exceptions import DataError
 
 from gateway.redisio.packing import HiredisPacking, use_hiredis_packing
 from gateway.store import open_store
-from tests.redis_server import RedisServer
+from harness.redis_server import RedisServer
 
 from .conftest import CLUSTER_PARTITIONS, flush, flush_cluster
 

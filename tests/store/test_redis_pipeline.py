@@ -16,7 +16,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.redisio.pipeline import AutoPipeline, NotReplicated
-from tests.redis_server import RedisServer
+from harness.redis_server import RedisServer
 
 from .conftest import flush, flush_cluster
 

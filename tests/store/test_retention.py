@@ -15,7 +15,7 @@ from gateway.app import PRUNER, STORE, create_app
 from gateway.errors import ConfigError, StoreError
 from gateway.store import Attempt, EventNotFound, Store, open_store
 from gateway.store.retention import Pruner
-from tests.redis_server import RedisServer
+from harness.redis_server import RedisServer
 from tests.support import build_config, config_dict, payments_source
 
 from .conftest import T0, flush, make_event

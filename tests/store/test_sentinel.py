@@ -21,7 +21,7 @@ from gateway.redisio.sentinel import SCHEMES, SentinelURL, parse_sentinel_url
 from gateway.store import Attempt, open_store
 from gateway.store.redis import RedisStore
 from gateway.store.urls import SCHEMES as STORE_SCHEMES
-from tests.redis_server import RedisServer, free_port
+from harness.redis_server import RedisServer, free_port
 from tests.store.conftest import T0, make_event, one_store_wakes_another
 from tests.support import build_config, config_dict
 
