@@ -1,4 +1,4 @@
-"""Write scaling on a Redis Cluster: accepts with 1 master against 3 (DESIGN 5.4, 7).
+"""Write scaling on a Redis Cluster: accepts with 1 master against 3 (design.md 5.4, 7).
 
 ``python -m bench --cluster`` (also part of a full ``make bench``). Each layout is a fresh
 cluster of ``redis-server --cluster-enabled yes`` processes on free ports, 16 partitions, AOF
@@ -50,7 +50,7 @@ from bench.wrk import run_wrk, write_pool
 from gateway.store.records import Event
 from harness.redis_server import RedisCluster, free_port
 
-#: The partition count the cluster runs use (DESIGN 5.4 recommends 16 or more on a cluster).
+#: The partition count the cluster runs use (design.md 5.4 recommends 16 or more on a cluster).
 PARTITIONS = 16
 #: The layouts compared: masters per cluster.
 LAYOUTS = (1, 3)

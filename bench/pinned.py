@@ -552,7 +552,7 @@ def _sync_rounds(
 
 
 def _workers(bench: Pinned, store: str, progress: Callable[[str], None]) -> list[dict[str, Any]]:
-    """Each layout of ``WORKER_LAYOUTS`` once, on ``store`` (Redis: the store DESIGN 7 has
+    """Each layout of ``WORKER_LAYOUTS`` once, on ``store`` (Redis: the store design.md 7 has
     processes share)."""
     results = []
     for index, (label, workers, cpus) in enumerate(WORKER_LAYOUTS):

@@ -78,7 +78,7 @@ def gateway_config(
     *, listen: int, admin: int, store_url: str, destination: str, delivery_concurrency: int,
     rate_limits: bool = False, delivery: str = "queued", workers: int = 1, partitions: int = 1,
 ) -> str:  # fmt: skip
-    """The gateway's config for a run: the payments source of DESIGN 6, queued delivery to the
+    """The gateway's config for a run: the payments source of design.md 6, queued delivery to the
     destination by default. Without rate limits unless asked (a limit that refuses measures
     the limit, not the gateway); ``rate_limits`` turns both on with ``NEVER_REFUSING``."""
     source: dict[str, Any] = {

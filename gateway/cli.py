@@ -1,4 +1,4 @@
-"""The ``webhook-gateway`` command line (DESIGN 8).
+"""The ``webhook-gateway`` command line (design.md 8).
 
 Exit status: 0 success, 1 a refused or failed operation, 2 a usage error. Messages go to stderr
 and name what to fix.
@@ -57,7 +57,7 @@ PAYMENT_TYPES = {"paid": "payment.completed", "failed": "payment.failed"}
 
 
 def sample_payment(offer: str, status: str, now: float) -> dict[str, object]:
-    """The body the payments service POSTs when a payment settles (DESIGN 1): ``status`` is
+    """The body the payments service POSTs when a payment settles (design.md 1): ``status`` is
     ``paid`` (``payment.completed``, with the outgoing payment's URL) or ``failed``
     (``payment.failed``, without one); ``offerId`` is the marketplace's numeric offer id and
     ``pendingId`` a ULID, as the service makes them."""

@@ -108,7 +108,8 @@ def resolve_pointer(document: object, tokens: tuple[str, ...]) -> object:
 class Payload:
     """The raw body and headers of one request, parsed as JSON at most once and only if needed.
 
-    orjson parses the body (about 5x faster than the standard library on a payment event);
+    orjson parses the body (about 5x faster than the standard library on a payment event:
+    BENCHMARKS.md#what-each-optimisation-gave, "the body parsed by orjson");
     what it refuses that the standard library takes (``NaN``, a lone surrogate's escape, a
     UTF-8 byte order mark, a number past a double's range) is parsed by the standard
     library, so every body that parsed before still does. orjson turns an integer past 64

@@ -3,7 +3,8 @@
 Every request and delivery encodes a few small documents (the accept script's arguments, the
 headers kept with the event, the attempt record, the response, the log lines). The standard
 library's encoder took 11-13 us for the accept arguments alone on the benchmark machine;
-orjson makes the same text in under 1 us. orjson refuses a few values the standard library
+orjson makes the same text in under 1 us (BENCHMARKS.md#what-each-optimisation-gave, "orjson for the
+gateway's own JSON"). orjson refuses a few values the standard library
 takes (a string holding a lone surrogate, an integer past 64 bits, a key that is not a
 string): those few are encoded by the standard library instead, so nothing that encoded before
 fails now; ``loads`` reads such text back the same way. The text is UTF-8, not ASCII-escaped,

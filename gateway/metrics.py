@@ -1,4 +1,4 @@
-"""Prometheus metrics (DESIGN 5.5), built on a registry passed in so tests own theirs.
+"""Prometheus metrics (design.md 5.5), built on a registry passed in so tests own theirs.
 
 With ``server.workers`` above one, the runner points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh
 directory before starting the processes; each writes its samples there and ``exposition``

@@ -189,7 +189,8 @@ async def serve(
     await gateway.start(reuse_port=reuse_port, admin=admin)
     # What starting made (modules, config, the app, store clients, sessions) lives as long as
     # the process: moved out of the collector's reach, a full collection no longer walks it
-    # all, which under load had shown as pauses of tens of milliseconds (BENCHMARKS.md).
+    # all, which under load had shown as pauses of tens of milliseconds
+    # (BENCHMARKS.md#what-each-optimisation-gave, "gc.freeze()").
     gc.freeze()
     try:
         await stop.wait()

@@ -2,7 +2,7 @@
 
 For senders that cannot sign (the payments service before it signed). The config loader
 refuses it unless the source also sets ``allow_unsigned: true`` and a non-empty ``allow_ips``
-(DESIGN 5.1), which is what ``authenticates = False`` tells it. With nothing signed, the
+(design.md 5.1), which is what ``authenticates = False`` tells it. With nothing signed, the
 default dedupe key is the SHA-256 of the body.
 """
 

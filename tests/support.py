@@ -35,7 +35,7 @@ ENV = {
 
 
 def payments_source(**overrides: Any) -> dict[str, Any]:
-    """The payments source of DESIGN 6, with overrides."""
+    """The payments source of design.md 6, with overrides."""
     source: dict[str, Any] = {
         "path": "/hooks/payments",
         "provider": "standard-webhooks",

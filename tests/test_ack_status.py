@@ -1,4 +1,4 @@
-"""What each sender counts as success (DESIGN 3 ``ack_status``), tried with a real Rafiki-like
+"""What each sender counts as success (design.md 3 ``ack_status``), tried with a real Rafiki-like
 sender: Node.js and axios with ``validateStatus: (status) => status === 200``."""
 
 from __future__ import annotations

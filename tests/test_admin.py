@@ -1,4 +1,4 @@
-"""The admin API and its CLI: events with attempts, replay, dead letters, redrive (DESIGN 5.5)."""
+"""The admin API and its CLI: events with attempts, replay, dead letters, redrive (design.md 5.5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A backlog drains when its destination comes back, by itself or by retry-now (DESIGN 3).
+"""A backlog drains when its destination comes back, by itself or by retry-now (design.md 3).
 
 Over real sockets: the marketplace refuses with 503 until five events have failed twice and
 wait an hour for their third attempt; then it answers 200 again, and either one new event's

@@ -1,4 +1,4 @@
-"""The command line: check-config, sign and send as a new user runs them (DESIGN 8)."""
+"""The command line: check-config, sign and send as a new user runs them (design.md 8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Client IP resolution through trusted proxies (DESIGN 5.2)."""
+"""Client IP resolution through trusted proxies (design.md 5.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Config loading: typed values, every error named by its key, secrets redacted (DESIGN 6)."""
+"""Config loading: typed values, every error named by its key, secrets redacted (design.md 6)."""
 
 from __future__ import annotations
 

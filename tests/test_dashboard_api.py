@@ -1,4 +1,4 @@
-"""What the dashboard reads and how it signs in (DESIGN 5.6): payments, stats, filters, the
+"""What the dashboard reads and how it signs in (design.md 5.6): payments, stats, filters, the
 session cookie and its origin check, the live stream and its limits."""
 
 from __future__ import annotations

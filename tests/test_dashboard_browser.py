@@ -1,4 +1,4 @@
-"""The dashboard in a real Chromium (DESIGN 5.6), driven by Playwright.
+"""The dashboard in a real Chromium (design.md 5.6), driven by Playwright.
 
 The browser is Debian's ``chromium`` (``make test`` installs it with apt-get); Playwright only
 drives it. One browser serves the module; each test gets a fresh context (no cookies) and fails

@@ -1,5 +1,5 @@
 """Edge hardening over real sockets: each class of attack or odd input found from outside gets
-a clear 4xx (never a 5xx), and nothing of it reaches the destination (DESIGN 2, 3, 4)."""
+a clear 4xx (never a 5xx), and nothing of it reaches the destination (design.md 2, 3, 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The request path end to end through real sockets: acceptance and every refusal (DESIGN 2)."""
+"""The request path end to end through real sockets: acceptance and every refusal (design.md 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""JSON log lines (DESIGN 5.5), and the direct path of the request and delivery lines."""
+"""JSON log lines (design.md 5.5), and the direct path of the request and delivery lines."""
 
 from __future__ import annotations
 

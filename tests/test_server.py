@@ -1,4 +1,4 @@
-"""The running process: admin listener, header deadline, config reload (DESIGN 5.5)."""
+"""The running process: admin listener, header deadline, config reload (design.md 5.5)."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Admin listener: health, readiness and metrics, separate from ingress (DESIGN 5.5)."""
+"""Admin listener: health, readiness and metrics, separate from ingress (design.md 5.5)."""

@@ -1,4 +1,4 @@
-"""The admin API under ``/admin``: events, attempts, replay, dead letters, redrive (DESIGN 5.5),
+"""The admin API under ``/admin``: events, attempts, replay, dead letters, redrive (design.md 5.5),
 and what the dashboard reads: payments by subject, a subject's timeline, last-hour figures.
 
 Every route needs ``Authorization: Bearer <admin.token>`` or the dashboard's session cookie

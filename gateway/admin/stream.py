@@ -1,4 +1,4 @@
-"""``GET /admin/stream``: the store's change log as Server-Sent Events (DESIGN 5.6, live).
+"""``GET /admin/stream``: the store's change log as Server-Sent Events (design.md 5.6, live).
 
 Every accepted event and every delivery outcome is written to the store's change log
 (``Store.changes``): on SQLite in the same transaction as the change, on Redis right after the

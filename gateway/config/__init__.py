@@ -1,4 +1,4 @@
-"""Config: YAML parsed once into frozen, typed objects (DESIGN 6)."""
+"""Config: YAML parsed once into frozen, typed objects (design.md 6)."""
 
 from gateway.config.loader import load_config, load_config_text
 from gateway.config.model import (

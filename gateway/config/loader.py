@@ -48,7 +48,7 @@ T = TypeVar("T")
 
 
 def _encryption_key(value: object) -> Secret:
-    """A ``store.encryption_keys`` entry: base64 of 32 bytes (DESIGN 5.4); errors omit it."""
+    """A ``store.encryption_keys`` entry: base64 of 32 bytes (design.md 5.4); errors omit it."""
     parsed = secret(value)
     parse_key(parsed.value)
     return parsed

@@ -59,7 +59,7 @@ class StoreConfig:
 
     url: str = "sqlite:///./data/gateway.db"
     #: Redis: parts the store is split into, by a hash of (source, dedupe key); fixed for the
-    #: store's life (DESIGN 5.4). 16 or more on a Redis Cluster, so writes spread over masters.
+    #: store's life (design.md 5.4). 16 or more on a Redis Cluster, so writes spread over masters.
     partitions: int = 1
     #: Redis: replicas that must confirm an accepted event before the sender gets its 2xx
     #: (Redis ``WAIT``), so a failover cannot lose it; 0 trusts asynchronous replication.

@@ -63,7 +63,7 @@ _SOURCE_KEYS = {
     "dedupe", "event", "require", "delivery", "ack_status", "on_unrouted", "routes",
     "forward_headers", "options",
 }  # fmt: skip
-#: What a source may answer an accepted event with (DESIGN 3): the sender counts one of them
+#: What a source may answer an accepted event with (design.md 3): the sender counts one of them
 #: as success (Rafiki only 200).
 ACK_STATUSES = (200, 202)
 
@@ -184,7 +184,7 @@ def _source(
             )
             window = reader.field(dd, "window", parse_duration, window)
     if verifier.uses_timestamp and window < 2 * tolerance:
-        # DESIGN 3: a replay must be refused by the window or by the tolerance, never by neither.
+        # design.md 3: a replay must be refused by the window or by the tolerance, never by neither.
         reader.problem(
             reader.key("dedupe", "window"),
             f"must be at least twice the tolerance ({2 * tolerance:g}s) so a replayed request "

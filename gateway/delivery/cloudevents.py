@@ -1,4 +1,4 @@
-"""CloudEvents 1.0 HTTP binding for what the destination receives (DESIGN 4). Pure.
+"""CloudEvents 1.0 HTTP binding for what the destination receives (design.md 4). Pure.
 
 Binary mode keeps the provider's bytes as the body and puts the attributes in ``ce-*`` headers
 (CloudEvents HTTP Protocol Binding 1.0, section 3.1); structured mode sends one

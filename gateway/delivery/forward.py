@@ -1,4 +1,4 @@
-"""POST one event to its destination, signed by the gateway (DESIGN 4).
+"""POST one event to its destination, signed by the gateway (design.md 4).
 
 Used by sync delivery (inline, the sender gets the answer) and by the delivery workers. One
 shared ``ClientSession``; redirects are never followed; success is any 2xx within ``timeout``.

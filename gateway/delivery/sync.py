@@ -1,4 +1,4 @@
-"""Sync delivery (DESIGN 3, ``delivery: sync``): claim the dedupe key, forward inline, then
+"""Sync delivery (design.md 3, ``delivery: sync``): claim the dedupe key, forward inline, then
 commit on 2xx or release, so the sender's retry goes through after a failure.
 
 ::

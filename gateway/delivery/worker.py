@@ -1,4 +1,4 @@
-"""The delivery worker: lease due deliveries, send them, and record what happened (DESIGN 3).
+"""The delivery worker: lease due deliveries, send them, and record what happened (design.md 3).
 
 One loop per process::
 
@@ -16,7 +16,7 @@ longer than the longest destination timeout, or a slow delivery is sent twice.
 A store failure while recording an outcome is logged and left to the lease: the delivery
 comes back when the lease expires.
 
-Every recorded attempt logs one JSON line (DESIGN 5.5, ``log_attempt``): the event, destination,
+Every recorded attempt logs one JSON line (design.md 5.5, ``log_attempt``): the event, destination,
 attempt number, status, latency and result, with the next attempt's time for a retry and the
 reason for a dead letter, so an event can be followed in the logs alone.
 """
@@ -226,7 +226,7 @@ class DeliveryWorker:
         return outcome.result
 
     async def _record(self, lease: Lease, attempt: Attempt) -> Outcome:
-        """Decide what the attempt means and tell the store (DESIGN 3)."""
+        """Decide what the attempt means and tell the store (design.md 3)."""
         if attempt.status is not None and 200 <= attempt.status < 300:
             return Outcome("delivered", await self._store.complete(lease, attempt))
         if not is_retryable(attempt.status):

@@ -1,4 +1,6 @@
-"""Who is the client? Peer address, trusted proxies and ``X-Forwarded-For`` (DESIGN 5.2). Pure."""
+"""Who is the client? Peer address, trusted proxies and ``X-Forwarded-For`` (design.md 5.2).
+
+Pure: no I/O, no framework."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Inbound side: the request path of DESIGN 2, from route to durable enqueue or forward."""
+"""Inbound side: the request path of design.md 2, from route to durable enqueue or forward."""

@@ -1,4 +1,4 @@
-"""Read a request body within a size limit and a time limit (DESIGN 2, stage 4)."""
+"""Read a request body within a size limit and a time limit (design.md 2, stage 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The ingress request path, stage by stage, in the order of DESIGN 2.
+"""The ingress request path, stage by stage, in the order of design.md 2.
 
 1 route · 2 client IP · 3 per-IP limit · 4 body · 5 verify · 6 per-source limit ·
 7 extract · 8 dedupe + durable enqueue (queued) or claim + forward (sync).
@@ -187,7 +187,7 @@ class Ingress:
     async def _process(self, request: web.Request, plan: SourcePlan, request_id: str) -> Accepted:
         source = plan.source
         server = self.config.server
-        # Stage 2: the client address, through trusted proxies only (DESIGN 5.2).
+        # Stage 2: the client address, through trusted proxies only (design.md 5.2).
         ip = client_ip(
             request.remote, request.headers.getall("X-Forwarded-For", []), server.trusted_proxies
         )
@@ -299,7 +299,7 @@ class Ingress:
     async def _enqueue(self, plan: SourcePlan, event: Event, now: float) -> Accepted:
         """Stage 8, queued: one atomic dedupe + persist + enqueue, then 202.
 
-        An event no route takes is never silent (DESIGN 3): it is stored as ``unrouted`` and
+        An event no route takes is never silent (design.md 3): it is stored as ``unrouted`` and
         answered so, with its own outcome, or refused with 422 under ``on_unrouted: reject``.
         """
         source = plan.source

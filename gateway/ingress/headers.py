@@ -1,4 +1,4 @@
-"""One decoding policy for the headers the gateway reads or keeps (DESIGN 2, stages 5 and 7).
+"""One decoding policy for the headers the gateway reads or keeps (design.md 2, stages 5 and 7).
 
 aiohttp hands header values over as text decoded with ``surrogateescape``: a byte that is not
 UTF-8 becomes a lone surrogate that cannot be encoded again (HMAC, SQLite and outbound headers

@@ -27,7 +27,7 @@ class SourcePlan:
     """One source as the request path reads it."""
 
     source: SourceConfig
-    #: The fail-open or fail-closed policy around the shared limiter (DESIGN 5.3).
+    #: The fail-open or fail-closed policy around the shared limiter (design.md 5.3).
     limits: StoreErrorPolicy
     #: Stage 7's headers: those an extractor reads (once, as text) and those kept with the
     #: event (as text).

@@ -32,7 +32,7 @@ __all__ = [
 
 @runtime_checkable
 class Provider(Protocol):
-    """What the gateway needs from a signature scheme (DESIGN 5.1)."""
+    """What the gateway needs from a signature scheme (design.md 5.1)."""
 
     name: ClassVar[str]
     defaults: ClassVar[Extractors]
@@ -68,7 +68,7 @@ class BaseProvider:
     reads: frozenset[str] = frozenset()
     #: Option names this provider accepts under the source's ``options:``.
     option_names: ClassVar[frozenset[str]] = frozenset()
-    #: The status a queued event is acknowledged with (DESIGN 3 ``ack_status``): what this
+    #: The status a queued event is acknowledged with (design.md 3 ``ack_status``): what this
     #: scheme's senders count as success. A source may set its own (200 or 202).
     ack_status: ClassVar[int] = 202
 

@@ -1,4 +1,4 @@
-"""Rate limits (DESIGN 2 stages 3 and 6, 5.3): GCRA over an in-process dict or one Redis script.
+"""Rate limits (design.md 2 stages 3 and 6, 5.3): GCRA over an in-process dict or one Redis script.
 
 ``gcra`` holds the arithmetic and nothing else; ``headers`` turns a decision into response
 headers; ``MemoryLimiter`` and ``RedisLimiter`` store the state; ``StoreErrorPolicy`` decides

@@ -2,7 +2,7 @@
 
 ``RateLimit-Limit``, ``RateLimit-Remaining`` and ``RateLimit-Reset`` follow the IETF draft
 "RateLimit header fields for HTTP" (draft-ietf-httpapi-ratelimit-headers, the revisions with
-three separate fields, as DESIGN section 2 names them): the quota (here the burst, the most a
+three separate fields, as design.md section 2 names them): the quota (here the burst, the most a
 sender may send at once), what is left of it, and the delta-seconds until it is whole again.
 ``Retry-After`` (RFC 9110, section 10.2.3) goes only on a refusal.
 

@@ -1,6 +1,6 @@
 """An in-process limiter: one dict of TATs, bounded in size.
 
-Each gateway process keeps its own limits (DESIGN 5.3, embedded store): with ``server.workers``
+Each gateway process keeps its own limits (design.md 5.3, embedded store): with ``server.workers``
 above 1 each worker counts separately. The caller's ``now`` is the clock; ``time.monotonic()``
 suits best because it never steps back.
 """

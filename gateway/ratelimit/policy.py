@@ -1,4 +1,4 @@
-"""What a rate limit does when its store fails: ``on_store_error: allow | deny`` (DESIGN 5.3).
+"""What a rate limit does when its store fails: ``on_store_error: allow | deny`` (design.md 5.3).
 
 ``allow`` (fail open) lets the request through: an outage of the limiter's store should not
 refuse authentic webhooks, and the later stages still answer 503 if the store they need is down.

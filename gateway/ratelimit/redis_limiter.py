@@ -2,7 +2,7 @@
 
 The script reads the TAT, runs the steps of ``gcra.decide`` and writes the new TAT in one
 atomic call, so concurrent requests from any number of gateways never both take the last slot
-(DESIGN 5.3). It touches a single key, ``wg:{rl:<key>}``; the braces are a Redis Cluster hash
+(design.md 5.3). It touches a single key, ``wg:{rl:<key>}``; the braces are a Redis Cluster hash
 tag, so the key's slot is fixed by ``rl:<key>`` and the script runs on a cluster as it does on
 one server. Each write sets a millisecond expiry at the moment the bucket would be full again,
 so idle keys vanish on their own and a flood of distinct senders costs no lasting memory.

@@ -3,7 +3,7 @@
 ``parse_sentinel_url`` reads the URL without connecting anywhere (the config loader checks it
 too); ``sentinel_client`` makes the Sentinel clients and a client of the master they name.
 
-Form (DESIGN 7: replicas share "Redis (Sentinel or Cluster)")::
+Form (design.md 7: replicas share "Redis (Sentinel or Cluster)")::
 
     redis+sentinel://[[username]:password@]host[:port][,host[:port]...]/service[/db][?options]
     rediss+sentinel://...        the same, with TLS to the master

@@ -1,4 +1,4 @@
-"""Event payloads encrypted at rest: AES-256-GCM under a key ring (DESIGN 5.4).
+"""Event payloads encrypted at rest: AES-256-GCM under a key ring (design.md 5.4).
 
 Keys come from ``store.encryption_keys``: each is 32 random bytes in standard base64, written
 bare or with the prefix ``base64:`` (``base64:q0vC...=``), so a later form (a KMS reference, say)

@@ -1,6 +1,6 @@
 """The store's operations, one protocol per role (and ``Store``, all of them together).
 
-DESIGN section 3 and 5.4. Two implementations pass one contract suite (``tests/store``):
+design.md section 3 and 5.4. Two implementations pass one contract suite (``tests/store``):
 ``SqliteStore`` (one host, one file) and ``RedisStore`` (shared by replicas, Redis Cluster safe).
 
 Every time is a float of unix seconds passed in by the caller: the clock is injected, so the
@@ -54,7 +54,7 @@ Operations (see ``Store``):
   delivery stay (an operator redrives or inspects them). Dedupe keys keep their own expiry
   and are left alone; ``store.retention`` is never shorter than a dedupe window (the loader
   refuses that), so the original of a duplicate is still stored.
-* ``list_payments``, ``subject_timeline``, ``stats``, ``changes``: for the dashboard (DESIGN
+* ``list_payments``, ``subject_timeline``, ``stats``, ``changes``: for the dashboard (design.md
   5.6): subjects by latest event, one subject's events in order, per-minute counters and a
   latency histogram (``gateway.store.stats``) written with each accept and attempt, and the
   bounded change log the live stream reads. All are index walks, never scans of every event.
@@ -233,7 +233,7 @@ class Upkeep(Protocol):
         """Delete up to ``limit`` finished events received before ``before``; how many."""
 
     def rate_limiter(self) -> Limiter:
-        """The rate limiter that keeps its state where this store does (DESIGN 5.3): in the
+        """The rate limiter that keeps its state where this store does (design.md 5.3): in the
         process for SQLite, in the same Redis (one limit for every replica) for Redis."""
 
     def wakeups(self) -> Wakeups | None:

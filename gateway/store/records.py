@@ -43,7 +43,7 @@ CLAIMS: tuple[Claim, ...] = ("claimed", "in_progress", "done")
 #: ``delivered``: every delivery was delivered; ``unrouted``: the event has no delivery at all.
 EventStatus = Literal["queued", "delivered", "dead_lettered", "unrouted"]
 EVENT_STATUSES: tuple[EventStatus, ...] = ("queued", "delivered", "dead_lettered", "unrouted")
-#: The states ``queue_depth`` counts (the metric's ``state`` label, DESIGN 5.5).
+#: The states ``queue_depth`` counts (the metric's ``state`` label, design.md 5.5).
 DEPTH_STATES: tuple[DeliveryState, ...] = ("due", "leased", "dead")
 #: Deliveries waiting out a backoff that one successful delivery makes due again (see
 #: ``complete``); the next success releases the next batch.

@@ -1,4 +1,4 @@
-"""Retention: finished events older than ``store.retention`` are pruned now and then (DESIGN 5.4).
+"""Retention: finished events older than ``store.retention`` go, now and then (design.md 5.4).
 
 Every gateway process runs a ``Pruner``: pruning is cheap and idempotent (two processes pruning
 at once each delete a share, or nothing), so no process needs to be elected for it. It runs

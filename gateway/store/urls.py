@@ -1,4 +1,4 @@
-"""The one table of ``store.url`` schemes (DESIGN 5.4): which backend each one opens.
+"""The one table of ``store.url`` schemes (design.md 5.4): which backend each one opens.
 
 Read by the config loader (to refuse an unknown scheme by ``store.url``), by ``open_store``
 (to pick the backend) and by the Redis store (to pick the client), so adding a scheme is a

@@ -106,7 +106,7 @@ def test_rules_and_dashboard_name_only_metrics_the_gateway_exports():
         named |= set(METRIC.findall(text))
     unknown = named - exported
     assert not unknown, f"not exported by gateway.metrics: {sorted(unknown)}"
-    # The dashboard shows every metric of DESIGN 5.5 (histograms through their buckets).
+    # The dashboard shows every metric of design.md 5.5 (histograms through their buckets).
     dashboard_names = {m for q in _dashboard_queries() for m in METRIC.findall(q)}
     family = {name.removesuffix("_bucket") for name in dashboard_names}
     for design_metric in (

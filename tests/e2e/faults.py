@@ -1,5 +1,5 @@
 """What the fault scenarios share: a destination that fails on purpose, a sender that behaves
-like a real one under steady load, and the tally that checks DESIGN 3 and prints the figures.
+like a real one under steady load, and the tally that checks design.md 3 and prints the figures.
 
 The sender sends every event until it is answered 2xx (the same id and body each time, signed
 afresh, as Standard Webhooks senders retry), so once the faults stop every event has been
@@ -247,7 +247,7 @@ def tally(
     timed_out: int,
     started: float,
 ) -> Figures:
-    """Check DESIGN 3's promises on one finished run and return (and report) its figures."""
+    """Check design.md 3's promises on one finished run and return (and report) its figures."""
     accepted = sender.accepted()
     assert accepted == set(sender.events), (
         f"{len(set(sender.events) - accepted)} events never answered 2xx: {sender.refusals}"

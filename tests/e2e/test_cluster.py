@@ -1,4 +1,4 @@
-"""Two gateway processes on a three-master Redis Cluster, the store in 16 partitions (DESIGN
+"""Two gateway processes on a three-master Redis Cluster, the store in 16 partitions (design.md
 5.4, 7): every event is delivered once, a resend to the other process is a duplicate, and the
 writes land on every master."""
 

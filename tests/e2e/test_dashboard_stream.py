@@ -1,4 +1,4 @@
-"""The live stream sees every process (DESIGN 5.6): two gateway processes on one store, one
+"""The live stream sees every process (design.md 5.6): two gateway processes on one store, one
 stream open on the first, events taken in by each, delivered by whichever worker leased them."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Every delivery attempt logs one JSON line (DESIGN 5.5): an operator can follow an event
+"""Every delivery attempt logs one JSON line (design.md 5.5): an operator can follow an event
 through refused connections, a retry and a dead letter from the logs alone."""
 
 from __future__ import annotations

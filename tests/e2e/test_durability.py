@@ -1,10 +1,10 @@
-"""Durable store-and-forward across a down destination and a killed gateway (DESIGN 3).
+"""Durable store-and-forward across a down destination and a killed gateway (design.md 3).
 
 The gateway runs as its own process; the destination is down while events arrive, the gateway
 is killed with SIGKILL (no chance to flush or hand anything over) and started again, and only
 then does the destination come back. On Redis, the redis-server is killed with SIGKILL as well
 while the gateway is down and started again from its append-only file (``appendfsync always``:
-the Redis store's durability is Redis's own, DESIGN 5.4). Every accepted event must still
+the Redis store's durability is Redis's own, design.md 5.4). Every accepted event must still
 arrive, signed by the gateway and byte for byte what the sender sent; a resend of an accepted
 event is a duplicate.
 """

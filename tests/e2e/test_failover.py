@@ -1,4 +1,4 @@
-"""A Redis Cluster master dies and its replica takes over while events arrive (DESIGN 5.4, 7):
+"""A Redis Cluster master dies and its replica takes over while events arrive (design.md 5.4, 7):
 with ``store.wait_replicas: 1`` no event answered 2xx is lost.
 
 Replication is asynchronous, so the danger is the writes a master acknowledged and its replica

@@ -1,4 +1,4 @@
-"""Faults under steady load (DESIGN 3): gateways killed with SIGKILL, a destination down, failing
+"""Faults under steady load (design.md 3): gateways killed with SIGKILL, a destination down, failing
 at random or hanging, Redis restarted, a worker killed holding leases. Each scenario stops by
 itself, on loopback only, and is checked by ``faults.tally``: every event answered 2xx was
 delivered, nothing was delivered that was never sent, duplicates stay within crashes x

@@ -1,5 +1,5 @@
 """Metrics with ``server.workers: 2``: every series of a configured source or destination is
-there from start at 0, and queue depth stays present once the queue has drained (DESIGN 5.5)."""
+there from start at 0, and queue depth stays present once the queue has drained (design.md 5.5)."""
 
 from __future__ import annotations
 

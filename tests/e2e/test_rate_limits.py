@@ -1,4 +1,4 @@
-"""Rate limits on running gateways (DESIGN 2 stages 3 and 6, DESIGN 5.3).
+"""Rate limits on running gateways (design.md 2 stages 3 and 6, design.md 5.3).
 
 * Three processes on one Redis share one per-source limit: together they accept what one
   limit allows, not three times as much.

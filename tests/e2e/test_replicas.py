@@ -1,4 +1,4 @@
-"""Two gateway processes on one store (DESIGN 3 and 7): they share dedupe, queue and leases.
+"""Two gateway processes on one store (design.md 3 and 7): they share dedupe, queue and leases.
 
 Each process has its own config file and ports and the same store. The source fans out to two
 destinations. In the normal case each event reaches each destination exactly once, whichever

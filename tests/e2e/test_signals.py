@@ -1,4 +1,4 @@
-"""Signals an operator sends a running gateway (DESIGN 5.5).
+"""Signals an operator sends a running gateway (design.md 5.5).
 
 ``SIGTERM`` stops accepting, lets in-flight deliveries finish and be recorded, and exits 0.
 ``SIGHUP`` reloads the config: a broken file is refused and logged while the old config keeps

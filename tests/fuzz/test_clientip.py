@@ -1,4 +1,4 @@
-"""Client-IP parsing (DESIGN 5.2) on any peer name and any ``X-Forwarded-For`` text: it never
+"""Client-IP parsing (design.md 5.2) on any peer name and any ``X-Forwarded-For`` text: it never
 raises, and the address it picks is the peer or one written in the header, never one made up."""
 
 from __future__ import annotations

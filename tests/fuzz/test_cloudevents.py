@@ -1,4 +1,4 @@
-"""CloudEvents building (DESIGN 4) on any event field values: binary mode always yields the
+"""CloudEvents building (design.md 4) on any event field values: binary mode always yields the
 required ``ce-*`` headers as text an HTTP header can carry, and structured mode always yields
 one JSON document. The values come from the sender (extracted from its body or headers)."""
 

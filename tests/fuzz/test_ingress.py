@@ -1,6 +1,6 @@
 """The ingress of a real ``python -m gateway run`` process, fed through a raw TCP socket: header
 bytes aiohttp's client would refuse to send, and signed events whose JSON values are arbitrary.
-Whatever arrives, the answer is a documented one (DESIGN 2): a refusal with its error code, an
+Whatever arrives, the answer is a documented one (design.md 2): a refusal with its error code, an
 acceptance, or 503, never another 5xx.
 
 The gateway, its SQLite store and a destination run for the whole module, on a loop in a thread
@@ -27,7 +27,7 @@ from tests.e2e.gateway_process import Destination, GatewayProcess, e2e_config
 from tests.fuzz.settings import fuzz
 from tests.support import payments_source, sign_payment
 
-# The error codes of DESIGN 2 an ingress answer may carry.
+# The error codes of design.md 2 an ingress answer may carry.
 DOCUMENTED = {
     "unknown_source", "method_not_allowed", "ip_not_allowed", "rate_limited", "body_too_large",
     "request_timeout", "invalid_signature", "invalid_body", "missing_field", "in_progress",

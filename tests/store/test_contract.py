@@ -1,4 +1,4 @@
-"""The contract every store backend passes (DESIGN 3 and 5.4), run against SQLite and Redis."""
+"""The contract every store backend passes (design.md 3 and 5.4), run against SQLite and Redis."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def _partition(store: Store, key: str) -> int:
 
 async def test_same_id_under_another_key_within_window_is_a_duplicate(store: Store):
     # The (source, id) check sees the partition the new event hashes to: every event when the
-    # store is one part, and the events of that partition when it is split (DESIGN 5.4).
+    # store is one part, and the events of that partition when it is split (design.md 5.4).
     home = _partition(store, "k1")
     near = next(f"k{n}" for n in range(2, 10_000) if _partition(store, f"k{n}") == home)
     await store.accept(make_event("evt_1", key="k1"), ["market"], WINDOW, T0)

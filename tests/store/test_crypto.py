@@ -1,4 +1,4 @@
-"""Event payloads encrypted at rest (DESIGN 5.4): the key ring alone, then both real stores."""
+"""Event payloads encrypted at rest (design.md 5.4): the key ring alone, then both real stores."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Retention (DESIGN 5.4): finished events are pruned after ``store.retention``, in batches."""
+"""Retention (design.md 5.4): finished events are pruned after ``store.retention``, in batches."""
 
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ def _workload() -> list[Event]:
 
 
 def _expected(events: Sequence[Event]) -> list[AcceptResult]:
-    """The answers of DESIGN 3 worked out by hand: first key wins, then first id wins."""
+    """The answers of design.md 3 worked out by hand: first key wins, then first id wins."""
     first_by_key: dict[str, str] = {}
     ids_seen: set[str] = set()
     answers = []

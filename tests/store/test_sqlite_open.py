@@ -1,4 +1,4 @@
-"""Several gateway processes may open one new SQLite file at the same moment (DESIGN 5.4, 7)."""
+"""Several gateway processes may open one new SQLite file at the same moment (design.md 5.4, 7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The shared store: Redis or Redis Cluster, for replicas on many hosts (DESIGN 5.4, 7).
+"""The shared store: Redis or Redis Cluster, for replicas on many hosts (design.md 5.4, 7).
 
 URLs: ``redis[s]://``, ``redis[s]+cluster://`` and ``redis[s]+sentinel://``, each turned into
 its client by ``gateway.redisio.connect``. Connecting is lazy: opening the store does not need
@@ -15,7 +15,7 @@ which partition holds what, ``scripts`` loads the Lua scripts of ``lua/`` (every
 than one key is one of them), ``codec`` writes and reads the values, and ``wakeups`` carries
 wake-ups between processes over Pub/Sub. ``RedisStore`` is all the roles together.
 
-Change log (the live stream, DESIGN 5.6): one capped stream, ``wg:{q}:changes``, for the
+Change log (the live stream, design.md 5.6): one capped stream, ``wg:{q}:changes``, for the
 whole store. Its ids are the order a client resumes from with ``Last-Event-ID``, across
 processes and replicas; streams per partition would live on different masters, whose ids
 come from different clocks and interleave, so no single id could say where a client stands.

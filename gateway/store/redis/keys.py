@@ -1,6 +1,6 @@
 """Every Redis key name of the store, and which partition an event, a delivery or a key is in.
 
-Partitions (``store.partitions``, DESIGN 5.4): the store is N independent parts, each under
+Partitions (``store.partitions``, design.md 5.4): the store is N independent parts, each under
 the hash tag of its own prefix, ``wg:{q}:`` for one partition and ``wg:{q0}:`` ...
 ``wg:{q<N-1>}:`` for more. An event lives with its deliveries, attempts, dedupe entry and
 indexes in the partition of a stable hash of (source, dedupe key), so a duplicate always meets

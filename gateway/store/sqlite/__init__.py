@@ -1,4 +1,4 @@
-"""The embedded store: one SQLite file in WAL mode, for a single host (DESIGN 5.4).
+"""The embedded store: one SQLite file in WAL mode, for a single host (design.md 5.4).
 
 The package follows the store's roles: ``ingress`` (accept; claim, commit, release),
 ``queue`` (leases and how each ends), ``operator`` (replay, redrive, retry-now, retention),

@@ -29,7 +29,8 @@ had they run one by one: a batch runs first as they are, and if one fails, the t
 is rolled back and the others run again, each inside its own ``SAVEPOINT`` (rolled back alone
 if it fails too). A savepoint around every write, for a failure that almost never comes, was
 not cheap: SQLite copies each page a statement changes inside one into a statement journal,
-a temporary file (about 53 writes to it per accept, BENCHMARKS.md).
+a temporary file (about 53 writes to it per accept:
+BENCHMARKS.md#what-each-optimisation-gave, "a group commit's writes run without savepoints").
 
 The URL is ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``; the optional
 query ``?busy_timeout=5`` (seconds) sets how long a writer waits for the lock. The parent

@@ -109,7 +109,8 @@ CREATE TABLE IF NOT EXISTS delivery_counts (
 #: ``delivery_counts`` holds how many deliveries each (destination, state) has, kept by these
 #: triggers in the transaction of every change, whichever code (or gateway version) makes it.
 #: Counting the rows instead took 200 ms with 300,000 due, on the thread every write waits
-#: for, at each ``/metrics`` scrape. Run whole: a trigger's body holds semicolons.
+#: for, at each ``/metrics`` scrape (BENCHMARKS.md, "The pinned part again, on 0a24d5e, with
+#: SQLite's kept counts"). Run whole: a trigger's body holds semicolons.
 _COUNT_UP = """INSERT INTO delivery_counts (destination, state, n)
             VALUES (NEW.destination, NEW.state, 1)
             ON CONFLICT (destination, state) DO UPDATE SET n = n + 1;"""
