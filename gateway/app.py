@@ -243,7 +243,9 @@ def create_app(
 def declare_metrics(metrics: Metrics, config: Config) -> None:
     """Every series of the configured sources and destinations, at 0 from start (design.md 5.5)."""
     metrics.declare(
-        {name: source.delivery for name, source in config.sources.items()}, config.destinations
+        {name: source.delivery for name, source in config.sources.items()},
+        config.destinations,
+        [name for name, source in config.sources.items() if source.payment is not None],
     )
 
 

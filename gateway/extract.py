@@ -2,7 +2,9 @@
 
 An extractor reads a header (``header:webhook-id``) or a JSON pointer into the body
 (``/offerId``, also written ``body:/offerId``; RFC 6901). The dedupe key may also be ``sha256``,
-the digest of the raw body. Pure: no I/O, no framework.
+the digest of the raw body, or a list of extractors whose values are joined with ``:``
+(``[/type, /pendingId]``: one key per payment and type, design.md 3). Pure: no I/O, no
+framework.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Literal
 
 import orjson
 
 from gateway.errors import InvalidBody
 
-ExtractorKind = Literal["header", "body", "sha256"]
+ExtractorKind = Literal["header", "body", "sha256", "list"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,9 @@ class Extractor:
     """One place to read a value from: a header, a JSON pointer into the body, or the body hash."""
 
     kind: ExtractorKind
-    name: str = ""  # header name (lower case) or JSON pointer; empty for sha256
+    name: str = ""  # header name (lower case) or JSON pointer; empty for sha256 and list
+    #: The values a ``list`` extractor joins with ``:``, in order.
+    parts: tuple[Extractor, ...] = ()
     #: The pointer's reference tokens, split and unescaped once here, not on every request.
     tokens: tuple[str, ...] = field(init=False, repr=False, compare=False, default=())
 
@@ -36,6 +41,8 @@ class Extractor:
     def __str__(self) -> str:
         if self.kind == "sha256":
             return "sha256"
+        if self.kind == "list":
+            return "[" + ", ".join(part.spelled for part in self.parts) + "]"
         return f"{self.kind}:{self.name}"
 
     @property
@@ -46,7 +53,18 @@ class Extractor:
     @property
     def needs_json(self) -> bool:
         """Whether reading this value requires the body to be parsed as JSON."""
-        return self.kind == "body"
+        return self.kind == "body" or any(part.needs_json for part in self.parts)
+
+    @property
+    def reads_header(self) -> bool:
+        """Whether this value comes from a header (or, for a list, any part of it does)."""
+        return self.kind == "header" or any(part.reads_header for part in self.parts)
+
+    def header_names(self) -> tuple[str, ...]:
+        """The headers this value is read from."""
+        if self.kind == "header":
+            return (self.name,)
+        return tuple(name for part in self.parts for name in part.header_names())
 
 
 @dataclass(frozen=True)
@@ -58,6 +76,15 @@ class Extractors:
     subject: Extractor | None = None
     time: Extractor | None = None
     dedupe: Extractor | None = None
+
+
+def list_extractor(parts: list[Extractor]) -> Extractor:
+    """Values of ``parts`` joined with ``:`` (a dedupe key such as ``[/type, /pendingId]``)."""
+    if not parts:
+        raise ValueError("a list of extractors names at least one, as in [/type, /pendingId]")
+    if any(part.kind in ("sha256", "list") for part in parts):
+        raise ValueError("a list holds JSON pointers and header:NAME extractors only")
+    return Extractor("list", parts=tuple(parts))
 
 
 def parse_extractor(spec: str, *, allow_sha256: bool = False) -> Extractor:
@@ -118,13 +145,14 @@ class Payload:
     same either way.
     """
 
-    __slots__ = ("_exact", "_json", "body", "headers")
+    __slots__ = ("_decimal", "_exact", "_json", "body", "headers")
 
     def __init__(self, body: bytes, headers: Mapping[str, str]) -> None:
         self.body = body
         self.headers = headers
         self._json: object = _MISSING
         self._exact: object = _MISSING
+        self._decimal: object = _MISSING
 
     def json(self) -> object:
         """The body parsed as JSON; ``InvalidBody`` (400) when it is not JSON."""
@@ -146,12 +174,40 @@ class Payload:
                 raise InvalidBody("request body is not valid JSON") from exc
         return self._exact
 
+    def number_exact(self, extractor: Extractor) -> object:
+        """The value at a body pointer with every JSON number as its exact ``Decimal`` (never
+        a float: money is read this way), or a header's text; ``None`` when absent."""
+        if extractor.kind == "header":
+            return self.headers.get(extractor.name)
+        if extractor.kind != "body":
+            return self.get(extractor)
+        self.json()  # 400 invalid_body for a body that is not JSON, as for any pointer
+        if self._decimal is _MISSING:
+            try:
+                self._decimal = json.loads(self.body, parse_float=Decimal, parse_int=Decimal)
+            except (ValueError, RecursionError) as exc:
+                raise InvalidBody("request body is not valid JSON") from exc
+        try:
+            return resolve_pointer(self._decimal, extractor.tokens)
+        except KeyError:
+            return None
+
+    def missing_parts(self, extractor: Extractor) -> list[str]:
+        """For a ``list`` extractor, the parts that are absent (their config spelling)."""
+        return [part.spelled for part in extractor.parts if self.get(part) is None]
+
     def get(self, extractor: Extractor) -> str | None:
-        """The extracted value as text, or ``None`` when absent (null counts as absent)."""
+        """The extracted value as text, or ``None`` when absent (null counts as absent; a
+        ``list`` is absent when any of its parts is)."""
         if extractor.kind == "sha256":
             return hashlib.sha256(self.body).hexdigest()
         if extractor.kind == "header":
             return self.headers.get(extractor.name)
+        if extractor.kind == "list":
+            values = [self.get(part) for part in extractor.parts]
+            if any(value is None for value in values):
+                return None
+            return ":".join(value for value in values if value is not None)
         try:
             value = resolve_pointer(self.json(), extractor.tokens)
             if isinstance(value, float | dict | list):

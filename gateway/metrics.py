@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.multiprocess import MultiProcessCollector
 
 import gateway
+from gateway.payments.states import MARKS
 from gateway.store.records import DEPTH_STATES
 
 DELIVERY_RESULTS = ("delivered", "retried", "dead_lettered")
@@ -112,6 +113,12 @@ class Metrics:
             ["source"],
             registry=r,
         )
+        self.payment_anomalies = Counter(
+            "webhook_gateway_payment_anomalies",
+            "Payment events marked superseded or conflict (design.md 5.7)",
+            ["source", "kind"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "webhook_gateway_build_info",
             "Build information",
@@ -127,8 +134,14 @@ class Metrics:
         self._delivery_durations = _Children(self.delivery_duration)
         self._event_latencies = _Children(self.event_latency)
 
-    def declare(self, sources: Mapping[str, str], destinations: Iterable[str]) -> None:
-        """Create every series of these sources (name -> delivery mode) and destinations at 0.
+    def declare(
+        self,
+        sources: Mapping[str, str],
+        destinations: Iterable[str],
+        payment_sources: Iterable[str] = (),
+    ) -> None:
+        """Create every series of these sources (name -> delivery mode), destinations and
+        sources with payments at 0.
 
         Called at start and after each reload; series of a name dropped since stay (at their
         last value) until the process restarts.
@@ -145,6 +158,9 @@ class Metrics:
                 self.deliveries.labels(destination, result)
             self.delivery_duration.labels(destination)
             self.event_latency.labels(destination)
+        for source in payment_sources:
+            for kind in MARKS:
+                self.payment_anomalies.labels(source, kind)
         for result in ("success", "failure"):
             self.config_reloads.labels(result)
         self.set_queue_depth({}, destinations)

@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from gateway.errors import VerificationError
 from gateway.extract import Extractor, Extractors
+from gateway.payments.rules import AmountRule, PaymentRules
 from gateway.providers.base import (
     BaseProvider,
     Secret,
@@ -84,6 +86,29 @@ class Rafiki(BaseProvider):
         id=Extractor("body", "/id"),
         type=Extractor("body", "/type"),
         dedupe=Extractor("body", "/id"),
+    )
+    # Rafiki's incoming and outgoing payment events carry the payment as ``data`` (its id,
+    # its Open Payments amounts); other events (liquidity, wallet addresses) are not about one.
+    payments = PaymentRules(
+        key=Extractor("body", "/data/id"),
+        amount=AmountRule(
+            objects=(
+                Extractor("body", "/data/receivedAmount"),
+                Extractor("body", "/data/debitAmount"),
+            )
+        ),
+        states=MappingProxyType(
+            {
+                "incoming_payment.created": "pending",
+                "incoming_payment.partial_payment_received": "processing",
+                "incoming_payment.completed": "completed",
+                "incoming_payment.expired": "expired",
+                "outgoing_payment.created": "pending",
+                "outgoing_payment.completed": "completed",
+                "outgoing_payment.failed": "failed",
+            }
+        ),
+        types=("incoming_payment.*", "outgoing_payment.*"),
     )
 
     def verify(

@@ -45,6 +45,12 @@ def payments_source(**overrides: Any) -> dict[str, Any]:
         "dedupe": {"key": "header:webhook-id", "window": "72h"},
         "event": {"type": "/type", "subject": "/offerId", "time": "/timestamp"},
         "require": ["/type", "/pendingId", "/offerId", "/status"],
+        # One payment per pendingId, found by it or by the offer (design.md 5.7).
+        "payment": {
+            "key": "/pendingId",
+            "reference": "/offerId",
+            "states": {"payment.completed": "completed", "payment.failed": "failed"},
+        },
         "delivery": "queued",
         "routes": [{"destination": "marketplace", "types": ["payment.*"]}],
     }

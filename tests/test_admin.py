@@ -171,7 +171,7 @@ async def test_openapi_document(with_admin):
         "/admin/dead-letters/redrive",
         "/admin/destinations/{name}/retry-now",
         "/admin/payments",
-        "/admin/payments/{subject}",
+        "/admin/payments/{source}/{key}",
         "/admin/stats",
         "/admin/stream",
     }

@@ -67,21 +67,31 @@ def _origin(admin) -> str:
 
 async def test_payments_timeline_filters_and_stats(with_admin):
     client, admin = await with_admin()
-    await _accept(client, "msg_a1", offerId="offer-1", status="pending", type="payment.pending")
-    await _accept(client, "msg_b1", offerId="offer-2")
-    await _accept(client, "msg_a2", offerId="offer-1", status="paid")
+    await _accept(
+        client, "msg_a1", offerId="offer-1", pendingId="pend-a", status="pending",
+        type="payment.pending",
+    )  # fmt: skip
+    await _accept(client, "msg_b1", offerId="offer-2", pendingId="pend-b")
+    await _accept(client, "msg_a2", offerId="offer-1", pendingId="pend-a", status="paid")
     await _wait(admin, "/admin/events?status=delivered", lambda d: len(d["events"]) == 3)
 
     payments = (await (await admin.get("/admin/payments", headers=AUTH)).json())["payments"]
-    assert [(p["subject"], p["events"], p["body_status"]) for p in payments] == [
-        ("offer-1", 2, "paid"),
-        ("offer-2", 1, "completed"),
+    assert [(p["key"], p["reference"], p["state"], p["events"]) for p in payments] == [
+        ("pend-a", "offer-1", "completed", 2),
+        ("pend-b", "offer-2", "completed", 1),
     ]
-    assert payments[0]["delivered"] is True
-    timeline = await (await admin.get("/admin/payments/offer-1", headers=AUTH)).json()
-    assert [e["id"] for e in timeline["events"]] == ["msg_a1", "msg_a2"]
+    assert (payments[0]["delivered"], payments[0]["attention"]) == (True, None)
+    assert payments[0]["amount"] is None  # the payments service sends no amount
+    timeline = await (await admin.get("/admin/payments/payments/pend-a", headers=AUTH)).json()
+    assert timeline["payment"]["key"] == "pend-a"
+    assert [(e["id"], e["origin"], e["mark"]) for e in timeline["events"]] == [
+        ("msg_a1", "webhook", None),
+        ("msg_a2", "webhook", None),
+    ]
     assert timeline["events"][0]["deliveries"][0]["attempts"][0]["status"] == 200
-    assert (await admin.get("/admin/payments/offer-9", headers=AUTH)).status == 404
+    assert (await admin.get("/admin/payments/payments/pend-z", headers=AUTH)).status == 404
+    by_reference = await (await admin.get("/admin/payments?q=offer-2", headers=AUTH)).json()
+    assert [p["key"] for p in by_reference["payments"]] == ["pend-b"]
 
     typed = await (await admin.get("/admin/events?type=payment.pending", headers=AUTH)).json()
     assert [e["id"] for e in typed["events"]] == ["msg_a1"]
@@ -112,7 +122,9 @@ async def test_payments_timeline_filters_and_stats(with_admin):
         "/admin/payments?limit=ten",
         "/admin/payments?cursor=garbage",
         "/admin/dead-letters?destination=" + "d" * 513,
-        "/admin/payments/" + "s" * 513,
+        "/admin/payments/payments/" + "s" * 513,
+        "/admin/payments?state=lost",
+        "/admin/payments?attention=sometimes",
     ],
 )
 async def test_bad_parameters_are_400(with_admin, path):
@@ -127,7 +139,12 @@ async def test_bad_parameters_are_400(with_admin, path):
 async def test_openapi_documents_the_dashboard_routes(with_admin):
     _, admin = await with_admin()
     document = await (await admin.get("/admin/openapi.json", headers=AUTH)).json()
-    for path in ("/admin/payments", "/admin/payments/{subject}", "/admin/stats", "/admin/stream"):
+    for path in (
+        "/admin/payments",
+        "/admin/payments/{source}/{key}",
+        "/admin/stats",
+        "/admin/stream",
+    ):
         assert path in document["paths"], path
     names = {p["name"] for p in document["paths"]["/admin/events"]["get"]["parameters"]}
     assert {"type", "q"} <= names

@@ -15,7 +15,7 @@ import base64
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -33,18 +33,21 @@ from gateway.errors import (
 )
 from gateway.http.answers import json_answer
 from gateway.http.text import is_text
+from gateway.payments.states import STATES
 from gateway.store.protocols import Store
 from gateway.store.records import (
+    ATTENTIONS,
     EVENT_STATUSES,
     Attempt,
     DeadLetter,
     DeliveryView,
     EventSummary,
     EventView,
-    PaymentSummary,
+    PaymentView,
 )
 from gateway.store.stats import COUNTERS, WINDOW_MINUTES, minute_of
 
+_C = TypeVar("_C", bound=str)
 MAX_LIMIT = 500
 #: Longest cursor accepted (a payments cursor carries a subject, which may be long).
 MAX_CURSOR = 8192
@@ -100,18 +103,19 @@ def summary_json(summary: EventSummary) -> dict[str, Any]:
     }
 
 
-def payment_json(payment: PaymentSummary) -> dict[str, Any]:
-    """One line of the payments view: a subject and its latest event."""
+def payment_json(payment: PaymentView) -> dict[str, Any]:
+    """One payment (design.md 5.7): state, money, whether the marketplace has it."""
     return {
-        "subject": payment.subject,
-        "event_id": payment.event_id,
         "source": payment.source,
-        "type": payment.type,
-        "body_status": payment.body_status,
-        "status": payment.status,
-        "delivered": payment.status == "delivered",
+        "key": payment.key,
+        "reference": payment.reference,
+        "state": payment.state,
+        "amount": None if payment.amount is None else payment.amount.to_json(),
         "events": payment.events,
-        "latest_at": rfc3339(payment.latest_at),
+        "delivered": payment.delivered,
+        "attention": payment.attention,
+        "first_seen": rfc3339(payment.first_seen),
+        "updated_at": rfc3339(payment.updated_at),
     }
 
 
@@ -135,6 +139,9 @@ def event_json(view: EventView) -> dict[str, Any]:
         "body_status": event.body_status,
         "status": view.status,
         "mode": view.mode,
+        "origin": event.origin,
+        "payment_key": view.payment_key,
+        "mark": view.mark,
         "headers": [list(pair) for pair in event.headers],
         **body,
         "deliveries": [delivery_json(d) for d in view.deliveries],
@@ -342,22 +349,44 @@ async def retry_now(request: web.Request) -> web.Response:
     return json_answer(200, {"destination": name, "retried": count})
 
 
+def _choice(request: web.Request, name: str, allowed: tuple[_C, ...]) -> _C | None:
+    """An optional query parameter that must be one of ``allowed``."""
+    value = request.query.get(name) or None
+    if value is None:
+        return None
+    for option in allowed:
+        if value == option:
+            return option
+    raise InvalidRequest(f"{name} must be one of {', '.join(allowed)}")
+
+
 async def list_payments(request: web.Request) -> web.Response:
-    """``GET /admin/payments?limit=&cursor=``: subjects, latest activity first."""
+    """``GET /admin/payments?source=&state=&q=&attention=&limit=&cursor=``: payments, latest
+    update first; ``q`` matches the start of a payment's key or of its reference."""
     payments, cursor = await _store(request).list_payments(
-        limit=_limit(request), cursor=_param(request, "cursor", MAX_CURSOR)
+        source=_param(request, "source"),
+        state=_choice(request, "state", STATES),
+        q=_param(request, "q"),
+        attention=_choice(request, "attention", ATTENTIONS),
+        limit=_limit(request),
+        cursor=_param(request, "cursor", MAX_CURSOR),
     )
     payload = {"payments": [payment_json(p) for p in payments], "next_cursor": cursor}
     return json_answer(200, payload)
 
 
 async def show_payment(request: web.Request) -> web.Response:
-    """``GET /admin/payments/{subject}``: every event of the subject in order, with deliveries."""
-    subject = _text(request.match_info["subject"], "subject")
-    views = await _store(request).subject_timeline(subject)
-    if not views:
-        raise NotFound("no events with this subject")
-    return json_answer(200, {"subject": subject, "events": [event_json(v) for v in views]})
+    """``GET /admin/payments/{source}/{key}``: the payment and every event of it in the order
+    received, each with its origin, its mark and its deliveries."""
+    source = _text(request.match_info["source"], "source")
+    key = _text(request.match_info["key"], "payment key")
+    found = await _store(request).get_payment(source, key)
+    if found is None:
+        raise NotFound("no such payment")
+    payment, views = found
+    return json_answer(
+        200, {"payment": payment_json(payment), "events": [event_json(v) for v in views]}
+    )
 
 
 async def show_stats(request: web.Request) -> web.Response:
@@ -415,5 +444,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/admin/dead-letters/redrive", redrive)
     app.router.add_post("/admin/destinations/{name}/retry-now", retry_now)
     app.router.add_get("/admin/payments", list_payments)
-    app.router.add_get("/admin/payments/{subject}", show_payment)
+    # A payment key may hold slashes (a Rafiki payment id is a URL).
+    app.router.add_get("/admin/payments/{source}/{key:.+}", show_payment)
     app.router.add_get("/admin/stats", show_stats)

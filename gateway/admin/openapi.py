@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import gateway
+from gateway.payments.states import STATES
+from gateway.store.records import ATTENTIONS, EVENT_STATUSES
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -40,7 +42,7 @@ DOCUMENT: dict[str, Any] = {
         "title": "webhook-gateway admin API",
         "version": gateway.__version__,
         "description": "Events, delivery attempts, replay, dead letters and redrive, and"
-        " what the dashboard reads: payments by subject, last-hour figures, a live stream.",
+        " what the dashboard reads: payments, last-hour figures, a live stream.",
     },
     "security": [{"bearer": []}, {"session": []}],
     "paths": {
@@ -53,7 +55,7 @@ DOCUMENT: dict[str, Any] = {
                     {
                         "name": "status",
                         "in": "query",
-                        "schema": {"enum": ["queued", "delivered", "dead_lettered", "unrouted"]},
+                        "schema": {"enum": list(EVENT_STATUSES)},
                     },
                     {"name": "type", "in": "query", "schema": {"type": "string", "maxLength": 512}},
                     {
@@ -142,46 +144,67 @@ DOCUMENT: dict[str, Any] = {
         },
         "/admin/payments": {
             "get": {
-                "summary": "Payments: one line per subject, latest activity first",
+                "summary": "Payments: one line per payment, latest update first",
                 "operationId": "listPayments",
-                "parameters": [*_PAGE],
+                "parameters": [
+                    _SOURCE,
+                    {"name": "state", "in": "query", "schema": {"enum": list(STATES)}},
+                    {
+                        "name": "q",
+                        "in": "query",
+                        "description": "a prefix of the payment's key or of its reference",
+                        "schema": {"type": "string", "maxLength": 512},
+                    },
+                    {"name": "attention", "in": "query", "schema": {"enum": list(ATTENTIONS)}},
+                    *_PAGE,
+                ],
                 "responses": {
                     "200": {
-                        "description": "a page of subjects",
+                        "description": "a page of payments",
                         "content": _json_content(_ref("PaymentPage")),
                     },
-                    "400": _error("bad limit or cursor"),
+                    "400": _error("bad filter, limit or cursor"),
                     **_COMMON_ERRORS,
                 },
             }
         },
-        "/admin/payments/{subject}": {
+        "/admin/payments/{source}/{key}": {
             "get": {
-                "summary": "One subject's timeline: every event in order, with its deliveries",
+                "summary": "One payment and every event of it in order, with its deliveries",
                 "operationId": "getPayment",
                 "parameters": [
                     {
-                        "name": "subject",
+                        "name": "source",
                         "in": "path",
                         "required": True,
                         "schema": {"type": "string", "maxLength": 512},
-                    }
+                    },
+                    {
+                        "name": "key",
+                        "in": "path",
+                        "required": True,
+                        "description": "the payment's key (it may hold slashes: a Rafiki id is a"
+                        " URL)",
+                        "schema": {"type": "string", "maxLength": 512},
+                    },
                 ],
                 "responses": {
                     "200": {
-                        "description": "the subject's events (the last 200)",
+                        "description": "the payment and its events (the last 200)",
                         "content": _json_content(
                             {
                                 "type": "object",
+                                "required": ["payment", "events"],
                                 "properties": {
-                                    "subject": {"type": "string"},
+                                    "payment": _ref("Payment"),
                                     "events": {"type": "array", "items": _ref("Event")},
                                 },
                             }
                         ),
                     },
-                    "400": _error("subject too long or not valid text"),
+                    "400": _error("source or key too long or not valid text"),
                     **_COMMON_ERRORS,
+                    "404": _error("no such payment, or the admin API is off"),
                 },
             }
         },
@@ -359,7 +382,7 @@ DOCUMENT: dict[str, Any] = {
                     "type": _NULLABLE_STRING,
                     "subject": _NULLABLE_STRING,
                     "received_at": _TIME,
-                    "status": {"enum": ["queued", "delivered", "dead_lettered", "unrouted"]},
+                    "status": {"enum": list(EVENT_STATUSES)},
                     "mode": {"enum": ["queued", "sync"]},
                     "body_status": _NULLABLE_STRING,
                     "attempts": {"type": "integer"},
@@ -385,6 +408,9 @@ DOCUMENT: dict[str, Any] = {
                             },
                             "body": {"type": "string"},
                             "body_base64": {"type": "string"},
+                            "origin": {"enum": ["webhook", "reconciled"]},
+                            "payment_key": _NULLABLE_STRING,
+                            "mark": {"enum": [None, "superseded", "conflict"]},
                             "deliveries": {"type": "array", "items": _ref("Delivery")},
                         },
                     },
@@ -410,18 +436,34 @@ DOCUMENT: dict[str, Any] = {
                     "last_attempt": {"oneOf": [_ref("Attempt"), {"type": "null"}]},
                 },
             },
+            "Amount": {
+                "type": "object",
+                "description": "exact: value in minor units as text, its scale and currency",
+                "required": ["value", "scale", "currency", "decimal"],
+                "properties": {
+                    "value": {"type": "string", "pattern": "^-?[0-9]+$"},
+                    "scale": {"type": "integer", "minimum": 0},
+                    "currency": {"type": "string"},
+                    "decimal": {"type": "string"},
+                },
+            },
             "Payment": {
                 "type": "object",
+                "required": ["source", "key", "state", "events", "delivered", "attention"],
                 "properties": {
-                    "subject": _NULLABLE_STRING,
-                    "event_id": {"type": "string"},
                     "source": {"type": "string"},
-                    "type": _NULLABLE_STRING,
-                    "body_status": _NULLABLE_STRING,
-                    "status": {"enum": ["queued", "delivered", "dead_lettered", "unrouted"]},
-                    "delivered": {"type": "boolean"},
+                    "key": {"type": "string"},
+                    "reference": _NULLABLE_STRING,
+                    "state": {"enum": list(STATES)},
+                    "amount": {"oneOf": [_ref("Amount"), {"type": "null"}]},
                     "events": {"type": "integer"},
-                    "latest_at": _TIME,
+                    "delivered": {
+                        "type": "boolean",
+                        "description": "every delivery of its delivered events is done",
+                    },
+                    "attention": {"enum": [None, *ATTENTIONS]},
+                    "first_seen": _TIME,
+                    "updated_at": _TIME,
                 },
             },
             "PaymentPage": {

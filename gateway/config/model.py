@@ -13,6 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 from gateway.delivery.forward import Destination
 from gateway.delivery.retry import RetryPolicy
 from gateway.extract import Extractor, Extractors
+from gateway.payments.rules import PaymentRules
 from gateway.providers.base import BaseProvider
 from gateway.ratelimit.gcra import RateRule
 from gateway.secret import Secret
@@ -162,6 +163,9 @@ class SourceConfig:
     #: An event whose type no route takes: ``store`` it as ``unrouted`` (answered with the
     #: ``ack_status``) or ``reject`` it with 422 ``unrouted``, storing nothing.
     on_unrouted: Literal["store", "reject"] = "store"
+    #: How its events name a payment and what they say of it (design.md 5.7); ``None``: its
+    #: events stay plain events.
+    payment: PaymentRules | None = None
     routes: tuple[RouteConfig, ...] = ()
     forward_headers: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict, compare=False)

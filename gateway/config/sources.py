@@ -12,6 +12,7 @@ from gateway.config.model import (
     RouteConfig,
     SourceConfig,
 )
+from gateway.config.payments import parse_payment
 from gateway.config.reader import (
     NAME,
     Reader,
@@ -24,7 +25,7 @@ from gateway.config.reader import (
 )
 from gateway.delivery.forward import gateway_owned
 from gateway.errors import OptionError
-from gateway.extract import Extractor, Extractors, parse_extractor
+from gateway.extract import Extractor, Extractors, list_extractor, parse_extractor
 from gateway.providers.registry import ProviderRegistry
 from gateway.ratelimit.gcra import Rate, RateRule
 from gateway.secret import Secret
@@ -60,7 +61,7 @@ def _rate_rule(reader: Reader, raw: object, key: str) -> RateRule | None:
 
 _SOURCE_KEYS = {
     "path", "provider", "secrets", "tolerance", "allow_ips", "allow_unsigned", "rate_limit",
-    "dedupe", "event", "require", "delivery", "ack_status", "on_unrouted", "routes",
+    "dedupe", "event", "require", "delivery", "ack_status", "on_unrouted", "payment", "routes",
     "forward_headers", "options",
 }  # fmt: skip
 #: What a source may answer an accepted event with (design.md 3): the sender counts one of them
@@ -84,6 +85,13 @@ def _extractor(value: object) -> Extractor:
     """An ``event:`` extractor; YAML may give a number or a list, which is refused by its text
     like ``require`` and ``dedupe.key`` entries, never an ``AttributeError``."""
     return parse_extractor(str(value))
+
+
+def _dedupe_key(value: object) -> Extractor:
+    """``dedupe.key``: an extractor, ``sha256``, or a list of extractors joined with ``:``."""
+    if isinstance(value, list):
+        return list_extractor([parse_extractor(str(part)) for part in value])
+    return parse_extractor(str(value), allow_sha256=True)
 
 
 def _ack_status(value: object) -> int:
@@ -179,9 +187,7 @@ def _source(
     if data.get("dedupe") is not None:
         with reader.at("dedupe"):
             dd = reader.mapping(data["dedupe"], {"key", "window"})
-            dedupe_key = reader.field(
-                dd, "key", lambda v: parse_extractor(str(v), allow_sha256=True), dedupe_key
-            )
+            dedupe_key = reader.field(dd, "key", _dedupe_key, dedupe_key)
             window = reader.field(dd, "window", parse_duration, window)
     if verifier.uses_timestamp and window < 2 * tolerance:
         # design.md 3: a replay must be refused by the window or by the tolerance, never by neither.
@@ -191,6 +197,7 @@ def _source(
             "is refused by one or the other",
         )
     require = reader.list_of(data, "require", lambda v: parse_extractor(str(v)))
+    payment = parse_payment(reader, data.get("payment"), verifier.payments, provider_name)
 
     delivery: Literal["queued", "sync"] = reader.field(
         data, "delivery", choice("queued", "sync"), "queued"
@@ -243,6 +250,7 @@ def _source(
         delivery=delivery,
         ack_status=ack_status,
         on_unrouted=on_unrouted,
+        payment=payment,
         routes=tuple(routes),
         forward_headers=forward_headers,
         options=MappingProxyType(dict(options)),

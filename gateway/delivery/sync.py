@@ -65,7 +65,12 @@ async def forward_sync(
     ``limit``: the per-source limit, decided by the claim itself (``LimitReached``)."""
     try:
         claim = await store.claim(
-            event.source, event.dedupe_key, destination.timeout + SYNC_LEASE_MARGIN, now, limit
+            event.source,
+            event.dedupe_key,
+            destination.timeout + SYNC_LEASE_MARGIN,
+            now,
+            limit,
+            shard_key=event.shard_key,
         )
     except StoreError as exc:
         raise Unavailable() from exc
@@ -93,7 +98,7 @@ async def forward_sync(
     finally:
         if not committed:
             try:
-                await store.release(event.source, event.dedupe_key)
+                await store.release(event.source, event.dedupe_key, shard_key=event.shard_key)
             except StoreError:
                 # The claim's lease runs out by itself; the sender's retry then goes through.
                 log.warning("could not release a sync claim", extra={"event_id": event.id})

@@ -247,8 +247,10 @@ class Ingress:
         # Every absent field in one answer: a sender fixes its body in one go.
         missing = [required.spelled for required in source.require if not payload.has(required)]
         dedupe_key = payload.get(source.dedupe.key)
-        if not dedupe_key and source.dedupe.key.spelled not in missing:
-            missing.append(source.dedupe.key.spelled)
+        if not dedupe_key:
+            key = source.dedupe.key
+            absent = payload.missing_parts(key) if key.kind == "list" else [key.spelled]
+            missing += [part for part in absent or [key.spelled] if part not in missing]
         if missing:
             raise MissingField(missing)
         assert dedupe_key is not None
@@ -275,6 +277,7 @@ class Ingress:
         body_status = body_status_of(payload.body_status())
         if body_status is not None and not is_text(body_status):
             body_status = None
+        payment = source.payment.read(payload, type_) if source.payment is not None else None
         kept: list[tuple[str, str]] = []
         content_type = request.headers.get("Content-Type")
         if content_type:
@@ -294,6 +297,7 @@ class Ingress:
             request_id=request_id,
             received_at=now,
             body_status=body_status,
+            payment=payment,
         )
 
     async def _enqueue(self, plan: SourcePlan, event: Event, now: float) -> Accepted:
@@ -322,6 +326,25 @@ class Ingress:
             return Accepted(
                 200, {"id": result.event_id, "status": "duplicate"}, "duplicate", result.event_id
             )
+        if result.mark is not None:
+            self.metrics.payment_anomalies.labels(source.name, result.mark).inc()
+            log_fields(
+                log,
+                logging.WARNING,
+                f"payment event {result.mark}",
+                {
+                    "source": source.name,
+                    "event_id": event.id,
+                    "type": event.type,
+                    "payment_key": None if event.payment is None else event.payment.key,
+                    "mark": result.mark,
+                    "delivered": not result.held,
+                },
+            )
+        if result.held:
+            # Stored, not delivered (order: enforce): the sender has done its part.
+            held: dict[str, object] = {"id": event.id, "status": result.mark}
+            return Accepted(source.ack_status, held, "accepted", event.id)
         if not destinations:
             body: dict[str, object] = {"id": event.id, "status": "unrouted"}
             return Accepted(source.ack_status, body, "unrouted", event.id, event_type=event.type)

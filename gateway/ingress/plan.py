@@ -71,7 +71,7 @@ def plan_source(
         limits=StoreErrorPolicy(
             limiter, source.rate_limit.on_store_error, on_failure=on_limiter_failure
         ),
-        read_headers=frozenset(e.name for e in read if e is not None and e.kind == "header"),
+        read_headers=frozenset(name for e in read if e is not None for name in e.header_names()),
         kept_headers=("content-type", *source.forward_headers),
         needs_json=any(e is not None and e.needs_json for e in read),
         accept_limit=AcceptLimit(key, rule) if limits_in_store and rule is not None else None,

@@ -15,6 +15,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.errors import OptionError, VerificationError
 from gateway.extract import Extractor, Extractors
+from gateway.payments.rules import PaymentRules
 from gateway.providers.encoding import describe_text_secret, digest_matches
 from gateway.secret import Secret
 
@@ -71,6 +72,9 @@ class BaseProvider:
     #: The status a queued event is acknowledged with (design.md 3 ``ack_status``): what this
     #: scheme's senders count as success. A source may set its own (200 or 202).
     ack_status: ClassVar[int] = 202
+    #: What this scheme's events say of payments by default (design.md 5.7): a source of it
+    #: has payments unless it says ``payment: false``. ``None``: only with a ``payment:`` block.
+    payments: ClassVar[PaymentRules | None] = None
 
     def __init__(self, *, tolerance: float = 300.0, options: Mapping[str, Any] | None = None):
         self.tolerance = tolerance

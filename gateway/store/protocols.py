@@ -23,6 +23,13 @@ Operations (see ``Store``):
   the id of the event accepted first. An event whose ``(source, id)`` was accepted within the
   window under a *different* dedupe key is a duplicate as well (an id collision: the
   destinations dedupe on ``webhook-id`` and would drop it anyway, so the gateway says so).
+  An event about a payment (``Event.payment``) moves its payment's state in the same step
+  (``gateway.payments.states.advance``): the payment is created on its first event; its
+  state only moves forward; an event that reports an earlier state is marked ``superseded``,
+  one that reports another terminal state ``conflict`` (and the payment is flagged). A marked
+  event of a source with ``order: enforce`` is stored without deliveries (status ``held``); a
+  replay delivers it. The payment's reference and amount follow its latest unmarked event
+  that carries them.
 * ``claim / commit / release``: sync mode. ``claim`` takes the dedupe key for ``lease``
   seconds; ``commit`` marks it done for the window and records the event, one delivered
   delivery per destination and the attempt (the same attempt is recorded on each); ``release``
@@ -48,16 +55,18 @@ Operations (see ``Store``):
 * ``redrive(delivery_ids | None, now)``: dead letters (all of them for ``None``) are due again
   with their attempt count reset; the attempts already made stay recorded.
 * ``prune(before, limit)``: retention. Deletes at most ``limit`` finished events (status
-  delivered or unrouted: no delivery due, leased or dead) received before ``before``, with
+  delivered, unrouted or held: no delivery due, leased or dead) received before ``before``, with
   their deliveries, attempts and index entries, and answers how many. The caller loops until
   fewer than ``limit`` come back, so no transaction or script runs long. Events with a dead
   delivery stay (an operator redrives or inspects them). Dedupe keys keep their own expiry
   and are left alone; ``store.retention`` is never shorter than a dedupe window (the loader
   refuses that), so the original of a duplicate is still stored.
-* ``list_payments``, ``subject_timeline``, ``stats``, ``changes``: for the dashboard (design.md
-  5.6): subjects by latest event, one subject's events in order, per-minute counters and a
-  latency histogram (``gateway.store.stats``) written with each accept and attempt, and the
-  bounded change log the live stream reads. All are index walks, never scans of every event.
+* ``list_payments``, ``get_payment``, ``stats``, ``changes``: for the dashboard (design.md
+  5.6, 5.7): payments by latest update (filtered by source, state, attention, or a key or
+  reference prefix), one payment with its events in order, per-minute counters and a latency
+  histogram (``gateway.store.stats``) written with each accept and attempt, and the bounded
+  change log the live stream reads. All are index walks, never scans of every event; a
+  payment's ``delivered`` and ``dead_letter`` attention are read from its events' statuses.
 * ``get_event``, ``list_events``, ``list_dead_letters``, ``queue_depth``: for the admin API and
   metrics. Lists are newest first and paged with an opaque cursor; a page may hold fewer than
   ``limit`` items while the cursor is not ``None`` (a filtered scan stops after a bounded
@@ -73,11 +82,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
+from gateway.payments.states import State
 from gateway.ratelimit.limiter import Limiter
 from gateway.store.records import (
     AcceptLimit,
     AcceptResult,
     Attempt,
+    Attention,
     Change,
     Claim,
     DeadLetter,
@@ -86,7 +97,7 @@ from gateway.store.records import (
     EventSummary,
     EventView,
     Lease,
-    PaymentSummary,
+    PaymentView,
 )
 from gateway.store.stats import Stats
 
@@ -125,10 +136,13 @@ class IngressStore(Protocol):
         lease: float,
         now: float,
         limit: AcceptLimit | None = None,
+        *,
+        shard_key: str | None = None,
     ) -> Claim:
         """Sync mode: take the dedupe key for ``lease`` seconds, unless taken or done; with a
         ``limit`` (where ``decides_limits``), decide it first: ``LimitReached``, nothing
-        claimed."""
+        claimed. ``shard_key``: the event's ``Event.shard_key`` (a partitioned store keeps
+        the claim where the commit will write)."""
 
     async def commit(
         self,
@@ -140,7 +154,7 @@ class IngressStore(Protocol):
     ) -> None:
         """Sync mode: mark the key done for the window; record event, deliveries, attempt."""
 
-    async def release(self, source: str, dedupe_key: str) -> None:
+    async def release(self, source: str, dedupe_key: str, *, shard_key: str | None = None) -> None:
         """Sync mode: give a claim up (the forward failed); a done key is left alone."""
 
     def decides_limits(self, limiter: Limiter) -> bool:
@@ -212,12 +226,23 @@ class DashboardReads(Protocol):
     """What the dashboard reads besides the operator's lists: payments, figures, changes."""
 
     async def list_payments(
-        self, *, limit: int = 50, cursor: str | None = None
-    ) -> tuple[list[PaymentSummary], str | None]:
-        """Subjects, latest activity first; the page and the cursor of the next one."""
+        self,
+        *,
+        source: str | None = None,
+        state: State | None = None,
+        q: str | None = None,
+        attention: Attention | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> tuple[list[PaymentView], str | None]:
+        """Payments, latest update first, filtered; ``q`` is a prefix of a payment's key or
+        of its reference. The page and the cursor of the next one."""
 
-    async def subject_timeline(self, subject: str) -> list[EventView]:
-        """The events of one subject in the order received (the last ``TIMELINE_LIMIT``)."""
+    async def get_payment(
+        self, source: str, key: str
+    ) -> tuple[PaymentView, list[EventView]] | None:
+        """One payment and its events in the order received (the last ``TIMELINE_LIMIT``),
+        or ``None``."""
 
     async def stats(self, now: float) -> Stats:
         """Counts per minute over the hour before ``now`` and the latency histogram."""

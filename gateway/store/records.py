@@ -18,6 +18,9 @@ from typing import Literal, TypeVar
 from gateway.errors import InvalidCursor, StoreError
 from gateway.jsontext import dumps
 from gateway.logs import log_fields
+from gateway.payments.amounts import Amount
+from gateway.payments.rules import PaymentFacts
+from gateway.payments.states import Mark, State
 from gateway.ratelimit.gcra import Decision, RateRule
 
 log = logging.getLogger("gateway.store")
@@ -26,7 +29,7 @@ log = logging.getLogger("gateway.store")
 EXCERPT_LIMIT = 1024
 #: Bound on the body ``status`` kept with an event for the payments view.
 BODY_STATUS_LIMIT = 64
-#: Most events one subject's timeline returns (the newest ones, in order).
+#: Most events one payment's timeline returns (the newest ones, in order).
 TIMELINE_LIMIT = 200
 #: Most matches a text search (``q``) of ``list_events`` considers per index walked.
 SEARCH_LIMIT = 1000
@@ -41,8 +44,16 @@ Claim = Literal["claimed", "in_progress", "done"]
 CLAIMS: tuple[Claim, ...] = ("claimed", "in_progress", "done")
 #: ``queued``: some delivery is due or leased; ``dead_lettered``: none is, some are dead;
 #: ``delivered``: every delivery was delivered; ``unrouted``: the event has no delivery at all.
-EventStatus = Literal["queued", "delivered", "dead_lettered", "unrouted"]
-EVENT_STATUSES: tuple[EventStatus, ...] = ("queued", "delivered", "dead_lettered", "unrouted")
+#: ``held``: a payment's event marked superseded or conflict and, under ``order: enforce``,
+#: not delivered (a replay delivers it).
+EventStatus = Literal["queued", "delivered", "dead_lettered", "unrouted", "held"]
+EVENT_STATUSES: tuple[EventStatus, ...] = (
+    "queued", "delivered", "dead_lettered", "unrouted", "held",
+)  # fmt: skip
+Origin = Literal["webhook", "reconciled"]
+ORIGINS: tuple[Origin, ...] = ("webhook", "reconciled")
+Attention = Literal["conflict", "dead_letter", "missing"]
+ATTENTIONS: tuple[Attention, ...] = ("conflict", "dead_letter", "missing")
 #: The states ``queue_depth`` counts (the metric's ``state`` label, design.md 5.5).
 DEPTH_STATES: tuple[DeliveryState, ...] = ("due", "leased", "dead")
 #: Deliveries waiting out a backoff that one successful delivery makes due again (see
@@ -78,6 +89,19 @@ class Event:
     #: The body's own ``status`` field (a payment's "paid", "failed"), cut to
     #: ``BODY_STATUS_LIMIT`` characters; ``None`` when the body has none.
     body_status: str | None = None
+    #: What the event says of its payment (design.md 5.7), as ingress read it; ``None`` for
+    #: an event that is not about a payment. Not read back from the store (its key and mark
+    #: are, in ``EventView``).
+    payment: PaymentFacts | None = None
+    #: ``webhook``: a sender posted it; ``reconciled``: recovered from the provider's listing.
+    origin: Origin = "webhook"
+
+    @property
+    def shard_key(self) -> str:
+        """What decides where the event is stored in a partitioned store: its payment's key
+        (every event of a payment in one part, so its state is decided in one step), or its
+        dedupe key (a duplicate always meets its original)."""
+        return self.payment.key if self.payment is not None else self.dedupe_key
 
 
 @dataclass(frozen=True)
@@ -86,6 +110,10 @@ class AcceptResult:
 
     status: AcceptStatus
     event_id: str
+    #: What the payment's state machine made of the event (design.md 5.7): ``superseded`` or
+    #: ``conflict``, or ``None``; ``held``: marked and not delivered (``order: enforce``).
+    mark: Mark | None = None
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -206,6 +234,8 @@ class EventView:
     mode: Mode
     status: EventStatus
     deliveries: tuple[DeliveryView, ...]
+    payment_key: str | None = None
+    mark: Mark | None = None
 
 
 @dataclass(frozen=True)
@@ -224,17 +254,22 @@ class EventSummary:
 
 
 @dataclass(frozen=True)
-class PaymentSummary:
-    """One line of the payments view: a subject and where it stands (its latest event)."""
+class PaymentView:
+    """One payment (design.md 5.7): where it stands, for how much, and whether the marketplace
+    has it."""
 
-    subject: str | None  # None: an event without a subject, standing alone
-    event_id: str  # the latest event's id
     source: str
-    type: str | None
-    body_status: str | None
-    status: EventStatus  # of the latest event
+    key: str
+    reference: str | None
+    state: State
+    amount: Amount | None
     events: int
-    latest_at: float
+    #: Every delivery of its events that are delivered at all (not held) is done, and at
+    #: least one was made: the marketplace has the payment as it stands.
+    delivered: bool
+    attention: Attention | None
+    first_seen: float
+    updated_at: float
 
 
 @dataclass(frozen=True)
@@ -292,10 +327,11 @@ def log_backlog_released(destination: str, count: int) -> None:
     )
 
 
-def event_status(n_deliveries: int, pending: int, dead: int) -> EventStatus:
-    """An event's status from the count of its deliveries, pending ones and dead ones."""
+def event_status(n_deliveries: int, pending: int, dead: int, held: bool = False) -> EventStatus:
+    """An event's status from the count of its deliveries, pending ones and dead ones
+    (``held``: a marked payment event kept back from delivery)."""
     if n_deliveries == 0:
-        return "unrouted"
+        return "held" if held else "unrouted"
     if pending:
         return "queued"
     if dead:

@@ -44,5 +44,39 @@ async def test_a_schema_1_file_gains_the_dashboard_columns_on_open(tmp_path: Pat
     finally:
         await store.close()
     conn = sqlite3.connect(tmp_path / "old.db")
-    assert conn.execute("SELECT version FROM schema_version").fetchone() == (2,)
+    assert conn.execute("SELECT version FROM schema_version").fetchone() == (3,)
+    conn.close()
+
+
+async def test_a_schema_2_file_gains_payments_on_open(tmp_path: Path):
+    import sqlite3
+
+    from tests.store.conftest import T0, make_event
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    store = await open_store(url)
+    await store.accept(make_event("old"), ["m"], 60.0, T0)
+    await store.close()
+    # As schema 2 left it: no payment columns, a subjects table, no payments table.
+    conn = sqlite3.connect(tmp_path / "old.db")
+    conn.execute("DROP INDEX events_by_payment")
+    for column in ("payment_key", "mark", "origin"):
+        conn.execute(f"ALTER TABLE events DROP COLUMN {column}")
+    conn.execute("DROP TABLE payments")
+    conn.execute("CREATE TABLE subjects (key TEXT PRIMARY KEY, events INTEGER)")
+    conn.execute("UPDATE schema_version SET version = 2")
+    conn.commit()
+    conn.close()
+    store = await open_store(url)
+    try:
+        view = await store.get_event("old")
+        assert view is not None
+        assert (view.payment_key, view.mark, view.event.origin) == (None, None, "webhook")
+        assert await store.list_payments() == ([], None)
+    finally:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / "old.db")
+    assert conn.execute("SELECT version FROM schema_version").fetchone() == (3,)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "subjects" not in tables and "payments" in tables
     conn.close()

@@ -47,11 +47,11 @@ from __future__ import annotations
 from gateway.store.redis.core import PartitionMismatch
 from gateway.store.redis.ingress import RedisIngress
 from gateway.store.redis.operator import RedisOperator
+from gateway.store.redis.payments import RedisPayments
 from gateway.store.redis.queue import RedisQueue
-from gateway.store.redis.views import RedisViews
 
 __all__ = ["PartitionMismatch", "RedisStore"]
 
 
-class RedisStore(RedisIngress, RedisQueue, RedisOperator, RedisViews):
+class RedisStore(RedisIngress, RedisQueue, RedisOperator, RedisPayments):
     """The Redis implementation of ``Store``; open it with ``RedisStore.open``."""

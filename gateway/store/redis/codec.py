@@ -49,4 +49,5 @@ def event_of(fields: dict[str, bytes], ring: KeyRing | None) -> Event:
         request_id=request_id,
         received_at=received_at,
         body_status=text_or_none(fields.get("body_status")),
+        origin="reconciled" if fields.get("origin") == b"reconciled" else "webhook",
     )

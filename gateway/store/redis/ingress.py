@@ -22,6 +22,7 @@ from typing import Literal
 
 from gateway.errors import StoreError
 from gateway.jsontext import dumpb, dumps
+from gateway.payments.states import MARKS, Mark
 from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.redis_limiter import RedisLimiter, decision_of, redis_key
 from gateway.store.crypto import seal_payload
@@ -38,7 +39,6 @@ from gateway.store.records import (
     delivery_change,
     event_change,
     one_of,
-    subject_key,
 )
 from gateway.store.redis.codec import time_text
 from gateway.store.redis.core import RedisCore
@@ -69,10 +69,10 @@ class RedisIngress(RedisCore):
         limit: AcceptLimit | None = None,
     ) -> AcceptResult:
         """Dedupe, persist and enqueue, in one script (which decides ``limit`` first)."""
-        status, event_id = await self._store_event(
+        status, event_id, mark, held = await self._store_event(
             "queued", event, destinations, window, now, limit=limit
         )
-        return AcceptResult(one_of(status, ACCEPT_STATUSES, "accept status"), event_id)
+        return AcceptResult(one_of(status, ACCEPT_STATUSES, "accept status"), event_id, mark, held)
 
     async def claim(
         self,
@@ -81,10 +81,13 @@ class RedisIngress(RedisCore):
         lease: float,
         now: float,
         limit: AcceptLimit | None = None,
+        *,
+        shard_key: str | None = None,
     ) -> Claim:
         """Take the dedupe key for ``lease`` seconds, unless it is claimed or done; in the same
-        script, ``limit`` first (as accept.lua does)."""
-        keys = self._parts[self.partition_of(source, dedupe_key)]
+        script, ``limit`` first (as accept.lua does). ``shard_key``: the event's
+        (``Event.shard_key``), so the claim lives where the commit will write."""
+        keys = self._parts[self.partition_of(source, shard_key or dedupe_key)]
         script_keys = [keys.dd(source, dedupe_key)]
         args = [time_text(now), time_text(now + lease), ttl_ms(lease)]
         if limit is not None:
@@ -126,9 +129,9 @@ class RedisIngress(RedisCore):
         """Mark the key done for the window; record the event as delivered with the attempt."""
         await self._store_event("sync", event, destinations, window, now, attempt.bounded())
 
-    async def release(self, source: str, dedupe_key: str) -> None:
+    async def release(self, source: str, dedupe_key: str, *, shard_key: str | None = None) -> None:
         """Give a claim up; a key already done stays done."""
-        keys = self._parts[self.partition_of(source, dedupe_key)]
+        keys = self._parts[self.partition_of(source, shard_key or dedupe_key)]
         await self._call("release", [keys.dd(source, dedupe_key)], [])
 
     async def _store_event(
@@ -141,8 +144,9 @@ class RedisIngress(RedisCore):
         attempt: Attempt | None = None,
         *,
         limit: AcceptLimit | None = None,
-    ) -> tuple[str, str]:
-        """Run accept.lua; the status and event id it answers.
+    ) -> tuple[str, str, Mark | None, bool]:
+        """Run accept.lua; the status and event id it answers, the event's mark (a payment's
+        event, design.md 5.7) and whether it was held back.
 
         With one partition the change-log entries are appended by accept.lua itself (the log
         shares that partition's hash tag), saving a second script call per event; with more,
@@ -151,7 +155,7 @@ class RedisIngress(RedisCore):
         it before writing anything, on the server's clock as ``RedisLimiter`` does:
         ``LimitReached``.
         """
-        keys = self._parts[self.partition_of(event.source, event.dedupe_key)]
+        keys = self._parts[self.partition_of(event.source, event.shard_key)]
         uid = keys.new_uid()
         body, headers = seal_payload(self._ring, event.source, event.id, event.body, event.headers)
         received_at = time_text(event.received_at)
@@ -162,17 +166,18 @@ class RedisIngress(RedisCore):
             "request_id", event.request_id,
             "received_at", received_at,
             "mode", mode,
+            "origin", event.origin,
         ]  # fmt: skip
         for name, value in (
             ("type", event.type),
             ("subject", event.subject),
             ("time", event.time),
             ("body_status", body_status_of(event.body_status)),
+            ("payment_key", None if event.payment is None else event.payment.key),
         ):
             if value is not None:
                 fields += [name, value]
         delivery_ids = [new_delivery_id(uid) for _ in destinations]
-        member = subject_key(event.subject, uid)
         packed: dict[str, object] = {
             "mode": mode,
             "now": time_text(now),
@@ -184,7 +189,6 @@ class RedisIngress(RedisCore):
             "fields": fields,
             "dests": list(destinations),
             "dids": delivery_ids,
-            "member": member,
         }
         ended = now
         if attempt is not None:
@@ -202,17 +206,37 @@ class RedisIngress(RedisCore):
             keys.ids(event.id),
             keys.lex_id,
             keys.lex_subject,
-            keys.subjects,
-            keys.subject(member),
             keys.stats(minute_of(now)),
             keys.stats(minute_of(ended)),
+            keys.status["held"],
             *(keys.dl(did) for did in delivery_ids),
             *(keys.at(did) for did in delivery_ids),
         ]
+        # Keys the script takes only sometimes, each named by its position (KEYS is 1-based).
+        at: dict[str, int] = {}
         if event.type is not None:
             script_keys.append(keys.type(event.type))
-        if event.subject is not None:
-            script_keys.append(keys.subject_events(event.subject))
+            at["type"] = len(script_keys)
+        if event.payment is not None:
+            pay = event.payment
+            member = f"{event.source}\n{pay.key}"
+            at["pay"] = len(script_keys) + 1
+            script_keys += keys.payment_keys(event.source, member)
+            packed["pay"] = {
+                "source": event.source,
+                "key": pay.key,
+                "member": member,
+                "state": pay.state,
+                "reference": pay.reference,
+                "amount": None
+                if pay.amount is None
+                else {
+                    "value": str(pay.amount.value),
+                    "scale": str(pay.amount.scale),
+                    "currency": pay.amount.currency,
+                },
+                "order": pay.order,
+            }
         change = event_change(
             event.id, event.source, event.type, event.subject, body_status_of(event.body_status)
         )
@@ -228,9 +252,12 @@ class RedisIngress(RedisCore):
             packed["cap"] = str(CHANGES_CAP)
             packed["log"] = [(kind, dumps(data)[:-1]) for kind, data in entries]
             script_keys.append(CHANGES_KEY)
+            at["log"] = len(script_keys)
         if limit is not None:
             packed["limit"] = [str(limit.rule.interval_us), str(limit.rule.burst)]
             script_keys.append(self._limit_key(limit))
+            at["limit"] = len(script_keys)
+        packed["at"] = at
         reply = await self._call(
             "accept", script_keys, [dumpb(packed), body, headers], durable=True
         )
@@ -238,7 +265,11 @@ class RedisIngress(RedisCore):
         if status == "rate_limited" and limit is not None:
             raise LimitReached(decision_of(reply[1:], limit.rule))
         event_id = reply[1].decode()
+        mark: Mark | None = None
+        held = False
         if status == "queued":
+            mark = one_of(reply[4].decode(), MARKS, "mark") if reply[4] else None
+            held = bool(int(reply[5]))
             event_status = reply[2].decode()
             if not inline:
                 await self._log_changes(
@@ -246,4 +277,4 @@ class RedisIngress(RedisCore):
                 )
             elif not int(reply[3]):
                 log.warning("change log: an entry of event %s was not written", event.id)
-        return status, event_id
+        return status, event_id, mark, held

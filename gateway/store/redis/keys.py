@@ -4,12 +4,15 @@ Partitions (``store.partitions``, design.md 5.4): the store is N independent par
 the hash tag of its own prefix, ``wg:{q}:`` for one partition and ``wg:{q0}:`` ...
 ``wg:{q<N-1>}:`` for more. An event lives with its deliveries, attempts, dedupe entry and
 indexes in the partition of a stable hash of (source, dedupe key), so a duplicate always meets
-its original, and each script touches one partition: on a Redis Cluster the partitions spread
-over the masters and writes grow with them. Every key a script touches is passed in ``KEYS``
-(the cluster contract): event ids (``uid``) start with their partition's number and delivery ids
-with their event's uid, so the keys of a delivery are known before a script runs. The partition
-count is recorded in ``wg:meta`` on first use, and a store opened with another count is refused
-(the other count would look for duplicates in the wrong partition).
+its original; an event about a payment (design.md 5.7), in that of (source, payment key), so a
+payment's events share one partition and its state is decided in one script (a resend carries
+the same payment key, so it still meets its original). Each script touches one partition: on a
+Redis Cluster the partitions spread over the masters and writes grow with them. Every key a
+script touches is passed in ``KEYS`` (the cluster contract): event ids (``uid``) start with
+their partition's number and delivery ids with their event's uid, so the keys of a delivery are
+known before a script runs. The partition count is recorded in ``wg:meta`` on first use, and a
+store opened with another count is refused (the other count would look for duplicates in the
+wrong partition).
 
 Keys of one partition, under its prefix::
 
@@ -23,12 +26,17 @@ Keys of one partition, under its prefix::
     at:<delivery id>            list  its attempts, JSON
     due / leased / dead         zset  delivery ids by next attempt / lease expiry / dead_at
     depth                       hash  "<destination>\\n<state>" -> count, for queue_depth
-    events, events:src:<source>, events:st:<status>, events:type:<type>, id:<event id>,
-    subj:ev:<subject>           zset  event uids by received_at, for lists and look-ups
+    events, events:src:<source>, events:st:<status>, events:type:<type>, id:<event id>
+                                zset  event uids by received_at, for lists and look-ups
     lex:id, lex:subj            zset  "<id or subject>\\n<uid>" at score 0: prefix search
-    subjects                    zset  "s:<subject>" (or "e:<uid>" for an event without one) by
-                                      its latest event in the partition, for the payments view
-    subj:<member>               hash  latest (uid), n (events), subject: within the partition
+    pay:<source>\\n<key>         hash  a payment (design.md 5.7): state, reference, value,
+                                      scale, currency, events, first, updated, conflict,
+                                      missing; its events live in its partition (the
+                                      partition follows the payment's key, ``Event.shard_key``)
+    pay:ev:<source>\\n<key>      zset  its events' uids by received_at
+    payments, payments:src:<source>, payments:st:<state>, payments:conflict
+                                zset  payments ("<source>\\n<key>") by last update
+    lex:paykey, lex:payref      zset  "<key or reference>\\n<source>\\n<key>": prefix search
     stats:<minute>              hash  per-minute counters and latency buckets (2 h TTL)
 
 Keys of the whole store::
@@ -44,6 +52,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+
+from gateway.payments.states import STATES
 
 #: Where the partition count is recorded (no hash tag: read once, from any node).
 META_KEY = "wg:meta"
@@ -90,7 +100,7 @@ class PartitionKeys:
             p + "depth",
         )
         self.events = p + "events"
-        self.status = {st: f"{p}events:st:{st}" for st in STATUSES}
+        self.status = {st: f"{p}events:st:{st}" for st in (*STATUSES, "held")}
         #: What every state-changing script takes first, in prelude.lua's order.
         self.shared = [
             self.due, self.leased, self.dead, self.depth, self.events,
@@ -133,10 +143,6 @@ class PartitionKeys:
         """The index of the events of one type."""
         return f"{self.prefix}events:type:{type_}"
 
-    def subject_events(self, subject: str) -> str:
-        """The index of one subject's events (its timeline, within the partition)."""
-        return f"{self.prefix}subj:ev:{subject}"
-
     @property
     def lex_id(self) -> str:
         """The prefix-search index of event ids."""
@@ -147,14 +153,54 @@ class PartitionKeys:
         """The prefix-search index of subjects."""
         return f"{self.prefix}lex:subj"
 
-    @property
-    def subjects(self) -> str:
-        """The subjects by their latest event, for the payments view."""
-        return f"{self.prefix}subjects"
+    def payment(self, member: str) -> str:
+        """The hash of a payment (``member``: ``<source>\\n<key>``)."""
+        return f"{self.prefix}pay:{member}"
 
-    def subject(self, member: str) -> str:
-        """The hash of a subjects member (``records.subject_key``): latest, n, subject."""
-        return f"{self.prefix}subj:{member}"
+    def payment_events(self, member: str) -> str:
+        """The index of a payment's events (its timeline)."""
+        return f"{self.prefix}pay:ev:{member}"
+
+    def payment_keys(self, source: str, member: str) -> list[str]:
+        """The keys accept.lua's ``payment`` takes, in its order."""
+        return [
+            self.payment(member),
+            self.payment_events(member),
+            self.payments,
+            self.payments_source(source),
+            self.payments_conflict,
+            self.lex_payment_key,
+            self.lex_payment_reference,
+            *(self.payments_state(state) for state in STATES),
+        ]
+
+    @property
+    def payments(self) -> str:
+        """The payments by last update."""
+        return f"{self.prefix}payments"
+
+    def payments_source(self, source: str) -> str:
+        """One source's payments by last update."""
+        return f"{self.prefix}payments:src:{source}"
+
+    def payments_state(self, state: str) -> str:
+        """The payments in one state by last update."""
+        return f"{self.prefix}payments:st:{state}"
+
+    @property
+    def payments_conflict(self) -> str:
+        """The payments flagged for a conflict, by last update."""
+        return f"{self.prefix}payments:conflict"
+
+    @property
+    def lex_payment_key(self) -> str:
+        """The prefix-search index of payment keys: ``<key>\\n<member>``."""
+        return f"{self.prefix}lex:paykey"
+
+    @property
+    def lex_payment_reference(self) -> str:
+        """The prefix-search index of payment references: ``<reference>\\n<member>``."""
+        return f"{self.prefix}lex:payref"
 
     def stats(self, minute: int) -> str:
         """The counters of one minute."""

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from gateway.errors import EventNotFound, StoreError
-from gateway.store.records import subject_key
-from gateway.store.redis.codec import text_or_none, time_text
+from gateway.store.redis.codec import time_text
 from gateway.store.redis.core import RedisCore
 from gateway.store.redis.keys import PartitionKeys, new_delivery_id, uid_of
 
@@ -24,6 +23,8 @@ from gateway.store.redis.keys import PartitionKeys, new_delivery_id, uid_of
 REDRIVE_BATCH = 500
 #: Most events one prune round deletes (and reads from each index of every partition).
 PRUNE_READ = 100
+#: The statuses of events that are finished (nothing due, leased or dead): what retention takes.
+FINISHED = ("delivered", "unrouted", "held")
 
 
 class RedisOperator(RedisCore):
@@ -40,7 +41,13 @@ class RedisOperator(RedisCore):
         delivery_ids = [new_delivery_id(uid) for _ in destinations]
         found = await self._call(
             "replay",
-            [*keys.shared, keys.ev(uid), keys.evd(uid), *(keys.dl(d) for d in delivery_ids)],
+            [
+                *keys.shared,
+                keys.ev(uid),
+                keys.evd(uid),
+                *(keys.dl(d) for d in delivery_ids),
+                keys.status["held"],
+            ],
             [time_text(now), uid, len(destinations), *destinations, *delivery_ids],
         )
         if not found:
@@ -101,11 +108,11 @@ class RedisOperator(RedisCore):
             lambda pipe: [
                 pipe.zrangebyscore(keys.status[st], "-inf", cut, start=0, num=want, withscores=True)
                 for keys in self._parts
-                for st in ("delivered", "unrouted")
+                for st in FINISHED
             ]
         )
         ranked = sorted(
-            (float(score), n // 2, raw.decode())
+            (float(score), n // len(FINISHED), raw.decode())
             for n, reply in enumerate(replies)
             for raw, score in reply
         )[:want]
@@ -121,33 +128,33 @@ class RedisOperator(RedisCore):
         details = await self._pipeline(
             lambda pipe: [
                 (
-                    pipe.hmget(keys.ev(uid), ["source", "id", "type", "subject"]),
+                    pipe.hmget(keys.ev(uid), ["source", "id", "type", "payment_key"]),
                     pipe.lrange(keys.evd(uid), 0, -1),
                 )
                 for uid in uids
             ]
         )
-        script_keys = [*keys.shared, keys.lex_id, keys.lex_subject, keys.subjects]
+        script_keys = [*keys.shared, keys.lex_id, keys.lex_subject, keys.status["held"]]
         args: list[Any] = [time_text(before)]
         for n, uid in enumerate(uids):
-            (source, event_id, type_, subject), dids = details[2 * n], details[2 * n + 1]
+            (source, event_id, type_, payment_key), dids = details[2 * n], details[2 * n + 1]
             if source is None or event_id is None:
                 continue
-            member = subject_key(text_or_none(subject), uid)
             script_keys += [
                 keys.ev(uid),
                 keys.evd(uid),
                 keys.src(source.decode()),
                 keys.ids(event_id.decode()),
-                keys.subject(member),
             ]
             if type_ is not None:
                 script_keys.append(keys.type(type_.decode()))
-            if subject is not None:
-                script_keys.append(keys.subject_events(subject.decode()))
+            member = ""
+            if payment_key is not None:
+                member = f"{source.decode()}\n{payment_key.decode()}"
+                script_keys += keys.payment_keys(source.decode(), member)
             for raw in dids:
                 script_keys += [keys.dl(raw.decode()), keys.at(raw.decode())]
-            args += [uid, len(dids), int(type_ is not None), int(subject is not None), member]
+            args += [uid, len(dids), int(type_ is not None), int(bool(member)), member]
         if len(args) == 1:
             return 0
         return int(await self._call("prune", script_keys, args))

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
+from gateway.payments.states import STATES
 from gateway.ratelimit.redis_limiter import GCRA_FUNCTION
 
 #: Every script the store calls, by the name of its file in ``lua/``.
@@ -35,12 +36,15 @@ LEASE_EVENT_FIELDS = (
 
 def script_text(name: str) -> str:
     """The text of a store script with the shared prelude in front (and for accept and claim,
-    the rate limiter's ``gcra``, for the per-source limit they may decide first; for lease,
-    the fields it reads)."""
+    the rate limiter's ``gcra``, for the per-source limit they may decide first; for accept,
+    ``payment.lua``, a payment's state machine; for lease, the fields it reads)."""
     here = resources.files("gateway.store.redis") / "lua"
     prelude = (here / "prelude.lua").read_text()
     if name in ("accept", "claim"):
         prelude += GCRA_FUNCTION
+    if name == "accept":
+        prelude += f"local STATE_KEYS = {_lua_list(STATES)}\n"
+        prelude += (here / "payment.lua").read_text()
     if name == "lease":
         prelude += f"local DFIELDS = {_lua_list(LEASE_DELIVERY_FIELDS)}\n"
         prelude += f"local EFIELDS = {_lua_list(LEASE_EVENT_FIELDS)}\n"

@@ -1,13 +1,10 @@
 """The Redis store's reads for the admin API and the dashboard: every partition, merged.
 
 Lists and look-ups by id merge the partitions newest first (``PartitionMerge``: one sorted set
-of each partition, read in chunks). A subject's events may lie in several partitions (the
-partition follows the dedupe key, not the subject), so the dashboard's reads merge too: the
-payments view walks every partition's ``subjects`` newest first and shows a subject once, at
-its newest partition's entry, with the events of all partitions summed; a timeline merges the
-``subj:ev:`` sets; a search unites the ``lex:`` ranges; the last hour's figures sum the
-``stats:`` hashes of every partition. Every such key is written by the script that accepts the
-event or records the attempt, on the partition's own node.
+of each partition, read in chunks); a search unites the ``lex:`` ranges; the last hour's figures
+sum the ``stats:`` hashes of every partition. Every such key is written by the script that
+accepts the event or records the attempt, on the partition's own node. The payments' reads are
+in ``payments.py``.
 """
 
 from __future__ import annotations
@@ -16,13 +13,13 @@ import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar, cast
 
+from gateway.payments.states import MARKS
 from gateway.store.records import (
     DELIVERY_STATES,
     DEPTH_STATES,
     EVENT_STATUSES,
     MODES,
     SEARCH_LIMIT,
-    TIMELINE_LIMIT,
     Attempt,
     Change,
     DeadLetter,
@@ -30,7 +27,6 @@ from gateway.store.records import (
     EventStatus,
     EventSummary,
     EventView,
-    PaymentSummary,
     change_order,
     decode_cursor,
     encode_cursor,
@@ -91,11 +87,14 @@ class RedisViews(RedisCore):
                     attempts=tuple(Attempt.from_json(a) for a in replies[2 * i + 1]),
                 )
             )
+        mark = fields.get("mark")
         return EventView(
             event=event_of(fields, self._ring),
             mode=one_of(fields["mode"].decode(), MODES, "mode"),
             status=one_of(fields["status"].decode(), EVENT_STATUSES, "event status"),
             deliveries=tuple(deliveries),
+            payment_key=text_or_none(fields.get("payment_key")),
+            mark=None if mark is None else one_of(mark.decode(), MARKS, "mark"),
         )
 
     async def _page(
@@ -135,22 +134,6 @@ class RedisViews(RedisCore):
                     return [item for item, _, _ in found[:limit]], encode_cursor(score, member)
         page = [item for item, _, _ in found]
         return page, encode_cursor(*last) if last else None
-
-    async def subject_timeline(self, subject: str) -> list[EventView]:
-        """The subject's events in the order received (every partition's subj:ev index,
-        merged), with their deliveries."""
-        replies = await self._pipeline(
-            lambda pipe: [
-                pipe.zrevrange(keys.subject_events(subject), 0, TIMELINE_LIMIT - 1, withscores=True)
-                for keys in self._parts
-            ]
-        )
-        newest = sorted(
-            ((float(score), raw.decode()) for reply in replies for raw, score in reply),
-            reverse=True,
-        )[:TIMELINE_LIMIT]
-        views = [await self._view(uid) for _, uid in reversed(newest)]
-        return [v for v in views if v is not None]
 
     async def _summaries(self, uids: Sequence[str]) -> list[EventSummary | None]:
         """The list lines of events by uid (``None`` for one gone meanwhile)."""
@@ -246,83 +229,6 @@ class RedisViews(RedisCore):
         page = found[:limit]
         more = len(found) > limit
         return [s for _, _, s in page], encode_cursor(page[-1][0], page[-1][1]) if more else None
-
-    async def list_payments(
-        self, *, limit: int = 50, cursor: str | None = None
-    ) -> tuple[list[PaymentSummary], str | None]:
-        """Subjects by latest event, newest first: every partition's subjects index, merged.
-
-        A subject with events in several partitions has an entry in each; it is shown once,
-        at the newest of them (the others are skipped when the walk meets them), with the
-        events of every partition counted.
-        """
-        shown: set[str] = set()
-
-        async def load(batch: list[tuple[float, str]]) -> list[PaymentSummary | None]:
-            members = [member for _, member in batch]
-            count = len(self._parts)
-            heads = await self._pipeline(
-                lambda pipe: [
-                    (
-                        pipe.zscore(keys.subjects, member),
-                        pipe.hmget(keys.subject(member), ["latest", "n", "subject"]),
-                    )
-                    for member in members
-                    for keys in self._parts
-                ]
-            )
-            latest: list[tuple[str, float, int, str | None] | None] = []
-            for m, (score, member) in enumerate(batch):
-                best: tuple[float, str] | None = None
-                events, subject = 0, None
-                for n in range(count):
-                    found = heads[2 * (m * count + n)]
-                    uid, number, name = heads[2 * (m * count + n) + 1]
-                    events += int(number or 0)
-                    subject = subject or text_or_none(name)
-                    if found is not None and uid is not None and (best is None or found > best[0]):
-                        best = (float(found), uid.decode())
-                # Shown at its newest entry only: an older partition's entry is met later.
-                if best is None or best[0] > score or member in shown:
-                    latest.append(None)
-                else:
-                    latest.append((best[1], best[0], events, subject))
-            rows = await self._pipeline(
-                lambda pipe: [
-                    pipe.hmget(
-                        self._keys_of_uid(head[0]).ev(head[0]),
-                        ["id", "source", "type", "body_status", "status", "received_at"],
-                    )
-                    for head in latest
-                    if head is not None
-                ]
-            )
-            out: list[PaymentSummary | None] = []
-            replies = iter(rows)
-            for member, head in zip(members, latest, strict=True):
-                if head is None:
-                    out.append(None)
-                    continue
-                e = next(replies)
-                if e[0] is None:
-                    out.append(None)
-                    continue
-                shown.add(member)
-                out.append(
-                    PaymentSummary(
-                        subject=head[3],
-                        event_id=e[0].decode(),
-                        source=e[1].decode(),
-                        type=text_or_none(e[2]),
-                        body_status=text_or_none(e[3]),
-                        status=one_of(e[4].decode(), EVENT_STATUSES, "event status"),
-                        events=head[2],
-                        latest_at=float(e[5]),
-                    )
-                )
-            return out
-
-        return await self._page(lambda keys: keys.subjects, cursor, limit, load)
 
     async def stats(self, now: float) -> Stats:
         """The per-minute counter hashes of the last hour, of every partition, summed."""

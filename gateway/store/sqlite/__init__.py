@@ -2,7 +2,8 @@
 
 The package follows the store's roles: ``ingress`` (accept; claim, commit, release),
 ``queue`` (leases and how each ends), ``operator`` (replay, redrive, retry-now, retention),
-``views`` (the admin API's and the dashboard's reads), over ``rows`` (columns, row readers
+``views`` (the admin API's and the dashboard's reads), ``payments`` (a payment's state,
+decided with each accept, and the Payments view), over ``rows`` (columns, row readers
 and the helpers they share), ``engine`` (connections, threads, group commit) and ``schema``
 (tables, migrations, opening the file).
 
@@ -21,11 +22,12 @@ from __future__ import annotations
 
 from gateway.store.sqlite.ingress import SqliteIngress
 from gateway.store.sqlite.operator import SqliteOperator
+from gateway.store.sqlite.payments import SqlitePayments
 from gateway.store.sqlite.queue import SqliteQueue
 from gateway.store.sqlite.views import SqliteViews
 
 __all__ = ["SqliteStore"]
 
 
-class SqliteStore(SqliteIngress, SqliteQueue, SqliteOperator, SqliteViews):
+class SqliteStore(SqliteIngress, SqliteQueue, SqliteOperator, SqliteViews, SqlitePayments):
     """The SQLite implementation of ``Store``; open it with ``SqliteStore.open``."""

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Literal
 
+from gateway.payments.states import Mark
 from gateway.store.crypto import KeyRing, seal_payload
 from gateway.store.records import (
     AcceptLimit,
@@ -17,6 +18,7 @@ from gateway.store.records import (
     event_status,
 )
 from gateway.store.sqlite.core import SqliteCore
+from gateway.store.sqlite.payments import apply_payment
 from gateway.store.sqlite.rows import (
     count,
     insert_deliveries,
@@ -70,9 +72,9 @@ class SqliteIngress(SqliteCore):
             ).fetchone()
             if collision is not None:
                 return AcceptResult("duplicate", event.id)
-            _insert_event(conn, self._ring, event, "queued", destinations, now, None)
+            mark, held = _insert_event(conn, self._ring, event, "queued", destinations, now, None)
             _mark_done(conn, event, window, now)
-            return AcceptResult("queued", event.id)
+            return AcceptResult("queued", event.id, mark, held)
 
         return await self._db.write(tx)
 
@@ -85,8 +87,11 @@ class SqliteIngress(SqliteCore):
         lease: float,
         now: float,
         limit: AcceptLimit | None = None,
+        *,
+        shard_key: str | None = None,
     ) -> Literal["claimed", "in_progress", "done"]:
-        """Take the dedupe key for ``lease`` seconds, unless it is claimed or done."""
+        """Take the dedupe key for ``lease`` seconds, unless it is claimed or done (one file
+        has no parts: ``shard_key`` changes nothing)."""
         if limit is not None:
             raise ValueError("the SQLite store does not decide rate limits (decides_limits)")
 
@@ -125,7 +130,7 @@ class SqliteIngress(SqliteCore):
 
         await self._db.write(tx)
 
-    async def release(self, source: str, dedupe_key: str) -> None:
+    async def release(self, source: str, dedupe_key: str, *, shard_key: str | None = None) -> None:
         """Give a claim up; a key already done stays done."""
 
         def tx(conn: sqlite3.Connection) -> None:
@@ -163,18 +168,27 @@ def _insert_event(
     destinations: Sequence[str],
     now: float,
     delivered: Attempt | None,
-) -> str:
-    """Insert the event and its deliveries (delivered with ``delivered`` when given)."""
+) -> tuple[Mark | None, bool]:
+    """Insert the event and its deliveries (delivered with ``delivered`` when given), after
+    its payment's state (``apply_payment``); the event's mark, and whether it is held: marked
+    under ``order: enforce`` in queued mode, stored without deliveries (a sync event was
+    forwarded already, so its mark is only recorded)."""
     uid = new_id()
+    mark: Mark | None = None
+    held = False
+    if event.payment is not None:
+        _, mark = apply_payment(conn, event.source, event.payment, now)
+        if mark is not None and event.payment.order == "enforce" and delivered is None:
+            destinations, held = (), True
     body, headers = seal_payload(ring, event.source, event.id, event.body, event.headers)
     # A new event's status follows from the deliveries about to be inserted, so it is written
     # once here rather than recomputed by ``refresh_status`` (an UPDATE touching its index).
     pending = len(destinations) if delivered is None else 0
-    status = event_status(len(destinations), pending, 0)
+    status = event_status(len(destinations), pending, 0, held)
     conn.execute(
         "INSERT INTO events (uid, id, source, type, subject, time, dedupe_key, body, headers,"
-        " request_id, received_at, mode, status, body_status, attempts)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " request_id, received_at, mode, status, body_status, attempts, payment_key, mark,"
+        " origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             uid,
             event.id,
@@ -191,18 +205,13 @@ def _insert_event(
             status,
             body_status_of(event.body_status),
             0 if delivered is None else len(destinations),
+            None if event.payment is None else event.payment.key,
+            mark,
+            event.origin,
         ),
     )
-    key = f"s:{event.subject}" if event.subject is not None else f"e:{uid}"
-    conn.execute(
-        "INSERT INTO subjects (key, subject, latest_uid, latest_at, events)"
-        " VALUES (?, ?, ?, ?, 1) ON CONFLICT (key) DO UPDATE SET events = events + 1,"
-        " latest_uid = CASE WHEN excluded.latest_at >= latest_at THEN excluded.latest_uid"
-        "  ELSE latest_uid END, latest_at = MAX(latest_at, excluded.latest_at)",
-        (key, event.subject, uid, event.received_at),
-    )
     count(conn, now, "accepted")
-    if not destinations:
+    if not destinations and not held:
         count(conn, now, "unrouted")
     log_change(
         conn,
@@ -220,4 +229,4 @@ def _insert_event(
             stored = body_status_of(event.body_status)
             row = (event.id, event.source, event.type, event.subject, stored, status)
             record_attempt_outcome(conn, (*row, destination), delivered, "delivered")
-    return uid
+    return mark, held

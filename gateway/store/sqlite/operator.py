@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from gateway.errors import EventNotFound
 from gateway.store.sqlite.core import SqliteCore
+from gateway.store.sqlite.payments import forget_event
 from gateway.store.sqlite.rows import (
     find_uid,
     insert_deliveries,
@@ -80,19 +81,18 @@ class SqliteOperator(SqliteCore):
             uids: list[tuple[str]] = []
             # One status at a time, so each walk is an ordered range of events_by_status that
             # stops at the limit (an IN over both would sort the whole backlog first).
-            for status in ("delivered", "unrouted"):
+            for status in ("delivered", "unrouted", "held"):
                 uids += conn.execute(
                     "SELECT uid FROM events WHERE status = ? AND received_at < ?"
                     " ORDER BY received_at LIMIT ?",
                     (status, before, limit - len(uids)),
                 ).fetchall()
             for (uid,) in uids:
-                subject = conn.execute(
-                    "SELECT subject FROM events WHERE uid = ?", (uid,)
-                ).fetchone()[0]
-                key = f"s:{subject}" if subject is not None else f"e:{uid}"
-                conn.execute("UPDATE subjects SET events = events - 1 WHERE key = ?", (key,))
-                conn.execute("DELETE FROM subjects WHERE key = ? AND events <= 0", (key,))
+                source, payment_key = conn.execute(
+                    "SELECT source, payment_key FROM events WHERE uid = ?", (uid,)
+                ).fetchone()
+                if payment_key is not None:
+                    forget_event(conn, source, payment_key)
             conn.executemany(
                 "DELETE FROM attempts WHERE delivery_id IN"
                 " (SELECT id FROM deliveries WHERE event_uid = ?)",

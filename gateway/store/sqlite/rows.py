@@ -13,8 +13,10 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from gateway.jsontext import dumps
+from gateway.payments.states import MARKS
 from gateway.store.crypto import KeyRing, open_payload
 from gateway.store.records import (
+    ORIGINS,
     Attempt,
     DeliveryState,
     DeliveryView,
@@ -23,12 +25,14 @@ from gateway.store.records import (
     EventView,
     Lease,
     UnreadableEvent,
+    one_of,
 )
 from gateway.store.stats import WINDOW_MINUTES, latency_bucket, minute_of
 
 EVENT_COLUMNS = (
     "e.uid, e.id, e.source, e.type, e.subject, e.time, e.dedupe_key, e.body, e.headers,"
-    " e.request_id, e.received_at, e.mode, e.status, e.body_status"
+    " e.request_id, e.received_at, e.mode, e.status, e.body_status, e.payment_key, e.mark,"
+    " e.origin"
 )
 
 
@@ -97,7 +101,9 @@ def insert_attempt(conn: sqlite3.Connection, delivery_id: str, attempt: Attempt)
 #: An event's status from its deliveries (see ``base.event_status``), for the event ``:u``.
 STATUS_OF_UID = (
     "CASE"
-    " WHEN NOT EXISTS (SELECT 1 FROM deliveries WHERE event_uid = :u) THEN 'unrouted'"
+    " WHEN NOT EXISTS (SELECT 1 FROM deliveries WHERE event_uid = :u) THEN"
+    "  CASE WHEN (SELECT mark FROM events WHERE uid = :u) IS NULL THEN 'unrouted'"
+    "  ELSE 'held' END"
     " WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_uid = :u"
     "  AND state IN ('due', 'leased')) THEN 'queued'"
     " WHEN EXISTS (SELECT 1 FROM deliveries WHERE event_uid = :u AND state = 'dead')"
@@ -155,6 +161,7 @@ def event_of_row(row: Sequence[Any], ring: KeyRing | None) -> Event:
         request_id=row[9],
         received_at=row[10],
         body_status=row[13],
+        origin=one_of(row[16], ORIGINS, "origin"),
     )
 
 
@@ -181,12 +188,12 @@ def load_lease(conn: sqlite3.Connection, ring: KeyRing | None, delivery_id: str)
     return Lease(
         delivery_id=delivery_id,
         event=event_of_row(row, ring),
-        destination=row[14],
-        attempt=row[15] + 1,
-        token=row[16],
-        expires_at=row[17],
-        first_attempt_at=row[18],
-        created_at=row[19],
+        destination=row[17],
+        attempt=row[18] + 1,
+        token=row[19],
+        expires_at=row[20],
+        first_attempt_at=row[21],
+        created_at=row[22],
     )
 
 
@@ -225,7 +232,12 @@ def view_of(conn: sqlite3.Connection, ring: KeyRing | None, uid: str) -> EventVi
             )
         )
     return EventView(
-        event=event_of_row(row, ring), mode=row[11], status=row[12], deliveries=tuple(deliveries)
+        event=event_of_row(row, ring),
+        mode=row[11],
+        status=row[12],
+        deliveries=tuple(deliveries),
+        payment_key=row[14],
+        mark=None if row[15] is None else one_of(row[15], MARKS, "mark"),
     )
 
 

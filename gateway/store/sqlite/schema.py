@@ -10,7 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -29,7 +29,10 @@ CREATE TABLE IF NOT EXISTS events (
     mode TEXT NOT NULL,
     status TEXT NOT NULL,
     body_status TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    payment_key TEXT,             -- the payment it belongs to (with source), or NULL
+    mark TEXT,                    -- 'superseded' or 'conflict', or NULL
+    origin TEXT NOT NULL DEFAULT 'webhook'
 );
 CREATE INDEX IF NOT EXISTS events_by_id ON events (id, received_at);
 CREATE INDEX IF NOT EXISTS events_newest ON events (received_at, uid);
@@ -76,14 +79,28 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE INDEX IF NOT EXISTS attempts_by_delivery ON attempts (delivery_id, seq);
 CREATE INDEX IF NOT EXISTS events_by_type ON events (type, received_at, uid);
 CREATE INDEX IF NOT EXISTS events_by_subject ON events (subject, received_at, uid);
-CREATE TABLE IF NOT EXISTS subjects (
-    key TEXT PRIMARY KEY,         -- 's:' + subject, or 'e:' + uid for an event without one
-    subject TEXT,
-    latest_uid TEXT NOT NULL,
-    latest_at REAL NOT NULL,
-    events INTEGER NOT NULL
+CREATE INDEX IF NOT EXISTS events_by_payment ON events (source, payment_key, received_at)
+    WHERE payment_key IS NOT NULL;
+CREATE TABLE IF NOT EXISTS payments (
+    source TEXT NOT NULL,
+    key TEXT NOT NULL,
+    reference TEXT,
+    state TEXT NOT NULL,
+    amount_value TEXT,            -- minor units, as decimal digits (exact at any size)
+    amount_scale INTEGER,
+    currency TEXT,
+    events INTEGER NOT NULL,
+    first_seen REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    conflict INTEGER NOT NULL DEFAULT 0,
+    missing INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (source, key)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS subjects_latest ON subjects (latest_at, key);
+CREATE INDEX IF NOT EXISTS payments_latest ON payments (updated_at, source, key);
+CREATE INDEX IF NOT EXISTS payments_by_state ON payments (state, updated_at);
+CREATE INDEX IF NOT EXISTS payments_by_key ON payments (key);
+CREATE INDEX IF NOT EXISTS payments_by_reference ON payments (reference)
+    WHERE reference IS NOT NULL;
 CREATE TABLE IF NOT EXISTS minute_stats (
     minute INTEGER NOT NULL,
     name TEXT NOT NULL,           -- a counter of store.stats.COUNTERS, or 'lat<bucket>'
@@ -150,6 +167,15 @@ _MIGRATE_1_TO_2 = (
 #: ``events_by_id`` (an id is all but unique), so it only cost every accept one more insert.
 _DROPPED_INDEXES = ("events_by_source_id",)
 
+#: Version 2 files lack what payments need (design.md 5.7); their ``subjects`` table (the
+#: first payments view, one row per subject) is no longer kept.
+_MIGRATE_2_TO_3 = (
+    "ALTER TABLE events ADD COLUMN payment_key TEXT",
+    "ALTER TABLE events ADD COLUMN mark TEXT",
+    "ALTER TABLE events ADD COLUMN origin TEXT NOT NULL DEFAULT 'webhook'",
+)
+_DROPPED_TABLES = ("subjects",)
+
 
 def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
     """Open the file with the durability settings and create the schema when missing."""
@@ -172,6 +198,9 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
             if columns and "body_status" not in columns:
                 for statement in _MIGRATE_1_TO_2:
                     conn.execute(statement)
+            if columns and "payment_key" not in columns:
+                for statement in _MIGRATE_2_TO_3:
+                    conn.execute(statement)
             counted = conn.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'delivery_counts'"
             ).fetchone()
@@ -185,6 +214,8 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
                 conn.execute(_FILL_COUNTS)
             for index in _DROPPED_INDEXES:
                 conn.execute(f"DROP INDEX IF EXISTS {index}")
+            for table in _DROPPED_TABLES:
+                conn.execute(f"DROP TABLE IF EXISTS {table}")
             row = conn.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))

@@ -11,13 +11,11 @@ from typing import Any
 from gateway.store.records import (
     DEPTH_STATES,
     SEARCH_LIMIT,
-    TIMELINE_LIMIT,
     Change,
     DeadLetter,
     EventStatus,
     EventSummary,
     EventView,
-    PaymentSummary,
     change_order,
     decode_cursor,
     encode_cursor,
@@ -94,59 +92,6 @@ class SqliteViews(SqliteCore):
         page = [summary_of(r) for r in rows[:limit]]
         more = len(rows) > limit
         return page, encode_cursor(rows[limit - 1][5], rows[limit - 1][0]) if more else None
-
-    async def list_payments(
-        self, *, limit: int = 50, cursor: str | None = None
-    ) -> tuple[list[PaymentSummary], str | None]:
-        """Subjects by latest event, newest first (the subjects table, by its latest index)."""
-        where = ""
-        params: list[Any] = []
-        if cursor is not None:
-            at, key = decode_cursor(cursor)
-            where = " WHERE (s.latest_at, s.key) < (?, ?)"
-            params += [at, key]
-        # The WHERE clause is fixed text chosen above; every value is a bound parameter.
-        sql = (
-            "SELECT s.key, s.subject, s.latest_at, s.events, e.id, e.source, e.type,"  # noqa: S608
-            " e.body_status, e.status FROM subjects s LEFT JOIN events e ON e.uid = s.latest_uid"
-            + where
-            + " ORDER BY s.latest_at DESC, s.key DESC LIMIT ?"
-        )
-        params.append(limit + 1)
-
-        def tx(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-            return conn.execute(sql, params).fetchall()
-
-        rows = await self._db.read(tx)
-        page = [
-            PaymentSummary(
-                subject=r[1],
-                event_id=r[4],
-                source=r[5],
-                type=r[6],
-                body_status=r[7],
-                status=r[8],
-                events=r[3],
-                latest_at=r[2],
-            )
-            for r in rows[:limit]
-            if r[4] is not None  # its latest event was pruned meanwhile
-        ]
-        more = len(rows) > limit
-        return page, encode_cursor(rows[limit - 1][2], rows[limit - 1][0]) if more else None
-
-    async def subject_timeline(self, subject: str) -> list[EventView]:
-        """The subject's events in the order received, each with its deliveries."""
-
-        def tx(conn: sqlite3.Connection) -> list[EventView]:
-            uids = conn.execute(
-                "SELECT uid FROM events WHERE subject = ? ORDER BY received_at DESC, uid DESC"
-                " LIMIT ?",
-                (subject, TIMELINE_LIMIT),
-            ).fetchall()
-            return [view_of(conn, self._ring, uid) for (uid,) in reversed(uids)]
-
-        return await self._db.read(tx)
 
     async def stats(self, now: float) -> Stats:
         """The per-minute counters of the last hour, read by the minute_stats primary key."""

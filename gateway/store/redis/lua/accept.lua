@@ -1,38 +1,44 @@
--- accept (queued mode) and commit (sync mode), one atomic step.
+-- accept (queued mode) and commit (sync mode), one atomic step: dedupe, the payment's state
+-- (design.md 5.7), the event, its deliveries and its indexes.
 -- KEYS: 1-9 shared, 10 dedupe hash, 11 (source, id) hash, 12 event hash, 13 its delivery
 --       list, 14 the source's event index, 15 the id's index, 16 lex:id, 17 lex:subj,
---       18 subjects, 19 the subject's (or lone event's) subj: hash, 20 stats of the minute of
---       now, 21 stats of the minute the sync attempt ended (20 again in queued mode), then nd
---       delivery hashes and nd attempt lists, then the type's index if the event has a type
---       and the subject's event index if it has a subject, then the change log when the
---       entries go in here (``log``; one partition only, whose hash tag the log shares),
---       then the rate limit's key when there is a ``limit`` (a single Redis only).
+--       18 stats of the minute of now, 19 stats of the minute the sync attempt ended (18
+--       again in queued mode), 20 the held events' index, then nd delivery hashes and nd
+--       attempt lists, then the keys named by position in ``at``: type (the type's index),
+--       pay (the payment's 13 keys, below), log (the change log, when the entries go in here:
+--       one partition only, whose hash tag the log shares), limit (the rate limit's key, a
+--       single Redis only).
+--       The payment's keys, from ``at.pay``: +0 its hash, +1 its events (uids by received_at),
+--       +2 payments (members "<source>\n<key>" by last update), +3 payments:src:<source>,
+--       +4 payments:conflict, +5 lex:paykey ("<key>\n<member>"), +6 lex:payref
+--       ("<reference>\n<member>"), +7..+12 payments:st:<state> in the order of STATE_KEYS.
 -- ARGV: 1 everything but the payload, as one JSON object (one argument is much cheaper for
 --       the client to send than dozens): mode ('queued'|'sync'), now, expires (now +
 --       window), ttl (ms), uid, id (the event id), received_at, fields (the event hash's text
---       fields and values, flat), dests and dids (the nd destinations and delivery ids),
---       member (the subjects member, "s:<subject>" or "e:<uid>"), and for sync: attempt
---       (json), started_at, bucket (the attempt's latency bucket); with log, cap and the
---       entries as {kind, data}, each data a JSON object without its closing brace, which
---       this script closes after adding the event's status; limit, {interval (us), burst}
---       of the per-source rate limit to decide first. Every value is a string: a Lua
---       number turned back into text keeps only 14 digits.
+--       fields and values, flat), dests and dids (the nd destinations and delivery ids), at
+--       (the positions above), pay when the event is about a payment ({source, key, member,
+--       state (or absent), reference (or absent), amount {value, scale, currency} (or absent),
+--       order}), and for sync: attempt (json), started_at, bucket (the attempt's latency
+--       bucket); with log, cap and the entries as {kind, data}, each data a JSON object
+--       without its closing brace, which this script closes after adding the event's status;
+--       limit, {interval (us), burst} of the per-source rate limit to decide first. Every
+--       value is a string: a Lua number turned back into text keeps only 14 digits.
 --       2 the body, 3 the headers (bytes when sealed, so not in the JSON).
--- Answers {'duplicate', event id} or {'queued', event id, the event's status, logged}, where
--- logged is 0 when an entry could not be appended (the event is stored all the same), or
--- {'rate_limited', the gcra answer's fields}: the limit refused and nothing was written.
--- A duplicate is counted in the minute's stats too. Being a write, that also moves this
--- connection's replication offset past the original's, so the WAIT that follows a durable
--- call (store.wait_replicas) covers the original before the duplicate is answered 2xx.
+-- Answers {'duplicate', event id} or {'queued', event id, the event's status, logged, mark,
+-- held}, where logged is 0 when an entry could not be appended (the event is stored all the
+-- same), mark '' or 'superseded' or 'conflict', held 1 when the event was kept back from
+-- delivery; or {'rate_limited', the gcra answer's fields}: the limit refused and nothing was
+-- written. A duplicate is counted in the minute's stats too. Being a write, that also moves
+-- this connection's replication offset past the original's, so the WAIT that follows a
+-- durable call (store.wait_replicas) covers the original before the duplicate is answered.
 local a = cjson.decode(ARGV[1])
-local last = #KEYS
-if a.limit then
+if a.at.limit then
   -- Before anything is written (a duplicate counts against the limit too, as a separate
   -- limiter call before this script would have counted it), on the server's clock.
-  local r = gcra(KEYS[last], a.limit[1], a.limit[2], '')
+  local r = gcra(KEYS[a.at.limit], a.limit[1], a.limit[2], '')
   if r[1] == 0 then return {'rate_limited', r[1], r[2], r[3], r[4], r[5]} end
-  last = last - 1
 end
+STATUS.held = KEYS[20]
 local mode, now = a.mode, a.now
 local uid, eid, received_at = a.uid, a.id, a.received_at
 local ek, evdk = KEYS[12], KEYS[13]
@@ -40,26 +46,35 @@ if mode == 'queued' then
   local d = redis.call('HMGET', KEYS[10], 'st', 'exp', 'eid')
   if d[2] and tonumber(d[2]) > tonumber(now) then
     -- A live sync claim has no event id yet: the claimed event is this one.
-    count(KEYS[20], 'duplicate', 1)
+    count(KEYS[18], 'duplicate', 1)
     return {'duplicate', d[3] or eid}
   end
   local c = redis.call('HGET', KEYS[11], 'exp')
   if c and tonumber(c) > tonumber(now) then
-    count(KEYS[20], 'duplicate', 1)
+    count(KEYS[18], 'duplicate', 1)
     return {'duplicate', eid}
+  end
+end
+local nd = #a.dests
+local mark, held = nil, false
+if a.pay then
+  mark = payment(a.pay, a.at.pay, uid, now, received_at)
+  -- Kept back under order: enforce (a sync event was forwarded already: only marked).
+  if mark and a.pay.order == 'enforce' and mode == 'queued' then
+    nd, held = 0, true
   end
 end
 redis.call('HSET', ek, 'body', ARGV[2], 'headers', ARGV[3], 'n', 0, 'pending', 0, 'dead', 0,
   unpack(a.fields))
-local nd = #a.dests
-local skey = a.member
+if mark then redis.call('HSET', ek, 'mark', mark) end
 local state = 'due'
 if mode == 'sync' then state = 'delivered' end
+local nkeys = #a.dests
 for j = 1, nd do
-  local did, dk = a.dids[j], KEYS[21 + j]
+  local did, dk = a.dids[j], KEYS[20 + j]
   add_delivery(ek, evdk, dk, uid, a.dests[j], did, now, state)
   if mode == 'sync' then
-    redis.call('RPUSH', KEYS[21 + nd + j], a.attempt)
+    redis.call('RPUSH', KEYS[20 + nkeys + j], a.attempt)
     redis.call('HSET', dk, 'made', 1, 'first', a.started_at)
   end
 end
@@ -67,36 +82,17 @@ redis.call('ZADD', EVENTS, received_at, uid)
 redis.call('ZADD', KEYS[14], received_at, uid)
 redis.call('ZADD', KEYS[15], received_at, uid)
 refresh_status(ek, uid)
--- Dashboard indexes: by type, id and subject prefixes (lex order), a subject's events, and the
--- subjects by their latest event (each partition has its own; readers merge them).
+-- Dashboard indexes: by type, and id and subject prefixes (lex order).
 local e = redis.call('HMGET', ek, 'type', 'subject')
-local k = 21 + 2 * nd
-if e[1] then
-  k = k + 1
-  local typek = KEYS[k]
-  redis.call('ZADD', typek, received_at, uid)
-end
+if e[1] then redis.call('ZADD', KEYS[a.at.type], received_at, uid) end
 redis.call('ZADD', KEYS[16], 0, eid .. '\n' .. uid)
-local subjects, hk = KEYS[18], KEYS[19]
-if e[2] then
-  k = k + 1
-  local subjevk = KEYS[k]
-  redis.call('ZADD', KEYS[17], 0, e[2] .. '\n' .. uid)
-  redis.call('ZADD', subjevk, received_at, uid)
-  redis.call('HSET', hk, 'subject', e[2])
-end
-local latest = redis.call('ZSCORE', subjects, skey)
-if not latest or tonumber(received_at) >= tonumber(latest) then
-  redis.call('ZADD', subjects, received_at, skey)
-  redis.call('HSET', hk, 'latest', uid)
-end
-redis.call('HINCRBY', hk, 'n', 1)
-count(KEYS[20], 'accepted', 1)
-if nd == 0 then count(KEYS[20], 'unrouted', 1) end
+if e[2] then redis.call('ZADD', KEYS[17], 0, e[2] .. '\n' .. uid) end
+count(KEYS[18], 'accepted', 1)
+if nd == 0 and not held then count(KEYS[18], 'unrouted', 1) end
 if mode == 'sync' then
   redis.call('HSET', ek, 'attempts', nd)
-  count(KEYS[21], 'delivered', nd)
-  count(KEYS[21], 'lat' .. a.bucket, nd)
+  count(KEYS[19], 'delivered', nd)
+  count(KEYS[19], 'lat' .. a.bucket, nd)
 end
 redis.call('DEL', KEYS[10])
 redis.call('HSET', KEYS[10], 'st', 'd', 'exp', a.expires, 'eid', eid)
@@ -108,11 +104,13 @@ local status = redis.call('HGET', ek, 'status')
 -- (pcall) loses that live message only, as when it is appended by a call of its own.
 local logged = 1
 if a.log then
-  local changes, tail = KEYS[last], ',"event_status":"' .. status .. '"}'
+  local changes, tail = KEYS[a.at.log], ',"event_status":"' .. status .. '"}'
   for _, entry in ipairs(a.log) do
     local r = redis.pcall('XADD', changes, 'MAXLEN', '~', a.cap, '*', 'kind', entry[1],
       'data', entry[2] .. tail)
     if type(r) == 'table' and r.err then logged = 0 end
   end
 end
-return {'queued', eid, status, logged}
+local held_flag = 0
+if held then held_flag = 1 end
+return {'queued', eid, status, logged, mark or '', held_flag}

@@ -6,6 +6,9 @@
 local DUE, LEASED, DEAD, DEPTH, EVENTS = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local STATUS = {queued = KEYS[6], delivered = KEYS[7], dead_lettered = KEYS[8],
                 unrouted = KEYS[9]}
+-- The held events' index (a payment's event kept back from delivery, design.md 5.7) is passed
+-- only to the scripts that make one or unmake one (accept, replay, prune): they set
+-- STATUS.held. No other script can meet a held event: it has no delivery to move.
 -- Times arrive as strings written by Python (repr of a float) and are stored as given: a Lua
 -- number turned back into a string would keep only 14 digits.
 
@@ -14,18 +17,26 @@ local function depth(dest, state, by)
 end
 
 -- An event's status from its counters (gateway.store.records.event_status), kept in the status
--- index the event list reads.
+-- index the event list reads. A status whose index this script was not given fails loudly.
 local function refresh_status(ek, uid)
-  local v = redis.call('HMGET', ek, 'n', 'pending', 'dead', 'status', 'received_at')
+  local v = redis.call('HMGET', ek, 'n', 'pending', 'dead', 'status', 'received_at', 'mark')
   local n, pending, dead = tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0
   local st
-  if n == 0 then st = 'unrouted'
+  if n == 0 then
+    -- No delivery: kept back (a marked payment event) or no route took it.
+    if v[6] then st = 'held' else st = 'unrouted' end
   elseif pending > 0 then st = 'queued'
   elseif dead > 0 then st = 'dead_lettered'
   else st = 'delivered' end
   if v[4] ~= st then
-    if v[4] then redis.call('ZREM', STATUS[v[4]], uid) end
-    redis.call('ZADD', STATUS[st], v[5], uid)
+    if v[4] then
+      local old = STATUS[v[4]]
+      if not old then error('no index given for status ' .. v[4]) end
+      redis.call('ZREM', old, uid)
+    end
+    local new = STATUS[st]
+    if not new then error('no index given for status ' .. st) end
+    redis.call('ZADD', new, v[5], uid)
     redis.call('HSET', ek, 'status', st)
   end
 end

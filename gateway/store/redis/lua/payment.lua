@@ -1,0 +1,68 @@
+-- A payment's state machine (gateway.payments.states, design.md 5.7), for accept.lua: the
+-- same rule as ``advance`` in Python, decided in the accept's own atomic step.
+local RANK = {pending = 0, processing = 1, completed = 2, failed = 2, expired = 2,
+              cancelled = 2}
+
+-- The payment's state after an event reporting ``reported`` (nil: none), and the event's mark.
+local function advance(current, reported)
+  if not reported or not current then return current or reported, nil end
+  if RANK[current] == 2 and RANK[reported] == 2 and reported ~= current then
+    return current, 'conflict'
+  end
+  if RANK[reported] < RANK[current] then return current, 'superseded' end
+  return reported, nil
+end
+
+-- Record an event (uid, received at received_at) of the payment ``p`` describes, whose keys
+-- start at KEYS[at] (accept.lua's header lists them); answers the event's mark or nil.
+local function payment(p, at, uid, now, received_at)
+  local ph, member = KEYS[at], p.member
+  local byupdate, bysource, conflicts = KEYS[at + 2], KEYS[at + 3], KEYS[at + 4]
+  local lexkey, lexref = KEYS[at + 5], KEYS[at + 6]
+  -- The index of each state, from KEYS (a state of no index fails the script: none exists).
+  local state_keys = {}
+  for i, name in ipairs(STATE_KEYS) do state_keys[name] = KEYS[at + 6 + i] end
+  local reported = p.state
+  if reported == cjson.null then reported = nil end
+  local had = redis.call('HMGET', ph, 'state', 'updated', 'reference', 'conflict')
+  local current = had[1] or nil
+  local state, mark = advance(current, reported)
+  local updated = now
+  if not current then
+    state = state or 'pending'
+    redis.call('HSET', ph, 'source', p.source, 'key', p.key, 'state', state, 'events', 1,
+      'first', now, 'updated', now, 'conflict', 0, 'missing', 0)
+    redis.call('ZADD', lexkey, 0, p.key .. '\n' .. member)
+  else
+    redis.call('HINCRBY', ph, 'events', 1)
+    if had[2] and tonumber(had[2]) > tonumber(now) then updated = had[2] end
+    redis.call('HSET', ph, 'updated', updated)
+    if mark == 'conflict' then
+      redis.call('HSET', ph, 'conflict', 1)
+    end
+    if state ~= current then
+      redis.call('ZREM', state_keys[current], member)
+      redis.call('HSET', ph, 'state', state)
+    end
+  end
+  if not mark then
+    -- The payment's reference and amount follow its latest unmarked event that has them.
+    local reference = p.reference
+    if reference and reference ~= cjson.null and reference ~= had[3] then
+      if had[3] then redis.call('ZREM', lexref, had[3] .. '\n' .. member) end
+      redis.call('ZADD', lexref, 0, reference .. '\n' .. member)
+      redis.call('HSET', ph, 'reference', reference)
+    end
+    local amount = p.amount
+    if amount and amount ~= cjson.null then
+      redis.call('HSET', ph, 'value', amount.value, 'scale', amount.scale,
+        'currency', amount.currency)
+    end
+  end
+  redis.call('ZADD', byupdate, updated, member)
+  redis.call('ZADD', bysource, updated, member)
+  redis.call('ZADD', state_keys[state], updated, member)
+  if mark == 'conflict' or had[4] == '1' then redis.call('ZADD', conflicts, updated, member) end
+  redis.call('ZADD', KEYS[at + 1], received_at, uid)
+  return mark
+end
