@@ -284,3 +284,37 @@ async def test_cli_lists_as_json_and_pages_with_the_cursor(with_admin):
     for usage in (["events", "--limit", "0"], ["events", "--status", "lost"], ["events", "x"]):
         code, _, err = await _cli(url, *usage)
         assert code == 2, (usage, err)
+
+
+async def test_cli_lists_and_shows_payments(with_admin, marketplace):
+    market, _ = marketplace
+    client, admin = await with_admin()
+    url = str(admin.make_url("")).rstrip("/")
+    for msg_id, pending in (("msg_p1", "pend-1"), ("msg_p2", "pend-2")):
+        body = payment_body(pendingId=pending, offerId="offer-7")
+        response = await client.post(
+            "/hooks/payments", data=body, headers=sign_payment(body, msg_id=msg_id)
+        )
+        assert response.status == 202
+    await market.wait_for(2)
+    await _wait_status(admin, "msg_p2", "delivered")
+    code, out, err = await _cli(url, "payments")
+    assert code == 0, err
+    header, *rows = out.splitlines()
+    assert header.split()[:5] == ["SOURCE", "KEY", "REFERENCE", "STATE", "AMOUNT"]
+    assert [row.split()[:4] for row in rows] == [
+        ["payments", "pend-2", "offer-7", "completed"],
+        ["payments", "pend-1", "offer-7", "completed"],
+    ]
+    code, out, _ = await _cli(url, "payments", "--q", "pend-1", "--json")
+    assert [p["key"] for p in json.loads(out)["payments"]] == ["pend-1"]
+    code, out, _ = await _cli(url, "payments", "show", "payments", "pend-2")
+    assert code == 0
+    assert "key:         pend-2" in out and "confirmed:   True" in out
+    assert "msg_p2" in out and "webhook" in out
+    code, _, err = await _cli(url, "payments", "show", "payments", "nobody")
+    assert (code, "404" in err) == (1, True)
+    code, _, _ = await _cli(url, "payments", "show", "payments")
+    assert code == 2
+    code, _, _ = await _cli(url, "payments", "--state", "lost")
+    assert code == 2
