@@ -34,7 +34,7 @@ def _promtool(*args: str, cwd=PROMETHEUS) -> subprocess.CompletedProcess[str]:
 
 def _exported_metrics() -> set[str]:
     metrics = Metrics()
-    metrics.declare({"payments": "queued", "partner": "sync"}, ["marketplace"])
+    metrics.declare({"payments": "queued", "partner": "sync"}, ["marketplace"], ["payments"])
     text = generate_latest(metrics.registry).decode()
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1].isalpha()}
 
