@@ -8,15 +8,19 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from aiohttp import web
 from standardwebhooks import Webhook
 
 from gateway.config import Config, load_config_text
+from tests.waiting import TIMEOUT, eventually, gave_up
+
+T = TypeVar("T")
 
 #: ``make soak`` sets WEBHOOK_GATEWAY_SOAK=1: the fault scenarios run their long versions and the
 #: property tests ten times the examples. ``make test`` runs the short ones, never none.
@@ -160,12 +164,37 @@ class Marketplace:
         app.router.add_post("/api/webhooks/payments", self.handle)
         return app
 
-    async def wait_for(self, count: int, timeout: float = 15.0) -> None:
+    async def wait_until(
+        self,
+        check: Callable[[list[Received]], T],
+        what: str,
+        *,
+        until: Callable[[T], object] = bool,
+        timeout: float = TIMEOUT,
+    ) -> T:
+        """Wait until ``check(received)`` satisfies ``until`` (that value), woken by each
+        arrival rather than polling; fail as ``eventually`` does after ``timeout`` seconds."""
+        bound = asyncio.timeout(timeout)
+        try:
+            async with bound:
+                while not until(value := check(self.received)):
+                    self.arrived.clear()
+                    await self.arrived.wait()
+        except TimeoutError:
+            if not bound.expired():
+                raise
+            ids = [r.headers.get("webhook-id") for r in self.received]
+            raise gave_up(what, timeout, value, f"webhook-ids received: {ids[:10]}") from None
+        return value
+
+    async def wait_for(self, count: int, timeout: float = TIMEOUT) -> None:
         """Wait until ``count`` requests have arrived (bounded, for queued delivery)."""
-        async with asyncio.timeout(timeout):
-            while len(self.received) < count:
-                self.arrived.clear()
-                await self.arrived.wait()
+        await self.wait_until(
+            len,
+            f"{count} requests at the marketplace",
+            until=lambda n: n >= count,
+            timeout=timeout,
+        )
 
 
 def sqlite_url(tmp_path: Path) -> str:
@@ -211,3 +240,27 @@ async def run_node(
         raise
     assert process.returncode == 0, err.decode(errors="replace")
     return json.loads(out)
+
+
+async def admin_json(admin: Any, path: str) -> Any:
+    """GET ``path`` from an admin API test client with the token: its JSON, ``None`` unless
+    it answered 200."""
+    response = await admin.get(path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    return await response.json() if response.status == 200 else None
+
+
+async def wait_admin(admin: Any, path: str, until: Callable[[Any], object], what: str) -> Any:
+    """Wait until the admin API's JSON at ``path`` satisfies ``until``; that JSON."""
+    return await eventually(
+        lambda: admin_json(admin, path), what, until=lambda data: data is not None and until(data)
+    )
+
+
+async def wait_status(admin: Any, event_id: str, status: str) -> Any:
+    """Wait until the admin API shows event ``event_id`` with ``status``; its JSON."""
+    return await wait_admin(
+        admin,
+        f"/admin/events/{event_id}",
+        lambda data: data["status"] == status,
+        f"event {event_id} to be {status}",
+    )

@@ -14,7 +14,8 @@ from gateway.admin import auth as session
 from gateway.admin.stream import BUFFER, FEED, Subscriber
 from gateway.app import create_admin_app
 from gateway.store.records import Change
-from tests.support import ADMIN_TOKEN, payment_body, sign_payment
+from tests.support import ADMIN_TOKEN, payment_body, sign_payment, wait_admin
+from tests.waiting import eventually
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 STATIC = Path(__file__).resolve().parents[1] / "gateway" / "dashboard" / "static"
@@ -38,17 +39,6 @@ async def _accept(client, msg_id: str, **fields) -> None:
     assert response.status == 202, await response.text()
 
 
-async def _wait(admin, path: str, done) -> dict:
-    async with asyncio.timeout(15):
-        while True:
-            response = await admin.get(path, headers=AUTH)
-            if response.status == 200:
-                data = await response.json()
-                if done(data):
-                    return data
-            await asyncio.sleep(0.05)
-
-
 async def _sign_in(admin) -> str:
     response = await admin.post(
         "/dashboard/login", data={"token": ADMIN_TOKEN}, allow_redirects=False
@@ -70,7 +60,12 @@ async def test_payments_timeline_filters_and_stats(with_admin):
     await _accept(client, "msg_a1", offerId="offer-1", status="pending", type="payment.pending")
     await _accept(client, "msg_b1", offerId="offer-2")
     await _accept(client, "msg_a2", offerId="offer-1", status="paid")
-    await _wait(admin, "/admin/events?status=delivered", lambda d: len(d["events"]) == 3)
+    await wait_admin(
+        admin,
+        "/admin/events?status=delivered",
+        lambda d: len(d["events"]) == 3,
+        "three events delivered",
+    )
 
     payments = (await (await admin.get("/admin/payments", headers=AUTH)).json())["payments"]
     assert [(p["subject"], p["events"], p["body_status"]) for p in payments] == [
@@ -278,9 +273,9 @@ async def test_the_stream_sends_accepts_and_outcomes_and_resumes(with_admin):
     resumed.close()
     # With no stream open the feed stops reading; the next stream still gets what follows.
     feed = admin.server.app[FEED]
-    async with asyncio.timeout(10):
-        while feed.open_streams or feed.started.is_set():
-            await asyncio.sleep(0.05)
+    await eventually(
+        lambda: not (feed.open_streams or feed.started.is_set()), "the feed to stop reading"
+    )
     again = await admin.get("/admin/stream", headers=AUTH)
     await _accept(client, "msg_after_idle")
     [(_, kind, data)] = await _messages(again, 1)
@@ -297,11 +292,13 @@ async def test_streams_are_capped_and_need_auth(with_admin):
     assert second.status == 503
     assert (await second.json())["error"] == "unavailable"
     first.close()
-    async with asyncio.timeout(10):  # the slot frees once the server sees the client gone
-        while (again := await admin.get("/admin/stream", headers=AUTH)).status != 200:
-            again.close()
-            await asyncio.sleep(0.1)
-    again.close()
+
+    async def a_slot() -> bool:  # it frees once the server sees the client gone
+        again = await admin.get("/admin/stream", headers=AUTH)
+        again.close()
+        return again.status == 200
+
+    await eventually(a_slot, "the closed stream's slot to free", interval=0.1)
 
 
 async def test_a_slow_stream_is_dropped_not_buffered():
