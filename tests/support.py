@@ -18,6 +18,7 @@ from aiohttp import web
 from standardwebhooks import Webhook
 
 from gateway.config import Config, load_config_text
+from gateway.store import EventView, Store
 from tests.waiting import TIMEOUT, eventually, gave_up
 
 T = TypeVar("T")
@@ -240,6 +241,28 @@ async def run_node(
         raise
     assert process.returncode == 0, err.decode(errors="replace")
     return json.loads(out)
+
+
+async def delivered_once(store: Store, event_id: str, *, attempts: int = 1) -> EventView:
+    """Wait until every delivery of ``event_id`` is delivered, then show that nothing more
+    of it can ever be sent: each delivery took exactly ``attempts`` attempts, and no delivery
+    in the store is due or leased (a duplicate enqueued, a retry or a replay would be).
+
+    This is how a test proves that something did *not* arrive, without sleeping first."""
+
+    async def delivered() -> EventView | None:
+        view = await store.get_event(event_id)
+        if view is None or not view.deliveries:
+            return None
+        return view if all(d.state == "delivered" for d in view.deliveries) else None
+
+    view = await eventually(delivered, f"every delivery of {event_id} delivered")
+    assert view is not None
+    assert [len(d.attempts) for d in view.deliveries] == [attempts] * len(view.deliveries), view
+    depth = await store.queue_depth()
+    pending = {key: n for key, n in depth.items() if key[1] in ("due", "leased") and n}
+    assert not pending, f"deliveries still to be sent: {pending}"
+    return view
 
 
 async def admin_json(admin: Any, path: str) -> Any:

@@ -251,21 +251,27 @@ async def test_an_ingress_only_process_accepts_and_another_process_delivers(
         ingress, admin = _urls(ingress_only)
         async with aiohttp.ClientSession() as session:
             body, event_id = await _post_payment(session, ingress)
-            # Long enough for a process with workers to have delivered it many times over
-            # (one wakes its own worker at once).
-            await asyncio.sleep(1.0)
+            # No delivery worker runs in this process (the only gateway in it so far), so
+            # nothing here can ever lease the event, however long one waits.
+            workers = [t for t in asyncio.all_tasks() if t.get_name() == "delivery-worker"]
+            assert workers == []
             assert market.received == []
             async with session.get(
                 f"{admin}/admin/events/{event_id}",
                 headers={"Authorization": f"Bearer {ENV['GATEWAY_ADMIN_TOKEN']}"},
             ) as r:
                 assert r.status == 200
-                assert (await r.json())["status"] == "queued"
+                view = await r.json()
+            assert view["status"] == "queued"
+            assert [d["attempts_made"] for d in view["deliveries"]] == [0]
         delivering = _gateway(
             tmp_path / "delivery.yaml", url, store, delivery_poll_interval="100ms"
         )
         await delivering.start()
         try:
+            # The same look finds the delivering process's worker: the check above can fail.
+            workers = [t for t in asyncio.all_tasks() if t.get_name() == "delivery-worker"]
+            assert len(workers) == 1
             await _delivered(market, body, event_id)
         finally:
             await delivering.stop()

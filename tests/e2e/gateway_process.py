@@ -29,7 +29,7 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from gateway.store import open_store
+from gateway.store import EventView, open_store
 from harness.redis_server import free_port
 from tests.support import ENV, Marketplace, payment_body, payments_source, sign_payment
 from tests.waiting import eventually
@@ -402,6 +402,18 @@ async def queue_depth(store_url: str, partitions: int = 1) -> dict[tuple[str, st
     store = await open_store(store_url, partitions=partitions)
     try:
         return await store.queue_depth()
+    finally:
+        await store.close()
+
+
+async def event_views(
+    store_url: str, ids: Iterable[str], *, partitions: int = 1
+) -> dict[str, EventView | None]:
+    """Each event of ``ids`` with its deliveries and attempts, read directly from the store
+    (``None``: the store does not hold it)."""
+    store = await open_store(store_url, partitions=partitions)
+    try:
+        return {event_id: await store.get_event(event_id) for event_id in ids}
     finally:
         await store.close()
 

@@ -21,7 +21,7 @@ import aiohttp
 import pytest
 
 from harness.redis_server import RedisCluster, RedisServer
-from tests.e2e.gateway_process import e2e_config, send_event, wait_drained
+from tests.e2e.gateway_process import e2e_config, event_views, send_event, wait_drained
 from tests.waiting import eventually
 
 PARTITIONS = 16
@@ -144,11 +144,21 @@ async def run_failover(cluster: RedisCluster, gateways, destinations, wait_repli
         await sender.send(AFTER)
     await market.start()
     logs = f"\n{gateway.log_tail()}"
-    # Everything the store still holds goes out now; once nothing is due or leased, what the
-    # marketplace has is all it will get.
+    # Everything the store still holds goes out now; once nothing is due or leased, nothing
+    # more can be sent, so what the marketplace has is all it will get.
     await wait_drained(cluster.url, partitions=PARTITIONS, timeout=60, logs=logs)
-    await asyncio.sleep(0.5)
-    return sender, set(market.ids()), logs
+    delivered = set(market.ids())
+    # And it has everything the store holds as delivered: no delivery recorded but not seen.
+    views = await event_views(cluster.url, sender.acked, partitions=PARTITIONS)
+    recorded = {
+        msg_id
+        for msg_id, view in views.items()
+        if view is not None and all(d.state == "delivered" for d in view.deliveries)
+    }
+    assert recorded <= delivered, (
+        f"recorded delivered, never seen: {sorted(recorded - delivered)[:5]}"
+    )
+    return sender, delivered, logs
 
 
 async def test_no_event_answered_2xx_is_lost_when_a_master_fails_over(
