@@ -124,6 +124,7 @@ async def test_script_is_loaded_again_after_script_flush(
     assert (await limiter.hit("k", HOUR3, 0.0)).remaining == 1
 
 
+@pytest.mark.cluster  # starts its own, without a fixture
 async def test_works_on_redis_cluster() -> None:
     """A one-node Redis Cluster owning every slot, through ``RedisCluster``."""
     args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]

@@ -272,6 +272,7 @@ async def test_an_unknown_service_is_a_store_error_on_use(sentinels: list[Sentin
         await store.close()
 
 
+@pytest.mark.cluster  # starts its own, without a fixture
 async def test_passwords_go_to_the_master_and_to_the_sentinels(master: RedisServer):
     command(master.host, master.port, "CONFIG", "SET", "requirepass", "master-pw")
     sentinel = start_sentinel(master, master_password="master-pw")
@@ -298,6 +299,7 @@ async def test_passwords_go_to_the_master_and_to_the_sentinels(master: RedisServ
         sentinel.close()
 
 
+@pytest.mark.cluster  # starts its own, without a fixture
 async def test_failover_to_the_replica_keeps_the_same_store_working(master: RedisServer):
     replica = RedisServer(extra_args=["--replicaof", master.host, str(master.port)])
     replica.start()
