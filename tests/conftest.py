@@ -1,8 +1,10 @@
-"""Shared fixtures: the fake marketplace on a real socket, and a gateway built from config."""
+"""Shared fixtures: the fake marketplace on a real socket, and a gateway built from config;
+and the markers each test gets from what it starts (``pytest_collection_modifyitems``)."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +24,29 @@ async def marketplace(aiohttp_server: Any) -> tuple[Marketplace, TestServer]:
 
 
 GatewayFactory = Callable[..., Awaitable[tuple[TestClient, Config]]]
+
+E2E = Path(__file__).resolve().parent / "e2e"
+#: Fixtures that start a Redis Cluster or Redis Sentinels (tests/store/conftest.py,
+#: tests/store/test_sentinel.py, the e2e cluster modules).
+CLUSTER_FIXTURES = frozenset({"redis_cluster", "cluster", "sentinels"})
+#: Parameters that make a test take a cluster through ``request.getfixturevalue``.
+CLUSTER_PARAMS = frozenset({"cluster16"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by what it starts, so a subset can be chosen with ``-m`` (markers in
+    pyproject.toml): ``e2e``, gateway processes (tests/e2e); ``browser``, Chromium;
+    ``cluster``, a Redis Cluster or Sentinels. Plain ``pytest`` still runs every test."""
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if E2E in item.path.parents and "gateways" in fixtures:
+            item.add_marker(pytest.mark.e2e)
+        if "browser" in fixtures:
+            item.add_marker(pytest.mark.browser)
+        callspec = getattr(item, "callspec", None)
+        params = {v for v in callspec.params.values() if isinstance(v, str)} if callspec else set()
+        if fixtures & CLUSTER_FIXTURES or params & CLUSTER_PARAMS:
+            item.add_marker(pytest.mark.cluster)
 
 
 @pytest.fixture

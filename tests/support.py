@@ -8,15 +8,20 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from aiohttp import web
 from standardwebhooks import Webhook
 
 from gateway.config import Config, load_config_text
+from gateway.store import EventView, Store
+from tests.waiting import TIMEOUT, eventually, gave_up
+
+T = TypeVar("T")
 
 #: ``make soak`` sets WEBHOOK_GATEWAY_SOAK=1: the fault scenarios run their long versions and the
 #: property tests ten times the examples. ``make test`` runs the short ones, never none.
@@ -166,12 +171,37 @@ class Marketplace:
         app.router.add_post("/api/webhooks/payments", self.handle)
         return app
 
-    async def wait_for(self, count: int, timeout: float = 15.0) -> None:
+    async def wait_until(
+        self,
+        check: Callable[[list[Received]], T],
+        what: str,
+        *,
+        until: Callable[[T], object] = bool,
+        timeout: float = TIMEOUT,
+    ) -> T:
+        """Wait until ``check(received)`` satisfies ``until`` (that value), woken by each
+        arrival rather than polling; fail as ``eventually`` does after ``timeout`` seconds."""
+        bound = asyncio.timeout(timeout)
+        try:
+            async with bound:
+                while not until(value := check(self.received)):
+                    self.arrived.clear()
+                    await self.arrived.wait()
+        except TimeoutError:
+            if not bound.expired():
+                raise
+            ids = [r.headers.get("webhook-id") for r in self.received]
+            raise gave_up(what, timeout, value, f"webhook-ids received: {ids[:10]}") from None
+        return value
+
+    async def wait_for(self, count: int, timeout: float = TIMEOUT) -> None:
         """Wait until ``count`` requests have arrived (bounded, for queued delivery)."""
-        async with asyncio.timeout(timeout):
-            while len(self.received) < count:
-                self.arrived.clear()
-                await self.arrived.wait()
+        await self.wait_until(
+            len,
+            f"{count} requests at the marketplace",
+            until=lambda n: n >= count,
+            timeout=timeout,
+        )
 
 
 def sqlite_url(tmp_path: Path) -> str:
@@ -217,3 +247,49 @@ async def run_node(
         raise
     assert process.returncode == 0, err.decode(errors="replace")
     return json.loads(out)
+
+
+async def delivered_once(store: Store, event_id: str, *, attempts: int = 1) -> EventView:
+    """Wait until every delivery of ``event_id`` is delivered, then show that nothing more
+    of it can ever be sent: each delivery took exactly ``attempts`` attempts, and no delivery
+    in the store is due or leased (a duplicate enqueued, a retry or a replay would be).
+
+    This is how a test proves that something did *not* arrive, without sleeping first."""
+
+    async def delivered() -> EventView | None:
+        view = await store.get_event(event_id)
+        if view is None or not view.deliveries:
+            return None
+        return view if all(d.state == "delivered" for d in view.deliveries) else None
+
+    view = await eventually(delivered, f"every delivery of {event_id} delivered")
+    assert view is not None
+    assert [len(d.attempts) for d in view.deliveries] == [attempts] * len(view.deliveries), view
+    depth = await store.queue_depth()
+    pending = {key: n for key, n in depth.items() if key[1] in ("due", "leased") and n}
+    assert not pending, f"deliveries still to be sent: {pending}"
+    return view
+
+
+async def admin_json(admin: Any, path: str) -> Any:
+    """GET ``path`` from an admin API test client with the token: its JSON, ``None`` unless
+    it answered 200."""
+    response = await admin.get(path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    return await response.json() if response.status == 200 else None
+
+
+async def wait_admin(admin: Any, path: str, until: Callable[[Any], object], what: str) -> Any:
+    """Wait until the admin API's JSON at ``path`` satisfies ``until``; that JSON."""
+    return await eventually(
+        lambda: admin_json(admin, path), what, until=lambda data: data is not None and until(data)
+    )
+
+
+async def wait_status(admin: Any, event_id: str, status: str) -> Any:
+    """Wait until the admin API shows event ``event_id`` with ``status``; its JSON."""
+    return await wait_admin(
+        admin,
+        f"/admin/events/{event_id}",
+        lambda data: data["status"] == status,
+        f"event {event_id} to be {status}",
+    )

@@ -18,6 +18,7 @@ from tests.support import (
     payment_body,
     sign_payment,
     sqlite_url,
+    wait_status,
 )
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -40,17 +41,6 @@ async def _accept(client, msg_id: str) -> bytes:
     )
     assert response.status == 202
     return body
-
-
-async def _wait_status(admin, event_id: str, status: str) -> dict:
-    async with asyncio.timeout(15):
-        while True:
-            response = await admin.get(f"/admin/events/{event_id}", headers=AUTH)
-            if response.status == 200:
-                data = await response.json()
-                if data["status"] == status:
-                    return data
-            await asyncio.sleep(0.05)
 
 
 async def test_the_token_is_required(with_admin):
@@ -79,7 +69,7 @@ async def test_without_a_token_the_admin_api_is_off(make_gateway, aiohttp_client
 async def test_event_with_its_attempts(with_admin, marketplace):
     client, admin = await with_admin()
     body = await _accept(client, "msg_admin_1")
-    data = await _wait_status(admin, "msg_admin_1", "delivered")
+    data = await wait_status(admin, "msg_admin_1", "delivered")
     assert data["source"] == "payments"
     assert data["type"] == "payment.completed"
     assert data["body"] == body.decode()
@@ -114,7 +104,7 @@ async def test_dead_letters_and_redrive(with_admin, marketplace):
     market.status, market.answer = 400, b'{"error":"bad input"}'
     client, admin = await with_admin()
     await _accept(client, "msg_dead")
-    await _wait_status(admin, "msg_dead", "dead_lettered")
+    await wait_status(admin, "msg_dead", "dead_lettered")
     page = await (await admin.get("/admin/dead-letters", headers=AUTH)).json()
     [dead] = page["dead_letters"]
     assert dead["event_id"] == "msg_dead"
@@ -125,7 +115,7 @@ async def test_dead_letters_and_redrive(with_admin, marketplace):
         "/admin/dead-letters/redrive", headers=AUTH, json={"ids": [dead["delivery_id"]]}
     )
     assert (await response.json()) == {"redriven": 1, "unmatched": []}
-    await _wait_status(admin, "msg_dead", "delivered")
+    await wait_status(admin, "msg_dead", "delivered")
 
 
 async def test_redrive_takes_event_ids_and_names_what_matched_nothing(with_admin, marketplace):
@@ -133,13 +123,13 @@ async def test_redrive_takes_event_ids_and_names_what_matched_nothing(with_admin
     market.status = 400
     client, admin = await with_admin()
     await _accept(client, "msg_dead_a")
-    await _wait_status(admin, "msg_dead_a", "dead_lettered")
+    await wait_status(admin, "msg_dead_a", "dead_lettered")
     market.status = 200
     response = await admin.post(
         "/admin/dead-letters/redrive", headers=AUTH, json={"ids": ["msg_dead_a", "nope"]}
     )
     assert (await response.json()) == {"redriven": 1, "unmatched": ["nope"]}
-    await _wait_status(admin, "msg_dead_a", "delivered")
+    await wait_status(admin, "msg_dead_a", "delivered")
 
 
 @pytest.mark.parametrize(
@@ -200,7 +190,7 @@ async def test_cli_talks_to_the_admin_api(with_admin, marketplace):
     client, admin = await with_admin()
     url = str(admin.make_url("")).rstrip("/")
     await _accept(client, "msg_cli")
-    await _wait_status(admin, "msg_cli", "dead_lettered")
+    await wait_status(admin, "msg_cli", "dead_lettered")
 
     code, out, _ = await _cli(url, "events", "--status", "dead_lettered")
     assert code == 0
@@ -234,7 +224,7 @@ async def test_cli_talks_to_the_admin_api(with_admin, marketplace):
     code, out, err = await _cli(url, "redrive", "msg_cli", "no-such-event")
     assert (code, out.strip()) == (1, "redriven: 1 delivery due again now")
     assert "no dead letter for 'no-such-event'" in err
-    await _wait_status(admin, "msg_cli", "delivered")
+    await wait_status(admin, "msg_cli", "delivered")
     code, out, err = await _cli(url, "redrive", "msg_cli")  # delivered now: nothing is dead
     assert (code, out.strip()) == (1, "redriven: 0 deliveries due again now")
     assert "no dead letter for 'msg_cli'" in err

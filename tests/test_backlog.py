@@ -7,12 +7,11 @@ success or an operator's retry-now makes all of them arrive within seconds, not 
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from gateway.app import create_admin_app
-from tests.support import ADMIN_TOKEN, payment_body, sign_payment
+from tests.support import ADMIN_TOKEN, admin_json, payment_body, sign_payment
+from tests.waiting import eventually
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 #: The second attempt comes 0.2 s after the first; the third an hour later.
@@ -28,10 +27,10 @@ async def _send(client, msg_id: str) -> None:
     assert response.status == 202
 
 
-async def _waiting_out_the_hour(admin, event_id: str) -> bool:
-    view = await (await admin.get(f"/admin/events/{event_id}", headers=AUTH)).json()
-    [delivery] = view["deliveries"]
-    return delivery["attempts_made"] == 2 and delivery["state"] == "due"
+async def _deliveries(admin) -> list[dict]:
+    """The backed-off events' deliveries, as the admin API shows them."""
+    views = [await admin_json(admin, f"/admin/events/{m}") for m in BACKED_OFF]
+    return [delivery for view in views for delivery in view["deliveries"]]
 
 
 async def _outage(with_admin, market):
@@ -40,9 +39,11 @@ async def _outage(with_admin, market):
     client, admin = await with_admin(destination={"retry": RETRY})
     for msg_id in BACKED_OFF:
         await _send(client, msg_id)
-    async with asyncio.timeout(15):
-        while not all([await _waiting_out_the_hour(admin, m) for m in BACKED_OFF]):
-            await asyncio.sleep(0.05)
+    await eventually(
+        lambda: _deliveries(admin),
+        "five deliveries that failed twice, waiting out the hour",
+        until=lambda ds: all(d["attempts_made"] == 2 and d["state"] == "due" for d in ds),
+    )
     assert len(market.received) == 10
     market.status = 200
     return client, admin
@@ -50,13 +51,11 @@ async def _outage(with_admin, market):
 
 async def _delivered_ids(market, count: int) -> set[str]:
     """Wait (15 s at most) until ``count`` distinct events were answered 200."""
-    async with asyncio.timeout(15):
-        while True:
-            ok = {r.headers["webhook-id"] for r in market.received[10:]}
-            if len(ok) >= count:
-                return ok
-            market.arrived.clear()
-            await market.arrived.wait()
+    return await market.wait_until(
+        lambda received: {r.headers["webhook-id"] for r in received[10:]},
+        f"{count} events answered 200",
+        until=lambda ok: len(ok) >= count,
+    )
 
 
 @pytest.fixture
@@ -99,19 +98,12 @@ async def test_failures_before_the_backlog_drains_keep_each_backoff(with_admin, 
     market.status = 503  # still down: retry-now makes them due, they fail and wait again
     response = await admin.post("/admin/destinations/marketplace/retry-now", headers=AUTH)
     assert (await response.json())["retried"] == 5
-    async with asyncio.timeout(15):
-        while len(market.received) < 15:
-            market.arrived.clear()
-            await market.arrived.wait()
+    await market.wait_for(15)
     # The third attempt failed: the schedule has no fourth step, so each is dead-lettered
     # from its own count rather than started over.
-    async with asyncio.timeout(15):
-        while True:
-            views = [
-                await (await admin.get(f"/admin/events/{m}", headers=AUTH)).json()
-                for m in BACKED_OFF
-            ]
-            if all(v["status"] == "dead_lettered" for v in views):
-                break
-            await asyncio.sleep(0.05)
-    assert {v["deliveries"][0]["attempts_made"] for v in views} == {3}
+    deliveries = await eventually(
+        lambda: _deliveries(admin),
+        "the five deliveries dead-lettered",
+        until=lambda ds: all(d["state"] == "dead" for d in ds),
+    )
+    assert {d["attempts_made"] for d in deliveries} == {3}

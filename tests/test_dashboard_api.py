@@ -14,7 +14,8 @@ from gateway.admin import auth as session
 from gateway.admin.stream import BUFFER, FEED, Subscriber
 from gateway.app import create_admin_app
 from gateway.store.records import Change
-from tests.support import ADMIN_TOKEN, payment_body, sign_payment
+from tests.support import ADMIN_TOKEN, payment_body, sign_payment, wait_admin
+from tests.waiting import eventually
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 STATIC = Path(__file__).resolve().parents[1] / "gateway" / "dashboard" / "static"
@@ -36,17 +37,6 @@ async def _accept(client, msg_id: str, **fields) -> None:
         "/hooks/payments", data=body, headers=sign_payment(body, msg_id=msg_id)
     )
     assert response.status == 202, await response.text()
-
-
-async def _wait(admin, path: str, done) -> dict:
-    async with asyncio.timeout(15):
-        while True:
-            response = await admin.get(path, headers=AUTH)
-            if response.status == 200:
-                data = await response.json()
-                if done(data):
-                    return data
-            await asyncio.sleep(0.05)
 
 
 async def _sign_in(admin) -> str:
@@ -73,7 +63,12 @@ async def test_payments_timeline_filters_and_stats(with_admin):
     )  # fmt: skip
     await _accept(client, "msg_b1", offerId="offer-2", pendingId="pend-b")
     await _accept(client, "msg_a2", offerId="offer-1", pendingId="pend-a", status="paid")
-    await _wait(admin, "/admin/events?status=delivered", lambda d: len(d["events"]) == 3)
+    await wait_admin(
+        admin,
+        "/admin/events?status=delivered",
+        lambda d: len(d["events"]) == 3,
+        "three events delivered",
+    )
 
     payments = (await (await admin.get("/admin/payments", headers=AUTH)).json())["payments"]
     assert [(p["key"], p["reference"], p["state"], p["events"]) for p in payments] == [
@@ -295,9 +290,9 @@ async def test_the_stream_sends_accepts_and_outcomes_and_resumes(with_admin):
     resumed.close()
     # With no stream open the feed stops reading; the next stream still gets what follows.
     feed = admin.server.app[FEED]
-    async with asyncio.timeout(10):
-        while feed.open_streams or feed.started.is_set():
-            await asyncio.sleep(0.05)
+    await eventually(
+        lambda: not (feed.open_streams or feed.started.is_set()), "the feed to stop reading"
+    )
     again = await admin.get("/admin/stream", headers=AUTH)
     await _accept(client, "msg_after_idle")
     [(_, kind, data)] = await _messages(again, 1)
@@ -314,11 +309,13 @@ async def test_streams_are_capped_and_need_auth(with_admin):
     assert second.status == 503
     assert (await second.json())["error"] == "unavailable"
     first.close()
-    async with asyncio.timeout(10):  # the slot frees once the server sees the client gone
-        while (again := await admin.get("/admin/stream", headers=AUTH)).status != 200:
-            again.close()
-            await asyncio.sleep(0.1)
-    again.close()
+
+    async def a_slot() -> bool:  # it frees once the server sees the client gone
+        again = await admin.get("/admin/stream", headers=AUTH)
+        again.close()
+        return again.status == 200
+
+    await eventually(a_slot, "the closed stream's slot to free", interval=0.1)
 
 
 async def test_a_slow_stream_is_dropped_not_buffered():

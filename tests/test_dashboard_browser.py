@@ -41,6 +41,7 @@ from tests.support import (
     sign_payment,
     sqlite_url,
 )
+from tests.waiting import eventually_sync
 
 T = TypeVar("T")
 CHROMIUM = "/usr/bin/chromium"
@@ -147,10 +148,11 @@ class Stack:
         return self.run(get())
 
     def wait_status(self, event_id: str, status: str) -> None:
-        deadline = time.monotonic() + 15
-        while self.admin_get(f"/admin/events/{event_id}").get("status") != status:
-            assert time.monotonic() < deadline, f"{event_id} never became {status}"
-            time.sleep(0.05)
+        eventually_sync(
+            lambda: self.admin_get(f"/admin/events/{event_id}").get("status"),
+            f"event {event_id} to be {status}",
+            until=lambda seen: seen == status,
+        )
 
     def received_ids(self) -> list[str]:
         return [r.headers["webhook-id"] for r in self.market.received]
@@ -323,10 +325,11 @@ def test_replay_delivers_again_with_the_same_webhook_id(page, stack, shots):
     assert '"offerId": "offer-replay"' in page.text_content("[data-body]")  # pretty-printed
     page.click("[data-action=replay]")
     page.wait_for_selector(".notice.ok")
-    deadline = time.monotonic() + 15
-    while stack.received_ids().count(event_id) < 2:
-        assert time.monotonic() < deadline, "the replay was not delivered"
-        time.sleep(0.05)
+    eventually_sync(
+        stack.received_ids,
+        "the replay to be delivered",
+        until=lambda ids: ids.count(event_id) >= 2,
+    )
     # The page's CSP forbids eval, so wait through a locator, not a JavaScript string.
     expect(page.locator(".delivery")).to_have_count(2)
     page.screenshot(path=str(shots / "event.png"), full_page=True)
@@ -454,13 +457,11 @@ def test_retry_now_delivers_a_destination_backlog(page, stack, shots):
     stack.market.status = 503
     try:
         event_id = stack.send(offerId="offer-backlog")
-        deadline = time.monotonic() + 15
-        while True:  # failed once, now waiting out the hour
-            [delivery] = stack.admin_get(f"/admin/events/{event_id}")["deliveries"]
-            if delivery["attempts_made"] == 1 and delivery["state"] == "due":
-                break
-            assert time.monotonic() < deadline, delivery
-            time.sleep(0.05)
+        eventually_sync(
+            lambda: stack.admin_get(f"/admin/events/{event_id}")["deliveries"],
+            "the delivery to fail once and wait out the hour",
+            until=lambda ds: [(d["attempts_made"], d["state"]) for d in ds] == [(1, "due")],
+        )
     finally:
         stack.market.status = 200
     sign_in(page, stack, "/dashboard/events")

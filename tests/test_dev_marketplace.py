@@ -19,6 +19,7 @@ from gateway.secret import Secret
 from gateway.signing import sign_delivery
 from harness.redis_server import free_port
 from tests.support import MARKETPLACE_SECRET, PAYMENTS_SECRET, payment_body
+from tests.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "dev_marketplace.py"
@@ -48,17 +49,14 @@ def test_the_stand_in_serves_every_path_the_docs_and_configs_deliver_to():
 
 
 async def _wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            assert process.poll() is None, "the stand-in exited"
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                await asyncio.sleep(0.1)
-                continue
-            writer.close()
-            await writer.wait_closed()
-            return
+    async def listening() -> bool:
+        assert process.poll() is None, "the stand-in exited"
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+        await writer.wait_closed()
+        return True
+
+    await eventually(listening, f"the stand-in on port {port}", timeout=30, ignoring=(OSError,))
 
 
 async def test_each_path_accepts_the_gateways_signature_and_refuses_a_wrong_one():

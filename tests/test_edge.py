@@ -16,6 +16,7 @@ from gateway.errors import ClientClosed
 from gateway.http.text import has_control
 from gateway.ingress.body import read_body
 from tests.support import ADMIN_TOKEN, payment_body, payments_source, sign_payment
+from tests.waiting import eventually
 
 SYNC = {"payments": payments_source(delivery="sync")}
 
@@ -157,9 +158,12 @@ async def test_a_sender_leaving_mid_body_is_client_closed_without_a_traceback(
         writer.write_eof()
     metrics = client.app[METRICS]
     child = metrics.requests.labels("payments", "client_closed")
-    async with asyncio.timeout(5):
-        while child._value.get() < 1:
-            await asyncio.sleep(0.02)
+    await eventually(
+        child._value.get,
+        "the request counted as client_closed",
+        until=lambda count: count >= 1,
+        interval=0.02,
+    )
     assert not [r for r in caplog.records if r.exc_info], "logged once, without a traceback"
     await nothing_stored_beyond(client, set())
     writer.close()

@@ -10,11 +10,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 import yaml
+from redis import asyncio as aioredis
 
 from gateway.config import load_config
 from gateway.server import Gateway
+from gateway.store.redis.wakeups import channel_of
 from harness.redis_server import RedisServer
 from tests.support import ENV, config_dict, payment_body, payments_source, sign_payment
+from tests.waiting import eventually
 
 
 def _write(path: Path, data: dict) -> Path:
@@ -248,21 +251,27 @@ async def test_an_ingress_only_process_accepts_and_another_process_delivers(
         ingress, admin = _urls(ingress_only)
         async with aiohttp.ClientSession() as session:
             body, event_id = await _post_payment(session, ingress)
-            # Long enough for a process with workers to have delivered it many times over
-            # (one wakes its own worker at once).
-            await asyncio.sleep(1.0)
+            # No delivery worker runs in this process (the only gateway in it so far), so
+            # nothing here can ever lease the event, however long one waits.
+            workers = [t for t in asyncio.all_tasks() if t.get_name() == "delivery-worker"]
+            assert workers == []
             assert market.received == []
             async with session.get(
                 f"{admin}/admin/events/{event_id}",
                 headers={"Authorization": f"Bearer {ENV['GATEWAY_ADMIN_TOKEN']}"},
             ) as r:
                 assert r.status == 200
-                assert (await r.json())["status"] == "queued"
+                view = await r.json()
+            assert view["status"] == "queued"
+            assert [d["attempts_made"] for d in view["deliveries"]] == [0]
         delivering = _gateway(
             tmp_path / "delivery.yaml", url, store, delivery_poll_interval="100ms"
         )
         await delivering.start()
         try:
+            # The same look finds the delivering process's worker: the check above can fail.
+            workers = [t for t in asyncio.all_tasks() if t.get_name() == "delivery-worker"]
+            assert len(workers) == 1
             await _delivered(market, body, event_id)
         finally:
             await delivering.stop()
@@ -273,28 +282,41 @@ async def test_an_ingress_only_process_accepts_and_another_process_delivers(
 async def test_on_redis_an_ingress_only_process_wakes_the_delivering_one(
     tmp_path, monkeypatch, marketplace
 ):
-    """The delivering process polls only once a minute here: the event it delivers at once
-    was announced to it by the ingress-only process over Redis Pub/Sub."""
+    """The delivering process polls once an hour here: it delivers the first event at its
+    first poll, at start, and the second only if the ingress-only process's announcement over
+    Redis Pub/Sub wakes it."""
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
     market, server = marketplace
     url = str(server.make_url("/api/webhooks/payments"))
     with RedisServer() as redis:
         delivering = _gateway(
-            tmp_path / "delivery.yaml", url, redis.url, delivery_poll_interval="60s"
+            tmp_path / "delivery.yaml", url, redis.url, delivery_poll_interval="1h"
         )
         ingress_only = _gateway(tmp_path / "ingress.yaml", url, redis.url, delivery_concurrency=0)
-        await delivering.start()
+        watcher = aioredis.Redis.from_url(redis.url)
+        channel = channel_of(watcher)
+        await ingress_only.start()
         try:
-            await ingress_only.start()
-            try:
-                ingress, _ = _urls(ingress_only)
-                # Its worker's first poll, at start, found nothing; the next is a minute away.
-                await asyncio.sleep(0.5)
-                async with aiohttp.ClientSession() as session:
+            ingress, _ = _urls(ingress_only)
+            async with aiohttp.ClientSession() as session:
+                # Queued before the delivering process starts, so its first poll takes it:
+                # once it arrives, that poll is over and the next one is an hour away.
+                first_body, first_id = await _post_payment(session, ingress)
+                await delivering.start()
+                try:
+                    await _delivered(market, first_body, first_id)
+
+                    async def subscribed() -> int:
+                        return int((await watcher.pubsub_numsub(channel))[0][1])
+
+                    await eventually(subscribed, "the delivering process to listen for wake-ups")
                     body, event_id = await _post_payment(session, ingress)
-                await _delivered(market, body, event_id)
-            finally:
-                await ingress_only.stop()
+                    await market.wait_for(2)  # the event the wake-up delivers
+                    assert market.received[1].body == body
+                    assert market.received[1].headers["webhook-id"] == event_id
+                finally:
+                    await delivering.stop()
         finally:
-            await delivering.stop()
+            await ingress_only.stop()
+            await watcher.aclose()

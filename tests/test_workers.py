@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -14,18 +13,24 @@ import yaml
 
 from harness.redis_server import free_port
 from tests.support import ENV, config_dict, payment_body, sign_payment
+from tests.waiting import eventually
 
 
 async def _wait_ready(url: str) -> None:
-    async with asyncio.timeout(30), aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(url) as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
+    async with aiohttp.ClientSession() as session:
+
+        async def status() -> int:
+            async with session.get(url) as response:
+                return response.status
+
+        await eventually(
+            status,
+            f"{url} to answer 200",
+            until=lambda code: code == 200,
+            timeout=30,
+            interval=0.1,
+            ignoring=(aiohttp.ClientError,),
+        )
 
 
 async def test_two_processes_share_the_port_and_report_metrics_together(tmp_path):
@@ -65,8 +70,9 @@ async def test_two_processes_share_the_port_and_report_metrics_together(tmp_path
         ) as session:
             # /readyz answers once one process serves; the other may bind the port a moment
             # later on a busy machine, so send until both have taken requests (or give up).
-            async with asyncio.timeout(30):
-                while len(served_by()) < 2 or sent < 40:
+            async def twenty_more() -> set[bytes]:
+                nonlocal sent
+                for _ in range(20):
                     body = payment_body()
                     async with session.post(
                         f"http://127.0.0.1:{port}/hooks/payments",
@@ -75,8 +81,16 @@ async def test_two_processes_share_the_port_and_report_metrics_together(tmp_path
                     ) as response:
                         assert response.status == 202
                     sent += 1
-                    if sent % 20 == 0:
-                        await asyncio.sleep(0.1)  # let the log lines reach the file
+                return served_by()
+
+            # Between rounds, the log lines reach the file.
+            await eventually(
+                twenty_more,
+                "both processes to take requests (seen: the pids that did)",
+                until=lambda pids: len(pids) >= 2 and sent >= 40,
+                timeout=30,
+                interval=0.1,
+            )
             async with session.get(f"http://127.0.0.1:{admin}/metrics") as response:
                 text = await response.text()
         accepted = re.search(

@@ -25,6 +25,7 @@ from tests.support import (
     sign_payment,
     sqlite_url,
 )
+from tests.waiting import eventually
 
 RAFIKI_SECRET = "rafiki-test-secret-0123456789"
 
@@ -63,11 +64,12 @@ def _handled(project: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-async def _wait_handled(project: Path, count: int, timeout: float = 15.0) -> list[dict]:
-    async with asyncio.timeout(timeout):
-        while len(_handled(project)) < count:
-            await asyncio.sleep(0.05)
-    return _handled(project)
+async def _wait_handled(project: Path, count: int) -> list[dict]:
+    def handled() -> list[dict] | None:
+        lines = _handled(project)
+        return lines if len(lines) >= count else None
+
+    return await eventually(handled, f"{count} payments handled by the view")
 
 
 @pytest.fixture
@@ -112,12 +114,12 @@ async def test_the_decorated_view_gets_each_payment_once_and_answers_as_before(
     )
     assert replay.status in (200, 202), await replay.text()
     store = gateway.app[STORE]
-    async with asyncio.timeout(15):
-        while True:
-            view = await store.get_event(event_id)
-            if len(view.deliveries) == 2 and all(d.state == "delivered" for d in view.deliveries):
-                break
-            await asyncio.sleep(0.05)
+
+    async def both_delivered() -> bool:
+        view = await store.get_event(event_id)
+        return len(view.deliveries) == 2 and all(d.state == "delivered" for d in view.deliveries)
+
+    await eventually(both_delivered, "the replay delivered")
     assert len(_handled(project)) == 1
 
     # The view's own answers reach the gateway unchanged: an unknown offer is a 404,
@@ -125,9 +127,11 @@ async def test_the_decorated_view_gets_each_payment_once_and_answers_as_before(
     unknown = payment_body(offerId=99, status="paid")
     response = await gateway.post("/hooks/payments", data=unknown, headers=sign_payment(unknown))
     unknown_id = (await response.json())["id"]
-    async with asyncio.timeout(15):
-        while (await store.get_event(unknown_id)).deliveries[0].state != "dead":
-            await asyncio.sleep(0.05)
+
+    async def dead() -> bool:
+        return (await store.get_event(unknown_id)).deliveries[0].state == "dead"
+
+    await eventually(dead, "the unknown offer dead-lettered")
     assert (await store.get_event(unknown_id)).deliveries[0].attempts[-1].status == 404
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import json
 import os
 import random
@@ -37,6 +36,7 @@ from aiohttp import web
 
 from tests.e2e.gateway_process import MARKET_PATH, Destination, GatewayProcess
 from tests.support import payment_body, sign_payment, signed_by_gateway
+from tests.waiting import eventually
 
 
 @dataclass(frozen=True)
@@ -105,19 +105,14 @@ class FaultyMarketplace:
 
     async def wait_delivered(self, ids: set[str], timeout: float, logs: Callable[[], str]) -> None:
         """Wait until every id in ``ids`` was answered 2xx; fail with the missing ones."""
-        try:
-            async with asyncio.timeout(timeout):
-                while not ids <= self.delivered():
-                    self.arrived.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(0.5):
-                            await self.arrived.wait()
-        except TimeoutError:
-            missing = sorted(ids - self.delivered())
-            raise AssertionError(
-                f"{len(missing)} of {len(ids)} accepted events never delivered: {missing[:5]}"
-                f"\n{logs()}"
-            ) from None
+        await eventually(
+            lambda: sorted(ids - self.delivered()),
+            f"{len(ids)} accepted events to be delivered (seen: the ids still missing)",
+            until=lambda missing: not missing,
+            timeout=timeout,
+            interval=0.1,
+            why=logs,
+        )
 
 
 def faulty_destination(market: FaultyMarketplace) -> Destination:

@@ -29,9 +29,10 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from gateway.store import open_store
+from gateway.store import EventView, open_store
 from harness.redis_server import free_port
 from tests.support import ENV, Marketplace, payment_body, payments_source, sign_payment
+from tests.waiting import eventually
 
 #: Bound on a gateway's start: a cold interpreter imports aiohttp, redis and prometheus_client.
 READY_TIMEOUT = 30.0
@@ -147,23 +148,25 @@ class GatewayProcess:
 
     async def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         """Poll ``/readyz`` until it answers 200; fail with the log tail if it never does."""
-        try:
-            async with asyncio.timeout(timeout), aiohttp.ClientSession() as session:
-                while True:
-                    if not self.running():
-                        raise AssertionError(
-                            f"{self.name} exited with {self.returncode} before it was ready\n"
-                            f"{self.log_tail()}"
-                        )
-                    with contextlib.suppress(aiohttp.ClientError):
-                        async with session.get(self.admin_url("/readyz")) as response:
-                            if response.status == 200:
-                                return
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            raise AssertionError(
-                f"{self.name} was not ready within {timeout:g}s\n{self.log_tail()}"
-            ) from None
+        async with aiohttp.ClientSession() as session:
+
+            async def ready() -> int:
+                if not self.running():
+                    raise AssertionError(
+                        f"{self.name} exited with {self.returncode} before it was ready\n"
+                        f"{self.log_tail()}"
+                    )
+                async with session.get(self.admin_url("/readyz")) as response:
+                    return response.status
+
+            await eventually(
+                ready,
+                f"{self.name} to be ready",
+                until=lambda status: status == 200,
+                timeout=timeout,
+                ignoring=(aiohttp.ClientError,),
+                why=self.log_tail,
+            )
 
     @property
     def returncode(self) -> int | None:
@@ -177,15 +180,16 @@ class GatewayProcess:
 
     async def wait_exit(self, timeout: float = STOP_TIMEOUT) -> int:
         """Wait (without blocking the loop) until the process exits; its exit status."""
-        assert self.process is not None
-        try:
-            async with asyncio.timeout(timeout):
-                while (code := self.process.poll()) is None:
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            raise AssertionError(
-                f"{self.name} did not exit within {timeout:g}s\n{self.log_tail()}"
-            ) from None
+        process = self.process
+        assert process is not None
+        code = await eventually(
+            process.poll,
+            f"{self.name} to exit",
+            until=lambda code: code is not None,
+            timeout=timeout,
+            why=self.log_tail,
+        )
+        assert code is not None
         return code
 
     async def terminate(self, timeout: float = STOP_TIMEOUT) -> int:
@@ -234,17 +238,15 @@ class GatewayProcess:
         self, message: str, *, after: int = 0, timeout: float = 15.0
     ) -> dict[str, Any]:
         """Wait for a log record with ``msg == message`` among the records after index ``after``."""
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    for record in self.log_records()[after:]:
-                        if record.get("msg") == message:
-                            return record
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            raise AssertionError(
-                f"{self.name} did not log {message!r} within {timeout:g}s\n{self.log_tail()}"
-            ) from None
+
+        def logged() -> dict[str, Any] | None:
+            return next((r for r in self.log_records()[after:] if r.get("msg") == message), None)
+
+        record = await eventually(
+            logged, f"{self.name} to log {message!r}", timeout=timeout, why=self.log_tail
+        )
+        assert record is not None
+        return record
 
     async def series(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
         """Every sample of the admin listener's Prometheus text: (name, labels) -> value."""
@@ -308,22 +310,15 @@ class Destination:
     ) -> None:
         """Wait until every id in ``ids`` arrived at least once among requests ``start:``."""
         wanted = set(ids)
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    seen = {r.headers.get("webhook-id") for r in self.market.received[start:]}
-                    if wanted <= seen:
-                        return
-                    self.market.arrived.clear()
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(0.5):
-                            await self.market.arrived.wait()
-        except TimeoutError:
-            seen = {r.headers.get("webhook-id") for r in self.market.received[start:]}
-            missing = sorted(wanted - seen)
-            raise AssertionError(
-                f"{len(missing)} of {len(wanted)} events never arrived{why}: {missing[:5]}..."
-            ) from None
+        await eventually(
+            lambda: sorted(
+                wanted - {r.headers.get("webhook-id") for r in self.market.received[start:]}
+            ),
+            f"{len(wanted)} events to arrive (seen: the ids still missing)",
+            until=lambda missing: not missing,
+            timeout=timeout,
+            why=why,
+        )
 
 
 class HoldingMarketplace(Marketplace):
@@ -411,20 +406,32 @@ async def queue_depth(store_url: str, partitions: int = 1) -> dict[tuple[str, st
         await store.close()
 
 
+async def event_views(
+    store_url: str, ids: Iterable[str], *, partitions: int = 1
+) -> dict[str, EventView | None]:
+    """Each event of ``ids`` with its deliveries and attempts, read directly from the store
+    (``None``: the store does not hold it)."""
+    store = await open_store(store_url, partitions=partitions)
+    try:
+        return {event_id: await store.get_event(event_id) for event_id in ids}
+    finally:
+        await store.close()
+
+
 async def wait_drained(
     store_url: str, *, timeout: float = 30.0, logs: str = "", partitions: int = 1
 ) -> None:
     """Wait until no delivery is due or leased (everything was delivered or dead-lettered)."""
-    depth: dict[tuple[str, str], int] = {}
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                depth = await queue_depth(store_url, partitions)
-                if not any(n for (_, state), n in depth.items() if state in ("due", "leased")):
-                    return
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"queue never drained: {depth}\n{logs}") from None
+    await eventually(
+        lambda: queue_depth(store_url, partitions),
+        "no delivery due or leased",
+        until=lambda depth: (
+            not any(n for (_, state), n in depth.items() if state in ("due", "leased"))
+        ),
+        timeout=timeout,
+        interval=0.1,
+        why=logs,
+    )
 
 
 async def read_stream(

@@ -3,12 +3,12 @@ through refused connections, a retry and a dead letter from the logs alone."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiohttp
 
 from tests.e2e.gateway_process import GatewayProcess, e2e_config, send_event
+from tests.waiting import eventually
 
 
 def attempts_of(gateway: GatewayProcess, event_id: str) -> list[dict[str, Any]]:
@@ -20,13 +20,13 @@ def attempts_of(gateway: GatewayProcess, event_id: str) -> list[dict[str, Any]]:
 
 
 async def wait_attempts(gateway: GatewayProcess, event_id: str, count: int) -> list[dict[str, Any]]:
-    try:
-        async with asyncio.timeout(20):
-            while len(lines := attempts_of(gateway, event_id)) < count:
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"fewer than {count} attempts logged\n{gateway.log_tail()}") from None
-    return lines
+    return await eventually(
+        lambda: attempts_of(gateway, event_id),
+        f"{count} attempts of {event_id} logged",
+        until=lambda lines: len(lines) >= count,
+        timeout=20,
+        why=gateway.log_tail,
+    )
 
 
 async def test_delivered_retried_and_dead_lettered_attempts_each_log_a_line(

@@ -21,6 +21,7 @@ import pytest
 
 from harness.redis_server import RedisServer
 from tests.e2e.gateway_process import e2e_config, queue_depth, send_event, wait_drained
+from tests.waiting import eventually
 
 EVENTS = 200
 
@@ -63,14 +64,15 @@ async def test_accepted_events_survive_a_down_destination_and_sigkill(
 
         # The worker has tried and failed at least once (the destination is down), so the kill
         # lands on deliveries that are due, rescheduled or leased, not on an idle queue.
-        async with asyncio.timeout(20):
-            while (
-                await gateway.metric(
-                    "webhook_gateway_deliveries_total", destination="marketplace", result="retried"
-                )
-                < 1
-            ):
-                await asyncio.sleep(0.05)
+        await eventually(
+            lambda: gateway.metric(
+                "webhook_gateway_deliveries_total", destination="marketplace", result="retried"
+            ),
+            "a delivery retried",
+            until=lambda retried: retried >= 1,
+            timeout=20,
+            why=gateway.log_tail,
+        )
         assert destination.market.received == []
 
         assert await gateway.kill() == -signal.SIGKILL

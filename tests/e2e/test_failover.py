@@ -21,7 +21,8 @@ import aiohttp
 import pytest
 
 from harness.redis_server import RedisCluster, RedisServer
-from tests.e2e.gateway_process import e2e_config, send_event, wait_drained
+from tests.e2e.gateway_process import e2e_config, event_views, send_event, wait_drained
+from tests.waiting import eventually
 
 PARTITIONS = 16
 #: Events before the pause, during it, and after the failover.
@@ -45,26 +46,27 @@ def replica_of(cluster: RedisCluster, master: RedisServer) -> RedisServer:
 
 async def wait_promoted(cluster: RedisCluster, node: RedisServer, timeout: float = 30) -> None:
     """Wait until ``node`` is a master and every live node says the cluster is ok."""
-    async with asyncio.timeout(timeout):
-        while True:
-            live = [n for n in cluster.nodes if n.process is not None]
-            states = [cluster.cli(n, "cluster", "info") for n in live]
-            role = cluster.cli(node, "info", "replication")
-            if "role:master" in role and all("cluster_state:ok" in s for s in states):
-                return
-            await asyncio.sleep(0.1)
+
+    def promoted() -> bool:
+        live = [n for n in cluster.nodes if n.process is not None]
+        states = [cluster.cli(n, "cluster", "info") for n in live]
+        role = cluster.cli(node, "info", "replication")
+        return "role:master" in role and all("cluster_state:ok" in s for s in states)
+
+    await eventually(promoted, f"{node.port} promoted", timeout=timeout, interval=0.1)
 
 
 async def wait_replicating(
     cluster: RedisCluster, node: RedisServer, master: RedisServer, timeout: float = 30
 ) -> None:
     """Wait until ``node`` is a replica of ``master`` with its link up."""
-    async with asyncio.timeout(timeout):
-        while True:
-            info = cluster.cli(node, "info", "replication")
-            if f"master_port:{master.port}" in info and "master_link_status:up" in info:
-                return
-            await asyncio.sleep(0.1)
+    await eventually(
+        lambda: cluster.cli(node, "info", "replication"),
+        f"{node.port} replicating {master.port}",
+        until=lambda info: f"master_port:{master.port}" in info and "master_link_status:up" in info,
+        timeout=timeout,
+        interval=0.1,
+    )
 
 
 class Sender:
@@ -142,11 +144,21 @@ async def run_failover(cluster: RedisCluster, gateways, destinations, wait_repli
         await sender.send(AFTER)
     await market.start()
     logs = f"\n{gateway.log_tail()}"
-    # Everything the store still holds goes out now; once nothing is due or leased, what the
-    # marketplace has is all it will get.
+    # Everything the store still holds goes out now; once nothing is due or leased, nothing
+    # more can be sent, so what the marketplace has is all it will get.
     await wait_drained(cluster.url, partitions=PARTITIONS, timeout=60, logs=logs)
-    await asyncio.sleep(0.5)
-    return sender, set(market.ids()), logs
+    delivered = set(market.ids())
+    # And it has everything the store holds as delivered: no delivery recorded but not seen.
+    views = await event_views(cluster.url, sender.acked, partitions=PARTITIONS)
+    recorded = {
+        msg_id
+        for msg_id, view in views.items()
+        if view is not None and all(d.state == "delivered" for d in view.deliveries)
+    }
+    assert recorded <= delivered, (
+        f"recorded delivered, never seen: {sorted(recorded - delivered)[:5]}"
+    )
+    return sender, delivered, logs
 
 
 async def test_no_event_answered_2xx_is_lost_when_a_master_fails_over(

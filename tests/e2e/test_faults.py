@@ -31,6 +31,7 @@ from tests.e2e.faults import (
 )
 from tests.e2e.gateway_process import GatewayProcess, e2e_config, queue_depth, wait_drained
 from tests.support import SOAK
+from tests.waiting import eventually
 
 
 @dataclass(frozen=True)
@@ -248,9 +249,11 @@ async def test_worker_killed_holding_leases(fault_store, gateways, destinations)
             holder, other = pair[round_ % 2], pair[(round_ + 1) % 2]
             # Wait until the holder has deliveries in flight (the destination sees them).
             seen = len(market.receipts)
-            async with asyncio.timeout(30):
-                while len(market.receipts) < seen + 1 or not (await leased(store_url)):
-                    await asyncio.sleep(0.05)
+
+            async def in_flight(seen: int = seen) -> bool:
+                return len(market.receipts) > seen and bool(await leased(store_url))
+
+            await eventually(in_flight, "deliveries in flight", timeout=30)
             assert await holder.kill() == -signal.SIGKILL
             kills += 1
             # Nobody else runs: every lease still held is the dead process's.

@@ -7,7 +7,6 @@ serving; a good one takes effect without a restart.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 from pathlib import Path
@@ -17,6 +16,7 @@ import aiohttp
 from gateway.store import open_store
 from tests.e2e.gateway_process import HoldingMarketplace, e2e_config, queue_depth, send_event
 from tests.support import payments_source
+from tests.waiting import eventually
 
 
 async def test_sigterm_lets_in_flight_deliveries_finish(store_url, gateways, destinations):
@@ -81,17 +81,20 @@ async def test_processes_of_a_killed_supervisor_stop_too(tmp_path, gateways, des
     gateway = gateways(config)
     await gateway.start()
     supervisor = gateway.pid
-    async with asyncio.timeout(15):
-        while len(children := {r["pid"] for r in gateway.log_records()} - {supervisor}) < 2:
-            await asyncio.sleep(0.05)
+    children = await eventually(
+        lambda: {r["pid"] for r in gateway.log_records()} - {supervisor},
+        "two worker processes to log",
+        until=lambda pids: len(pids) >= 2,
+        why=gateway.log_tail,
+    )
     assert all(_alive(pid) for pid in children)
     os.kill(supervisor, signal.SIGKILL)
-    try:
-        async with asyncio.timeout(15):
-            while any(_alive(pid) for pid in children):
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"orphans still running: {children}") from None
+    await eventually(
+        lambda: {pid for pid in children if _alive(pid)},
+        "the orphaned workers to stop (seen: those still running)",
+        until=lambda running: not running,
+        interval=0.1,
+    )
     stopped = [r for r in gateway.log_records() if r.get("msg") == "gateway stopped"]
     assert {r["pid"] for r in stopped} == children, "each stopped gracefully, on its own"
 

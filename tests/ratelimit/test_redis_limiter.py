@@ -22,6 +22,7 @@ from gateway.ratelimit import (
     to_micros,
 )
 from harness.redis_server import RedisServer
+from tests.waiting import eventually
 
 from . import gcra_table as table
 
@@ -97,11 +98,11 @@ async def test_key_is_hash_tagged_and_expires_when_the_bucket_is_full(
 
     fast = RateRule.parse("1000/s", 1)  # full again after 1 ms: the key must vanish
     await limiter.hit("fleeting", fast, 0.0)
-    for _ in range(500):
-        if not await redis_client.exists(redis_key("fleeting")):
-            break
-        await asyncio.sleep(0.01)
-    assert not await redis_client.exists(redis_key("fleeting"))
+
+    async def gone() -> bool:
+        return not await redis_client.exists(redis_key("fleeting"))
+
+    await eventually(gone, "the full key to expire", interval=0.01)
 
 
 async def test_refusal_leaves_the_stored_state_alone(redis_client: redis.asyncio.Redis) -> None:
@@ -123,16 +124,18 @@ async def test_script_is_loaded_again_after_script_flush(
     assert (await limiter.hit("k", HOUR3, 0.0)).remaining == 1
 
 
+@pytest.mark.cluster  # starts its own, without a fixture
 async def test_works_on_redis_cluster() -> None:
     """A one-node Redis Cluster owning every slot, through ``RedisCluster``."""
     args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
     with RedisServer(extra_args=args) as server:
         admin = redis.asyncio.Redis.from_url(server.url)
         await admin.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
-        for _ in range(1000):
-            if b"cluster_state:ok" in await admin.execute_command("CLUSTER", "INFO"):
-                break
-            await asyncio.sleep(0.01)
+
+        async def ok() -> bool:
+            return b"cluster_state:ok" in await admin.execute_command("CLUSTER", "INFO")
+
+        await eventually(ok, "the one-node cluster to be ok", interval=0.01)
         await admin.aclose()
         cluster = redis.asyncio.RedisCluster(host=server.host, port=server.port)
         try:

@@ -14,6 +14,7 @@ import redis.asyncio as aioredis
 from gateway.store import Event, Store, open_store
 from gateway.store.protocols import Wakeups
 from harness.redis_server import RedisCluster, RedisServer
+from tests.waiting import eventually
 
 #: Partitions of the store on the cluster: spread over its three masters.
 CLUSTER_PARTITIONS = 16
@@ -101,10 +102,14 @@ def make_event(
 
 async def announce_until_woken(sender: Wakeups, woken: asyncio.Event) -> None:
     """Announce every 50 ms until ``woken`` (a listener subscribes a moment after it starts)."""
-    async with asyncio.timeout(10):
-        while not woken.is_set():
-            sender.announce()
-            await asyncio.sleep(0.05)
+
+    def announce() -> bool:
+        if woken.is_set():
+            return True
+        sender.announce()
+        return False
+
+    await eventually(announce, "the listener to be woken", timeout=10)
 
 
 @contextlib.asynccontextmanager

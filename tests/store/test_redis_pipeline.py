@@ -17,6 +17,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.redisio.pipeline import AutoPipeline, NotReplicated
 from harness.redis_server import RedisServer
+from tests.waiting import eventually
 
 from .conftest import flush, flush_cluster
 
@@ -154,12 +155,12 @@ def _replica_of(master: RedisServer) -> RedisServer:
 
 async def _in_sync(replica: RedisServer) -> None:
     client = aioredis.Redis.from_url(replica.url)
+
+    async def link() -> object:
+        return (await client.info("replication")).get("master_link_status")
+
     try:
-        for _ in range(200):
-            if (await client.info("replication")).get("master_link_status") == "up":
-                return
-            await asyncio.sleep(0.05)
-        raise AssertionError("the replica did not sync")
+        await eventually(link, "the replica to sync", until=lambda status: status == "up")
     finally:
         await client.aclose()
 
@@ -297,9 +298,9 @@ async def test_a_pooled_connection_redis_closed_is_not_taken_for_the_link(client
     connection = await pool.get_connection()
     victim = await _client_id_of(connection)
     await client.execute_command("CLIENT", "KILL", "ID", victim)
-    async with asyncio.timeout(5):
-        while not connection._reader.at_eof():
-            await asyncio.sleep(0.01)
+    await eventually(
+        connection._reader.at_eof, "the pooled connection to read the close", interval=0.01
+    )
     await pool.release(connection)
 
     async def unchecked(conn):

@@ -6,10 +6,8 @@ sentinel.conf --sentinel``), each on a free port, stopped by PID.
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -24,6 +22,7 @@ from gateway.store.urls import SCHEMES as STORE_SCHEMES
 from harness.redis_server import RedisServer, free_port
 from tests.store.conftest import T0, make_event, one_store_wakes_another
 from tests.support import build_config, config_dict
+from tests.waiting import eventually, eventually_sync
 
 SERVICE = "wgmaster"
 # Sentinel's own pace: the master counts as down after this long without an answer.
@@ -46,35 +45,12 @@ def command(host: str, port: int, *args: str, timeout: float = 2.0) -> bytes:
         return sock.recv(65536)
 
 
-def _holds(check: Callable[[], bool]) -> bool:
-    try:
-        return check()
-    except OSError:
-        return False  # a process not listening yet, or just killed
-    except (ValueError, IndexError):
-        return False  # a reply cut short or an error reply: ask again
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``check`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not _holds(check):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-async def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    """``wait_for`` that keeps the event loop running, as it always runs in a gateway.
-
-    The store's idle connections then see the old master close them (EOF) and the pool
-    replaces them before their next use, as in production, rather than after a frozen loop.
-    """
-    deadline = time.monotonic() + timeout
-    while not _holds(check):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
+#: What a check of a Redis process may raise before it answers: "not yet", not a failure.
+UNANSWERED = (
+    OSError,  # a process not listening yet, or just killed
+    ValueError,  # a reply cut short or an error reply: ask again
+    IndexError,
+)
 
 
 class SentinelServer(RedisServer):
@@ -148,7 +124,12 @@ def start_sentinel(master: RedisServer, master_password: str | None = None) -> S
     sentinel = SentinelServer(master, master_password)
     sentinel.start()
     try:
-        wait_for(lambda: sentinel.reports(master.port), SYNC_WAIT, "the Sentinel's master")
+        eventually_sync(
+            lambda: sentinel.reports(master.port),
+            "the Sentinel's master",
+            timeout=SYNC_WAIT,
+            ignoring=UNANSWERED,
+        )
     except BaseException:
         sentinel.close()
         raise
@@ -291,6 +272,7 @@ async def test_an_unknown_service_is_a_store_error_on_use(sentinels: list[Sentin
         await store.close()
 
 
+@pytest.mark.cluster  # starts its own, without a fixture
 async def test_passwords_go_to_the_master_and_to_the_sentinels(master: RedisServer):
     command(master.host, master.port, "CONFIG", "SET", "requirepass", "master-pw")
     sentinel = start_sentinel(master, master_password="master-pw")
@@ -317,11 +299,14 @@ async def test_passwords_go_to_the_master_and_to_the_sentinels(master: RedisServ
         sentinel.close()
 
 
+@pytest.mark.cluster  # starts its own, without a fixture
 async def test_failover_to_the_replica_keeps_the_same_store_working(master: RedisServer):
     replica = RedisServer(extra_args=["--replicaof", master.host, str(master.port)])
     replica.start()
     try:
-        wait_for(lambda: _linked(replica), SYNC_WAIT, "the replica to sync")
+        eventually_sync(
+            lambda: _linked(replica), "the replica to sync", timeout=SYNC_WAIT, ignoring=UNANSWERED
+        )
         # Started after the replica, the Sentinel learns of it from its first INFO to the
         # master, rather than up to 10 s later.
         sentinel = start_sentinel(master)
@@ -334,21 +319,35 @@ async def test_failover_to_the_replica_keeps_the_same_store_working(master: Redi
 
 
 async def _fail_over(master: RedisServer, replica: RedisServer, sentinel: SentinelServer) -> None:
-    wait_for(lambda: _knows_replica(sentinel, replica.port), SYNC_WAIT, "replica discovery")
+    eventually_sync(
+        lambda: _knows_replica(sentinel, replica.port),
+        "replica discovery",
+        timeout=SYNC_WAIT,
+        ignoring=UNANSWERED,
+    )
     store = await open_store(sentinel_url(sentinel))
     assert isinstance(store, RedisStore)
     try:
         before = await store.accept(make_event("evt_before"), ["marketplace"], 3600, T0)
         assert before.status == "queued"
         # No WAIT in the store (replication is asynchronous): wait for the replica to have it.
-        await wait_until(
+        # From here on the waits keep the event loop running, as it always runs in a gateway:
+        # the store's idle connections then see the old master close them (EOF) and the pool
+        # replaces them before their next use, as in production, not after a frozen loop.
+        await eventually(
             lambda: command(replica.host, replica.port, "EXISTS", EVENT_KEY) == b":1\r\n",
-            SYNC_WAIT,
             "the event on the replica",
+            timeout=SYNC_WAIT,
+            ignoring=UNANSWERED,
         )
 
         master.kill()
-        await wait_until(lambda: sentinel.reports(replica.port), PROMOTION_WAIT, "promotion")
+        await eventually(
+            lambda: sentinel.reports(replica.port),
+            "promotion",
+            timeout=PROMOTION_WAIT,
+            ignoring=UNANSWERED,
+        )
 
         # The same store object: its next connection asks the Sentinel, finds the new master.
         after = await store.accept(make_event("evt_after"), ["marketplace"], 3600, T0 + 5)

@@ -12,6 +12,7 @@ from redis import asyncio as aioredis
 from gateway.store import Store, open_store
 from gateway.store.redis import RedisStore
 from gateway.store.redis.wakeups import RedisWakeups, channel_of
+from tests.waiting import eventually
 
 from .conftest import (
     CLUSTER_PARTITIONS,
@@ -23,43 +24,63 @@ from .conftest import (
 )
 
 
-async def _messages(client: aioredis.Redis, channel: str, seconds: float) -> int:
-    """How many messages ``channel`` carries in the next ``seconds``, counted by a subscriber."""
+async def _count(client: aioredis.Redis, channel: str, seen: list[object]) -> None:
+    """Note every message on ``channel`` in ``seen``, until cancelled."""
     pubsub = client.pubsub(ignore_subscribe_messages=True)
     await pubsub.subscribe(channel)
-    count = 0
-    loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
     try:
-        while loop.time() < end:
-            if await pubsub.get_message(timeout=0.05) is not None:
-                count += 1
+        while True:
+            message = await pubsub.get_message(timeout=1.0)
+            if message is not None:
+                seen.append(message)
     finally:
         await pubsub.aclose()
-    return count
 
 
 async def test_a_burst_of_announcements_is_two_messages(redis_server):
     """Announcements made before the publish goes out share it; those made after it, within
     the window, are one more at the end of the window, so the last event of a burst is
-    announced too."""
+    announced too.
+
+    The first publish is held open once its message is out, so the second half of the burst
+    lands inside its window whatever the machine's speed."""
     await flush(redis_server.url)
     client = aioredis.Redis.from_url(redis_server.url)
     listener = aioredis.Redis.from_url(redis_server.url)
-    wakeups = RedisWakeups(client, interval=0.05)
+    held = asyncio.Event()
+    published: list[str] = []
+
+    async def publish(channel: str) -> None:
+        await client.publish(channel, b"")
+        published.append(channel)
+        if len(published) == 1:
+            await held.wait()  # out, and its window not over until the test says so
+
+    wakeups = RedisWakeups(client, interval=0.01, publish=publish)
+    seen: list[object] = []
+    counting = asyncio.create_task(_count(listener, wakeups.channel, seen))
     try:
-        counting = asyncio.ensure_future(_messages(listener, wakeups.channel, 0.5))
-        async with asyncio.timeout(10):  # until the counter has subscribed
-            while (await client.pubsub_numsub(wakeups.channel))[0][1] < 1:
-                await asyncio.sleep(0.01)
+
+        async def subscribed() -> int:
+            return int((await client.pubsub_numsub(wakeups.channel))[0][1])
+
+        await eventually(subscribed, "the counter to subscribe")
         for _ in range(50):
             wakeups.announce()
-        await asyncio.sleep(0.01)  # the first publish is out; the window lasts 50 ms
+        await eventually(lambda: seen, "the first announcement's message")
         for _ in range(50):
-            wakeups.announce()
-        assert await counting == 2
-        await wakeups.close()
+            wakeups.announce()  # within the first publish's window
+        held.set()
+        await eventually(
+            lambda: seen, "the message at the end of the window", until=lambda s: len(s) >= 2
+        )
+        await wakeups.close()  # its publishing is over: no message can follow
+        assert len(published) == 2
+        assert len(seen) == 2
     finally:
+        held.set()
+        counting.cancel()
+        await asyncio.gather(counting, return_exceptions=True)
         await client.aclose()
         await listener.aclose()
 

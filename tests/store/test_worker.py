@@ -15,6 +15,7 @@ from gateway.delivery.retry import RetryPolicy, is_retryable
 from gateway.delivery.worker import DeliveryWorker
 from gateway.store import Attempt, Lease, Store
 from gateway.store.records import excerpt
+from tests.waiting import eventually
 
 from .conftest import T0, make_event
 
@@ -352,24 +353,44 @@ async def test_deliveries_leased_while_stopping_finish_before_run_returns(
     assert len(dest.requests) == 1
 
 
+class _CountedLeases:
+    """The real store, with the number of deliveries each ``lease_due`` call returned."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.polls: list[int] = []
+
+    async def lease_due(self, *args: Any, **kwargs: Any) -> list[Lease]:
+        leases = await self.store.lease_due(*args, **kwargs)
+        self.polls.append(len(leases))
+        return leases
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+
 async def test_wake_makes_run_poll_at_once(store: Store, destination, http):
     dest, url = destination
     wake = asyncio.Event()
+    counted = _CountedLeases(store)
     worker = DeliveryWorker(
-        store,
+        counted,
         make_send(http, url, Clock()),
         {"market": NO_JITTER},
         clock=time.time,
         worker_id="w1",
-        poll_interval=3600,  # without wake, nothing would be sent during this test
+        poll_interval=3600,  # the second poll is an hour away: only a wake-up brings it now
         wake=wake,
     )
     task = asyncio.create_task(worker.run())
     try:
-        await asyncio.sleep(0.01)
+        # The first poll, at start, found nothing: the event is accepted after it.
+        await eventually(lambda: counted.polls, "the worker's first poll")
+        assert counted.polls == [0]
         await store.accept(make_event(), ["market"], 3600, time.time())
         wake.set()
-        await asyncio.wait_for(dest.arrived.wait(), 30)
+        await eventually(lambda: dest.requests, "the delivery the wake-up starts", timeout=10)
+        assert counted.polls == [0, 1]  # one more poll, the woken one, leased it
     finally:
         await worker.stop()
         await asyncio.wait_for(task, 30)
