@@ -287,7 +287,7 @@ async def test_cli_lists_and_shows_payments(with_admin, marketplace):
         )
         assert response.status == 202
     await market.wait_for(2)
-    await _wait_status(admin, "msg_p2", "delivered")
+    await wait_status(admin, "msg_p2", "delivered")
     code, out, err = await _cli(url, "payments")
     assert code == 0, err
     header, *rows = out.splitlines()
