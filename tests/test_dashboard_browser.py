@@ -184,7 +184,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def page(browser: Browser, stack: Stack) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
     tab = context.new_page()
     tab.set_default_timeout(WAIT_MS)
     errors: list[str] = []
@@ -537,6 +537,43 @@ def test_payments_and_one_payments_timeline(page, stack, shots):
     if os.environ.get("WG_UPDATE_DOCS") == "1":
         page.set_viewport_size({"width": 1024, "height": 640})
         page.screenshot(path=str(ROOT / "docs" / "dashboard.png"))
+
+
+# -- amounts -------------------------------------------------------------------------------------
+
+
+#: Amounts as the admin API gives them, and as the page must show them in en-US.
+AMOUNTS = [
+    ({"value": "1999", "scale": 2, "currency": "EUR", "decimal": "19.99"}, "19.99 EUR"),
+    ({"value": "123456", "scale": 4, "currency": "XRP", "decimal": "12.3456"}, "12.3456 XRP"),
+    ({"value": "1999", "scale": 0, "currency": "JPY", "decimal": "1999"}, "1,999 JPY"),
+    ({"value": "19", "scale": 0, "currency": "EUR", "decimal": "19"}, "19.00 EUR"),
+    ({"value": "-500", "scale": 2, "currency": "USD", "decimal": "-5.00"}, "-5.00 USD"),
+    # More digits than the currency's usual: every one kept.
+    ({"value": "1999000001", "scale": 9, "currency": "USD", "decimal": "1.999000001"},
+     "1.999000001 USD"),
+    # Not ISO 4217 as written: the code as given, with the amount's own scale.
+    ({"value": "1999", "scale": 2, "currency": "eur", "decimal": "19.99"}, "19.99 eur"),
+    (None, "\u2013"),
+]  # fmt: skip
+#: 40 digits: past what a double holds exactly.
+HUGE = "12345678901234567890123456789012345678.91"
+
+
+def test_amounts_show_every_digit_with_their_currency(page, stack):
+    sign_in(page, stack, "/dashboard/events")
+    given = [amount for amount, _ in AMOUNTS]
+    huge = {"value": HUGE.replace(".", ""), "scale": 2, "currency": "EUR", "decimal": HUGE}
+    shown = page.evaluate(
+        """async (amounts) => {
+            const { money } = await import("/dashboard/static/dom.js");
+            return amounts.map((a) => { const m = money(a); return m.textContent ?? m; });
+        }""",
+        [*given, huge],
+    )
+    assert shown[:-1] == [text for _, text in AMOUNTS]
+    number, code = shown[-1].split(" ")
+    assert (number.replace(",", ""), code) == (HUGE, "EUR")
 
 
 # -- small screens -------------------------------------------------------------------------------
