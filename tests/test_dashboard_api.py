@@ -150,7 +150,14 @@ async def test_openapi_documents_the_dashboard_routes(with_admin):
 
 async def test_without_a_session_every_view_shows_the_sign_in_form(with_admin):
     _, admin = await with_admin()
-    for path in ("/dashboard", "/dashboard/events", "/dashboard/events/x", "/dashboard/payments/o"):
+    payment_paths = (
+        "/dashboard/payments/o",  # a first-version link, to a subject
+        "/dashboard/payments/payments/pend-1",
+        # A key that holds slashes (a Rafiki payment id is a URL), escaped or not.
+        "/dashboard/payments/rafiki/https%3A%2F%2Fwallet.example%2Fincoming-payments%2F1",
+        "/dashboard/payments/rafiki/https://wallet.example/incoming-payments/1",
+    )
+    for path in ("/dashboard", "/dashboard/events", "/dashboard/events/x", *payment_paths):
         response = await admin.get(path)
         assert response.status == 200
         page = await response.text()

@@ -8,6 +8,11 @@ are plain synchronous Playwright.
 
 Each view is saved as a screenshot in a temporary directory (``WG_SCREENSHOTS`` chooses it);
 with ``WG_UPDATE_DOCS=1`` the payments view is also written to docs/dashboard.png for README.
+
+The stack's payments source reads a payment from each event (design.md 5.7): its key is the
+``pendingId``, its reference the ``offerId``, its amount an Open Payments-like ``amount``
+object, and ``payment.pending`` reports an earlier state than ``payment.completed``, so a late
+pending is superseded.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ LIVE_MS = 4_000
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = "<img src=x onerror=window.__pwned=1>"
 HOSTILE_OFFER = "<script>window.__pwned=2</script><b>offer</b>"
+#: 19.99 EUR as the payments service's body carries it: minor units, code, scale.
+EUR_19_99 = {"value": "1999", "assetCode": "EUR", "assetScale": 2}
 
 
 class Stack:
@@ -96,7 +103,17 @@ class Stack:
             # A failed delivery waits an hour: what Retry now is for.
             destination={"retry": {"schedule": ["1h"], "max_age": "2h", "jitter": 0}},
         )
-        data["sources"]["payments"]["routes"] = [{"destination": "marketplace", "types": ["*"]}]
+        payments = data["sources"]["payments"]
+        payments["routes"] = [{"destination": "marketplace", "types": ["*"]}]
+        payments["payment"] = {
+            **payments["payment"],
+            "amount": {
+                "value": "/amount/value",
+                "currency": "/amount/assetCode",
+                "scale": "/amount/assetScale",
+            },
+            "states": {**payments["payment"]["states"], "payment.pending": "pending"},
+        }
         # A source whose routes take none of the payments' types: its events are unrouted.
         data["sources"]["orders"] = payments_source(
             path="/hooks/orders", routes=[{"destination": "marketplace", "types": ["order.*"]}]
@@ -186,7 +203,7 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def page(browser: Browser, stack: Stack) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
     tab = context.new_page()
     tab.set_default_timeout(WAIT_MS)
     errors: list[str] = []
@@ -295,7 +312,13 @@ def test_events_are_listed_and_new_ones_appear_without_reload(page, stack, shots
 
 
 def test_sender_chosen_text_is_shown_as_text_and_never_run(page, stack, shots):
-    event_id = stack.send(type=HOSTILE, offerId=HOSTILE_OFFER, status=HOSTILE)
+    # The payment's key (with slashes, as a URL key has), its reference and its currency are
+    # the sender's too.
+    key = f"{HOSTILE_OFFER}/{HOSTILE}/{uuid.uuid4().hex[:6]}"
+    amount = {"value": "100", "assetCode": "<b>X</b>", "assetScale": 2}
+    event_id = stack.send(
+        type=HOSTILE, offerId=HOSTILE_OFFER, status=HOSTILE, pendingId=key, amount=amount
+    )
     sign_in(page, stack, "/dashboard/events")
     row = page.wait_for_selector(f"[data-event-id='{event_id}']")
     assert HOSTILE in row.text_content()
@@ -305,11 +328,20 @@ def test_sender_chosen_text_is_shown_as_text_and_never_run(page, stack, shots):
     page.wait_for_selector("[data-body]")
     assert json.loads(page.text_content("[data-body]"))["type"] == HOSTILE
     assert page.query_selector("main img, main script, main b") is None
+    page.click("[data-payment-link]")
+    page.wait_for_url(f"**/dashboard/payments/payments/{quote(key, safe='')}")
+    page.wait_for_selector(f".timeline [data-event-id='{event_id}']")
+    assert page.text_content("h1") == f"Payment {key}"
+    expect(page.locator("[data-summary] [data-fact=reference]")).to_have_text(HOSTILE_OFFER)
+    expect(page.locator("[data-summary] [data-fact=amount]")).to_have_text("1.00 <b>X</b>")
+    assert page.query_selector("main img, main script, main b") is None
+    # A first-version link to a subject opens the payments found by it: here, by reference.
     page.goto(f"{stack.admin}/dashboard/payments/{quote(HOSTILE_OFFER, safe='')}")
-    page.wait_for_selector(f"[data-event-id='{event_id}']")
-    assert HOSTILE_OFFER in page.text_content("h1")
-    page.goto(f"{stack.admin}/dashboard")
-    page.wait_for_selector("[data-subject]")
+    page.wait_for_url(f"**/dashboard?q={quote(HOSTILE_OFFER, safe='')}")
+    listed = page.wait_for_selector(f"tr[data-payment-key='{key}']")
+    for part in (key, HOSTILE_OFFER, "1.00 <b>X</b>"):
+        assert part in listed.text_content()
+    assert page.input_value("input[name=q]") == HOSTILE_OFFER
     assert page.evaluate("window.__pwned") is None
     assert page.query_selector("main img, main script, main b") is None
 
@@ -517,27 +549,229 @@ def test_times_show_their_time_zone(page, browser, stack):
     assert there == local.strftime("%Y-%m-%d %H:%M:%S") + " GMT+5:30"
 
 
-# -- payments and a timeline ---------------------------------------------------------------------
+# -- payments: one row each, a payment's page ----------------------------------------------------
 
 
-def test_payments_and_one_payments_timeline(page, stack, shots):
-    first = stack.send(offerId="offer-777", status="pending", type="payment.pending")
-    second = stack.send(offerId="offer-777", status="paid")
-    stack.wait_status(second, "delivered")
-    stack.wait_status(first, "delivered")
-    sign_in(page, stack)
-    row = page.wait_for_selector("tr[data-subject='offer-777']")
-    assert "paid" in row.text_content() and "2" in row.text_content()
+def payment_path(key: str, source: str = "payments") -> str:
+    return f"/dashboard/payments/{quote(source, safe='')}/{quote(key, safe='')}"
+
+
+def test_three_payments_of_one_offer_are_three_rows_each_with_its_state(page, stack, shots):
+    offer = "offer-777"
+    # A Rafiki-like key is a URL: its slashes travel escaped in the dashboard's links.
+    paid = f"https://wallet.example/incoming-payments/{uuid.uuid4()}"
+    failed, waiting = f"pend-fail-{uuid.uuid4().hex[:6]}", f"pend-wait-{uuid.uuid4().hex[:6]}"
+    first = stack.send(offerId=offer, pendingId=paid, type="payment.pending", amount=EUR_19_99)
+    second = stack.send(offerId=offer, pendingId=paid, amount=EUR_19_99)
+    stack.send(
+        offerId=offer,
+        pendingId=failed,
+        type="payment.failed",
+        status="failed",
+        amount={"value": "4250", "assetCode": "EUR", "assetScale": 2},
+    )
+    last = stack.send(
+        offerId=offer,
+        pendingId=waiting,
+        type="payment.pending",
+        status="pending",
+        amount={"value": "123456", "assetCode": "XRP", "assetScale": 4},
+    )
+    for event_id in (first, second, last):
+        stack.wait_status(event_id, "delivered")
+    sign_in(page, stack, f"/dashboard?q={offer}")
+    rows = page.locator("tr[data-payment-key]")
+    expect(rows).to_have_count(3)
+    shown = {
+        row.get_attribute("data-payment-key"): row.get_attribute("data-state") for row in rows.all()
+    }
+    assert shown == {paid: "completed", failed: "failed", waiting: "pending"}
+    row = page.locator(f"tr[data-payment-key='{paid}']")
+    for part in (offer, "completed", "19.99 EUR", "confirmed"):
+        expect(row).to_contain_text(part)
+    expect(page.locator(f"tr[data-payment-key='{waiting}']")).to_contain_text("12.3456 XRP")
+    assert re.fullmatch(ZONED, row.locator("time").text_content() or "")
     page.screenshot(path=str(shots / "payments.png"), full_page=True)
-    row.query_selector("a").click()
-    page.wait_for_url("**/dashboard/payments/offer-777")
-    page.wait_for_selector(f".timeline [data-event-id='{second}']")
-    ids = page.eval_on_selector_all(".timeline > li", "items => items.map(i => i.dataset.eventId)")
-    assert ids == [first, second]
-    page.screenshot(path=str(shots / "payment-timeline.png"), full_page=True)
     if os.environ.get("WG_UPDATE_DOCS") == "1":
         page.set_viewport_size({"width": 1024, "height": 640})
         page.screenshot(path=str(ROOT / "docs" / "dashboard.png"))
+        page.set_viewport_size({"width": 1280, "height": 900})
+
+    row.get_by_role("link", name=paid).click()
+    page.wait_for_url(f"**{payment_path(paid)}")
+    page.wait_for_selector(f".timeline [data-event-id='{second}']")
+    summary = page.locator("[data-summary]")
+    expect(summary.locator("[data-fact=state]")).to_have_text("completed")
+    expect(summary.locator("[data-fact=amount]")).to_have_text("19.99 EUR")
+    expect(summary.locator("[data-fact=reference]")).to_have_text(offer)
+    expect(summary.locator("[data-fact=marketplace]")).to_have_text("confirmed")
+    expect(summary.locator("[data-fact=attention]")).to_have_text("none")
+    for fact in ("first-seen", "last-update"):
+        assert re.fullmatch(ZONED, summary.locator(f"[data-fact={fact}]").text_content() or "")
+    ids = page.eval_on_selector_all(".timeline > li", "items => items.map(i => i.dataset.eventId)")
+    assert ids == [first, second]  # in the order received
+    expect(page.locator(".timeline .delivery")).to_have_count(2)
+    page.screenshot(path=str(shots / "payment.png"), full_page=True)
+    # A deep link works on reload, and with the key's slashes written as they are.
+    page.reload()
+    page.wait_for_selector(f".timeline [data-event-id='{second}']")
+    page.goto(f"{stack.admin}/dashboard/payments/payments/{paid}")
+    expect(page.locator("[data-summary] [data-fact=amount]")).to_have_text("19.99 EUR")
+    assert page.text_content("h1") == f"Payment {paid}"
+
+
+def test_a_payment_is_found_by_its_key_and_filters_live_in_the_url(page, stack):
+    offer = f"offer-find-{uuid.uuid4().hex[:4]}"
+    keys = [f"pend-find-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    sent = [stack.send(offerId=offer, pendingId=key) for key in keys]
+    failed = stack.send(offerId=offer, pendingId=keys[2] + "-f", type="payment.failed")
+    for event_id in (*sent, failed):
+        stack.wait_status(event_id, "delivered")
+    sign_in(page, stack)
+    page.wait_for_selector(f"tr[data-payment-key='{keys[0]}']")
+    page.fill("form.filters input[name=q]", keys[1])
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url(f"**/dashboard?q={keys[1]}")
+    rows = page.locator("tr[data-payment-key]")
+    expect(rows).to_have_count(1)
+    assert rows.get_attribute("data-payment-key") == keys[1]
+    page.select_option("form.filters select[name=state]", "failed")
+    page.fill("form.filters input[name=q]", offer)
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url(f"**/dashboard?q={offer}&state=failed")
+    expect(rows).to_have_count(1)
+    assert rows.get_attribute("data-payment-key") == keys[2] + "-f"
+    page.go_back()  # back: the search before, its box filled in again
+    page.wait_for_url(f"**/dashboard?q={keys[1]}")
+    expect(rows).to_have_count(1)
+    assert rows.get_attribute("data-payment-key") == keys[1]
+    assert page.input_value("form.filters input[name=q]") == keys[1]
+    assert page.input_value("form.filters select[name=state]") == ""
+    page.go_forward()
+    page.wait_for_url(f"**/dashboard?q={offer}&state=failed")
+    expect(rows).to_have_count(1)
+    assert page.input_value("form.filters select[name=state]") == "failed"
+    page.goto(f"{stack.admin}/dashboard?q=pend-none-{uuid.uuid4().hex}")
+    expect(page.locator("main .empty")).to_have_text("No payments match.")
+
+
+def test_paging_payments_keeps_the_filter_and_the_cursor_in_the_url(page, stack):
+    offer = f"offer-page-{uuid.uuid4().hex[:4]}"
+    last = ""
+    for _ in range(52):
+        last = stack.send(offerId=offer)
+    stack.wait_status(last, "delivered")
+    sign_in(page, stack, f"/dashboard?q={offer}")
+    rows = page.locator("tr[data-payment-key]")
+    expect(rows).to_have_count(50)
+    first_page = set(rows.evaluate_all("rows => rows.map(r => r.dataset.paymentKey)"))
+    page.click("[data-action=next-page]")
+    page.wait_for_url(re.compile(rf"/dashboard\?q={offer}&cursor=."))
+    expect(rows).to_have_count(2)
+    second_page = set(rows.evaluate_all("rows => rows.map(r => r.dataset.paymentKey)"))
+    assert not first_page & second_page
+    page.go_back()
+    expect(rows).to_have_count(50)
+
+
+def test_a_late_earlier_state_is_superseded_held_and_replay_delivers_it(page, stack, shots):
+    key = f"pend-late-{uuid.uuid4().hex[:6]}"
+    done = stack.send(offerId="offer-late", pendingId=key, amount=EUR_19_99)
+    stack.wait_status(done, "delivered")
+    late = stack.send(offerId="offer-late", pendingId=key, type="payment.pending")
+    stack.wait_status(late, "held")
+    sign_in(page, stack, "/dashboard/events?status=held")
+    assert page.input_value("form.filters select[name=status]") == "held"
+    page.wait_for_selector(f"tr[data-event-id='{late}'] .badge.held")
+    page.goto(f"{stack.admin}{payment_path(key)}")
+    item = page.locator(f".timeline > li[data-event-id='{late}']")
+    expect(item).to_have_attribute("data-mark", "superseded")
+    expect(item.locator(".mark")).to_contain_text("Superseded")
+    expect(item.locator(".mark")).to_be_visible()
+    expect(item.locator("[data-held]")).to_contain_text("Not delivered")
+    expect(item.locator("[data-held]")).to_contain_text("Replay")
+    expect(item.locator(".delivery")).to_have_count(0)
+    first = page.locator(f".timeline > li[data-event-id='{done}']")
+    assert first.get_attribute("data-mark") is None
+    expect(first.locator(".mark, [data-held]")).to_have_count(0)
+    expect(page.locator("[data-summary] [data-fact=state]")).to_have_text("completed")
+    page.screenshot(path=str(shots / "payment-superseded.png"), full_page=True)
+    assert late not in stack.received_ids()
+
+    item.locator("[data-held] a").click()  # to the event's page: its Replay delivers it
+    page.wait_for_url(f"**/dashboard/events/{late}?source=payments")
+    expect(page.locator("main [data-held]")).to_be_visible()
+    page.click("[data-action=replay]")
+    page.wait_for_selector(".notice.ok")
+    deadline = time.monotonic() + 15
+    while late not in stack.received_ids():
+        assert time.monotonic() < deadline, "the replay of the held event was not delivered"
+        time.sleep(0.05)
+    expect(page.locator("main [data-held]")).to_have_count(0)
+    page.click("[data-payment-link]")
+    page.wait_for_url(f"**{payment_path(key)}")
+    expect(item.locator(".mark")).to_contain_text("Superseded")  # still marked
+    expect(item.locator("[data-held]")).to_have_count(0)
+
+
+def test_a_conflicting_final_state_needs_attention(page, stack, shots):
+    key = f"pend-clash-{uuid.uuid4().hex[:6]}"
+    done = stack.send(offerId="offer-clash", pendingId=key)
+    stack.wait_status(done, "delivered")
+    clash = stack.send(offerId="offer-clash", pendingId=key, type="payment.failed")
+    stack.wait_status(clash, "held")
+    sign_in(page, stack, "/dashboard?attention=conflict")
+    assert page.input_value("form.filters select[name=attention]") == "conflict"
+    row = page.locator(f"tr[data-payment-key='{key}']")
+    expect(row.locator("[data-attention=conflict]")).to_have_text("conflict")
+    expect(row).to_have_attribute("data-state", "completed")
+    attentions = page.locator("tr[data-payment-key] [data-attention]").all_text_contents()
+    assert attentions and set(attentions) == {"conflict"}
+    row.get_by_role("link", name=key).click()
+    page.wait_for_url(f"**{payment_path(key)}")
+    expect(page.locator("[data-summary] [data-fact=attention]")).to_contain_text("conflict")
+    item = page.locator(f".timeline > li[data-event-id='{clash}']")
+    expect(item).to_have_attribute("data-mark", "conflict")
+    expect(item.locator(".mark")).to_contain_text("Conflict")
+    expect(item.locator("[data-held]")).to_contain_text("Not delivered")
+    page.screenshot(path=str(shots / "payment-conflict.png"), full_page=True)
+
+
+# -- amounts -------------------------------------------------------------------------------------
+
+
+#: Amounts as the admin API gives them, and as the page must show them in en-US.
+AMOUNTS = [
+    ({"value": "1999", "scale": 2, "currency": "EUR", "decimal": "19.99"}, "19.99 EUR"),
+    ({"value": "123456", "scale": 4, "currency": "XRP", "decimal": "12.3456"}, "12.3456 XRP"),
+    ({"value": "1999", "scale": 0, "currency": "JPY", "decimal": "1999"}, "1,999 JPY"),
+    ({"value": "19", "scale": 0, "currency": "EUR", "decimal": "19"}, "19.00 EUR"),
+    ({"value": "-500", "scale": 2, "currency": "USD", "decimal": "-5.00"}, "-5.00 USD"),
+    # More digits than the currency's usual: every one kept.
+    ({"value": "1999000001", "scale": 9, "currency": "USD", "decimal": "1.999000001"},
+     "1.999000001 USD"),
+    # Not ISO 4217 as written: the code as given, with the amount's own scale.
+    ({"value": "1999", "scale": 2, "currency": "eur", "decimal": "19.99"}, "19.99 eur"),
+    (None, "\u2013"),
+]  # fmt: skip
+#: 40 digits: past what a double holds exactly.
+HUGE = "12345678901234567890123456789012345678.91"
+
+
+def test_amounts_show_every_digit_with_their_currency(page, stack):
+    sign_in(page, stack, "/dashboard/events")
+    given = [amount for amount, _ in AMOUNTS]
+    huge = {"value": HUGE.replace(".", ""), "scale": 2, "currency": "EUR", "decimal": HUGE}
+    shown = page.evaluate(
+        """async (amounts) => {
+            const { money } = await import("/dashboard/static/dom.js");
+            return amounts.map((a) => { const m = money(a); return m.textContent ?? m; });
+        }""",
+        [*given, huge],
+    )
+    assert shown[:-1] == [text for _, text in AMOUNTS]
+    number, code = shown[-1].split(" ")
+    assert (number.replace(",", ""), code) == (HUGE, "EUR")
 
 
 # -- small screens -------------------------------------------------------------------------------
@@ -545,15 +779,21 @@ def test_payments_and_one_payments_timeline(page, stack, shots):
 
 @pytest.mark.parametrize(("width", "height"), [(360, 740), (390, 844)])
 def test_every_view_fits_a_phone_without_page_wide_scroll(page, stack, shots, width, height):
-    event_id = stack.send(offerId="offer-narrow-" + "x" * 60)
+    key = f"pend-narrow-{width}-" + "x" * 60
+    event_id = stack.send(offerId="offer-narrow-" + "x" * 60, pendingId=key, amount=EUR_19_99)
     stack.wait_status(event_id, "delivered")
+    # A late pending: the payment's page shows its mark and that it was held.
+    late = stack.send(offerId="offer-narrow", pendingId=key, type="payment.pending")
+    stack.wait_status(late, "held")
     page.set_viewport_size({"width": width, "height": height})
     sign_in(page, stack)
     views = {
         "payments": "/dashboard",
+        "payments-filtered": "/dashboard?q=pend-narrow&state=completed",
         "events": "/dashboard/events",
         "event": f"/dashboard/events/{event_id}",
-        "timeline": f"/dashboard/payments/offer-narrow-{'x' * 60}",
+        "event-held": f"/dashboard/events/{late}",
+        "payment": payment_path(key),
         "dead-letters": "/dashboard/dead-letters",
     }
     for name, path in views.items():

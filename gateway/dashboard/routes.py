@@ -1,9 +1,11 @@
 """The dashboard's routes on the admin listener: the page, its files, sign-in and sign-out.
 
-Every view URL (``/dashboard``, ``/dashboard/payments/<subject>``, ``/dashboard/events``,
+Every view URL (``/dashboard``, ``/dashboard/payments/<source>/<key>``, ``/dashboard/events``,
 ``/dashboard/events/<id>``, ``/dashboard/dead-letters``) answers the same page, which draws the
 view its path names, so each is a deep link that works on reload; without a session it answers
-the sign-in form instead. The files are read from the package (``static/``), so an installed
+the sign-in form instead. A payment key may hold slashes (a Rafiki payment id is a URL), escaped
+or not; a first-version link to ``/dashboard/payments/<subject>`` opens the payments found by
+that text. The files are read from the package (``static/``), so an installed
 wheel serves them from any working directory, with no network.
 """
 
@@ -153,7 +155,7 @@ def add_routes(app: web.Application) -> None:
         "/dashboard/",
         "/dashboard/events",
         "/dashboard/events/{event_id}",
-        "/dashboard/payments/{subject}",
+        "/dashboard/payments/{payment:.+}",
         "/dashboard/dead-letters",
     ):
         app.router.add_get(path, page)

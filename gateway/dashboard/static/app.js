@@ -9,10 +9,19 @@ const health = document.getElementById("health");
 const live = document.getElementById("live");
 let refreshView = async () => {};
 
+/** A path segment as written (a malformed escape is kept as it is rather than thrown). */
+function decoded(part) {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
 function route() {
   const path = window.location.pathname.replace(/\/+$/, "") || "/dashboard";
   const params = new URLSearchParams(window.location.search);
-  const parts = path.split("/").slice(2).map(decodeURIComponent);
+  const parts = path.split("/").slice(2).map(decoded);
   let nav = "payments";
   if (parts[0] === "events" && parts.length === 2) {
     nav = "events";
@@ -20,13 +29,20 @@ function route() {
   } else if (parts[0] === "events") {
     nav = "events";
     refreshView = views.events(main, params, navigate);
+  } else if (parts[0] === "payments" && parts.length >= 3) {
+    // A key may hold slashes (a Rafiki payment id is a URL): escaped or not, the rest is it.
+    refreshView = views.payment(main, parts[1], parts.slice(2).join("/"));
   } else if (parts[0] === "payments" && parts.length === 2) {
-    refreshView = views.payment(main, parts[1]);
+    // A link of the first version, to a subject: the payments whose key or reference starts
+    // with it.
+    window.history.replaceState(null, "", `/dashboard?${new URLSearchParams({ q: parts[1] })}`);
+    route();
+    return;
   } else if (parts[0] === "dead-letters") {
     nav = "dead-letters";
     refreshView = views.deadLetters(main);
   } else {
-    refreshView = views.payments(main);
+    refreshView = views.payments(main, params, navigate);
   }
   for (const a of document.querySelectorAll("[data-nav]")) {
     if (a.dataset.nav === nav) a.setAttribute("aria-current", "page");

@@ -50,6 +50,82 @@ export function when(iso) {
   return el("time", { datetime: iso, title: iso }, `${day} ${clock} ${zone(date)}`);
 }
 
+let currencies = null;
+
+/** Whether a code is an ISO 4217 currency this browser knows (exactly as written: "EUR", not
+ * "eur"); a well-formed code it does not know ("XYZ") formats without error, so the list is
+ * what decides, or, in a browser without it, a format that refuses the code. */
+function iso4217(code) {
+  if (currencies === null) {
+    try {
+      currencies = new Set(Intl.supportedValuesOf("currency"));
+    } catch {
+      currencies = undefined;
+    }
+  }
+  if (currencies) return currencies.has(code);
+  try {
+    return /^[A-Z]{3}$/.test(code) && Boolean(new Intl.NumberFormat("en", { style: "currency", currency: code }));
+  } catch {
+    return false;
+  }
+}
+
+/** A decimal string's value as sign, integer digits and fraction digits without the zeros
+ * that do not count ("-0019.900" and "-19.9" are the same). */
+function digits(negative, integer, fraction) {
+  const whole = integer.replace(/^0+/, "");
+  const part = fraction.replace(/0+$/, "");
+  return `${negative && (whole || part) ? "-" : ""}${whole || "0"}.${part}`;
+}
+
+/** The decimal string in the browser's locale (digit grouping, decimal mark), or as it is
+ * when the browser cannot format it exactly: Intl.NumberFormat reads a string as an exact
+ * decimal, but an older one goes through a float, and then the digits shown are compared
+ * with the digits given before anything is shown. */
+function localNumber(decimal, options) {
+  const given = /^(-?)(\d+)(?:\.(\d+))?$/.exec(decimal);
+  if (!given) return decimal;
+  try {
+    const parts = new Intl.NumberFormat(undefined, { ...options, numberingSystem: "latn" }).formatToParts(decimal);
+    const of = (type) => parts.filter((p) => p.type === type).map((p) => p.value).join("");
+    const shown = digits(Boolean(of("minusSign")), of("integer"), of("fraction"));
+    if (shown !== digits(given[1] === "-", given[2], given[3] || "")) return decimal;
+    // The number alone: the code follows it, the same way for every currency.
+    return parts
+      .filter((p) => p.type !== "currency" && p.type !== "literal")
+      .map((p) => p.value)
+      .join("")
+      .trim();
+  } catch {
+    return decimal;
+  }
+}
+
+/** An amount of the admin API ({value, scale, currency, decimal}) as text with its currency,
+ * "19.99 EUR": an ISO 4217 currency with at least its usual decimals (more when the amount
+ * has more; never fewer digits than it has), any other code with the amount's own scale
+ * ("12.3456 XRP"). Formatted from the exact decimal string, never through a float; a dash
+ * when there is no amount. */
+export function money(amount) {
+  if (!amount) return "–";
+  const decimal = String(amount.decimal);
+  const code = String(amount.currency);
+  const scale = Math.max(0, Math.min(100, Number(amount.scale) || 0));
+  let options;
+  if (iso4217(code)) {
+    const usual = new Intl.NumberFormat("en", { style: "currency", currency: code }).resolvedOptions().minimumFractionDigits;
+    options = { style: "currency", currency: code, currencyDisplay: "code", minimumFractionDigits: usual, maximumFractionDigits: Math.max(usual, scale) };
+  } else {
+    options = { minimumFractionDigits: scale, maximumFractionDigits: scale };
+  }
+  return el(
+    "span",
+    { class: "money", "data-decimal": decimal, "data-currency": code, title: `${amount.value} at scale ${amount.scale}, ${code}` },
+    `${localNumber(decimal, options)} ${code}`,
+  );
+}
+
 /** A value or a dash, as text. */
 export function text(value) {
   return value === null || value === undefined || value === "" ? "–" : String(value);
