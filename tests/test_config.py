@@ -35,7 +35,8 @@ def test_the_shipped_config_loads_with_the_design_values():
     assert source.provider == "standard-webhooks"
     assert source.tolerance == 300
     assert source.dedupe.window == 72 * 3600
-    assert str(source.dedupe.key) == "header:webhook-id"
+    assert str(source.dedupe.key) == "[/type, /pendingId]"
+    assert source.payment is not None and source.payment.key.spelled == "/pendingId"
     assert source.rate_limit.per_ip is not None and source.rate_limit.per_ip.burst == 200
     assert source.delivery == "queued"
     assert source.destinations_for("payment.completed") == ("marketplace",)
