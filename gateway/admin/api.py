@@ -1,5 +1,6 @@
 """The admin API under ``/admin``: events, attempts, replay, dead letters, redrive (design.md 5.5),
-and what the dashboard reads: payments by subject, a subject's timeline, last-hour figures.
+and what the dashboard reads: payments (design.md 5.7), a payment with its events, last-hour
+figures.
 
 Every route needs ``Authorization: Bearer <admin.token>`` or the dashboard's session cookie
 (``gateway.admin.auth``); a POST carried by the cookie must also name the request's own
@@ -49,7 +50,7 @@ from gateway.store.stats import COUNTERS, WINDOW_MINUTES, minute_of
 
 _C = TypeVar("_C", bound=str)
 MAX_LIMIT = 500
-#: Longest cursor accepted (a payments cursor carries a subject, which may be long).
+#: Longest cursor accepted (a payments cursor carries a payment key, which may be long).
 MAX_CURSOR = 8192
 #: Seconds /admin/stats waits for the store before calling it unreachable.
 STATS_TIMEOUT = 2.0
