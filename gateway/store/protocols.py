@@ -79,7 +79,7 @@ expired, the latest one wins too.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from gateway.payments.states import State
@@ -98,6 +98,7 @@ from gateway.store.records import (
     EventView,
     Lease,
     PaymentView,
+    ReconcileRun,
 )
 from gateway.store.stats import Stats
 
@@ -251,6 +252,51 @@ class DashboardReads(Protocol):
         """Change-log entries after ``after`` (the latest one only, for ``None``), oldest first."""
 
 
+class ReconcileStore(Protocol):
+    """What reconciliation needs (design.md 5.8): one run at a time per source across every
+    process and replica, the gateway's side of the comparison, and the runs kept."""
+
+    async def acquire_reconcile(self, source: str, holder: str, now: float, lease: float) -> bool:
+        """Take the source's run lease for ``lease`` seconds, unless another holder has it."""
+
+    async def release_reconcile(self, source: str, holder: str) -> None:
+        """Give the lease up (only if ``holder`` still has it)."""
+
+    async def payment_states(self, source: str, keys: Sequence[str]) -> dict[str, State]:
+        """The state of each of these payments the gateway has."""
+
+    async def terminal_payments(
+        self, source: str, since: float, until: float, limit: int
+    ) -> list[tuple[str, State]]:
+        """Payments in a terminal state first seen at or after ``since`` and last updated
+        before ``until``: what a complete listing of the provider must show."""
+
+    async def seen(self, events: Sequence[Event], now: float) -> list[bool]:
+        """Whether each event's dedupe key is live (the gateway has it, or is forwarding it)."""
+
+    async def mark_missing(
+        self, source: str, key: str, reference: str | None, missing: bool, now: float
+    ) -> None:
+        """Flag a payment a run could not recover (``missing``; one is made for a payment the
+        gateway never saw, in state pending), or clear the flag."""
+
+    async def sightings(
+        self, source: str, observed: Mapping[str, str], now: float
+    ) -> dict[str, float]:
+        """For each key the provider lists in a terminal state (``observed``: key -> state),
+        since when it has been listed in that state (``now`` for a new sighting); keys not
+        listed any more are forgotten."""
+
+    async def save_run(self, run: ReconcileRun) -> None:
+        """Keep a run (the last ``RUNS_KEPT`` of each source)."""
+
+    async def recent_runs(self, source: str, limit: int) -> list[ReconcileRun]:
+        """The source's last runs, newest first."""
+
+    async def get_run(self, run_id: str) -> ReconcileRun | None:
+        """One run with its items, or ``None``."""
+
+
 class Upkeep(Protocol):
     """What the process around the store needs: retention, health, limits, wake-ups."""
 
@@ -273,5 +319,7 @@ class Upkeep(Protocol):
 
 
 @runtime_checkable
-class Store(IngressStore, DeliveryQueue, OperatorStore, DashboardReads, Upkeep, Protocol):
+class Store(
+    IngressStore, DeliveryQueue, OperatorStore, DashboardReads, ReconcileStore, Upkeep, Protocol
+):
     """A whole store: every role, as each backend implements it (see the module docstring)."""

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from gateway.errors import InvalidCursor, StoreError
 from gateway.jsontext import dumps
@@ -29,6 +29,10 @@ log = logging.getLogger("gateway.store")
 EXCERPT_LIMIT = 1024
 #: Bound on the body ``status`` kept with an event for the payments view.
 BODY_STATUS_LIMIT = 64
+#: Reconciliation runs kept per source.
+RUNS_KEPT = 50
+#: Most items (not matched or open) one run keeps.
+RUN_ITEMS_KEPT = 1000
 #: Most events one payment's timeline returns (the newest ones, in order).
 TIMELINE_LIMIT = 200
 #: Most matches a text search (``q``) of ``list_events`` considers per index walked.
@@ -270,6 +274,95 @@ class PaymentView:
     attention: Attention | None
     first_seen: float
     updated_at: float
+
+
+ReconcileResult = Literal[
+    "matched", "open", "recovered", "missing", "mismatch", "unknown_to_provider"
+]
+RECONCILE_RESULTS: tuple[ReconcileResult, ...] = (
+    "matched", "open", "recovered", "missing", "mismatch", "unknown_to_provider",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ReconcileItem:
+    """One payment of a reconciliation run (design.md 5.8): the provider's state against the
+    gateway's, and what the run made of it."""
+
+    key: str
+    provider_state: str | None
+    gateway_state: str | None
+    result: ReconcileResult
+    event_id: str | None = None  # the event recovered (or that would have been)
+    reason: str | None = None  # why it is missing, or what the provider listed
+
+    def to_json(self) -> dict[str, object]:
+        """The admin API's (and the store's) form."""
+        return {
+            "key": self.key,
+            "provider_state": self.provider_state,
+            "gateway_state": self.gateway_state,
+            "result": self.result,
+            "event_id": self.event_id,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReconcileItem:
+        """Inverse of ``to_json``."""
+        return cls(
+            key=str(data["key"]),
+            provider_state=data.get("provider_state"),
+            gateway_state=data.get("gateway_state"),
+            result=one_of(str(data["result"]), RECONCILE_RESULTS, "reconcile result"),
+            event_id=data.get("event_id"),
+            reason=data.get("reason"),
+        )
+
+
+@dataclass(frozen=True)
+class ReconcileRun:
+    """One reconciliation run of a source: when, whether it could ask the provider, the count
+    of each result, and every item that is not matched or open."""
+
+    id: str
+    source: str
+    started_at: float
+    finished_at: float | None
+    ok: bool
+    error: str | None
+    dry_run: bool
+    counts: dict[str, int]
+    items: tuple[ReconcileItem, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """As the store keeps it (times as numbers)."""
+        return {
+            "id": self.id,
+            "source": self.source,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "ok": self.ok,
+            "error": self.error,
+            "dry_run": self.dry_run,
+            "counts": self.counts,
+            "items": [item.to_json() for item in self.items],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ReconcileRun:
+        """Inverse of ``to_json``."""
+        return cls(
+            id=str(data["id"]),
+            source=str(data["source"]),
+            started_at=float(data["started_at"]),
+            finished_at=None if data.get("finished_at") is None else float(data["finished_at"]),
+            ok=bool(data["ok"]),
+            error=data.get("error"),
+            dry_run=bool(data.get("dry_run", False)),
+            counts={str(k): int(v) for k, v in data.get("counts", {}).items()},
+            items=tuple(ReconcileItem.from_json(i) for i in data.get("items", [])),
+        )
 
 
 @dataclass(frozen=True)

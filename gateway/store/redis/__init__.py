@@ -49,9 +49,10 @@ from gateway.store.redis.ingress import RedisIngress
 from gateway.store.redis.operator import RedisOperator
 from gateway.store.redis.payments import RedisPayments
 from gateway.store.redis.queue import RedisQueue
+from gateway.store.redis.reconcile import RedisReconcile
 
 __all__ = ["PartitionMismatch", "RedisStore"]
 
 
-class RedisStore(RedisIngress, RedisQueue, RedisOperator, RedisPayments):
+class RedisStore(RedisIngress, RedisQueue, RedisOperator, RedisPayments, RedisReconcile):
     """The Redis implementation of ``Store``; open it with ``RedisStore.open``."""

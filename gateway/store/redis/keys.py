@@ -63,6 +63,11 @@ CHANGES_CAP = 10_000
 #: Destinations with a retry scheduled since their last success (``log.lua``, ``finish.lua``):
 #: one hash for the whole store, beside the change log.
 BACKOFF_KEY = "wg:{q}:backoff"
+#: Reconciliation's keys (design.md 5.8), beside the change log: a run lease per source
+#: (``<prefix>lease:<source>``), each run as JSON (``run:<id>``), a source's runs by start
+#: (``runs:<source>``) and the keys its listing showed in a terminal state, with since when
+#: (``seen:<source>``, a hash).
+RECONCILE_PREFIX = "wg:{q}:recon:"
 #: The event statuses with an index each, in prelude.lua's order of ``STATUS``.
 STATUSES = ("queued", "delivered", "dead_lettered", "unrouted")
 

@@ -22,7 +22,7 @@ from gateway.ratelimit.redis_limiter import GCRA_FUNCTION
 #: Every script the store calls, by the name of its file in ``lua/``.
 SCRIPTS = (
     "accept", "claim", "release", "due", "lease", "finish", "replay", "redrive", "retry_now",
-    "prune", "log", "wake",
+    "prune", "log", "wake", "missing", "recon_lease",
 )  # fmt: skip
 
 #: The fields of a delivery's hash and of its event's hash that a lease reads (``lease.lua``

@@ -3,7 +3,8 @@
 The package follows the store's roles: ``ingress`` (accept; claim, commit, release),
 ``queue`` (leases and how each ends), ``operator`` (replay, redrive, retry-now, retention),
 ``views`` (the admin API's and the dashboard's reads), ``payments`` (a payment's state,
-decided with each accept, and the Payments view), over ``rows`` (columns, row readers
+decided with each accept, and the Payments view), ``reconcile`` (runs and what they compare),
+over ``rows`` (columns, row readers
 and the helpers they share), ``engine`` (connections, threads, group commit) and ``schema``
 (tables, migrations, opening the file).
 
@@ -24,10 +25,13 @@ from gateway.store.sqlite.ingress import SqliteIngress
 from gateway.store.sqlite.operator import SqliteOperator
 from gateway.store.sqlite.payments import SqlitePayments
 from gateway.store.sqlite.queue import SqliteQueue
+from gateway.store.sqlite.reconcile import SqliteReconcile
 from gateway.store.sqlite.views import SqliteViews
 
 __all__ = ["SqliteStore"]
 
 
-class SqliteStore(SqliteIngress, SqliteQueue, SqliteOperator, SqliteViews, SqlitePayments):
+class SqliteStore(
+    SqliteIngress, SqliteQueue, SqliteOperator, SqliteViews, SqlitePayments, SqliteReconcile
+):
     """The SQLite implementation of ``Store``; open it with ``SqliteStore.open``."""

@@ -68,14 +68,14 @@ def apply_payment(
     if mark is not None:
         conn.execute(
             "UPDATE payments SET events = events + 1, updated_at = MAX(updated_at, ?),"
-            " conflict = conflict OR ? WHERE source = ? AND key = ?",
+            " conflict = conflict OR ?, missing = 0 WHERE source = ? AND key = ?",
             (at, mark == "conflict", source, facts.key),
         )
         return state, mark
     amount = facts.amount
     conn.execute(
         "UPDATE payments SET events = events + 1, updated_at = MAX(updated_at, ?), state = ?,"
-        " reference = COALESCE(?, reference),"
+        " missing = 0, reference = COALESCE(?, reference),"
         " amount_value = CASE WHEN ? IS NULL THEN amount_value ELSE ? END,"
         " amount_scale = CASE WHEN ? IS NULL THEN amount_scale ELSE ? END,"
         " currency = CASE WHEN ? IS NULL THEN currency ELSE ? END"

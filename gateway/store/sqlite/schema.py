@@ -101,6 +101,26 @@ CREATE INDEX IF NOT EXISTS payments_by_state ON payments (state, updated_at);
 CREATE INDEX IF NOT EXISTS payments_by_key ON payments (key);
 CREATE INDEX IF NOT EXISTS payments_by_reference ON payments (reference)
     WHERE reference IS NOT NULL;
+CREATE INDEX IF NOT EXISTS payments_first_seen ON payments (source, first_seen);
+CREATE TABLE IF NOT EXISTS reconcile_leases (
+    source TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS reconcile_runs (
+    id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    run TEXT NOT NULL             -- the run as JSON (records.ReconcileRun.to_json)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS reconcile_runs_by_source ON reconcile_runs (source, started_at);
+CREATE TABLE IF NOT EXISTS reconcile_sightings (
+    source TEXT NOT NULL,
+    key TEXT NOT NULL,
+    state TEXT NOT NULL,
+    since REAL NOT NULL,
+    PRIMARY KEY (source, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS minute_stats (
     minute INTEGER NOT NULL,
     name TEXT NOT NULL,           -- a counter of store.stats.COUNTERS, or 'lat<bucket>'

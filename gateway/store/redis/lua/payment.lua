@@ -36,7 +36,8 @@ local function payment(p, at, uid, now, received_at)
   else
     redis.call('HINCRBY', ph, 'events', 1)
     if had[2] and tonumber(had[2]) > tonumber(now) then updated = had[2] end
-    redis.call('HSET', ph, 'updated', updated)
+    -- An event of it arrived: it is missing no more (design.md 5.8).
+    redis.call('HSET', ph, 'updated', updated, 'missing', 0)
     if mark == 'conflict' then
       redis.call('HSET', ph, 'conflict', 1)
     end
