@@ -96,7 +96,8 @@ def _store_url(value: object) -> str:
 REDACTED = "***"
 _SECRET_KEYS = re.compile(
     r"^(sources\.[^.]+\.secrets\[\d+\]|destinations\.[^.]+\.signing_secret|admin\.token|"
-    r"store\.encryption_keys\[\d+\])$"
+    r"store\.encryption_keys\[\d+\]|"
+    r"sources\.[^.]+\.reconcile\.from\.(secret|api_key|headers\..+))$"
 )
 
 

@@ -14,6 +14,7 @@ from gateway.delivery.forward import Destination
 from gateway.delivery.retry import RetryPolicy
 from gateway.extract import Extractor, Extractors
 from gateway.payments.rules import PaymentRules
+from gateway.payments.states import State
 from gateway.providers.base import BaseProvider
 from gateway.ratelimit.gcra import RateRule
 from gateway.secret import Secret
@@ -142,6 +143,63 @@ class RouteConfig:
 
 
 @dataclass(frozen=True)
+class HttpListFrom:
+    """``reconcile.from`` of kind ``http-list``: any JSON listing of payments (design.md 5.8)."""
+
+    url: str
+    headers: tuple[tuple[str, Secret], ...] = ()
+    timeout: float = 30.0
+    items: Extractor = Extractor("body", "")
+    key: Extractor = Extractor("body", "/id")
+    state: Extractor = Extractor("body", "/status")
+    #: the listing's own state names -> the gateway's
+    state_map: Mapping[str, State] = field(default_factory=dict)
+    #: the webhook body the provider would have sent for an item in each (gateway) state
+    events: Mapping[State, Mapping[str, Any]] = field(default_factory=dict)
+    kind: Literal["http-list"] = "http-list"
+
+
+@dataclass(frozen=True)
+class RafikiFrom:
+    """``reconcile.from`` of kind ``rafiki``: a Rafiki backend's Admin GraphQL API."""
+
+    url: str
+    secret: Secret
+    tenant_id: str
+    timeout: float = 30.0
+    kind: Literal["rafiki"] = "rafiki"
+
+
+@dataclass(frozen=True)
+class StripeFrom:
+    """``reconcile.from`` of kind ``stripe``: Stripe's ``GET /v1/events``."""
+
+    api_key: Secret
+    url: str = "https://api.stripe.com"
+    timeout: float = 30.0
+    kind: Literal["stripe"] = "stripe"
+
+
+ProviderFrom = HttpListFrom | RafikiFrom | StripeFrom
+
+
+@dataclass(frozen=True)
+class ReconcileConfig:
+    """A source's ``reconcile:`` block: what the provider knows, asked how often (design.md
+    5.8)."""
+
+    provider: ProviderFrom
+    #: Seconds between scheduled runs; ``None``: on demand only.
+    every: float | None = 300.0
+    #: An item counts as missing only after this long in its state (its webhook may be on
+    #: its way).
+    grace: float = 120.0
+    recover: bool = True
+    #: How far back a run looks (default: the source's dedupe window; Stripe: 30 days at most).
+    lookback: float = 72 * 3600.0
+
+
+@dataclass(frozen=True)
 class SourceConfig:
     """One sender: its path, provider, secrets, limits, extraction and routes."""
 
@@ -166,6 +224,8 @@ class SourceConfig:
     #: How its events name a payment and what they say of it (design.md 5.7); ``None``: its
     #: events stay plain events.
     payment: PaymentRules | None = None
+    #: Asking the provider what it knows and recovering what never arrived (design.md 5.8).
+    reconcile: ReconcileConfig | None = None
     routes: tuple[RouteConfig, ...] = ()
     forward_headers: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict, compare=False)

@@ -23,6 +23,7 @@ from gateway.config.reader import (
     positive_int,
     secret,
 )
+from gateway.config.reconcile import parse_reconcile
 from gateway.delivery.forward import gateway_owned
 from gateway.errors import OptionError
 from gateway.extract import Extractor, Extractors, list_extractor, parse_extractor
@@ -61,7 +62,8 @@ def _rate_rule(reader: Reader, raw: object, key: str) -> RateRule | None:
 
 _SOURCE_KEYS = {
     "path", "provider", "secrets", "tolerance", "allow_ips", "allow_unsigned", "rate_limit",
-    "dedupe", "event", "require", "delivery", "ack_status", "on_unrouted", "payment", "routes",
+    "dedupe", "event", "require", "delivery", "ack_status", "on_unrouted", "payment", "reconcile",
+    "routes",
     "forward_headers", "options",
 }  # fmt: skip
 #: What a source may answer an accepted event with (design.md 3): the sender counts one of them
@@ -76,7 +78,8 @@ def _forward_header(value: object) -> str:
     if gateway_owned(name):
         raise ValueError(
             f"{name} is written by the gateway (ce-*, webhook-*, X-Request-ID, X-Gateway-Attempt,"
-            " Content-Type) or is hop-by-hop: a sender's value must not replace it"
+            " X-Gateway-Origin, Content-Type) or is hop-by-hop: a sender's value must not"
+            " replace it"
         )
     return name
 
@@ -198,6 +201,9 @@ def _source(
         )
     require = reader.list_of(data, "require", lambda v: parse_extractor(str(v)))
     payment = parse_payment(reader, data.get("payment"), verifier.payments, provider_name)
+    reconcile = parse_reconcile(
+        reader, data.get("reconcile"), dedupe_key=dedupe_key, window=window, payment=payment
+    )
 
     delivery: Literal["queued", "sync"] = reader.field(
         data, "delivery", choice("queued", "sync"), "queued"
@@ -251,6 +257,7 @@ def _source(
         ack_status=ack_status,
         on_unrouted=on_unrouted,
         payment=payment,
+        reconcile=reconcile,
         routes=tuple(routes),
         forward_headers=forward_headers,
         options=MappingProxyType(dict(options)),
