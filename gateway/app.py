@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 from gateway.admin import api, health
+from gateway.admin import reconcile as reconcile_api
 from gateway.admin.stream import MAX_STREAMS, add_stream
 from gateway.appkeys import (
     CLOCK,
@@ -27,6 +28,7 @@ from gateway.appkeys import (
     LIMITER,
     METRICS,
     PRUNER,
+    RECONCILER,
     RUNTIME,
     SESSION,
     STORE,
@@ -39,6 +41,8 @@ from gateway.delivery.retry import RetryPolicy
 from gateway.delivery.worker import DeliveryWorker
 from gateway.ingress.handler import Ingress
 from gateway.metrics import Metrics
+from gateway.reconcile.runner import Reconciler
+from gateway.reconcile.schedule import schedule
 from gateway.store import open_store
 from gateway.store.protocols import Wakeups
 from gateway.store.records import Attempt, Lease
@@ -180,6 +184,36 @@ async def _workers_ctx(app: web.Application) -> AsyncIterator[None]:
     await task
 
 
+async def _reconcile_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The reconciler (design.md 5.8), with an HTTP session of its own for the providers'
+    listings, and the schedule of the sources' ``every``."""
+    runtime = app[RUNTIME]
+
+    def ingress() -> Ingress:
+        assert runtime.ingress is not None, "ingress is built at startup"
+        return runtime.ingress
+
+    session = aiohttp.ClientSession(
+        cookie_jar=aiohttp.DummyCookieJar(), timeout=aiohttp.ClientTimeout(total=None)
+    )
+    reconciler = Reconciler(
+        app[STORE],
+        ingress,
+        session,
+        clock=app[CLOCK],
+        on_run=app[METRICS].observe_reconcile,
+        on_last=app[METRICS].show_last_run,
+    )
+    app[RECONCILER] = reconciler
+    task = asyncio.create_task(
+        schedule(reconciler, lambda: runtime.config.sources, app[CLOCK]), name="reconcile"
+    )
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await session.close()
+
+
 def _wakeups_ctx(delivers: bool) -> Callable[[web.Application], AsyncIterator[None]]:
     """Wake-ups between processes sharing the store, where it carries them: a process that
     delivers nothing passes its own on (an accept, a replay), a delivering one listens and
@@ -234,6 +268,7 @@ def create_app(
     app.cleanup_ctx.append(_retention_ctx)
     app.cleanup_ctx.append(_session_ctx)
     app.cleanup_ctx.append(_ingress_ctx)
+    app.cleanup_ctx.append(_reconcile_ctx)
     if workers:
         app.cleanup_ctx.append(_workers_ctx)
     app.router.add_route("*", "/{tail:.*}", _handle)
@@ -246,6 +281,7 @@ def declare_metrics(metrics: Metrics, config: Config) -> None:
         {name: source.delivery for name, source in config.sources.items()},
         config.destinations,
         [name for name, source in config.sources.items() if source.payment is not None],
+        [name for name, source in config.sources.items() if source.reconcile is not None],
     )
 
 
@@ -258,6 +294,7 @@ def create_admin_app(
     app[GATEWAY] = gateway
     health.add_routes(app)
     api.add_routes(app)
+    reconcile_api.add_routes(app)
     add_stream(app, max_streams)
     dashboard.add_routes(app)
     return app

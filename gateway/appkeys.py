@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway.config.model import Config
 from gateway.metrics import Metrics
 from gateway.ratelimit.limiter import Limiter
+from gateway.reconcile.runner import Reconciler
 from gateway.store.protocols import Store
 from gateway.store.retention import Pruner
 
@@ -45,5 +46,6 @@ STORE = web.AppKey("store", Store)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 LIMITER = web.AppKey("limiter", Limiter)
 PRUNER = web.AppKey("pruner", Pruner)
+RECONCILER = web.AppKey("reconciler", Reconciler)
 #: On the admin application: the ingress application whose state it reads.
 GATEWAY = web.AppKey("gateway", web.Application)

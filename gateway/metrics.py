@@ -19,7 +19,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 import gateway
 from gateway.payments.states import MARKS
-from gateway.store.records import DEPTH_STATES
+from gateway.store.records import DEPTH_STATES, RECONCILE_RESULTS, ReconcileRun
 
 DELIVERY_RESULTS = ("delivered", "retried", "dead_lettered")
 #: Request outcomes a source has from start: what alerts and dashboards divide by.
@@ -119,6 +119,32 @@ class Metrics:
             ["source", "kind"],
             registry=r,
         )
+        self.reconcile_runs = Counter(
+            "webhook_gateway_reconcile_runs",
+            "Reconciliation runs by result (design.md 5.8)",
+            ["source", "result"],
+            registry=r,
+        )
+        self.reconcile_items = Gauge(
+            "webhook_gateway_reconcile_items",
+            "Items of the last reconciliation run by result",
+            ["source", "result"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.reconcile_recovered = Counter(
+            "webhook_gateway_reconcile_recovered",
+            "Payments reconciliation recovered",
+            ["source"],
+            registry=r,
+        )
+        self.reconcile_last_success = Gauge(
+            "webhook_gateway_reconcile_last_success_timestamp_seconds",
+            "When a reconciliation run of the source last succeeded (Unix seconds)",
+            ["source"],
+            registry=r,
+            multiprocess_mode="max",
+        )
         self.build_info = Gauge(
             "webhook_gateway_build_info",
             "Build information",
@@ -139,6 +165,7 @@ class Metrics:
         sources: Mapping[str, str],
         destinations: Iterable[str],
         payment_sources: Iterable[str] = (),
+        reconciled_sources: Iterable[str] = (),
     ) -> None:
         """Create every series of these sources (name -> delivery mode), destinations and
         sources with payments at 0.
@@ -161,9 +188,33 @@ class Metrics:
         for source in payment_sources:
             for kind in MARKS:
                 self.payment_anomalies.labels(source, kind)
+        for source in reconciled_sources:
+            for result in ("success", "failure"):
+                self.reconcile_runs.labels(source, result)
+            for item in RECONCILE_RESULTS:
+                self.reconcile_items.labels(source, item)
+            self.reconcile_recovered.labels(source)
+            self.reconcile_last_success.labels(source)
         for result in ("success", "failure"):
             self.config_reloads.labels(result)
         self.set_queue_depth({}, destinations)
+
+    def observe_reconcile(self, run: ReconcileRun) -> None:
+        """A run this process finished: its result, what it recovered, and its items."""
+        self.reconcile_runs.labels(run.source, "success" if run.ok else "failure").inc()
+        if run.ok:
+            self.reconcile_recovered.labels(run.source).inc(run.counts.get("recovered", 0))
+        self.show_last_run(run)
+
+    def show_last_run(self, run: ReconcileRun) -> None:
+        """The source's last successful run, wherever it ran (read back from the store, so
+        every process and replica shows it): its items and when it ended. A failed or dry run
+        changes nothing here."""
+        if not run.ok or run.dry_run:
+            return
+        for result in RECONCILE_RESULTS:
+            self.reconcile_items.labels(run.source, result).set(run.counts.get(result, 0))
+        self.reconcile_last_success.labels(run.source).set(run.finished_at or run.started_at)
 
     def observe_request(self, source: str, outcome: str, seconds: float) -> None:
         """Count one ingress request by outcome and record how long it took."""

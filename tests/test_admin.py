@@ -164,6 +164,9 @@ async def test_openapi_document(with_admin):
         "/admin/payments/{source}/{key}",
         "/admin/stats",
         "/admin/stream",
+        "/admin/reconciliation",
+        "/admin/reconciliation/runs/{run_id}",
+        "/admin/reconciliation/{source}/run",
     }
 
 

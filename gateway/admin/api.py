@@ -166,7 +166,8 @@ def dead_letter_json(dead: DeadLetter) -> dict[str, Any]:
 # -- plumbing -------------------------------------------------------------------------------------
 
 
-def _store(request: web.Request) -> Store:
+def store_of(request: web.Request) -> Store:
+    """The store of the gateway the admin application reads (503 while it starts)."""
     store = request.app[GATEWAY].get(STORE)
     if store is None:
         raise Unavailable("the gateway is starting")
@@ -240,7 +241,7 @@ async def list_events(request: web.Request) -> web.Response:
     status = request.query.get("status") or None
     if status is not None and status not in EVENT_STATUSES:
         raise InvalidRequest(f"status must be one of {', '.join(EVENT_STATUSES)}")
-    events, cursor = await _store(request).list_events(
+    events, cursor = await store_of(request).list_events(
         source=_param(request, "source"),
         status=status,
         limit=_limit(request),
@@ -254,7 +255,7 @@ async def list_events(request: web.Request) -> web.Response:
 
 async def show_event(request: web.Request) -> web.Response:
     """``GET /admin/events/{id}[?source=]``: the event with every delivery and attempt."""
-    view = await _store(request).get_event(
+    view = await store_of(request).get_event(
         _text(request.match_info["event_id"], "event id"), _param(request, "source")
     )
     if view is None:
@@ -270,7 +271,7 @@ async def replay_event(request: web.Request) -> web.Response:
     """
     event_id = _text(request.match_info["event_id"], "event id")
     source = _param(request, "source")
-    store = _store(request)
+    store = store_of(request)
     data = await _body(request)
     config = request.app[GATEWAY][RUNTIME].config
     destinations = data.get("destinations")
@@ -297,7 +298,7 @@ async def replay_event(request: web.Request) -> web.Response:
 
 async def list_dead_letters(request: web.Request) -> web.Response:
     """``GET /admin/dead-letters?destination=&limit=&cursor=``, most recently dead first."""
-    dead, cursor = await _store(request).list_dead_letters(
+    dead, cursor = await store_of(request).list_dead_letters(
         destination=_param(request, "destination"),
         limit=_limit(request),
         cursor=_param(request, "cursor", MAX_CURSOR),
@@ -315,7 +316,7 @@ async def redrive(request: web.Request) -> web.Response:
     """
     data = await _body(request)
     ids = data.get("ids")
-    store = _store(request)
+    store = store_of(request)
     now = _now(request)
     if data.get("all") is True and ids is None:
         count = await store.redrive(None, now)
@@ -345,7 +346,7 @@ async def retry_now(request: web.Request) -> web.Response:
     name = _text(request.match_info["name"], "destination")
     if name not in request.app[GATEWAY][RUNTIME].config.destinations:
         raise NotFound(f"no destination named {name!r} is configured")
-    count = await _store(request).retry_now(name, _now(request))
+    count = await store_of(request).retry_now(name, _now(request))
     _wake_workers(request)
     return json_answer(200, {"destination": name, "retried": count})
 
@@ -364,7 +365,7 @@ def _choice(request: web.Request, name: str, allowed: tuple[_C, ...]) -> _C | No
 async def list_payments(request: web.Request) -> web.Response:
     """``GET /admin/payments?source=&state=&q=&attention=&limit=&cursor=``: payments, latest
     update first; ``q`` matches the start of a payment's key or of its reference."""
-    payments, cursor = await _store(request).list_payments(
+    payments, cursor = await store_of(request).list_payments(
         source=_param(request, "source"),
         state=_choice(request, "state", STATES),
         q=_param(request, "q"),
@@ -381,7 +382,7 @@ async def show_payment(request: web.Request) -> web.Response:
     received, each with its origin, its mark and its deliveries."""
     source = _text(request.match_info["source"], "source")
     key = _text(request.match_info["key"], "payment key")
-    found = await _store(request).get_payment(source, key)
+    found = await store_of(request).get_payment(source, key)
     if found is None:
         raise NotFound("no such payment")
     payment, views = found
@@ -396,7 +397,7 @@ async def show_stats(request: web.Request) -> web.Response:
     An unreachable store answers 200 with ``store_reachable: false`` and no figures, so the
     dashboard can say so.
     """
-    store = _store(request)
+    store = store_of(request)
     now = _now(request)
     try:
         async with asyncio.timeout(STATS_TIMEOUT):

@@ -21,6 +21,7 @@ from gateway.cli.admin import (
 )
 from gateway.cli.common import EXIT_FAILED, config_path, report_config_error
 from gateway.cli.local import PAYMENT_TYPES, cmd_check_config, cmd_run, cmd_send, cmd_sign
+from gateway.cli.reconcile import cmd_reconcile
 from gateway.errors import CommandError, ConfigError
 from gateway.payments.states import STATES
 from gateway.store.records import ATTENTIONS, EVENT_STATUSES
@@ -126,6 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
     payments.add_argument("--limit", type=_page_size, default=50, help="page size (1-500)")
     payments.add_argument("--cursor", help="the next page, as a previous list printed it")
     payments.add_argument("--json", action="store_true", help="print the API's JSON document")
+    reconcile = admin_command(
+        "reconcile",
+        "reconcile SOURCE with its provider now, or '--report' on the runs kept",
+    )
+    reconcile.add_argument("source", nargs="?", metavar="SOURCE", help="a source with reconcile")
+    reconcile.add_argument(
+        "--dry-run", action="store_true", help="compare and report; recover and flag nothing"
+    )
+    reconcile.add_argument("--report", action="store_true", help="the runs of every source")
+    reconcile.add_argument("--since", default="24h", help="with --report: how far back (24h)")
+    reconcile.add_argument("--json", action="store_true", help="print the API's JSON document")
+    reconcile.add_argument("--csv", action="store_true", help="CSV: the items, or the runs")
     return parser
 
 
@@ -140,6 +153,7 @@ COMMANDS = {
     "redrive": cmd_redrive,
     "retry-now": cmd_retry_now,
     "payments": cmd_payments,
+    "reconcile": cmd_reconcile,
 }
 
 

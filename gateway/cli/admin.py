@@ -32,7 +32,7 @@ def _admin_url(args: argparse.Namespace) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{listen.port}"
 
 
-async def _admin_call(
+async def admin_call(
     args: argparse.Namespace, method: str, path: str, payload: object | None = None
 ) -> object:
     import aiohttp
@@ -66,9 +66,7 @@ async def _admin_call(
         raise AdminFailed(f"could not reach the admin API at {url}: {exc}") from exc
 
 
-def _print_table(
-    rows: list[dict[str, object]], columns: Sequence[str], *, indent: str = ""
-) -> None:
+def print_table(rows: list[dict[str, object]], columns: Sequence[str], *, indent: str = "") -> None:
     cells = [[str(row.get(c) if row.get(c) is not None else "-") for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     print(indent + "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
@@ -76,14 +74,14 @@ def _print_table(
         print(indent + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _query(**params: str | None) -> str:
+def query(**params: str | None) -> str:
     from urllib.parse import urlencode
 
     given = {k: v for k, v in params.items() if v}
     return "?" + urlencode(given) if given else ""
 
 
-def _print_json(data: object) -> None:
+def print_json(data: object) -> None:
     """``--json``: the admin API's document, as one JSON document on stdout (for scripts)."""
     print(json.dumps(data, indent=2, ensure_ascii=False))
 
@@ -125,7 +123,7 @@ def _print_event(event: dict[str, Any]) -> None:
         if delivery.get("dead_reason"):
             print(f"  dead: {delivery['dead_reason']}")
         if delivery["attempts"]:
-            _print_table(
+            print_table(
                 delivery["attempts"],
                 ("number", "started_at", "status", "latency_ms", "error"),
                 indent="  ",
@@ -140,18 +138,18 @@ def cmd_events(args: argparse.Namespace) -> int:
         if not args.event_id:
             print("usage: webhook-gateway events show ID", file=sys.stderr)
             return EXIT_USAGE
-        path = f"/admin/events/{quote(args.event_id, safe='')}" + _query(source=args.source)
-        event = asyncio.run(_admin_call(args, "GET", path))
+        path = f"/admin/events/{quote(args.event_id, safe='')}" + query(source=args.source)
+        event = asyncio.run(admin_call(args, "GET", path))
         assert isinstance(event, dict)
         if args.json:
-            _print_json(event)
+            print_json(event)
         else:
             _print_event(event)
         return EXIT_OK
     if args.action is not None:
         print(f"unknown events action {args.action!r} (use: events show ID)", file=sys.stderr)
         return EXIT_USAGE
-    path = "/admin/events" + _query(
+    path = "/admin/events" + query(
         source=args.source,
         status=args.status,
         type=args.type,
@@ -159,12 +157,12 @@ def cmd_events(args: argparse.Namespace) -> int:
         limit=str(args.limit),
         cursor=args.cursor,
     )
-    data = asyncio.run(_admin_call(args, "GET", path))
+    data = asyncio.run(admin_call(args, "GET", path))
     assert isinstance(data, dict)
     if args.json:
-        _print_json(data)
+        print_json(data)
         return EXIT_OK
-    _print_table(
+    print_table(
         data["events"],
         ("id", "source", "type", "subject", "status", "attempts", "received_at"),
     )
@@ -181,8 +179,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from urllib.parse import quote
 
     payload = {"destinations": args.destination} if args.destination else {}
-    path = f"/admin/events/{quote(args.event_id, safe='')}/replay" + _query(source=args.source)
-    data = asyncio.run(_admin_call(args, "POST", path, payload))
+    path = f"/admin/events/{quote(args.event_id, safe='')}/replay" + query(source=args.source)
+    data = asyncio.run(admin_call(args, "POST", path, payload))
     assert isinstance(data, dict)
     print(f"replayed {data['event_id']}: {_deliveries(len(data['deliveries']))}, new and due now")
     for delivery in data["deliveries"]:
@@ -192,15 +190,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_dead_letters(args: argparse.Namespace) -> int:
     """List dead letters with why they died."""
-    path = "/admin/dead-letters" + _query(
+    path = "/admin/dead-letters" + query(
         destination=args.destination, limit=str(args.limit), cursor=args.cursor
     )
-    data = asyncio.run(_admin_call(args, "GET", path))
+    data = asyncio.run(admin_call(args, "GET", path))
     assert isinstance(data, dict)
     if args.json:
-        _print_json(data)
+        print_json(data)
         return EXIT_OK
-    _print_table(
+    print_table(
         data["dead_letters"],
         ("delivery_id", "event_id", "destination", "attempts_made", "dead_at", "reason"),
     )
@@ -215,7 +213,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
         print("usage: webhook-gateway redrive (--all | EVENT_ID...)", file=sys.stderr)
         return EXIT_USAGE
     payload = {"all": True} if args.all else {"ids": args.ids}
-    data = asyncio.run(_admin_call(args, "POST", "/admin/dead-letters/redrive", payload))
+    data = asyncio.run(admin_call(args, "POST", "/admin/dead-letters/redrive", payload))
     assert isinstance(data, dict)
     print(f"redriven: {_deliveries(data['redriven'])} due again now")
     unmatched = data.get("unmatched") or []
@@ -230,7 +228,7 @@ def cmd_retry_now(args: argparse.Namespace) -> int:
     from urllib.parse import quote
 
     path = f"/admin/destinations/{quote(args.destination, safe='')}/retry-now"
-    data = asyncio.run(_admin_call(args, "POST", path, {}))
+    data = asyncio.run(admin_call(args, "POST", path, {}))
     assert isinstance(data, dict)
     print(f"{data['destination']}: {_deliveries(data['retried'])} waiting out a backoff now due")
     return EXIT_OK
@@ -261,10 +259,10 @@ def cmd_payments(args: argparse.Namespace) -> int:
             print("usage: webhook-gateway payments show SOURCE KEY", file=sys.stderr)
             return EXIT_USAGE
         path = f"/admin/payments/{quote(args.payment_source, safe='')}/{quote(args.key, safe='')}"
-        data = asyncio.run(_admin_call(args, "GET", path))
+        data = asyncio.run(admin_call(args, "GET", path))
         assert isinstance(data, dict)
         if args.json:
-            _print_json(data)
+            print_json(data)
         else:
             _print_payment(data)
         return EXIT_OK
@@ -272,7 +270,7 @@ def cmd_payments(args: argparse.Namespace) -> int:
         print(f"unknown payments action {args.action!r} (use: payments show SOURCE KEY)",
               file=sys.stderr)  # fmt: skip
         return EXIT_USAGE
-    path = "/admin/payments" + _query(
+    path = "/admin/payments" + query(
         source=args.source,
         state=args.state,
         q=args.q,
@@ -280,12 +278,12 @@ def cmd_payments(args: argparse.Namespace) -> int:
         limit=str(args.limit),
         cursor=args.cursor,
     )
-    data = asyncio.run(_admin_call(args, "GET", path))
+    data = asyncio.run(admin_call(args, "GET", path))
     assert isinstance(data, dict)
     if args.json:
-        _print_json(data)
+        print_json(data)
         return EXIT_OK
-    _print_table(
+    print_table(
         _payment_rows(data["payments"]),
         ("source", "key", "reference", "state", "amount", "confirmed", "attention", "updated_at"),
     )
@@ -302,7 +300,7 @@ def _print_payment(data: dict[str, Any]) -> None:
         value = shown.get(name)
         print(f"{name + ':':<12} {value if value is not None else '-'}")
     print()
-    _print_table(
+    print_table(
         [{**e, "deliveries": len(e["deliveries"]), "mark": e.get("mark")} for e in data["events"]],
         ("id", "type", "received_at", "status", "origin", "mark", "deliveries"),
     )

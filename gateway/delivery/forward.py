@@ -28,7 +28,9 @@ HOP_BY_HOP = frozenset({
     "te", "trailer", "transfer-encoding", "upgrade", "host", "content-length",
 })  # fmt: skip
 #: Headers the gateway writes on every delivery; a sender's value must never replace them.
-GATEWAY_HEADERS = frozenset({"x-request-id", "x-gateway-attempt", "content-type"})
+GATEWAY_HEADERS = frozenset(
+    {"x-request-id", "x-gateway-attempt", "x-gateway-origin", "content-type"}
+)
 GATEWAY_PREFIXES = ("ce-", "webhook-")
 
 
@@ -89,6 +91,9 @@ def build_request(
     headers.update(sign_delivery(body, destination.signing_secret, event.id, now))
     headers["X-Request-ID"] = event.request_id
     headers["X-Gateway-Attempt"] = str(attempt)
+    if event.origin == "reconciled":
+        # Recovered from the provider's listing, not posted by it (design.md 5.8).
+        headers["X-Gateway-Origin"] = "reconciled"
     return body, headers
 
 

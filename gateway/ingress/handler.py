@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import HttpVersion10, web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config.model import Config, SourceConfig
 from gateway.delivery.sync import forward_sync
@@ -51,7 +52,7 @@ from gateway.ratelimit.gcra import RateRule
 from gateway.ratelimit.headers import rate_limit_headers
 from gateway.ratelimit.limiter import Limiter
 from gateway.store.protocols import IngressStore
-from gateway.store.records import Event, LimitReached, body_status_of
+from gateway.store.records import Event, LimitReached, Origin, body_status_of
 
 log = logging.getLogger("gateway.ingress")
 
@@ -212,7 +213,7 @@ class Ingress:
         if source.rate_limit.per_source is not None and plan.accept_limit is None:
             await self._limit(plan, plan.limit_key, source.rate_limit.per_source)
         # Stage 7: parse and extract.
-        event = self._extract(plan, body, request, request_id, now)
+        event = self._extract(plan, body, request.headers, request_id, now)
         # Stage 8.
         if source.delivery == "sync":
             return await self._forward_sync(plan, event, now)
@@ -232,15 +233,16 @@ class Ingress:
         self,
         plan: SourcePlan,
         body: bytes,
-        request: web.Request,
+        headers: CIMultiDictProxy[str],
         request_id: str,
         now: float,
+        origin: Origin = "webhook",
     ) -> Event:
         """Stage 7: event id, type, subject, time, dedupe key; ``require``d fields."""
         source = plan.source
-        check_single(request.headers, plan.read_headers, InvalidBody)
-        check_text(request.headers, plan.kept_headers)
-        payload = Payload(body, request.headers)
+        check_single(headers, plan.read_headers, InvalidBody)
+        check_text(headers, plan.kept_headers)
+        payload = Payload(body, headers)
         extractors = source.event
         if plan.needs_json:
             payload.json()  # 400 invalid_body once, before any field is looked at
@@ -279,11 +281,11 @@ class Ingress:
             body_status = None
         payment = source.payment.read(payload, type_) if source.payment is not None else None
         kept: list[tuple[str, str]] = []
-        content_type = request.headers.get("Content-Type")
+        content_type = headers.get("Content-Type")
         if content_type:
             kept.append(("Content-Type", content_type))
         for name in source.forward_headers:
-            for value in request.headers.getall(name, []):
+            for value in headers.getall(name, []):
                 kept.append((name, value))
         return Event(
             id=event_id,
@@ -298,7 +300,23 @@ class Ingress:
             received_at=now,
             body_status=body_status,
             payment=payment,
+            origin=origin,
         )
+
+    def read_recovered(
+        self, source: str, body: bytes, request_id: str, now: float
+    ) -> tuple[SourcePlan, Event]:
+        """An event a reconciliation run recovered (design.md 5.8), read exactly as a webhook
+        with that body (a JSON body, no other header) is: ``RequestError`` for one that stage 7
+        refuses. Its origin is ``reconciled``."""
+        plan = next(p for p in self.plans.values() if p.source.name == source)
+        headers = CIMultiDictProxy(CIMultiDict({"Content-Type": "application/json"}))
+        return plan, self._extract(plan, body, headers, request_id, now, origin="reconciled")
+
+    async def admit(self, plan: SourcePlan, event: Event, now: float) -> Accepted:
+        """Stage 8 of queued mode for an event read outside a request (a recovered one):
+        dedupe, payment state, persist and enqueue, as ``handle`` does."""
+        return await self._enqueue(plan, event, now)
 
     async def _enqueue(self, plan: SourcePlan, event: Event, now: float) -> Accepted:
         """Stage 8, queued: one atomic dedupe + persist + enqueue, then 202.

@@ -158,6 +158,10 @@ export function serveDouble (name, controlFile, double) {
     }
     const behaviour = control.behaviour ?? 'normal'
     note(req, null, behaviour, checked.detail)
+    // "delay_ms": a slow provider (still answering), so a test can act while a client waits.
+    if (Number.isInteger(control.delay_ms) && control.delay_ms > 0) {
+      await new Promise((resolve) => setTimeout(resolve, control.delay_ms))
+    }
     const entry = stats.recent[stats.recent.length - 1]
     const status = /^status:(\d{3})$/.exec(behaviour)
     if (behaviour === 'normal' || (behaviour === 'endless' && double.paged)) {
