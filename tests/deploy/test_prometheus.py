@@ -34,7 +34,9 @@ def _promtool(*args: str, cwd=PROMETHEUS) -> subprocess.CompletedProcess[str]:
 
 def _exported_metrics() -> set[str]:
     metrics = Metrics()
-    metrics.declare({"payments": "queued", "partner": "sync"}, ["marketplace"], ["payments"])
+    metrics.declare(
+        {"payments": "queued", "partner": "sync"}, ["marketplace"], ["payments"], ["payments"]
+    )
     text = generate_latest(metrics.registry).decode()
     return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1].isalpha()}
 
@@ -88,6 +90,9 @@ def test_the_alerts_cover_what_operators_must_hear_about():
         'outcome="unrouted"',  # events no route takes
         'up{job="webhook-gateway"}',  # gateway down
         'outcome=~"accepted|forwarded|duplicate"',  # a source gone quiet
+        'webhook_gateway_reconcile_runs_total{result="failure"}',  # reconciliation failing
+        "webhook_gateway_reconcile_last_success_timestamp_seconds",  # reconciliation stale
+        'result=~"missing|mismatch"',  # payments a reconciliation left behind
     ):
         assert needle in exprs, needle
 
