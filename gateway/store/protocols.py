@@ -82,6 +82,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from gateway.analytics.rollup import Rollup
 from gateway.payments.states import State
 from gateway.ratelimit.limiter import Limiter
 from gateway.store.records import (
@@ -250,6 +251,10 @@ class DashboardReads(Protocol):
 
     async def changes(self, after: str | None, limit: int) -> list[Change]:
         """Change-log entries after ``after`` (the latest one only, for ``None``), oldest first."""
+
+    async def rollups(self, first_hour: int, last_hour: int, sources: Sequence[str]) -> Rollup:
+        """The analytics rollups (design.md 5.9) of the UTC hours ``first_hour`` to
+        ``last_hour`` (``time // 3600``, both included) of ``sources``, summed."""
 
 
 class ReconcileStore(Protocol):

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 from gateway.store import open_store
+from gateway.store.sqlite.schema import SCHEMA_VERSION
 
 
 async def test_many_openers_of_one_new_file_all_get_the_store(tmp_path: Path):
@@ -44,7 +45,7 @@ async def test_a_schema_1_file_gains_the_dashboard_columns_on_open(tmp_path: Pat
     finally:
         await store.close()
     conn = sqlite3.connect(tmp_path / "old.db")
-    assert conn.execute("SELECT version FROM schema_version").fetchone() == (3,)
+    assert conn.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
     conn.close()
 
 
@@ -76,7 +77,40 @@ async def test_a_schema_2_file_gains_payments_on_open(tmp_path: Path):
     finally:
         await store.close()
     conn = sqlite3.connect(tmp_path / "old.db")
-    assert conn.execute("SELECT version FROM schema_version").fetchone() == (3,)
+    assert conn.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "subjects" not in tables and "payments" in tables
+    conn.close()
+
+
+async def test_a_schema_3_file_gains_the_analytics_rollups_on_open(tmp_path):
+    import sqlite3
+    from dataclasses import replace
+
+    from gateway.payments.amounts import Amount
+    from gateway.payments.rules import PaymentFacts
+    from tests.store.conftest import T0, make_event
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    store = await open_store(url)
+    await store.close()
+    # As schema 3 left it: no rollup tables.
+    conn = sqlite3.connect(tmp_path / "old.db")
+    conn.execute("DROP TABLE rollups")
+    conn.execute("DROP TABLE rollup_amounts")
+    conn.execute("UPDATE schema_version SET version = 3")
+    conn.commit()
+    conn.close()
+    store = await open_store(url)
+    try:
+        facts = PaymentFacts("p", None, "completed", Amount(5, 0, "EUR"), "enforce")
+        event = replace(make_event("new"), payment=facts)
+        assert (await store.accept(event, ["m"], 60.0, T0)).status == "queued"
+        hour = int(T0 // 3600)
+        rollup = await store.rollups(hour, hour, ["payments"])
+        assert rollup.amounts == {hour: {("EUR", 0): 5}}
+    finally:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / "old.db")
+    assert conn.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
     conn.close()

@@ -44,6 +44,7 @@ when they do not within ``store.wait_timeout``.
 
 from __future__ import annotations
 
+from gateway.store.redis.analytics import RedisAnalytics
 from gateway.store.redis.core import PartitionMismatch
 from gateway.store.redis.ingress import RedisIngress
 from gateway.store.redis.operator import RedisOperator
@@ -54,5 +55,7 @@ from gateway.store.redis.reconcile import RedisReconcile
 __all__ = ["PartitionMismatch", "RedisStore"]
 
 
-class RedisStore(RedisIngress, RedisQueue, RedisOperator, RedisPayments, RedisReconcile):
+class RedisStore(
+    RedisIngress, RedisQueue, RedisOperator, RedisPayments, RedisReconcile, RedisAnalytics
+):
     """The Redis implementation of ``Store``; open it with ``RedisStore.open``."""

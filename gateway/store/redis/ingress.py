@@ -20,6 +20,7 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
+from gateway.analytics.rollup import bin_of, hour_of
 from gateway.errors import StoreError
 from gateway.jsontext import dumpb, dumps
 from gateway.payments.states import MARKS, Mark
@@ -196,6 +197,9 @@ class RedisIngress(RedisCore):
             packed["attempt"] = attempt.to_json()
             packed["started_at"] = time_text(attempt.started_at)
             packed["bucket"] = str(latency_bucket(attempt.latency))
+            packed["dlbin"] = str(bin_of(ended - event.received_at))
+        hour = hour_of(now)
+        packed["hh"] = str(hour % 24)
         script_keys = [
             *keys.shared,
             keys.dd(event.source, event.dedupe_key),
@@ -217,6 +221,8 @@ class RedisIngress(RedisCore):
         if event.type is not None:
             script_keys.append(keys.type(event.type))
             at["type"] = len(script_keys)
+        script_keys.append(keys.rollups(event.source, hour // 24))
+        at["an"] = len(script_keys)
         if event.payment is not None:
             pay = event.payment
             member = f"{event.source}\n{pay.key}"

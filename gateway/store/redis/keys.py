@@ -38,6 +38,9 @@ Keys of one partition, under its prefix::
                                 zset  payments ("<source>\\n<key>") by last update
     lex:paykey, lex:payref      zset  "<key or reference>\\n<source>\\n<key>": prefix search
     stats:<minute>              hash  per-minute counters and latency buckets (2 h TTL)
+    an:<day>:<source>           hash  the source's analytics rollups of one UTC day
+                                      (``time // 86400``): "<hour of the day>|<field>",
+                                      "<hour>|am|<scale>|<currency>" (rollup.lua; 400 days)
 
 Keys of the whole store::
 
@@ -210,6 +213,10 @@ class PartitionKeys:
     def stats(self, minute: int) -> str:
         """The counters of one minute."""
         return f"{self.prefix}stats:{minute}"
+
+    def rollups(self, source: str, day: int) -> str:
+        """One source's analytics rollups of one UTC day."""
+        return f"{self.prefix}an:{day}:{source}"
 
     def new_uid(self) -> str:
         """A fresh uid for an event of this partition: its number, a dot, 32 hex digits."""

@@ -16,6 +16,7 @@ import asyncio
 import logging
 from typing import Literal, cast
 
+from gateway.analytics.rollup import bin_of, hour_of
 from gateway.errors import StoreError
 from gateway.store.records import (
     BACKLOG_BATCH,
@@ -167,10 +168,26 @@ class RedisQueue(RedisCore):
     async def _finish(
         self, mode: str, lease: Lease, attempt: Attempt, at: float, reason: str = ""
     ) -> bool:
-        return await self._finish_raw(mode, lease.delivery_id, lease.token, attempt, at, reason)
+        event = lease.event
+        return await self._finish_raw(
+            mode,
+            lease.delivery_id,
+            lease.token,
+            attempt,
+            at,
+            reason,
+            (event.source, event.received_at),
+        )
 
     async def _finish_raw(
-        self, mode: str, delivery_id: str, token: str, attempt: Attempt, at: float, reason: str
+        self,
+        mode: str,
+        delivery_id: str,
+        token: str,
+        attempt: Attempt,
+        at: float,
+        reason: str,
+        counted: tuple[str, float] | None = None,
     ) -> bool:
         """Run finish.lua: leave the leased state if ``token`` still holds the delivery.
 
@@ -190,6 +207,14 @@ class RedisQueue(RedisCore):
         ]
         if inline:
             script_keys += [BACKOFF_KEY, CHANGES_KEY]
+        # The analytics (design.md 5.9) of the event's source, when the lease says which.
+        ended_at = attempt.started_at + attempt.latency
+        rollup: list[object] = ["", "", ""]
+        if counted is not None:
+            of_source, received_at = counted
+            hour = hour_of(ended_at)
+            script_keys.append(keys.rollups(of_source, hour // 24))
+            rollup = [len(script_keys), hour % 24, bin_of(ended_at - received_at)]
         reply = await self._call(
             "finish",
             script_keys,
@@ -204,6 +229,7 @@ class RedisQueue(RedisCore):
                 latency_bucket(attempt.latency),
                 CHANGES_CAP if inline else "",
                 attempt.number,
+                *rollup,
             ],
         )
         if not reply:

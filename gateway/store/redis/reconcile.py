@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+from gateway.analytics.rollup import hour_of
 from gateway.jsontext import dumps
 from gateway.payments.states import STATES, TERMINAL, State
 from gateway.store.records import RUNS_KEPT, Event, ReconcileRun, one_of
@@ -104,8 +105,10 @@ class RedisReconcile(RedisCore):
     ) -> None:
         """Flag (or clear) a payment a run could not recover (``missing.lua``)."""
         member, keys = self._member_keys(source, key)
+        hour = hour_of(now)
+        keys.append(self._parts[self.partition_of(source, key)].rollups(source, hour // 24))
         args = ["1" if missing else "0", time_text(now), source, key, member, reference or ""]
-        await self._call("missing", keys, args)
+        await self._call("missing", keys, [*args, str(hour % 24)])
 
     async def sightings(
         self, source: str, observed: Mapping[str, str], now: float

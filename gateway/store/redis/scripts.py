@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 
+from gateway.analytics.rollup import BIN_FLOOR, BIN_RATIO, BINS, RETENTION_DAYS
 from gateway.payments.states import STATES
 from gateway.ratelimit.redis_limiter import GCRA_FUNCTION
 
@@ -34,14 +35,25 @@ LEASE_EVENT_FIELDS = (
 )  # fmt: skip
 
 
+#: What rollup.lua needs to bin durations as ``gateway.analytics.rollup`` does, and how long
+#: a day's rollup hash lives.
+ROLLUP_CONSTANTS = (
+    f"local BIN_FLOOR, BIN_RATIO, BINS = {BIN_FLOOR!r}, {BIN_RATIO!r}, {BINS}\n"
+    f"local ROLLUP_TTL = {RETENTION_DAYS * 86400}\n"
+)
+
+
 def script_text(name: str) -> str:
     """The text of a store script with the shared prelude in front (and for accept and claim,
-    the rate limiter's ``gcra``, for the per-source limit they may decide first; for accept,
-    ``payment.lua``, a payment's state machine; for lease, the fields it reads)."""
+        the rate limiter's ``gcra``, for the per-source limit they may decide first; for accept,
+        ``payment.lua``, a payment's state machine; for accept, missing and finish, ``rollup.lua``,
+    the analytics rollups; for lease, the fields it reads)."""
     here = resources.files("gateway.store.redis") / "lua"
     prelude = (here / "prelude.lua").read_text()
     if name in ("accept", "claim"):
         prelude += GCRA_FUNCTION
+    if name in ("accept", "missing", "finish"):
+        prelude += ROLLUP_CONSTANTS + (here / "rollup.lua").read_text()
     if name == "accept":
         prelude += f"local STATE_KEYS = {_lua_list(STATES)}\n"
         prelude += (here / "payment.lua").read_text()

@@ -4,8 +4,8 @@ The package follows the store's roles: ``ingress`` (accept; claim, commit, relea
 ``queue`` (leases and how each ends), ``operator`` (replay, redrive, retry-now, retention),
 ``views`` (the admin API's and the dashboard's reads), ``payments`` (a payment's state,
 decided with each accept, and the Payments view), ``reconcile`` (runs and what they compare),
-over ``rows`` (columns, row readers
-and the helpers they share), ``engine`` (connections, threads, group commit) and ``schema``
+``analytics`` (the rollups, kept with each change), over ``rows`` (columns, row readers and
+the helpers they share), ``engine`` (connections, threads, group commit) and ``schema``
 (tables, migrations, opening the file).
 
 Each write operation is one function run in the next group commit, so a caller is answered
@@ -21,6 +21,7 @@ envelopes sealed by ``gateway.store.crypto`` (``headers`` then holds a BLOB, not
 
 from __future__ import annotations
 
+from gateway.store.sqlite.analytics import SqliteAnalytics
 from gateway.store.sqlite.ingress import SqliteIngress
 from gateway.store.sqlite.operator import SqliteOperator
 from gateway.store.sqlite.payments import SqlitePayments
@@ -32,6 +33,12 @@ __all__ = ["SqliteStore"]
 
 
 class SqliteStore(
-    SqliteIngress, SqliteQueue, SqliteOperator, SqliteViews, SqlitePayments, SqliteReconcile
+    SqliteIngress,
+    SqliteQueue,
+    SqliteOperator,
+    SqliteViews,
+    SqlitePayments,
+    SqliteReconcile,
+    SqliteAnalytics,
 ):
     """The SQLite implementation of ``Store``; open it with ``SqliteStore.open``."""

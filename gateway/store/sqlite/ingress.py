@@ -17,6 +17,7 @@ from gateway.store.records import (
     event_change,
     event_status,
 )
+from gateway.store.sqlite.analytics import add_delivery
 from gateway.store.sqlite.core import SqliteCore
 from gateway.store.sqlite.payments import apply_payment
 from gateway.store.sqlite.rows import (
@@ -229,4 +230,6 @@ def _insert_event(
             stored = body_status_of(event.body_status)
             row = (event.id, event.source, event.type, event.subject, stored, status)
             record_attempt_outcome(conn, (*row, destination), delivered, "delivered")
+            ended = delivered.started_at + delivered.latency
+            add_delivery(conn, event.source, "delivered", event.received_at, ended)
     return mark, held

@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from gateway.errors import EventNotFound
+from gateway.store.sqlite.analytics import prune_rollups
 from gateway.store.sqlite.core import SqliteCore
 from gateway.store.sqlite.payments import forget_event
 from gateway.store.sqlite.rows import (
@@ -100,6 +101,7 @@ class SqliteOperator(SqliteCore):
             )
             conn.executemany("DELETE FROM deliveries WHERE event_uid = ?", uids)
             conn.executemany("DELETE FROM events WHERE uid = ?", uids)
+            prune_rollups(conn, before)
             return len(uids)
 
         if limit < 1:

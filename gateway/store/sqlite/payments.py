@@ -3,7 +3,8 @@ reads of the Payments view.
 
 ``apply_payment`` runs inside the accept's transaction: it creates the payment on its first
 event, moves its state forward (``gateway.payments.states.advance``), keeps its reference and
-amount from its latest unmarked event, and answers the event's mark. A payment's ``delivered``
+amount from its latest unmarked event, counts the change in the analytics rollups
+(``analytics``), and answers the event's mark. A payment's ``delivered``
 and its ``dead_letter`` attention are read from its events' statuses, never kept twice.
 """
 
@@ -13,6 +14,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.analytics.rollup import PaymentChange
 from gateway.payments.amounts import Amount
 from gateway.payments.rules import PaymentFacts
 from gateway.payments.states import STATES, Mark, State, advance
@@ -25,6 +27,7 @@ from gateway.store.records import (
     encode_cursor,
     one_of,
 )
+from gateway.store.sqlite.analytics import add_payment_change
 from gateway.store.sqlite.core import SqliteCore
 from gateway.store.sqlite.rows import view_of
 
@@ -40,14 +43,16 @@ def apply_payment(
     conn: sqlite3.Connection, source: str, facts: PaymentFacts, at: float
 ) -> tuple[State | None, Mark | None]:
     """Record an event of the payment ``facts`` names, received at ``at``: the payment's state
-    after it and the event's mark."""
+    after it and the event's mark. The change is counted in the analytics rollups."""
     row = conn.execute(
-        "SELECT state FROM payments WHERE source = ? AND key = ?", (source, facts.key)
+        "SELECT state, amount_value, amount_scale, currency, first_seen FROM payments"
+        " WHERE source = ? AND key = ?",
+        (source, facts.key),
     ).fetchone()
     current: State | None = None if row is None else one_of(row[0], STATES, "payment state")
     state, mark = advance(current, facts.state)
+    amount = facts.amount
     if row is None:
-        amount = facts.amount
         conn.execute(
             "INSERT INTO payments (source, key, reference, state, amount_value, amount_scale,"
             " currency, events, first_seen, updated_at, conflict)"
@@ -64,6 +69,8 @@ def apply_payment(
                 at,
             ),
         )
+        change = PaymentChange(None, state or "pending", None, amount, at, at)
+        add_payment_change(conn, source, change)
         return state or "pending", None
     if mark is not None:
         conn.execute(
@@ -72,7 +79,8 @@ def apply_payment(
             (at, mark == "conflict", source, facts.key),
         )
         return state, mark
-    amount = facts.amount
+    assert current is not None  # an existing payment
+    assert state is not None  # keeps a state
     conn.execute(
         "UPDATE payments SET events = events + 1, updated_at = MAX(updated_at, ?), state = ?,"
         " missing = 0, reference = COALESCE(?, reference),"
@@ -91,6 +99,9 @@ def apply_payment(
             facts.key,
         ),
     )
+    before = None if row[1] is None else Amount(int(row[1]), int(row[2]), str(row[3]))
+    change = PaymentChange(current, state, before, amount or before, row[4], at)
+    add_payment_change(conn, source, change)
     return state, None
 
 

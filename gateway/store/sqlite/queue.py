@@ -17,6 +17,7 @@ from gateway.store.records import (
     excerpt,
     log_backlog_released,
 )
+from gateway.store.sqlite.analytics import add_delivery
 from gateway.store.sqlite.core import SqliteCore
 from gateway.store.sqlite.rows import (
     STATUS_OF_UID,
@@ -125,8 +126,11 @@ def _finish_delivery(
     attempt: Attempt,
     state: DeliveryState,
     extra: dict[str, Any],
+    counted: bool = True,
 ) -> bool:
-    """Leave the leased state for ``state`` and record the attempt, if ``token`` still holds."""
+    """Leave the leased state for ``state`` and record the attempt, if ``token`` still holds;
+    ``counted``: in the analytics too (not for an event that could not be read, as on Redis,
+    where nothing tells which source's rollups to add to)."""
     # RETURNING hands back what the later statements need, so no statement reads a row an
     # earlier one just wrote (this runs once per delivery attempt, on the store's one thread).
     row = conn.execute(
@@ -154,12 +158,14 @@ def _finish_delivery(
         # A retry: the destination is failing; its next success releases the backlog.
         conn.execute("INSERT OR IGNORE INTO backoff (destination) VALUES (?)", (destination,))
     insert_attempt(conn, delivery_id, attempt.bounded())
-    event = conn.execute(
+    *event, received_at = conn.execute(
         f"UPDATE events SET attempts = attempts + 1, status = {STATUS_OF_UID}"  # noqa: S608
-        " WHERE uid = :u RETURNING id, source, type, subject, body_status, status",
+        " WHERE uid = :u RETURNING id, source, type, subject, body_status, status, received_at",
         {"u": uid},
     ).fetchall()[0]
-    record_attempt_outcome(conn, (*event, destination), attempt, state)
+    result = record_attempt_outcome(conn, (*event, destination), attempt, state)
+    if counted:
+        add_delivery(conn, event[1], result, received_at, attempt.started_at + attempt.latency)
     return True
 
 
@@ -192,4 +198,4 @@ def _dead_letter_unreadable(
     ).fetchone()[0]
     attempt = Attempt(made + 1, now, None, 0.0, reason)
     extra = {"dead_reason": excerpt(reason), "dead_at": now}
-    _finish_delivery(conn, delivery_id, token, attempt, "dead", extra)
+    _finish_delivery(conn, delivery_id, token, attempt, "dead", extra, counted=False)

@@ -7,9 +7,11 @@ import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 
+from gateway.analytics.rollup import PaymentChange
 from gateway.jsontext import dumps
 from gateway.payments.states import STATES, TERMINAL, State
 from gateway.store.records import RUNS_KEPT, Event, ReconcileRun, one_of
+from gateway.store.sqlite.analytics import add_payment_change
 from gateway.store.sqlite.core import SqliteCore
 
 
@@ -107,12 +109,19 @@ class SqliteReconcile(SqliteCore):
                     "UPDATE payments SET missing = 0 WHERE source = ? AND key = ?", (source, key)
                 )
                 return
+            flagged = conn.execute(
+                "UPDATE payments SET missing = 1 WHERE source = ? AND key = ?", (source, key)
+            ).rowcount
+            if flagged:
+                return
+            # A payment the gateway never saw: first seen now, as pending.
             conn.execute(
                 "INSERT INTO payments (source, key, reference, state, events, first_seen,"
-                " updated_at, conflict, missing) VALUES (?, ?, ?, 'pending', 0, ?, ?, 0, 1)"
-                " ON CONFLICT (source, key) DO UPDATE SET missing = 1",
+                " updated_at, conflict, missing) VALUES (?, ?, ?, 'pending', 0, ?, ?, 0, 1)",
                 (source, key, reference, now, now),
             )
+            change = PaymentChange(None, "pending", None, None, now, now)
+            add_payment_change(conn, source, change)
 
         await self._db.write(tx)
 

@@ -282,9 +282,10 @@ def log_change(conn: sqlite3.Connection, kind: str, data: dict[str, Any]) -> Non
 
 def record_attempt_outcome(
     conn: sqlite3.Connection, row: Sequence[Any], attempt: Attempt, state: DeliveryState
-) -> None:
+) -> str:
     """Count an attempt's result and latency, and log it as a delivery change; ``row`` is the
-    event's id, source, type, subject, body status and status, and the destination."""
+    event's id, source, type, subject, body status and status, and the destination. Answers
+    the result (delivered, retried or dead_lettered)."""
     result = {"delivered": "delivered", "due": "retried"}.get(state, "dead_lettered")
     at = attempt.started_at + attempt.latency
     count(conn, at, result)
@@ -304,3 +305,4 @@ def record_attempt_outcome(
             "result": result,
         },
     )
+    return result

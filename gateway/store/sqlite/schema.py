@@ -10,7 +10,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -134,6 +134,21 @@ CREATE TABLE IF NOT EXISTS changes (
 );
 CREATE TABLE IF NOT EXISTS backoff (
     destination TEXT PRIMARY KEY  -- a retry was scheduled since its last delivery succeeded
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollups (
+    hour INTEGER NOT NULL,        -- Unix seconds // 3600 (UTC)
+    source TEXT NOT NULL,
+    name TEXT NOT NULL,           -- a field of gateway.analytics.rollup
+    n INTEGER NOT NULL,
+    PRIMARY KEY (hour, source, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS rollup_amounts (
+    hour INTEGER NOT NULL,
+    source TEXT NOT NULL,
+    currency TEXT NOT NULL,
+    scale INTEGER NOT NULL,
+    value TEXT NOT NULL,          -- completed minor units: a whole number of any size
+    PRIMARY KEY (hour, source, currency, scale)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS delivery_counts (
     destination TEXT NOT NULL,

@@ -7,7 +7,7 @@
 --       attempt lists, then the keys named by position in ``at``: type (the type's index),
 --       pay (the payment's 13 keys, below), log (the change log, when the entries go in here:
 --       one partition only, whose hash tag the log shares), limit (the rate limit's key, a
---       single Redis only).
+--       single Redis only), an (the analytics hash of the source's day, rollup.lua).
 --       The payment's keys, from ``at.pay``: +0 its hash, +1 its events (uids by received_at),
 --       +2 payments (members "<source>\n<key>" by last update), +3 payments:src:<source>,
 --       +4 payments:conflict, +5 lex:paykey ("<key>\n<member>"), +6 lex:payref
@@ -18,9 +18,11 @@
 --       fields and values, flat), dests and dids (the nd destinations and delivery ids), at
 --       (the positions above), pay when the event is about a payment ({source, key, member,
 --       state (or absent), reference (or absent), amount {value, scale, currency} (or absent),
---       order}), and for sync: attempt (json), started_at, bucket (the attempt's latency
---       bucket); with log, cap and the entries as {kind, data}, each data a JSON object
---       without its closing brace, which this script closes after adding the event's status;
+--       order}), hh (the hour of the day of now, for the analytics), and for sync: attempt
+--       (json), started_at, bucket (the attempt's latency bucket), dlbin (the analytics bin
+--       of the time from arrival to delivery); with log, cap and the entries as {kind, data},
+--       each data a JSON object without its closing brace, which this script closes after
+--       adding the event's status;
 --       limit, {interval (us), burst} of the per-source rate limit to decide first. Every
 --       value is a string: a Lua number turned back into text keeps only 14 digits.
 --       2 the body, 3 the headers (bytes when sealed, so not in the JSON).
@@ -58,7 +60,7 @@ end
 local nd = #a.dests
 local mark, held = nil, false
 if a.pay then
-  mark = payment(a.pay, a.at.pay, uid, now, received_at)
+  mark = payment(a.pay, a.at.pay, uid, now, received_at, KEYS[a.at.an], a.hh)
   -- Kept back under order: enforce (a sync event was forwarded already: only marked).
   if mark and a.pay.order == 'enforce' and mode == 'queued' then
     nd, held = 0, true
@@ -93,6 +95,12 @@ if mode == 'sync' then
   redis.call('HSET', ek, 'attempts', nd)
   count(KEYS[19], 'delivered', nd)
   count(KEYS[19], 'lat' .. a.bucket, nd)
+  if nd > 0 then
+    local an, hh = KEYS[a.at.an], a.hh
+    rollup_count(an, hh, 'dv', nd)
+    rollup_count(an, hh, 'dl:' .. a.dlbin, nd)
+    redis.call('EXPIRE', an, ROLLUP_TTL)
+  end
 end
 redis.call('DEL', KEYS[10])
 redis.call('HSET', KEYS[10], 'st', 'd', 'exp', a.expires, 'eid', eid)

@@ -7,7 +7,9 @@
 -- ARGV: 1 mode, 2 delivery id, 3 token, 4 attempt json, 5 attempt started_at,
 --       6 next attempt time or dead_at, 7 reason, 8 the attempt's latency bucket, 9 the change
 --       log's cap when this script appends the entry (one partition, whose hash tag the log
---       shares) or '', 10 the attempt's number.
+--       shares) or '', 10 the attempt's number, 11 the position in KEYS of the analytics
+--       hash of the event's source on the day the attempt ended (rollup.lua) or '', 12 that
+--       hour of the day, 13 the analytics bin of the time from the event's arrival to now.
 -- Answers 0 (the lease was lost), or the result and what the change log records of it:
 -- {result, destination, event id, source, type, subject, body status, event status, logged,
 -- backlog}, logged being 1 when this script appended the entry, 0 when that failed or was
@@ -46,6 +48,16 @@ local result = 'dead_lettered'
 if mode == 'complete' then result = 'delivered' elseif mode == 'reschedule' then result = 'retried' end
 count(KEYS[13], result, 1)
 count(KEYS[13], 'lat' .. ARGV[8], 1)
+if ARGV[11] ~= '' and result ~= 'retried' then
+  local an, hh = KEYS[tonumber(ARGV[11])], ARGV[12]
+  if result == 'delivered' then
+    rollup_count(an, hh, 'dv', 1)
+    rollup_count(an, hh, 'dl:' .. ARGV[13], 1)
+  else
+    rollup_count(an, hh, 'dd', 1)
+  end
+  redis.call('EXPIRE', an, ROLLUP_TTL)
+end
 local e = redis.call('HMGET', ek, 'id', 'source', 'type', 'subject', 'body_status', 'status')
 -- The change log last, after every other write: a failed append (pcall) loses that live
 -- message only, as when it is appended by a call of its own.

@@ -2,8 +2,9 @@
 -- in state pending when the gateway never saw it, or clear the flag.
 -- KEYS: the payment's 13 keys in accept.lua's order (its hash, its events, payments,
 --       payments:src:<source>, payments:conflict, lex:paykey, lex:payref, then the state
---       indexes in the order of STATE_KEYS).
--- ARGV: 1 '1' to flag, '0' to clear, 2 now, 3 source, 4 key, 5 member, 6 reference or ''.
+--       indexes in the order of STATE_KEYS), then the analytics hash of the source's day.
+-- ARGV: 1 '1' to flag, '0' to clear, 2 now, 3 source, 4 key, 5 member, 6 reference or '',
+--       7 the hour of the day of now (a payment made here is first seen now: rollup.lua).
 local ph = KEYS[1]
 if ARGV[1] == '0' then
   if redis.call('EXISTS', ph) == 1 then redis.call('HSET', ph, 'missing', 0) end
@@ -25,4 +26,5 @@ if ARGV[6] ~= '' then
   redis.call('HSET', ph, 'reference', ARGV[6])
   redis.call('ZADD', lexref, 0, ARGV[6] .. '\n' .. member)
 end
+rollup_payment(KEYS[14], ARGV[7], nil, 'pending', nil, nil, now, now)
 return 2

@@ -14,8 +14,9 @@ local function advance(current, reported)
 end
 
 -- Record an event (uid, received at received_at) of the payment ``p`` describes, whose keys
--- start at KEYS[at] (accept.lua's header lists them); answers the event's mark or nil.
-local function payment(p, at, uid, now, received_at)
+-- start at KEYS[at] (accept.lua's header lists them), counting the change in the analytics
+-- hash ``an`` at the hour ``hh`` of its day (rollup.lua); answers the event's mark or nil.
+local function payment(p, at, uid, now, received_at, an, hh)
   local ph, member = KEYS[at], p.member
   local byupdate, bysource, conflicts = KEYS[at + 2], KEYS[at + 3], KEYS[at + 4]
   local lexkey, lexref = KEYS[at + 5], KEYS[at + 6]
@@ -24,7 +25,8 @@ local function payment(p, at, uid, now, received_at)
   for i, name in ipairs(STATE_KEYS) do state_keys[name] = KEYS[at + 6 + i] end
   local reported = p.state
   if reported == cjson.null then reported = nil end
-  local had = redis.call('HMGET', ph, 'state', 'updated', 'reference', 'conflict')
+  local had = redis.call('HMGET', ph, 'state', 'updated', 'reference', 'conflict', 'first',
+    'value', 'scale', 'currency')
   local current = had[1] or nil
   local state, mark = advance(current, reported)
   local updated = now
@@ -55,10 +57,14 @@ local function payment(p, at, uid, now, received_at)
       redis.call('HSET', ph, 'reference', reference)
     end
     local amount = p.amount
-    if amount and amount ~= cjson.null then
+    if amount == cjson.null then amount = nil end
+    if amount then
       redis.call('HSET', ph, 'value', amount.value, 'scale', amount.scale,
         'currency', amount.currency)
     end
+    local was = nil
+    if had[6] then was = {value = had[6], scale = had[7], currency = had[8]} end
+    rollup_payment(an, hh, current, state, was, amount or was, had[5] or now, now)
   end
   redis.call('ZADD', byupdate, updated, member)
   redis.call('ZADD', bysource, updated, member)
