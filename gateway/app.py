@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 import aiohttp
 from aiohttp import web
 
+from gateway.admin import analytics as analytics_api
 from gateway.admin import api, health
 from gateway.admin import reconcile as reconcile_api
 from gateway.admin.stream import MAX_STREAMS, add_stream
@@ -295,6 +296,7 @@ def create_admin_app(
     health.add_routes(app)
     api.add_routes(app)
     reconcile_api.add_routes(app)
+    analytics_api.add_routes(app)
     add_stream(app, max_streams)
     dashboard.add_routes(app)
     return app

@@ -167,6 +167,8 @@ async def test_openapi_document(with_admin):
         "/admin/reconciliation",
         "/admin/reconciliation/runs/{run_id}",
         "/admin/reconciliation/{source}/run",
+        "/admin/analytics",
+        "/admin/analytics.csv",
     }
 
 

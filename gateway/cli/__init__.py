@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from gateway.analytics.report import BUCKETS
 from gateway.cli.admin import (
     cmd_dead_letters,
     cmd_events,
@@ -19,6 +20,7 @@ from gateway.cli.admin import (
     cmd_replay,
     cmd_retry_now,
 )
+from gateway.cli.analytics import cmd_analytics
 from gateway.cli.common import EXIT_FAILED, config_path, report_config_error
 from gateway.cli.local import PAYMENT_TYPES, cmd_check_config, cmd_run, cmd_send, cmd_sign
 from gateway.cli.reconcile import cmd_reconcile
@@ -139,6 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--since", default="24h", help="with --report: how far back (24h)")
     reconcile.add_argument("--json", action="store_true", help="print the API's JSON document")
     reconcile.add_argument("--csv", action="store_true", help="CSV: the items, or the runs")
+    analytics = admin_command(
+        "analytics", "payments by state, money per currency, success and delivery, per bucket"
+    )
+    analytics.add_argument(
+        "--from", dest="start", help="RFC 3339 time, or a duration back from now (default 7d)"
+    )
+    analytics.add_argument("--to", dest="end", help="RFC 3339 time, or a duration (default now)")
+    analytics.add_argument("--bucket", choices=BUCKETS, help="default: by the range")
+    analytics.add_argument("--source", help="only this source")
+    analytics.add_argument("--json", action="store_true", help="print the API's JSON document")
+    analytics.add_argument("--csv", action="store_true", help="print the API's CSV")
     return parser
 
 
@@ -154,6 +167,7 @@ COMMANDS = {
     "retry-now": cmd_retry_now,
     "payments": cmd_payments,
     "reconcile": cmd_reconcile,
+    "analytics": cmd_analytics,
 }
 
 

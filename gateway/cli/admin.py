@@ -33,8 +33,15 @@ def _admin_url(args: argparse.Namespace) -> str:
 
 
 async def admin_call(
-    args: argparse.Namespace, method: str, path: str, payload: object | None = None
+    args: argparse.Namespace,
+    method: str,
+    path: str,
+    payload: object | None = None,
+    *,
+    raw: bool = False,
 ) -> object:
+    """Call the admin API; its JSON answer (``raw``: its text), or ``AdminFailed`` saying
+    why not."""
     import aiohttp
 
     token = os.environ.get("GATEWAY_ADMIN_TOKEN")
@@ -61,7 +68,7 @@ async def admin_call(
                         " for make run it is in .env.dev)"
                     )
                 raise AdminFailed(f"{response.status}: {message}")
-            return data
+            return text if raw else data
     except aiohttp.ClientError as exc:
         raise AdminFailed(f"could not reach the admin API at {url}: {exc}") from exc
 
