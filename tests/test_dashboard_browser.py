@@ -202,15 +202,21 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def page(browser: Browser, stack: Stack) -> Iterator[Page]:
+def page(browser: Browser, stack: Stack, request: pytest.FixtureRequest) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
     tab = context.new_page()
     tab.set_default_timeout(WAIT_MS)
     errors: list[str] = []
+    # Refusals a test module provokes on purpose ({path: status}), beside the sign-in's.
+    expected: dict[str, int] = getattr(request.module, "EXPECTED_REFUSALS", {})
 
     def on_console(message: ConsoleMessage) -> None:
         # The refused sign-in answers 401 on purpose; Chromium logs any 4xx document.
-        refused = message.location.get("url", "").endswith("/dashboard/login")
+        url = message.location.get("url", "")
+        refused = url.endswith("/dashboard/login") or any(
+            url.endswith(path) and f"status of {status} " in message.text
+            for path, status in expected.items()
+        )
         if message.type == "error" and not refused:
             errors.append(f"console: {message.text}")
 
