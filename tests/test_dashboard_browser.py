@@ -452,6 +452,28 @@ def test_dead_letters_never_break_a_word(page, stack, shots):
     assert page.eval_on_selector("main table", SPLIT_WORDS) == []
 
 
+# -- reconciliation: none here --------------------------------------------------------------------
+
+
+def test_reconciliation_without_a_reconciled_source_says_how_to_set_one_up(page, stack, shots):
+    # No source of this stack has a reconcile block (tests/test_dashboard_reconcile_browser.py
+    # drives the view with some).
+    sign_in(page, stack)
+    page.click("[data-nav=reconciliation]")
+    page.wait_for_url("**/dashboard/reconciliation")
+    expect(page.locator("[data-nav=reconciliation]")).to_have_attribute("aria-current", "page")
+    expect(page.locator("h1")).to_have_text("Reconciliation")
+    empty = page.locator("main [data-empty]")
+    expect(empty).to_contain_text("No source is reconciled.")
+    expect(empty).to_contain_text("reconcile:")
+    expect(empty).to_contain_text("docs/reconcile.md")
+    expect(page.locator("[data-reconcile-source], [data-action=reconcile]")).to_have_count(0)
+    assert page.title() == "Reconciliation · webhook-gateway"
+    page.reload()  # a deep link that works on reload
+    expect(page.locator("main [data-empty]")).to_contain_text("No source is reconciled.")
+    page.screenshot(path=str(shots / "reconciliation-none.png"), full_page=True)
+
+
 # -- health strip and times ----------------------------------------------------------------------
 
 
@@ -801,6 +823,7 @@ def test_every_view_fits_a_phone_without_page_wide_scroll(page, stack, shots, wi
         "event-held": f"/dashboard/events/{late}",
         "payment": payment_path(key),
         "dead-letters": "/dashboard/dead-letters",
+        "reconciliation": "/dashboard/reconciliation",
     }
     for name, path in views.items():
         page.goto(f"{stack.admin}{path}")
