@@ -157,7 +157,8 @@ async def test_without_a_session_every_view_shows_the_sign_in_form(with_admin):
         "/dashboard/payments/rafiki/https%3A%2F%2Fwallet.example%2Fincoming-payments%2F1",
         "/dashboard/payments/rafiki/https://wallet.example/incoming-payments/1",
     )
-    for path in ("/dashboard", "/dashboard/events", "/dashboard/events/x", *payment_paths):
+    views = ("/dashboard", "/dashboard/events", "/dashboard/events/x", "/dashboard/dead-letters")
+    for path in (*views, "/dashboard/reconciliation", *payment_paths):
         response = await admin.get(path)
         assert response.status == 200
         page = await response.text()

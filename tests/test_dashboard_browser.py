@@ -202,15 +202,21 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def page(browser: Browser, stack: Stack) -> Iterator[Page]:
+def page(browser: Browser, stack: Stack, request: pytest.FixtureRequest) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
     tab = context.new_page()
     tab.set_default_timeout(WAIT_MS)
     errors: list[str] = []
+    # Refusals a test module provokes on purpose ({path: status}), beside the sign-in's.
+    expected: dict[str, int] = getattr(request.module, "EXPECTED_REFUSALS", {})
 
     def on_console(message: ConsoleMessage) -> None:
         # The refused sign-in answers 401 on purpose; Chromium logs any 4xx document.
-        refused = message.location.get("url", "").endswith("/dashboard/login")
+        url = message.location.get("url", "")
+        refused = url.endswith("/dashboard/login") or any(
+            url.endswith(path) and f"status of {status} " in message.text
+            for path, status in expected.items()
+        )
         if message.type == "error" and not refused:
             errors.append(f"console: {message.text}")
 
@@ -444,6 +450,28 @@ def test_dead_letters_never_break_a_word(page, stack, shots):
     page.wait_for_selector(f"tr[data-event-id='{event_id}']")
     page.screenshot(path=str(shots / "dead-letters-long.png"), full_page=True)
     assert page.eval_on_selector("main table", SPLIT_WORDS) == []
+
+
+# -- reconciliation: none here --------------------------------------------------------------------
+
+
+def test_reconciliation_without_a_reconciled_source_says_how_to_set_one_up(page, stack, shots):
+    # No source of this stack has a reconcile block (tests/test_dashboard_reconcile_browser.py
+    # drives the view with some).
+    sign_in(page, stack)
+    page.click("[data-nav=reconciliation]")
+    page.wait_for_url("**/dashboard/reconciliation")
+    expect(page.locator("[data-nav=reconciliation]")).to_have_attribute("aria-current", "page")
+    expect(page.locator("h1")).to_have_text("Reconciliation")
+    empty = page.locator("main [data-empty]")
+    expect(empty).to_contain_text("No source is reconciled.")
+    expect(empty).to_contain_text("reconcile:")
+    expect(empty).to_contain_text("docs/reconcile.md")
+    expect(page.locator("[data-reconcile-source], [data-action=reconcile]")).to_have_count(0)
+    assert page.title() == "Reconciliation · webhook-gateway"
+    page.reload()  # a deep link that works on reload
+    expect(page.locator("main [data-empty]")).to_contain_text("No source is reconciled.")
+    page.screenshot(path=str(shots / "reconciliation-none.png"), full_page=True)
 
 
 # -- health strip and times ----------------------------------------------------------------------
@@ -795,6 +823,7 @@ def test_every_view_fits_a_phone_without_page_wide_scroll(page, stack, shots, wi
         "event-held": f"/dashboard/events/{late}",
         "payment": payment_path(key),
         "dead-letters": "/dashboard/dead-letters",
+        "reconciliation": "/dashboard/reconciliation",
     }
     for name, path in views.items():
         page.goto(f"{stack.admin}{path}")

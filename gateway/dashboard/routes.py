@@ -1,12 +1,13 @@
 """The dashboard's routes on the admin listener: the page, its files, sign-in and sign-out.
 
 Every view URL (``/dashboard``, ``/dashboard/payments/<source>/<key>``, ``/dashboard/events``,
-``/dashboard/events/<id>``, ``/dashboard/dead-letters``) answers the same page, which draws the
-view its path names, so each is a deep link that works on reload; without a session it answers
-the sign-in form instead. A payment key may hold slashes (a Rafiki payment id is a URL), escaped
-or not; a first-version link to ``/dashboard/payments/<subject>`` opens the payments found by
-that text. The files are read from the package (``static/``), so an installed
-wheel serves them from any working directory, with no network.
+``/dashboard/events/<id>``, ``/dashboard/dead-letters``, ``/dashboard/reconciliation``) answers
+the same page, which draws the view its path names, so each is a deep link that works on
+reload; without a session it answers the sign-in form instead. A payment key may hold slashes
+(a Rafiki payment id is a URL), escaped or not; a first-version link to
+``/dashboard/payments/<subject>`` opens the payments found by that text. The files are read
+from the package (``static/``), so an installed wheel serves them from any working directory,
+with no network.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ FILES = {
     "views.js": "text/javascript",
     "api.js": "text/javascript",
     "dom.js": "text/javascript",
+    "reconcile.js": "text/javascript",
     "chart.js": "text/javascript",
     "style.css": "text/css",
     "favicon.svg": "image/svg+xml",
@@ -157,6 +159,7 @@ def add_routes(app: web.Application) -> None:
         "/dashboard/events/{event_id}",
         "/dashboard/payments/{payment:.+}",
         "/dashboard/dead-letters",
+        "/dashboard/reconciliation",
     ):
         app.router.add_get(path, page)
     app.router.add_get("/dashboard/static/{name}", static)

@@ -2,6 +2,7 @@
 import { get, post, seg } from "./api.js";
 import { chart } from "./chart.js";
 import { el, put, text } from "./dom.js";
+import { reconciliation } from "./reconcile.js";
 import * as views from "./views.js";
 
 const main = document.getElementById("main");
@@ -41,6 +42,9 @@ function route() {
   } else if (parts[0] === "dead-letters") {
     nav = "dead-letters";
     refreshView = views.deadLetters(main);
+  } else if (parts[0] === "reconciliation") {
+    nav = "reconciliation";
+    refreshView = reconciliation(main);
   } else {
     refreshView = views.payments(main, params, navigate);
   }

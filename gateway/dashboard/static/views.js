@@ -2,15 +2,15 @@
 import { get, post, seg } from "./api.js";
 import { badge, el, money, put, table, text, when } from "./dom.js";
 
-const link = (href, label, attrs) => el("a", { href, ...(attrs || {}) }, label);
-const eventHref = (id, source) => `/dashboard/events/${seg(id)}${source ? `?source=${seg(source)}` : ""}`;
+export const link = (href, label, attrs) => el("a", { href, ...(attrs || {}) }, label);
+export const eventHref = (id, source) => `/dashboard/events/${seg(id)}${source ? `?source=${seg(source)}` : ""}`;
 
 function pager(cursor, onMore) {
   if (!cursor) return null;
   return el("p", { class: "pager" }, el("button", { type: "button", "data-action": "next-page", onclick: () => onMore(cursor) }, "Older"));
 }
 
-function heading(title, ...rest) {
+export function heading(title, ...rest) {
   return el("div", { class: "heading" }, el("h1", null, title), rest);
 }
 
@@ -67,7 +67,7 @@ const ATTENTION_SAYS = {
   missing: "The provider knows this payment and no event of it could be recovered.",
 };
 
-const paymentHref = (source, key) => `/dashboard/payments/${seg(source)}/${seg(key)}`;
+export const paymentHref = (source, key) => `/dashboard/payments/${seg(source)}/${seg(key)}`;
 
 /** Whether the marketplace has the payment as it stands. */
 function confirmed(delivered) {
