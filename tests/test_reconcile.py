@@ -249,6 +249,7 @@ async def test_report_only_flags_missing_until_the_webhook_arrives(
         "recover: false",
         None,
     )
+    assert (await admin.get(item["payment"], headers=AUTH)).status == 200
     assert await stored_ids(client) == set()
     page = await (await admin.get("/admin/payments?attention=missing", headers=AUTH)).json()
     assert [(p["key"], p["state"]) for p in page["payments"]] == [("pend-x", "pending")]
@@ -297,7 +298,12 @@ async def test_a_run_while_one_is_going_on_is_409_in_progress(
     assert response.status == 409
     assert (await response.json())["error"] == "in_progress"
     assert response.headers["Retry-After"]
+    overview = await (await admin.get("/admin/reconciliation", headers=AUTH)).json()
+    running = overview["sources"][0]["running"]
+    assert running["by"].endswith(f":{os.getpid()}") and running["since"].endswith("Z")
     assert (await first)["counts"] == counts(open=1)
+    overview = await (await admin.get("/admin/reconciliation", headers=AUTH)).json()
+    assert overview["sources"][0]["running"] is None
     # The lease is given back: the next run goes ahead.
     listing.set(delay_ms=None)
     assert (await run(admin, "payments"))["ok"]
@@ -755,3 +761,13 @@ async def test_cli_runs_reports_and_exports(
         assert (code, said in err) == (code_wanted, True), (args, out, err)
     code, _, err = await _cli(admin, "reconcile", "payments", token="wrong")
     assert code == 1 and "GATEWAY_ADMIN_TOKEN" in err
+
+
+def test_an_items_payment_path_is_escaped():
+    from gateway.admin.reconcile import item_json
+    from gateway.store.records import ReconcileItem
+
+    item = ReconcileItem("https://w.example/p?x=1#y", "completed", None, "missing")
+    assert item_json(item, "payments")["payment"] == (
+        "/admin/payments/payments/https%3A%2F%2Fw.example%2Fp%3Fx%3D1%23y"
+    )

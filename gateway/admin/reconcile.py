@@ -2,7 +2,8 @@
 one run with the items needing attention, and a run started by hand.
 
 ``GET /admin/reconciliation[?since=&limit=]`` lists every source with a ``reconcile`` block,
-its last run and its recent runs (newest first); ``GET /admin/reconciliation/runs/{id}`` adds
+whether a run of it is going on (``running``: by which process, since when), its last run and
+its recent runs (newest first); ``GET /admin/reconciliation/runs/{id}`` adds
 the run's ``items``; ``POST /admin/reconciliation/{source}/run[?dry_run=1]`` runs one now and
 answers it with its items, or 409 ``in_progress`` while another run of the source holds the
 lease in any process or replica. A run started here finishes even if the caller goes away.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -23,7 +25,7 @@ from gateway.config.model import SourceConfig
 from gateway.errors import InProgress, InvalidRequest, NotFound, Unavailable
 from gateway.http.answers import json_answer
 from gateway.http.text import is_text
-from gateway.reconcile.runner import AlreadyRunning, Reconciler
+from gateway.reconcile.runner import AlreadyRunning, Reconciler, running_since
 from gateway.store.records import RUNS_KEPT, ReconcileItem, ReconcileRun
 
 #: Longest run id accepted in a path (ids are 13 digits, a dash and 8 hex digits).
@@ -33,8 +35,9 @@ DEFAULT_RUNS = 10
 
 
 def item_json(item: ReconcileItem, source: str) -> dict[str, Any]:
-    """One item of a run, with the admin path of its payment."""
-    return {**item.to_json(), "payment": f"/admin/payments/{source}/{item.key}"}
+    """One item of a run, with the admin path of its payment (source and key escaped)."""
+    path = f"/admin/payments/{quote(source, safe='')}/{quote(item.key, safe='')}"
+    return {**item.to_json(), "payment": path}
 
 
 def run_json(run: ReconcileRun, *, items: bool = False) -> dict[str, Any]:
@@ -88,6 +91,7 @@ async def list_runs(request: web.Request) -> web.Response:
         raise InvalidRequest(f"limit must be 1..{RUNS_KEPT}")
     limit, since = int(text), _since(request)
     store = store_of(request)
+    now = request.app[GATEWAY].get(CLOCK, time.time)()
     config = request.app[GATEWAY][RUNTIME].config
     sources = []
     for name, source in config.sources.items():
@@ -95,17 +99,21 @@ async def list_runs(request: web.Request) -> web.Response:
             continue
         runs = await store.recent_runs(name, limit)
         recent = [run for run in runs if since is None or run.started_at >= since]
+        holder = await store.reconcile_holder(name, now)
+        running = None if holder is None else running_since(holder)
         sources.append(
             {
                 "source": name,
                 "kind": source.reconcile.provider.kind,
                 "every": source.reconcile.every,
                 "recover": source.reconcile.recover,
+                "running": None
+                if running is None
+                else {"by": running[0], "since": times.rfc3339(running[1])},
                 "last_run": run_json(runs[0]) if runs else None,
                 "runs": [run_json(run) for run in recent],
             }
         )
-    now = request.app[GATEWAY].get(CLOCK, time.time)()
     return json_answer(200, {"now": times.rfc3339(now), "sources": sources})
 
 

@@ -74,6 +74,16 @@ LAST_LOOKED_AT = 10
 TERMINAL_CHECKED = 10_000
 
 
+def running_since(holder: str) -> tuple[str, float] | None:
+    """Who holds a run lease (``host:pid``) and when that run started, read from the lease's
+    holder (``host:pid:<run id>``, the run id starting with its start in milliseconds)."""
+    who, _, run_id = holder.rpartition(":")
+    stamp = run_id[:13]
+    if not who or not stamp.isdigit():
+        return None
+    return who, int(stamp) / 1000
+
+
 class AlreadyRunning(Exception):
     """Another run of the source holds the lease (in this process or another)."""
 

@@ -267,6 +267,9 @@ class ReconcileStore(Protocol):
     async def release_reconcile(self, source: str, holder: str) -> None:
         """Give the lease up (only if ``holder`` still has it)."""
 
+    async def reconcile_holder(self, source: str, now: float) -> str | None:
+        """Who holds the source's run lease now (a run is going on), or ``None``."""
+
     async def payment_states(self, source: str, keys: Sequence[str]) -> dict[str, State]:
         """The state of each of these payments the gateway has."""
 

@@ -20,13 +20,16 @@ def paid(event_id: str, key: str, state: str, at: float = T0):
 
 
 async def test_one_run_at_a_time_per_source(store: Store):
+    assert await store.reconcile_holder("payments", T0) is None
     assert await store.acquire_reconcile("payments", "a", T0, 60)
+    assert await store.reconcile_holder("payments", T0 + 1) == "a"
     assert not await store.acquire_reconcile("payments", "b", T0 + 1, 60)
     assert await store.acquire_reconcile("rafiki", "b", T0 + 1, 60)  # another source
     assert await store.acquire_reconcile("payments", "a", T0 + 2, 60)  # its holder renews
     await store.release_reconcile("payments", "b")  # not b's: nothing happens
     assert not await store.acquire_reconcile("payments", "b", T0 + 3, 60)
     await store.release_reconcile("payments", "a")
+    assert await store.reconcile_holder("payments", T0 + 4) is None
     assert await store.acquire_reconcile("payments", "b", T0 + 4, 60)
 
 

@@ -135,6 +135,19 @@ SCHEMAS: dict[str, Any] = {
                         "kind": {"enum": ["http-list", "rafiki", "stripe"]},
                         "every": {"type": ["number", "null"], "description": "seconds"},
                         "recover": {"type": "boolean"},
+                        "running": {
+                            "oneOf": [
+                                {
+                                    "type": "object",
+                                    "properties": {
+                                        "by": {"type": "string", "description": "host:pid"},
+                                        "since": {"type": "string", "format": "date-time"},
+                                    },
+                                },
+                                {"type": "null"},
+                            ],
+                            "description": "a run going on now, in any process or replica",
+                        },
                         "last_run": {"oneOf": [ref("ReconcileRun"), {"type": "null"}]},
                         "runs": {"type": "array", "items": ref("ReconcileRun")},
                     },

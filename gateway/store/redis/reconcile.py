@@ -34,6 +34,11 @@ class RedisReconcile(RedisCore):
         """Give the lease up if ``holder`` still has it."""
         await self._call("recon_lease", [f"{RECONCILE_PREFIX}lease:{source}"], ["give", holder, 1])
 
+    async def reconcile_holder(self, source: str, now: float) -> str | None:
+        """Who holds the source's lease (Redis expires it on its own clock)."""
+        [held] = await self._pipeline(lambda pipe: [pipe.get(f"{RECONCILE_PREFIX}lease:{source}")])
+        return None if held is None else bytes(held).decode(errors="replace")
+
     def _member_keys(self, source: str, key: str) -> tuple[str, list[str]]:
         member = f"{source}\n{key}"
         keys = self._parts[self.partition_of(source, key)]

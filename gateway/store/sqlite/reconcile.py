@@ -43,6 +43,18 @@ class SqliteReconcile(SqliteCore):
 
         await self._db.write(tx)
 
+    async def reconcile_holder(self, source: str, now: float) -> str | None:
+        """Who holds the source's lease, if it has not run out."""
+
+        def read(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT holder FROM reconcile_leases WHERE source = ? AND until > ?",
+                (source, now),
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return await self._db.read(read)
+
     async def payment_states(self, source: str, keys: Sequence[str]) -> dict[str, State]:
         """The state of each of these payments the gateway has."""
         wanted = list(dict.fromkeys(keys))
