@@ -207,12 +207,13 @@ def page(browser: Browser, stack: Stack, request: pytest.FixtureRequest) -> Iter
     tab = context.new_page()
     tab.set_default_timeout(WAIT_MS)
     errors: list[str] = []
-    # Refusals a test module provokes on purpose ({path: status}), beside the sign-in's.
+    # Refusals a test module provokes on purpose ({path: status}; a query does not count),
+    # beside the sign-in's.
     expected: dict[str, int] = getattr(request.module, "EXPECTED_REFUSALS", {})
 
     def on_console(message: ConsoleMessage) -> None:
         # The refused sign-in answers 401 on purpose; Chromium logs any 4xx document.
-        url = message.location.get("url", "")
+        url = message.location.get("url", "").split("?", 1)[0]
         refused = url.endswith("/dashboard/login") or any(
             url.endswith(path) and f"status of {status} " in message.text
             for path, status in expected.items()
