@@ -105,10 +105,8 @@ function localNumber(decimal, options) {
 /** An amount of the admin API ({value, scale, currency, decimal}) as text with its currency,
  * "19.99 EUR": an ISO 4217 currency with at least its usual decimals (more when the amount
  * has more; never fewer digits than it has), any other code with the amount's own scale
- * ("12.3456 XRP"). Formatted from the exact decimal string, never through a float; a dash
- * when there is no amount. */
-export function money(amount) {
-  if (!amount) return "–";
+ * ("12.3456 XRP"). Formatted from the exact decimal string, never through a float. */
+export function moneyText(amount) {
   const decimal = String(amount.decimal);
   const code = String(amount.currency);
   const scale = Math.max(0, Math.min(100, Number(amount.scale) || 0));
@@ -119,11 +117,27 @@ export function money(amount) {
   } else {
     options = { minimumFractionDigits: scale, maximumFractionDigits: scale };
   }
+  return `${localNumber(decimal, options)} ${code}`;
+}
+
+/** ``moneyText`` in a span that keeps the exact figures; a dash when there is no amount. */
+export function money(amount) {
+  if (!amount) return "–";
+  const code = String(amount.currency);
   return el(
     "span",
-    { class: "money", "data-decimal": decimal, "data-currency": code, title: `${amount.value} at scale ${amount.scale}, ${code}` },
-    `${localNumber(decimal, options)} ${code}`,
+    { class: "money", "data-decimal": String(amount.decimal), "data-currency": code, title: `${amount.value} at scale ${amount.scale}, ${code}` },
+    moneyText(amount),
   );
+}
+
+/** A decimal string of a currency ("865.06", "-12.5") as an amount of the admin API, its scale
+ * the digits after the point: what ``money`` takes. */
+export function amountOf(decimal, currency) {
+  const text = String(decimal);
+  const [, sign = "", integer = "0", fraction = ""] = /^(-?)(\d+)(?:\.(\d+))?$/.exec(text) || [];
+  const value = `${sign}${`${integer}${fraction}`.replace(/^0+(?=\d)/, "")}`;
+  return { value, scale: fraction.length, currency: String(currency), decimal: text };
 }
 
 /** A value or a dash, as text. */
