@@ -158,7 +158,7 @@ async def test_without_a_session_every_view_shows_the_sign_in_form(with_admin):
         "/dashboard/payments/rafiki/https://wallet.example/incoming-payments/1",
     )
     views = ("/dashboard", "/dashboard/events", "/dashboard/events/x", "/dashboard/dead-letters")
-    for path in (*views, "/dashboard/reconciliation", *payment_paths):
+    for path in (*views, "/dashboard/reconciliation", "/dashboard/analytics", *payment_paths):
         response = await admin.get(path)
         assert response.status == 200
         page = await response.text()

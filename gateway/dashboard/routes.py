@@ -1,13 +1,13 @@
 """The dashboard's routes on the admin listener: the page, its files, sign-in and sign-out.
 
 Every view URL (``/dashboard``, ``/dashboard/payments/<source>/<key>``, ``/dashboard/events``,
-``/dashboard/events/<id>``, ``/dashboard/dead-letters``, ``/dashboard/reconciliation``) answers
-the same page, which draws the view its path names, so each is a deep link that works on
-reload; without a session it answers the sign-in form instead. A payment key may hold slashes
-(a Rafiki payment id is a URL), escaped or not; a first-version link to
-``/dashboard/payments/<subject>`` opens the payments found by that text. The files are read
-from the package (``static/``), so an installed wheel serves them from any working directory,
-with no network.
+``/dashboard/events/<id>``, ``/dashboard/dead-letters``, ``/dashboard/reconciliation``,
+``/dashboard/analytics``) answers the same page, which draws the view its path names, so each is
+a deep link that works on reload; without a session it answers the sign-in form instead. A
+payment key may hold slashes (a Rafiki payment id is a URL), escaped or not; a first-version
+link to ``/dashboard/payments/<subject>`` opens the payments found by that text. The files are
+read from the package (``static/``), so an installed wheel serves them from any working
+directory, with no network.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ FILES = {
     "api.js": "text/javascript",
     "dom.js": "text/javascript",
     "reconcile.js": "text/javascript",
+    "analytics.js": "text/javascript",
     "chart.js": "text/javascript",
     "style.css": "text/css",
     "favicon.svg": "image/svg+xml",
@@ -160,6 +161,7 @@ def add_routes(app: web.Application) -> None:
         "/dashboard/payments/{payment:.+}",
         "/dashboard/dead-letters",
         "/dashboard/reconciliation",
+        "/dashboard/analytics",
     ):
         app.router.add_get(path, page)
     app.router.add_get("/dashboard/static/{name}", static)

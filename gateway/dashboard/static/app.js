@@ -1,4 +1,5 @@
 // The dashboard: routes a path to its view, keeps the health strip, listens to the live stream.
+import { analytics } from "./analytics.js";
 import { get, post, seg } from "./api.js";
 import { chart } from "./chart.js";
 import { el, put, text } from "./dom.js";
@@ -45,6 +46,9 @@ function route() {
   } else if (parts[0] === "reconciliation") {
     nav = "reconciliation";
     refreshView = reconciliation(main);
+  } else if (parts[0] === "analytics") {
+    nav = "analytics";
+    refreshView = analytics(main, params, navigate);
   } else {
     refreshView = views.payments(main, params, navigate);
   }
