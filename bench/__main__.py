@@ -2,8 +2,9 @@
 
 Order: verification (in this process), then ingress in rounds (baseline, gateway on SQLite,
 gateway on Redis, ..., baseline), then delivery in rounds the same way, then the pinned wrk
-measurements (``bench.pinned``), rounds again. Progress goes to stderr, the table to stdout,
-the full results to bench/results/latest.json.
+measurements (``bench.pinned``), rounds again, the Redis Cluster part, and the analytics part
+(``bench.analytics``: a 30-day report over 1,000,000 events against over 10,000). Progress
+goes to stderr, the table to stdout, the full results to bench/results/latest.json.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from bench.analytics import measure as measure_analytics
 from bench.cluster import CLUSTER_QUICK, ClusterSettings, run_cluster
 from bench.payloads import BODY_SIZE
 from bench.pinned import PINNED_QUICK, PinnedSettings, run_pinned
@@ -52,6 +54,7 @@ def run(
     *,
     interleaved: bool = True,
     cluster: ClusterSettings | None = None,
+    analytics: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Every measurement with its baselines, interleaved in rounds; the JSON-ready result.
 
@@ -77,10 +80,22 @@ def run(
         if cluster is not None:
             with ws.helper("destination") as (_, destination):
                 result["cluster"] = run_cluster(ws, cluster, destination, _progress)
+        if analytics is not None:
+            result["analytics"] = _analytics(stores, analytics, Path(tmp))
 
     result["load_average"] = {"start": list(load_start), "end": list(os.getloadavg())}
     result["duration_s"] = time.time() - started
     return result
+
+
+def _analytics(stores: Sequence[str], sizes: tuple[int, int], directory: Path) -> dict[str, Any]:
+    """The analytics part (``bench.analytics``): the 30-day report's time on a small and a
+    large store of each kind, on a Redis server of its own."""
+    small, large = sizes
+    if "redis" not in stores:
+        return measure_analytics(list(stores), small, large, directory, _progress)
+    with RedisServer(extra_args=("--databases", "4")) as server:
+        return measure_analytics(list(stores), small, large, directory, _progress, server.url)
 
 
 def _interleaved(
@@ -176,6 +191,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "compare its RSS before and after",
     )
     parser.add_argument(
+        "--analytics",
+        type=int,
+        nargs=2,
+        default=None,
+        metavar=("SMALL", "LARGE"),
+        help="the analytics part's store sizes in events (default 10,000 and 1,000,000;"
+        " --quick: 2,000 and 20,000)",
+    )
+    parser.add_argument("--no-analytics", action="store_true", help="leave out the analytics part")
+    parser.add_argument(
         "--throughput-only",
         action="store_true",
         help="pinned part: the wrk throughput rounds only (no sync latency, no server.workers)",
@@ -192,6 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cluster = replace(cluster, rounds=args.rounds)
     stores = ["sqlite"] if args.no_redis else ["redis"] if args.redis_only else ["sqlite", "redis"]
     only = args.wrk_only or args.cluster_only
+    sizes = tuple(args.analytics or ((2_000, 20_000) if args.quick else (10_000, 1_000_000)))
+    assert len(sizes) == 2
     try:
         result = run(
             settings,
@@ -199,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             None if args.no_wrk or args.cluster_only else pinned,
             interleaved=not only,
             cluster=None if args.no_redis or args.no_cluster or args.wrk_only else cluster,
+            analytics=None if args.no_analytics or only else sizes,
         )
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)

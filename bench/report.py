@@ -176,7 +176,16 @@ def render(result: Mapping[str, Any]) -> str:
             parts.append(render_keep_up(result["pinned"]["keep_up"]))
     if "cluster" in result:
         parts.append(render_cluster(result["cluster"]))
+    if "analytics" in result:
+        parts.append(render_analytics(result["analytics"]))
     return "\n\n".join(parts)
+
+
+def render_analytics(result: Mapping[str, Any]) -> str:
+    """The analytics part: the 30-day report's median time on each store, small and large."""
+    from bench.analytics import render as render_part
+
+    return render_part(result)
 
 
 def render_interleaved(result: Mapping[str, Any]) -> str:
