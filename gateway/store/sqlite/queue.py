@@ -14,6 +14,7 @@ from gateway.store.records import (
     DeliveryState,
     Lease,
     UnreadableEvent,
+    event_change,
     excerpt,
     log_backlog_released,
 )
@@ -154,12 +155,16 @@ def _finish_delivery(
         # A retry: the destination is failing; its next success releases the backlog.
         conn.execute("INSERT OR IGNORE INTO backoff (destination) VALUES (?)", (destination,))
     insert_attempt(conn, delivery_id, attempt.bounded())
-    event = conn.execute(
+    event_id, source, type_, subject, body_status, status, payment_key = conn.execute(
         f"UPDATE events SET attempts = attempts + 1, status = {STATUS_OF_UID}"  # noqa: S608
-        " WHERE uid = :u RETURNING id, source, type, subject, body_status, status",
+        " WHERE uid = :u RETURNING id, source, type, subject, body_status, status, payment_key",
         {"u": uid},
     ).fetchall()[0]
-    record_attempt_outcome(conn, (*event, destination), attempt, state)
+    change = {
+        **event_change(event_id, source, type_, subject, body_status, payment_key),
+        "event_status": status,
+    }
+    record_attempt_outcome(conn, change, destination, attempt, state)
     return True
 
 
