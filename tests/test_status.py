@@ -16,6 +16,7 @@ from aiohttp import WSServerHandshakeError
 from gateway.app import create_app
 from gateway.appkeys import METRICS, RUNTIME, STORE
 from gateway.errors import StoreError
+from gateway.server import Gateway
 from gateway.status.routes import HUB, StatusTiming
 from harness.redis_server import RedisServer
 from tests.status_support import (
@@ -473,3 +474,39 @@ async def test_while_the_store_cannot_be_read_new_streams_are_503_and_open_ones_
             assert seen[-1]["key"] == "down"
         metrics = client.server.app[METRICS].exposition().decode()
         assert 'webhook_gateway_status_refusals_total{reason="unavailable"} 2.0' in metrics
+
+
+async def test_a_page_that_leaves_frees_its_slot_at_once(marketplace, tmp_path):
+    # The gateway as it runs (gateway.server): aiohttp does not cancel the handler of a
+    # client that hung up there, and the heartbeat is 15 s away; the slot comes back anyway.
+    _, server = marketplace
+    data = config_dict(
+        str(server.make_url("/api/webhooks/payments")), store_url=sqlite_url(tmp_path)
+    )
+    data["status"] = status_block()
+    gateway = Gateway(build_config(data))
+    await gateway.start(admin=False)
+    try:
+        assert gateway.ingress_site is not None
+        base = f"http://127.0.0.1:{gateway.ingress_site.port}"
+        hub = gateway.app[HUB]
+        async with aiohttp.ClientSession() as session:
+            async with session.get(base + status_path("payments", "gone")) as response:
+                assert (await Sse(response).next())["state"] == "unknown"
+                assert hub.open_streams == 1
+            await eventually(
+                lambda: hub.open_streams, "the SSE slot back", until=lambda n: n == 0, timeout=5
+            )
+            async with session.ws_connect(base + status_path("payments", "gone")) as ws:
+                await ws_until(ws, lambda m: True)
+                assert hub.open_streams == 1
+            await eventually(
+                lambda: hub.open_streams,
+                "the WebSocket slot back",
+                until=lambda n: n == 0,
+                timeout=5,
+            )
+        text = gateway.metrics.exposition().decode()
+        assert 'webhook_gateway_status_stream_ends_total{reason="client"} 2.0' in text
+    finally:
+        await gateway.stop()

@@ -39,6 +39,11 @@ Key = tuple[str, str]
 Recheck = Callable[[StatusConfig | None], str | None]
 
 POLL_INTERVAL = 0.25
+#: Seconds between looks at whether the pages of streams that are not told (SSE: aiohttp does
+#: not cancel a handler whose client left) are still there: one sweep for all of them, so a
+#: reloaded page does not hold its slot until its next heartbeat fails, and a thousand idle
+#: streams cost one timer, not a thousand.
+SWEEP = 1.0
 #: Change-log entries read per call, and payments read per call.
 _BATCH = 500
 
@@ -47,12 +52,15 @@ class Watch:
     """One open stream's view of its payment: the latest reading (conflated), and why the
     stream must end, once it must."""
 
-    __slots__ = ("changed", "ended", "ip", "key", "read", "recheck", "view")
+    __slots__ = ("changed", "ended", "gone", "ip", "key", "read", "recheck", "view")
 
     def __init__(self, key: Key, ip: str, recheck: Recheck) -> None:
         self.key = key
         self.ip = ip
         self.recheck = recheck
+        #: Whether the page went away, for a transport that is not told (set once the stream
+        #: starts; the hub looks every ``SWEEP`` seconds).
+        self.gone: Callable[[], bool] | None = None
         self.view: PaymentView | None = None
         #: Whether a first reading arrived (``view`` ``None`` then means "not seen yet").
         self.read = False
@@ -148,6 +156,8 @@ class StatusHub:
         last: str | None = None
         settings = self._settings()
         resync = False
+        loop = asyncio.get_running_loop()
+        swept = loop.time()
         while True:
             self._wake.clear()
             if not self._watches:
@@ -159,6 +169,9 @@ class StatusHub:
             if (current := self._settings()) is not settings:
                 settings = current
                 self._recheck(current)
+            if loop.time() - swept >= SWEEP:
+                swept = loop.time()
+                self._sweep()
             store = self._store()
             if store is not None:
                 try:
@@ -217,6 +230,13 @@ class StatusHub:
             for watch in watches:
                 if not watch.read:
                     watch.end("unavailable")
+
+    def _sweep(self) -> None:
+        """End the streams whose page went away."""
+        for watches in self._watches.values():
+            for watch in watches:
+                if watch.gone is not None and watch.gone():
+                    watch.end("client")
 
     def _recheck(self, settings: StatusConfig | None) -> None:
         """After a reload: end the streams the new ``status`` block no longer allows."""

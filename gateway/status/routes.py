@@ -74,9 +74,6 @@ CLOSE_CODES = {
     "unavailable": (1013, "store unavailable, reconnect"),
     "client": (1000, ""),
 }
-#: How often an SSE stream looks whether its page is still there (aiohttp does not cancel a
-#: handler whose client left): a reloaded page must not hold its slot until the heartbeat.
-SSE_TICK = 1.0
 #: Biggest message a page may send on its WebSocket (it has nothing to say; pings are tiny).
 MAX_INBOUND = 4096
 
@@ -238,7 +235,8 @@ async def _stream(request: web.Request) -> web.StreamResponse:
                         **cors,
                     }
                 )
-                reason = await _serve(request, _Sse(request, response, timing), watch, expiry)
+                channel: _Channel = _Sse(request, response, watch, timing)
+                reason = await _serve(request, channel, watch, expiry)
             else:
                 ws.headers["X-Request-ID"] = request_id
                 response = ws
@@ -304,8 +302,6 @@ class _Channel(Protocol):
 
     #: Seconds between heartbeats this side sends itself (``inf``: the transport's own).
     beat_every: float
-    #: Seconds between looks whether the page is still there (``inf``: told at once).
-    tick: float
 
     async def start(self) -> None:
         """Send the answer's head (the upgrade, or the SSE response's headers)."""
@@ -361,7 +357,7 @@ async def _follow(channel: _Channel, watch: Watch, expiry: int, clock: Callable[
         remaining = expiry - clock()
         if remaining <= 0:
             return "expired"
-        wait = min(remaining, next_beat - loop.time(), channel.tick)
+        wait = min(remaining, next_beat - loop.time())
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(wait, 0.0)):
                 await watch.changed.wait()
@@ -373,13 +369,19 @@ async def _follow(channel: _Channel, watch: Watch, expiry: int, clock: Callable[
 
 
 class _Sse:
-    """Server-Sent Events: ``data: <json>`` per message, a comment line per heartbeat."""
+    """Server-Sent Events: ``data: <json>`` per message, a comment line per heartbeat. Nothing
+    tells the handler that its page left: the hub's sweep asks ``gone`` (``StatusHub``)."""
 
-    tick = SSE_TICK
-
-    def __init__(self, request: web.Request, response: web.StreamResponse, timing: StatusTiming):
+    def __init__(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        watch: Watch,
+        timing: StatusTiming,
+    ):
         self._request = request
         self._response = response
+        self._watch = watch
         self._timeout = timing.write_timeout
         self.beat_every = timing.heartbeat
 
@@ -388,6 +390,7 @@ class _Sse:
         async with asyncio.timeout(self._timeout):
             await self._response.prepare(self._request)
             await self._response.write(b"retry: 3000\n\n")
+        self._watch.gone = self.gone
 
     async def send(self, message: bytes) -> None:
         """One event with the message as its data (compact JSON: one line)."""
@@ -426,7 +429,6 @@ class _WebSocket:
     ignored."""
 
     beat_every = math.inf
-    tick = math.inf
 
     def __init__(
         self, request: web.Request, ws: web.WebSocketResponse, watch: Watch, timing: StatusTiming
