@@ -36,6 +36,7 @@ from bench.scenarios import (
     ingress_gateway,
     verification,
 )
+from bench.status import STATUS_QUICK, StatusSettings, run_status
 from harness.redis_server import RedisServer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -52,12 +53,14 @@ def run(
     *,
     interleaved: bool = True,
     cluster: ClusterSettings | None = None,
+    status: StatusSettings | None = None,
 ) -> dict[str, Any]:
     """Every measurement with its baselines, interleaved in rounds; the JSON-ready result.
 
     ``pinned`` None leaves the wrk measurements out; ``interleaved`` False leaves out the
     others (verification, the bench's own load generator, the paused-destination drain);
-    ``cluster`` adds the Redis Cluster part (``bench.cluster``): 1 master against 3.
+    ``cluster`` adds the Redis Cluster part (``bench.cluster``): 1 master against 3;
+    ``status`` the ingress latency with and without idle status streams (``bench.status``).
     """
     started = time.time()
     load_start = os.getloadavg()
@@ -77,6 +80,8 @@ def run(
         if cluster is not None:
             with ws.helper("destination") as (_, destination):
                 result["cluster"] = run_cluster(ws, cluster, destination, _progress)
+        if status is not None:
+            result["status"] = run_status(ws, status, _progress)
 
     result["load_average"] = {"start": list(load_start), "end": list(os.getloadavg())}
     result["duration_s"] = time.time() - started
@@ -162,8 +167,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     which.add_argument(
         "--cluster-only", action="store_true", help="only the Redis Cluster part (1 vs 3 masters)"
     )
+    which.add_argument(
+        "--status-only",
+        action="store_true",
+        help="only ingress latency with and without idle status streams",
+    )
     parser.add_argument(
         "--no-cluster", action="store_true", help="leave out the Redis Cluster part"
+    )
+    parser.add_argument(
+        "--no-status", action="store_true", help="leave out the idle status streams part"
     )
     parser.add_argument(
         "--long",
@@ -191,14 +204,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rounds is not None:
         cluster = replace(cluster, rounds=args.rounds)
     stores = ["sqlite"] if args.no_redis else ["redis"] if args.redis_only else ["sqlite", "redis"]
-    only = args.wrk_only or args.cluster_only
+    only = args.wrk_only or args.cluster_only or args.status_only
+    status = STATUS_QUICK if args.quick else StatusSettings()
+    if args.rounds is not None:
+        status = replace(status, rounds=args.rounds)
+    no_cluster = args.no_redis or args.no_cluster or args.wrk_only or args.status_only
     try:
         result = run(
             settings,
             stores,
-            None if args.no_wrk or args.cluster_only else pinned,
+            None if args.no_wrk or args.cluster_only or args.status_only else pinned,
             interleaved=not only,
-            cluster=None if args.no_redis or args.no_cluster or args.wrk_only else cluster,
+            cluster=None if no_cluster else cluster,
+            status=None if args.no_status or args.wrk_only or args.cluster_only else status,
         )
     except BenchError as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
