@@ -35,7 +35,17 @@ import aiohttp
 import yaml
 
 from bench.payloads import DESTINATION_PATH, SOURCE_PATH
-from bench.procs import BenchError, Proc, get_text, run_loadgen, spawn, tree_cpu_seconds, wait_ready
+from bench.procs import (
+    BenchError,
+    Proc,
+    foreign_cpu,
+    get_text,
+    process_tree,
+    run_loadgen,
+    spawn,
+    tree_cpu_seconds,
+    wait_ready,
+)
 from bench.scenarios import HOST, Workspace, gateway_config
 from gateway.status.token import mint
 from harness.redis_server import free_port
@@ -143,10 +153,12 @@ def _one(
     """One gateway run: idle CPU and RSS with ``streams`` open over ``transport`` (none for
     ``None``), then ingress at a constant rate."""
     with contextlib.ExitStack() as stack:
-        _dest, dest_port = stack.enter_context(ws.helper("destination"))
+        dest, dest_port = stack.enter_context(ws.helper("destination"))
         proc, port, admin = stack.enter_context(_gateway(ws, dest_port, settings.streams))
+        ours = [dest.pid, *process_tree(proc.pid)]
         if transport is not None:
-            stack.enter_context(_holder(ws, port, admin, settings.streams, transport))
+            holder = _holder(ws, port, admin, settings.streams, transport)
+            ours.append(stack.enter_context(holder).pid)
         before = tree_cpu_seconds(proc.pid)
         time.sleep(settings.idle_seconds)
         idle_cpu = (tree_cpu_seconds(proc.pid) - before) / settings.idle_seconds
@@ -158,7 +170,9 @@ def _one(
             "prefix": label, "expect": 202,
         }  # fmt: skip
         timeout = settings.warmup_seconds + settings.duration + 120.0
-        load = run_loadgen(spec, timeout)
+        noise: dict[str, Any] = {}
+        with foreign_cpu(noise, ours):
+            load = run_loadgen(spec, timeout)
         held = _open_streams(admin, transport) if transport is not None else 0
         return {
             "transport": transport,
@@ -167,6 +181,7 @@ def _one(
             "rss_idle_kib": rss_idle,
             "rss_after_kib": proc.rss_kib(),
             "timed": load["timed"],
+            "machine_noise": noise,
             "gateway_log": proc.log_summary(),
         }
 
@@ -224,6 +239,11 @@ def render_status(status: Mapping[str, Any]) -> str:
             f"{median(lambda r: r['idle_cpu_cores']):>10.3f}"
             f"{median(lambda r: r['rss_after_kib']) / 1024:>9.1f}"
         )
+    noise = [run["machine_noise"]["foreign_cores"] for r in rounds for run in r.values()]
+    lines.append(
+        f"processes outside the benchmark used {statistics.mean(noise):.2f} cores on average"
+        f" during the loads, {max(noise):.2f} at most; 0 means a quiet machine."
+    )
     lines.append("")
     for transport in s["transports"]:
         t = status[transport]
