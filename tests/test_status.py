@@ -510,3 +510,35 @@ async def test_a_page_that_leaves_frees_its_slot_at_once(marketplace, tmp_path):
         assert 'webhook_gateway_status_stream_ends_total{reason="client"} 2.0' in text
     finally:
         await gateway.stop()
+
+
+async def test_stopping_the_gateway_ends_its_streams_at_once(marketplace, tmp_path):
+    # SIGTERM finishes in-flight requests, waiting up to server.shutdown_timeout: a stream
+    # would hold the stop that long, so the gateway ends its streams first (1001).
+    _, server = marketplace
+    data = config_dict(
+        str(server.make_url("/api/webhooks/payments")),
+        store_url=sqlite_url(tmp_path),
+        server={"shutdown_timeout": "60s"},
+    )
+    data["status"] = status_block()
+    gateway = Gateway(build_config(data))
+    await gateway.start(admin=False)
+    assert gateway.ingress_site is not None
+    base = f"http://127.0.0.1:{gateway.ingress_site.port}"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(base + status_path("payments", "stop")) as ws,
+        session.get(base + status_path("payments", "stop")) as response,
+    ):
+        sse = Sse(response)
+        await ws_until(ws, lambda m: True)
+        await sse.next()
+        # The pages go on reading (as a browser does) while the gateway stops.
+        rest = asyncio.gather(ws_rest(ws), sse.end())
+        async with asyncio.timeout(10):
+            await gateway.stop()
+        ws_after, sse_all = await rest
+        assert ws_after == []
+        assert ws.close_code == 1001
+        assert len(sse_all) == 1 and sse.ended
