@@ -2,9 +2,10 @@
 
 Order: verification (in this process), then ingress in rounds (baseline, gateway on SQLite,
 gateway on Redis, ..., baseline), then delivery in rounds the same way, then the pinned wrk
-measurements (``bench.pinned``), rounds again, the Redis Cluster part, and the analytics part
-(``bench.analytics``: a 30-day report over 1,000,000 events against over 10,000). Progress
-goes to stderr, the table to stdout, the full results to bench/results/latest.json.
+measurements (``bench.pinned``), rounds again, the Redis Cluster part, the buyer's status
+streams (``bench.status``: ingress latency with 1,000 idle streams held) and the analytics
+part (``bench.analytics``: a 30-day report over 1,000,000 events against over 10,000).
+Progress goes to stderr, the table to stdout, the full results to bench/results/latest.json.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from bench.scenarios import (
     ingress_gateway,
     verification,
 )
+from bench.status import STATUS_QUICK, StatusSettings, run_status
 from harness.redis_server import RedisServer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -55,12 +57,14 @@ def run(
     interleaved: bool = True,
     cluster: ClusterSettings | None = None,
     analytics: tuple[int, int] | None = None,
+    status: StatusSettings | None = None,
 ) -> dict[str, Any]:
     """Every measurement with its baselines, interleaved in rounds; the JSON-ready result.
 
     ``pinned`` None leaves the wrk measurements out; ``interleaved`` False leaves out the
     others (verification, the bench's own load generator, the paused-destination drain);
-    ``cluster`` adds the Redis Cluster part (``bench.cluster``): 1 master against 3.
+    ``cluster`` adds the Redis Cluster part (``bench.cluster``): 1 master against 3;
+    ``status`` the ingress latency with and without idle status streams (``bench.status``).
     """
     started = time.time()
     load_start = os.getloadavg()
@@ -80,6 +84,8 @@ def run(
         if cluster is not None:
             with ws.helper("destination") as (_, destination):
                 result["cluster"] = run_cluster(ws, cluster, destination, _progress)
+        if status is not None:
+            result["status"] = run_status(ws, status, _progress)
         if analytics is not None:
             result["analytics"] = _analytics(stores, analytics, Path(tmp))
 
@@ -177,8 +183,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     which.add_argument(
         "--cluster-only", action="store_true", help="only the Redis Cluster part (1 vs 3 masters)"
     )
+    which.add_argument(
+        "--status-only",
+        action="store_true",
+        help="only ingress latency with and without idle status streams",
+    )
     parser.add_argument(
         "--no-cluster", action="store_true", help="leave out the Redis Cluster part"
+    )
+    parser.add_argument(
+        "--no-status", action="store_true", help="leave out the idle status streams part"
     )
     parser.add_argument(
         "--long",
@@ -216,16 +230,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rounds is not None:
         cluster = replace(cluster, rounds=args.rounds)
     stores = ["sqlite"] if args.no_redis else ["redis"] if args.redis_only else ["sqlite", "redis"]
-    only = args.wrk_only or args.cluster_only
+    only = args.wrk_only or args.cluster_only or args.status_only
+    status = STATUS_QUICK if args.quick else StatusSettings()
+    if args.rounds is not None:
+        status = replace(status, rounds=args.rounds)
+    no_cluster = args.no_redis or args.no_cluster or args.wrk_only or args.status_only
     sizes = tuple(args.analytics or ((2_000, 20_000) if args.quick else (10_000, 1_000_000)))
     assert len(sizes) == 2
     try:
         result = run(
             settings,
             stores,
-            None if args.no_wrk or args.cluster_only else pinned,
+            None if args.no_wrk or args.cluster_only or args.status_only else pinned,
             interleaved=not only,
-            cluster=None if args.no_redis or args.no_cluster or args.wrk_only else cluster,
+            cluster=None if no_cluster else cluster,
+            status=None if args.no_status or args.wrk_only or args.cluster_only else status,
             analytics=None if args.no_analytics or only else sizes,
         )
     except BenchError as exc:

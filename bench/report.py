@@ -25,6 +25,7 @@ from typing import Any
 from bench.cluster import render_cluster
 from bench.keepup import render_keep_up
 from bench.nginx import nginx_version
+from bench.status import render_status
 from bench.wrk import wrk_version
 from harness.redis_server import REDIS_SERVER
 
@@ -178,6 +179,8 @@ def render(result: Mapping[str, Any]) -> str:
         parts.append(render_cluster(result["cluster"]))
     if "analytics" in result:
         parts.append(render_analytics(result["analytics"]))
+    if "status" in result:
+        parts.append(render_status(result["status"]))
     return "\n\n".join(parts)
 
 

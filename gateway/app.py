@@ -44,6 +44,7 @@ from gateway.ingress.handler import Ingress
 from gateway.metrics import Metrics
 from gateway.reconcile.runner import Reconciler
 from gateway.reconcile.schedule import schedule
+from gateway.status.routes import StatusTiming, add_status
 from gateway.store import open_store
 from gateway.store.protocols import Wakeups
 from gateway.store.records import Attempt, Lease
@@ -254,8 +255,13 @@ def create_app(
     metrics: Metrics | None = None,
     clock: Callable[[], float] = time.time,
     workers: bool = True,
+    status_timing: StatusTiming | None = None,
 ) -> web.Application:
-    """The ingress application for ``config``; ``workers=False`` leaves delivery to others."""
+    """The ingress application for ``config``; ``workers=False`` leaves delivery to others.
+
+    Beside the sources' paths it serves the buyers' status streams (design.md 5.10) while
+    ``status`` is configured; ``status_timing`` sets their intervals (tests shorten them).
+    """
     # The body is read by the ingress itself within max_body_bytes; aiohttp's own limit
     # must not refuse it first with a different answer.
     app = web.Application(client_max_size=config.server.max_body_bytes + 1)
@@ -272,6 +278,7 @@ def create_app(
     app.cleanup_ctx.append(_reconcile_ctx)
     if workers:
         app.cleanup_ctx.append(_workers_ctx)
+    add_status(app, _handle, status_timing or StatusTiming())
     app.router.add_route("*", "/{tail:.*}", _handle)
     return app
 
@@ -283,6 +290,7 @@ def declare_metrics(metrics: Metrics, config: Config) -> None:
         config.destinations,
         [name for name, source in config.sources.items() if source.payment is not None],
         [name for name, source in config.sources.items() if source.reconcile is not None],
+        status=config.status is not None,
     )
 
 

@@ -34,7 +34,11 @@ the ingress handler and the admin API each have a single ``except RequestError``
           ├── Forbidden              403  forbidden          (a session's POST from another origin)
           ├── NotFound               404  not_found
           ├── AdminDisabled          404  admin_disabled     (no admin.token configured)
-          └── Unrouted               409  unrouted           (replay: no route takes the type)
+          ├── Unrouted               409  unrouted           (replay: no route takes the type)
+          │   the buyer's status stream's own (design.md 5.10):
+          ├── InvalidToken           401  invalid_token      (none, malformed, expired, another's)
+          ├── OriginNotAllowed       403  origin_not_allowed (an Origin not in status.allow_origins)
+          └── TooManyStreams         503  too_many_streams   (+ Retry-After; max_streams, per IP)
 
 Messages are for humans and never say which secret, signature or allow-list entry failed.
 """
@@ -271,3 +275,36 @@ class Unrouted(RequestError):
         "unrouted",
         "no configured route takes this event's type",
     )
+
+
+class InvalidToken(RequestError):
+    """A status stream's token is missing, malformed, expired or not this payment's;
+    ``reason`` says which, for the metrics (the message never says what failed to match)."""
+
+    status, code, default_message = 401, "invalid_token", "a valid status token is required"
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class OriginNotAllowed(RequestError):
+    """A status stream asked for by a page whose ``Origin`` is not in
+    ``status.allow_origins``."""
+
+    status, code, default_message = (
+        403,
+        "origin_not_allowed",
+        "this origin may not follow payments here",
+    )
+
+
+class TooManyStreams(RequestError):
+    """This process holds as many status streams as it may (in all, or from this client
+    address); ``reason`` names the cap. The page may try again shortly."""
+
+    status, code, default_message = 503, "too_many_streams", "too many status streams are open"
+
+    def __init__(self, message: str, reason: str, *, retry_after: int = 5) -> None:
+        super().__init__(message, headers={"Retry-After": str(retry_after)})
+        self.reason = reason

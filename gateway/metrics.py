@@ -26,6 +26,16 @@ DELIVERY_RESULTS = ("delivered", "retried", "dead_lettered")
 START_OUTCOMES = (
     "accepted", "duplicate", "unrouted", "invalid_signature", "rate_limited", "unavailable",
 )  # fmt: skip
+#: Why a buyer's status stream was refused before it started (design.md 5.10): its token
+#: (``token_<reason>``), its origin, its source, a malformed upgrade, a cap, the store.
+STATUS_REFUSALS = (
+    "token_missing", "token_malformed", "token_mismatch", "token_expired", "origin",
+    "unknown_source", "bad_upgrade", "max_streams", "per_ip", "unavailable",
+)  # fmt: skip
+#: Why a status stream ended: its payment is final, its token expired or was revoked by a
+#: reload, the page left, read too slowly, the gateway stopped, the store failed.
+STATUS_ENDS = ("final", "expired", "revoked", "client", "slow", "stopping", "unavailable")
+STATUS_TRANSPORTS = ("websocket", "sse")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _EVENT_BUCKETS = (0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400)
 
@@ -145,6 +155,25 @@ class Metrics:
             registry=r,
             multiprocess_mode="max",
         )
+        self.status_streams = Gauge(
+            "webhook_gateway_status_streams",
+            "Buyers' payment status streams open (design.md 5.10)",
+            ["transport"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.status_refusals = Counter(
+            "webhook_gateway_status_refusals",
+            "Status streams refused before they started, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.status_ends = Counter(
+            "webhook_gateway_status_stream_ends",
+            "Status streams that ended, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.build_info = Gauge(
             "webhook_gateway_build_info",
             "Build information",
@@ -166,9 +195,10 @@ class Metrics:
         destinations: Iterable[str],
         payment_sources: Iterable[str] = (),
         reconciled_sources: Iterable[str] = (),
+        status: bool = False,
     ) -> None:
         """Create every series of these sources (name -> delivery mode), destinations and
-        sources with payments at 0.
+        sources with payments at 0, and the status streams' with ``status``.
 
         Called at start and after each reload; series of a name dropped since stay (at their
         last value) until the process restarts.
@@ -197,6 +227,13 @@ class Metrics:
             self.reconcile_last_success.labels(source)
         for result in ("success", "failure"):
             self.config_reloads.labels(result)
+        if status:
+            for transport in STATUS_TRANSPORTS:
+                self.status_streams.labels(transport)
+            for reason in STATUS_REFUSALS:
+                self.status_refusals.labels(reason)
+            for reason in STATUS_ENDS:
+                self.status_ends.labels(reason)
         self.set_queue_depth({}, destinations)
 
     def observe_reconcile(self, run: ReconcileRun) -> None:

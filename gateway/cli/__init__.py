@@ -24,6 +24,7 @@ from gateway.cli.analytics import cmd_analytics
 from gateway.cli.common import EXIT_FAILED, config_path, report_config_error
 from gateway.cli.local import PAYMENT_TYPES, cmd_check_config, cmd_run, cmd_send, cmd_sign
 from gateway.cli.reconcile import cmd_reconcile
+from gateway.cli.status import cmd_status_token, ttl
 from gateway.errors import CommandError, ConfigError
 from gateway.payments.states import STATES
 from gateway.store.records import ATTENTIONS, EVENT_STATUSES
@@ -152,6 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
     analytics.add_argument("--source", help="only this source")
     analytics.add_argument("--json", action="store_true", help="print the API's JSON document")
     analytics.add_argument("--csv", action="store_true", help="print the API's CSV")
+    token = with_config(
+        sub.add_parser("status-token", help="mint a buyer's status token for one payment")
+    )
+    token.add_argument("source", metavar="SOURCE", help="a source that keeps payments")
+    token.add_argument("key", metavar="KEY", help="the payment's key")
+    token.add_argument(
+        "--ttl", type=ttl, default=15 * 60.0, help="how long it is valid (default 15m)"
+    )
     return parser
 
 
@@ -168,6 +177,7 @@ COMMANDS = {
     "payments": cmd_payments,
     "reconcile": cmd_reconcile,
     "analytics": cmd_analytics,
+    "status-token": cmd_status_token,
 }
 
 

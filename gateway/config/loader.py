@@ -37,6 +37,7 @@ from gateway.config.reader import (
     secret,
 )
 from gateway.config.sources import parse_sources
+from gateway.config.status import parse_status
 from gateway.errors import ConfigError
 from gateway.providers.registry import ProviderRegistry, load_registry
 from gateway.redisio.sentinel import parse_sentinel_url
@@ -96,7 +97,7 @@ def _store_url(value: object) -> str:
 REDACTED = "***"
 _SECRET_KEYS = re.compile(
     r"^(sources\.[^.]+\.secrets\[\d+\]|destinations\.[^.]+\.signing_secret|admin\.token|"
-    r"store\.encryption_keys\[\d+\]|"
+    r"store\.encryption_keys\[\d+\]|status\.secret|"
     r"sources\.[^.]+\.reconcile\.from\.(secret|api_key|headers\..+))$"
 )
 
@@ -295,7 +296,7 @@ def load_config_text(
     resolved = reader.resolve_tree(raw, "", templated)
     assert isinstance(resolved, dict)
     top = reader.mapping(
-        resolved, {"server", "store", "admin", "plugins", "destinations", "sources"}
+        resolved, {"server", "store", "admin", "plugins", "destinations", "sources", "status"}
     )
     with reader.at("server"):
         server = _server(reader, top.get("server"))
@@ -327,6 +328,8 @@ def load_config_text(
                 destinations[name] = destination
     with reader.at("sources"):
         sources = parse_sources(reader, top.get("sources"), registry, destinations, refused)
+    with reader.at("status"):
+        status = parse_status(reader, top.get("status"), sources)
     _cross_checks(reader, server, store, destinations, sources)
     if reader.problems:
         raise ConfigError(reader.problems)
@@ -340,6 +343,7 @@ def load_config_text(
         plugins=plugins,
         destinations=MappingProxyType(destinations),
         sources=MappingProxyType(sources),
+        status=status,
         redacted=redacted,
         source_path=source_path,
     )

@@ -240,6 +240,22 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class StatusConfig:
+    """The buyer's live payment status (design.md 5.10): the secret its tokens are signed
+    with, the pages that may listen, and how many streams a process holds."""
+
+    secret: Secret
+    #: Origins (``https://market.example``, lower case, no default port) whose pages may
+    #: open a stream; CORS answers these only.
+    allow_origins: frozenset[str]
+    #: Streams open at once in one process; one more is answered 503.
+    max_streams: int = 1000
+    #: Streams open at once from one client address in one process (a buyer's page holds
+    #: one; a few share an address behind a NAT).
+    max_streams_per_ip: int = 32
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole gateway config."""
 
@@ -249,6 +265,8 @@ class Config:
     plugins: PluginsConfig
     destinations: Mapping[str, DestinationConfig]
     sources: Mapping[str, SourceConfig]
+    #: ``None``: no ``status:`` block, the status streams are off.
+    status: StatusConfig | None = None
     #: The effective config as plain data with secrets redacted, for ``check-config``.
     redacted: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
     source_path: Path | None = None

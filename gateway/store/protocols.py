@@ -67,6 +67,9 @@ Operations (see ``Store``):
   histogram (``gateway.store.stats``) written with each accept and attempt, and the bounded
   change log the live stream reads. All are index walks, never scans of every event; a
   payment's ``delivered`` and ``dead_letter`` attention are read from its events' statuses.
+  Each change-log entry names its event's payment (``payment_key``, with ``source``), so
+  ``find_payments`` re-reads only the payments that changed, for the buyer's status stream
+  (design.md 5.10).
 * ``get_event``, ``list_events``, ``list_dead_letters``, ``queue_depth``: for the admin API and
   metrics. Lists are newest first and paged with an opaque cursor; a page may hold fewer than
   ``limit`` items while the cursor is not ``None`` (a filtered scan stops after a bounded
@@ -225,7 +228,7 @@ class OperatorStore(Protocol):
 
 
 class DashboardReads(Protocol):
-    """What the dashboard reads besides the operator's lists: payments, figures, changes."""
+    """What the dashboard reads besides the operator's lists: payments, figures, analytics."""
 
     async def list_payments(
         self,
@@ -249,12 +252,21 @@ class DashboardReads(Protocol):
     async def stats(self, now: float) -> Stats:
         """Counts per minute over the hour before ``now`` and the latency histogram."""
 
-    async def changes(self, after: str | None, limit: int) -> list[Change]:
-        """Change-log entries after ``after`` (the latest one only, for ``None``), oldest first."""
-
     async def rollups(self, first_hour: int, last_hour: int, sources: Sequence[str]) -> Rollup:
         """The analytics rollups (design.md 5.9) of the UTC hours ``first_hour`` to
         ``last_hour`` (``time // 3600``, both included) of ``sources``, summed."""
+
+
+class LiveReads(Protocol):
+    """What the live streams read: the change log (the dashboard's stream, design.md 5.6) and
+    the payments its entries name (the buyer's status stream, design.md 5.10)."""
+
+    async def changes(self, after: str | None, limit: int) -> list[Change]:
+        """Change-log entries after ``after`` (the latest one only, for ``None``), oldest first."""
+
+    async def find_payments(self, keys: Sequence[tuple[str, str]]) -> list[PaymentView | None]:
+        """The payment of each ``(source, key)``, ``None`` for one the store does not have:
+        the payment alone, without its events (one look-up each)."""
 
 
 class ReconcileStore(Protocol):
@@ -328,6 +340,13 @@ class Upkeep(Protocol):
 
 @runtime_checkable
 class Store(
-    IngressStore, DeliveryQueue, OperatorStore, DashboardReads, ReconcileStore, Upkeep, Protocol
+    IngressStore,
+    DeliveryQueue,
+    OperatorStore,
+    DashboardReads,
+    LiveReads,
+    ReconcileStore,
+    Upkeep,
+    Protocol,
 ):
     """A whole store: every role, as each backend implements it (see the module docstring)."""

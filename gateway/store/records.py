@@ -377,6 +377,14 @@ class Change:
     kind: Literal["accepted", "delivery"]
     data: dict[str, object]
 
+    @property
+    def payment(self) -> tuple[str, str] | None:
+        """The (source, key) of the payment the entry's event is about, if any."""
+        source, key = self.data.get("source"), self.data.get("payment_key")
+        if isinstance(source, str) and isinstance(key, str):
+            return source, key
+        return None
+
 
 @dataclass(frozen=True)
 class DeadLetter:
@@ -463,17 +471,24 @@ def event_change(
     type_: str | None,
     subject: str | None,
     body_status: str | None,
+    payment_key: str | None = None,
 ) -> dict[str, object]:
     """What the change log says of an event (the live stream's ``data``), before the store
     adds the event's status; ``delivery_change`` adds an attempt's outcome. ``finish.lua``
     writes the same fields for a Redis store of one partition. The id and source are ``None``
-    only as read back from a corrupt event (its deliveries are dead-lettered all the same)."""
+    only as read back from a corrupt event (its deliveries are dead-lettered all the same).
+
+    ``payment_key`` names the payment the event is about (with its source), ``None`` for an
+    event about none: a reader following payments (the buyer's status stream, design.md 5.10)
+    learns which one changed from the entry alone, without reading the store per entry.
+    """
     return {
         "event_id": event_id,
         "source": source,
         "type": type_,
         "subject": subject,
         "status": body_status,
+        "payment_key": payment_key,
     }
 
 

@@ -5,6 +5,11 @@ usage: python -m tests.deploy.django_marketplace PROJECT_DIR
 PROJECT_DIR holds ``jobs/webhooks.py`` (the documented decorator); GATEWAY_WEBHOOK_SECRET comes
 from the environment. Prints the port it listens on, then serves until killed. Every request a
 view handles is appended to PROJECT_DIR/handled.jsonl.
+
+When PROJECT_DIR also holds ``jobs/payment_status.py`` and its template (the documented finish
+page), ``/payments/finished`` serves it with GATEWAY_STATUS_SECRET and GATEWAY_STATUS_URL from
+the environment, and ``/payments/start/<pending_id>`` stands in for the marketplace's own
+start of a payment: it keeps the payment's id in the buyer's session.
 """
 
 from __future__ import annotations
@@ -55,6 +60,14 @@ def rafiki_webhook(request: Any) -> Any:
     return JsonResponse({"ok": True})
 
 
+def start_payment(request: Any, pending_id: str) -> Any:
+    """What the marketplace does when a buyer starts paying: it keeps the pending id."""
+    from django.http import JsonResponse
+
+    request.session["pending_payment_id"] = pending_id
+    return JsonResponse({"started": pending_id})
+
+
 def main() -> int:
     """Configure Django in-process, decorate the views, serve on a free port."""
     global PROJECT
@@ -68,14 +81,26 @@ def main() -> int:
         SECRET_KEY="django-insecure-test-only",
         ALLOWED_HOSTS=["127.0.0.1", "localhost"],
         ROOT_URLCONF=__name__,
-        INSTALLED_APPS=[],
+        INSTALLED_APPS=["django.contrib.staticfiles"],
         MIDDLEWARE=[
             "django.middleware.security.SecurityMiddleware",
+            "django.contrib.sessions.middleware.SessionMiddleware",
             "django.middleware.common.CommonMiddleware",
             "django.middleware.csrf.CsrfViewMiddleware",
         ],
+        # Sessions in a signed cookie: no database for the stand-in.
+        SESSION_ENGINE="django.contrib.sessions.backends.signed_cookies",
+        STATIC_URL="/static/",
+        TEMPLATES=[
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "DIRS": [str(PROJECT / "templates")],
+            }
+        ],
         CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
         GATEWAY_WEBHOOK_SECRET=os.environ["GATEWAY_WEBHOOK_SECRET"],
+        GATEWAY_STATUS_SECRET=os.environ.get("GATEWAY_STATUS_SECRET", ""),
+        GATEWAY_STATUS_URL=os.environ.get("GATEWAY_STATUS_URL", ""),
     )
     django.setup()
     from django.core.wsgi import get_wsgi_application
@@ -88,6 +113,15 @@ def main() -> int:
             path("api/webhooks/rafiki", from_gateway(rafiki_webhook)),
         ]
     )
+    if (PROJECT / "jobs" / "payment_status.py").exists():
+        from jobs.payment_status import payment_finished  # the documented finish page
+
+        urlpatterns.extend(
+            [
+                path("payments/start/<str:pending_id>", start_payment),
+                path("payments/finished", payment_finished),
+            ]
+        )
     from wsgiref.simple_server import WSGIRequestHandler, make_server
 
     class Quiet(WSGIRequestHandler):

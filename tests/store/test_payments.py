@@ -243,6 +243,51 @@ async def test_a_sync_commit_records_the_payment(store: Store):
     ]
 
 
+async def test_each_change_log_entry_names_its_payment(store: Store):
+    # The buyer's status stream (design.md 5.10) learns from the entry alone which payment
+    # changed: accepted, every delivery outcome, a sync commit, and none for a plain event.
+    await store.accept(paid("e1", "pend-1", "pending"), ["m", "n"], WINDOW, T0)
+    await store.accept(make_event("plain"), ["m"], WINDOW, T0)
+    await store.commit(paid("s1", "pend-2", "completed"), ["m"], WINDOW, T0, ok())
+    leases = sorted(await store.lease_due(T0, LEASE, 10, "w"), key=lambda x: x.event.id)
+    outcomes = [store.complete, store.reschedule, store.dead_letter]
+    for lease, finish in zip(leases, outcomes, strict=True):
+        extra = {store.reschedule: (T0 + 60,), store.dead_letter: ("gone",)}.get(finish, ())
+        assert await finish(lease, ok(), *extra)  # type: ignore[operator]
+    changes = await store.changes("0-0", 100)
+    named = [(c.kind, c.data["event_id"], c.payment) for c in changes]
+    assert sorted(named, key=str) == sorted(
+        [
+            ("accepted", "e1", ("payments", "pend-1")),
+            ("accepted", "plain", None),
+            ("accepted", "s1", ("payments", "pend-2")),
+            ("delivery", "s1", ("payments", "pend-2")),
+            ("delivery", "e1", ("payments", "pend-1")),
+            ("delivery", "e1", ("payments", "pend-1")),
+            ("delivery", "plain", None),
+        ],
+        key=str,
+    )
+    assert all(c.data["payment_key"] is None for c in changes if c.payment is None)
+
+
+async def test_find_payments_reads_each_payment_alone(store: Store):
+    await store.accept(paid("e1", "p", "pending", amount=EUR), ["m"], WINDOW, T0)
+    await store.accept(paid("e2", "q", "completed", at=T0 + 1), ["m"], WINDOW, T0 + 1)
+    assert await store.find_payments([]) == []
+    found = await store.find_payments(
+        [("payments", "q"), ("payments", "nobody"), ("other", "p"), ("payments", "p")]
+    )
+    listed = {(v.source, v.key): v for v in (await store.list_payments())[0]}
+    assert found == [listed["payments", "q"], None, None, listed["payments", "p"]]
+    assert found[3] is not None and (found[3].state, found[3].amount) == ("pending", EUR)
+    # ``delivered`` follows the payment's events, as everywhere else.
+    assert [v.delivered for v in found if v is not None] == [False, False]
+    await deliver_all(store, T0 + 2)
+    q, p = await store.find_payments([("payments", "q"), ("payments", "p")])
+    assert q is not None and p is not None and (q.delivered, p.delivered) == (True, True)
+
+
 # -- two processes at once --------------------------------------------------------------------
 
 

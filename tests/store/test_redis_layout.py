@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import re
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 
 from gateway.errors import StoreError
+from gateway.payments.rules import PaymentFacts
 from gateway.ratelimit.gcra import Rate, RateRule
 from gateway.ratelimit.memory import MemoryLimiter
 from gateway.ratelimit.redis_limiter import RedisLimiter
@@ -178,12 +180,17 @@ async def test_sixteen_partitions_spread_over_three_masters(redis_cluster: Redis
 
 async def _change_log(url: str, partitions: int) -> list[tuple[str, dict[str, object]]]:
     """The change log after an accept, a sync commit, an attempt, a dead letter and a
-    duplicate, with a type and without one, and a non-ASCII subject."""
+    duplicate, with a type and without one, a non-ASCII subject, and with a payment (its
+    key in every entry of its event) and without one."""
     await flush(url)
     store = await open_store(url, partitions=partitions)
+    pays = replace(
+        make_event("évt_1", type=None),
+        payment=PaymentFacts("pay-é1", None, "pending", None, "enforce"),
+    )
     try:
-        await store.accept(make_event("évt_1", type=None), ["a", "b"], 60, T0)
-        await store.accept(make_event("évt_1", type=None), ["a", "b"], 60, T0)  # a duplicate
+        await store.accept(pays, ["a", "b"], 60, T0)
+        await store.accept(pays, ["a", "b"], 60, T0)  # a duplicate
         await store.commit(make_event("evt_2"), ["a"], 60, T0, Attempt(1, T0, 200, 0.1))
         first, second = sorted(await store.lease_due(T0, 30, 10, "w"), key=lambda x: x.destination)
         await store.complete(first, Attempt(1, T0, 200, 0.1))
@@ -208,8 +215,12 @@ async def test_the_change_log_reads_the_same_whichever_script_appends_it(
         "type": None,
         "subject": "o1",
         "status": None,
+        "payment_key": "pay-é1",
         "event_status": "queued",
     }
+    assert [data["payment_key"] for _, data in inline] == [
+        "pay-é1", None, None, "pay-é1", "pay-é1",
+    ]  # fmt: skip
     assert inline[4][1]["result"] == "dead_lettered"
     assert inline[4][1]["event_status"] == "dead_lettered"
 

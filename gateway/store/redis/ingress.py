@@ -244,7 +244,12 @@ class RedisIngress(RedisCore):
                 "order": pay.order,
             }
         change = event_change(
-            event.id, event.source, event.type, event.subject, body_status_of(event.body_status)
+            event.id,
+            event.source,
+            event.type,
+            event.subject,
+            body_status_of(event.body_status),
+            None if event.payment is None else event.payment.key,
         )
         entries: list[tuple[str, dict[str, object]]] = [("accepted", change)]
         if attempt is not None:

@@ -161,6 +161,13 @@ class RedisPayments(RedisViews):
         more = len(found) > limit
         return [v for _, _, v in page], encode_cursor(page[-1][0], page[-1][1]) if more else None
 
+    async def find_payments(self, keys: Sequence[tuple[str, str]]) -> list[PaymentView | None]:
+        """The payment of each ``(source, key)`` (``None`` where there is none): two pipelined
+        round trips for all of them (the payments, then their events' statuses)."""
+        if not keys:
+            return []
+        return await self._payment_views([f"{source}\n{key}" for source, key in keys])
+
     async def get_payment(
         self, source: str, key: str
     ) -> tuple[PaymentView, list[EventView]] | None:

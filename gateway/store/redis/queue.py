@@ -243,11 +243,12 @@ class RedisQueue(RedisCore):
         result, destination, event_id, source, type_, subject, body_status, status = (
             None if value is None else value.decode(errors="replace") for value in reply[:8]
         )
+        payment_key = None if reply[10] is None else reply[10].decode(errors="replace")
         # finish.lua answers a result and a destination whenever it answers at all.
         assert result is not None
         assert destination is not None
         event = {
-            **event_change(event_id, source, type_, subject, body_status),
+            **event_change(event_id, source, type_, subject, body_status, payment_key),
             "event_status": status,
         }
         change = delivery_change(event, destination, attempt.number, result)

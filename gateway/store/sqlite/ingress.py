@@ -214,22 +214,22 @@ def _insert_event(
     count(conn, now, "accepted")
     if not destinations and not held:
         count(conn, now, "unrouted")
-    log_change(
-        conn,
-        "accepted",
-        {
-            **event_change(
-                event.id, event.source, event.type, event.subject, body_status_of(event.body_status)
-            ),
-            "event_status": status,
-        },
-    )
+    change = {
+        **event_change(
+            event.id,
+            event.source,
+            event.type,
+            event.subject,
+            body_status_of(event.body_status),
+            None if event.payment is None else event.payment.key,
+        ),
+        "event_status": status,
+    }
+    log_change(conn, "accepted", change)
     insert_deliveries(conn, uid, destinations, now, delivered)
     if delivered is not None:
         for destination in destinations:
-            stored = body_status_of(event.body_status)
-            row = (event.id, event.source, event.type, event.subject, stored, status)
-            record_attempt_outcome(conn, (*row, destination), delivered, "delivered")
+            record_attempt_outcome(conn, change, destination, delivered, "delivered")
             ended = delivered.started_at + delivered.latency
             add_delivery(conn, event.source, "delivered", event.received_at, ended)
     return mark, held

@@ -208,6 +208,22 @@ class SqlitePayments(SqliteCore):
         last = page[-1]
         return page, encode_cursor(last.updated_at, f"{last.source}\n{last.key}")
 
+    async def find_payments(self, keys: Sequence[tuple[str, str]]) -> list[PaymentView | None]:
+        """The payment of each ``(source, key)`` (``None`` where there is none), in one read."""
+
+        def tx(conn: sqlite3.Connection) -> list[PaymentView | None]:
+            out: list[PaymentView | None] = []
+            for source, key in keys:
+                row = conn.execute(
+                    f"SELECT {_COLUMNS} FROM payments p"  # noqa: S608
+                    " WHERE p.source = ? AND p.key = ?",
+                    (source, key),
+                ).fetchone()
+                out.append(None if row is None else _view(conn, row))
+            return out
+
+        return await self._db.read(tx)
+
     async def get_payment(
         self, source: str, key: str
     ) -> tuple[PaymentView, list[EventView]] | None:

@@ -14,6 +14,7 @@ from gateway.store.records import (
     DeliveryState,
     Lease,
     UnreadableEvent,
+    event_change,
     excerpt,
     log_backlog_released,
 )
@@ -158,14 +159,20 @@ def _finish_delivery(
         # A retry: the destination is failing; its next success releases the backlog.
         conn.execute("INSERT OR IGNORE INTO backoff (destination) VALUES (?)", (destination,))
     insert_attempt(conn, delivery_id, attempt.bounded())
-    *event, received_at = conn.execute(
+    row = conn.execute(
         f"UPDATE events SET attempts = attempts + 1, status = {STATUS_OF_UID}"  # noqa: S608
-        " WHERE uid = :u RETURNING id, source, type, subject, body_status, status, received_at",
+        " WHERE uid = :u RETURNING id, source, type, subject, body_status, status, payment_key,"
+        " received_at",
         {"u": uid},
     ).fetchall()[0]
-    result = record_attempt_outcome(conn, (*event, destination), attempt, state)
+    event_id, source, type_, subject, body_status, status, payment_key, received_at = row
+    change = {
+        **event_change(event_id, source, type_, subject, body_status, payment_key),
+        "event_status": status,
+    }
+    result = record_attempt_outcome(conn, change, destination, attempt, state)
     if counted:
-        add_delivery(conn, event[1], result, received_at, attempt.started_at + attempt.latency)
+        add_delivery(conn, source, result, received_at, attempt.started_at + attempt.latency)
     return True
 
 

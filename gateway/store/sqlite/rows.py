@@ -25,6 +25,7 @@ from gateway.store.records import (
     EventView,
     Lease,
     UnreadableEvent,
+    delivery_change,
     one_of,
 )
 from gateway.store.stats import WINDOW_MINUTES, latency_bucket, minute_of
@@ -281,28 +282,18 @@ def log_change(conn: sqlite3.Connection, kind: str, data: dict[str, Any]) -> Non
 
 
 def record_attempt_outcome(
-    conn: sqlite3.Connection, row: Sequence[Any], attempt: Attempt, state: DeliveryState
+    conn: sqlite3.Connection,
+    event: dict[str, object],
+    destination: str,
+    attempt: Attempt,
+    state: DeliveryState,
 ) -> str:
-    """Count an attempt's result and latency, and log it as a delivery change; ``row`` is the
-    event's id, source, type, subject, body status and status, and the destination. Answers
-    the result (delivered, retried or dead_lettered)."""
+    """Count an attempt's result and latency, and log it as a delivery change; ``event`` is
+    what the change log says of the event (``event_change`` and its status). Answers the
+    result (delivered, retried or dead_lettered)."""
     result = {"delivered": "delivered", "due": "retried"}.get(state, "dead_lettered")
     at = attempt.started_at + attempt.latency
     count(conn, at, result)
     count(conn, at, f"lat{latency_bucket(attempt.latency)}")
-    log_change(
-        conn,
-        "delivery",
-        {
-            "event_id": row[0],
-            "source": row[1],
-            "type": row[2],
-            "subject": row[3],
-            "status": row[4],
-            "event_status": row[5],
-            "destination": row[6],
-            "attempt": attempt.number,
-            "result": result,
-        },
-    )
+    log_change(conn, "delivery", delivery_change(event, destination, attempt.number, result))
     return result

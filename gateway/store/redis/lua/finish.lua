@@ -12,9 +12,10 @@
 --       hour of the day, 13 the analytics bin of the time from the event's arrival to now.
 -- Answers 0 (the lease was lost), or the result and what the change log records of it:
 -- {result, destination, event id, source, type, subject, body status, event status, logged,
--- backlog}, logged being 1 when this script appended the entry, 0 when that failed or was
--- not asked; backlog 1 when a delivery succeeded after its destination's retries (this
--- script took the mark: the caller releases the backlog), else 0.
+-- backlog, payment key}, logged being 1 when this script appended the entry, 0 when that
+-- failed or was not asked; backlog 1 when a delivery succeeded after its destination's
+-- retries (this script took the mark: the caller releases the backlog), else 0; the payment
+-- key absent (nil) for an event about no payment.
 local dk, ek, mode, did = KEYS[10], KEYS[12], ARGV[1], ARGV[2]
 local d = redis.call('HMGET', dk, 'state', 'token', 'dest', 'ev', 'first')
 if d[1] ~= 'leased' or d[2] ~= ARGV[3] then return 0 end
@@ -59,6 +60,8 @@ if ARGV[11] ~= '' and result ~= 'retried' then
   redis.call('EXPIRE', an, ROLLUP_TTL)
 end
 local e = redis.call('HMGET', ek, 'id', 'source', 'type', 'subject', 'body_status', 'status')
+local e = redis.call('HMGET', ek, 'id', 'source', 'type', 'subject', 'body_status', 'status',
+  'payment_key')
 -- The change log last, after every other write: a failed append (pcall) loses that live
 -- message only, as when it is appended by a call of its own.
 local logged = 0
@@ -67,10 +70,11 @@ if ARGV[9] ~= '' then
   local function value(x) if x then return x end return cjson.null end
   local data = cjson.encode({
     event_id = value(e[1]), source = value(e[2]), type = value(e[3]), subject = value(e[4]),
-    status = value(e[5]), event_status = value(e[6]), destination = dest,
+    status = value(e[5]), event_status = value(e[6]), payment_key = value(e[7]),
+    destination = dest,
     attempt = tonumber(ARGV[10]), result = result})
   local r = redis.pcall('XADD', changes, 'MAXLEN', '~', ARGV[9], '*', 'kind', 'delivery',
     'data', data)
   if not (type(r) == 'table' and r.err) then logged = 1 end
 end
-return {result, dest, e[1], e[2], e[3], e[4], e[5], e[6], logged, backlog}
+return {result, dest, e[1], e[2], e[3], e[4], e[5], e[6], logged, backlog, e[7]}
