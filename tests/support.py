@@ -36,6 +36,8 @@ ENV = {
     "PAYMENTS_WEBHOOK_SECRET": PAYMENTS_SECRET,
     "MARKETPLACE_WEBHOOK_SECRET": MARKETPLACE_SECRET,
     "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+    # config.yaml's status block (the buyer's live status, design.md 5.10).
+    "STATUS_TOKEN_SECRET": "status-test-secret-0123456789abcdef0123456789",
 }
 
 

@@ -103,3 +103,26 @@ def test_the_unsigned_migration_source_in_operate_md_loads(tmp_path):
     result = check_config(path, _dev_env(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "payments-unsigned" in result.stdout
+
+
+def test_an_env_file_from_before_a_secret_gets_only_that_one_added(tmp_path: Path):
+    path = tmp_path / ".env.dev"
+    path.write_text("# old\nexport GATEWAY_ADMIN_TOKEN=kept-as-it-was\n")
+    path.chmod(0o600)
+    for _ in range(2):  # a second run adds nothing more
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "dev_secrets.py"), str(path)],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+    values = read_env_file(path)
+    assert values["GATEWAY_ADMIN_TOKEN"] == "kept-as-it-was"
+    assert set(values) == {
+        "GATEWAY_ADMIN_TOKEN",
+        "PAYMENTS_WEBHOOK_SECRET",
+        "MARKETPLACE_WEBHOOK_SECRET",
+        "STATUS_TOKEN_SECRET",
+    }
+    assert path.read_text().count("STATUS_TOKEN_SECRET") == 1
+    assert len(values["STATUS_TOKEN_SECRET"]) >= 32
