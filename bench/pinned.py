@@ -14,8 +14,10 @@ the bench):
 * throughput: ``wrk -t1 -c32 --latency`` cycling through 100,000 pre-signed requests, each a
   new event, for the gateway (full pipeline: allow-list, both rate limits on but never
   refusing, Standard Webhooks verification, extraction, dedupe, durable enqueue, delivery to
-  the destination) on SQLite and on Redis (AOF off), the bare aiohttp baseline on uvloop and
-  the nginx ``proxy_pass`` baseline to the same destination; the gateway's RSS after warm-up
+  the destination) on SQLite and on Redis (AOF off), the bare aiohttp baseline on uvloop,
+  the floor (``bench.floor``: the accept path's work written leanly on uvloop, one Lua
+  script per request through an auto-pipeline, on the same Redis) and the nginx
+  ``proxy_pass`` baseline to the same destination; the gateway's RSS after warm-up
   and after the phase;
 * sync latency: ``delivery: sync`` at a constant 500 requests/s, against the same requests
   sent straight to the destination at the same rate: the p99 the gateway adds; and, as its
@@ -245,12 +247,18 @@ class Pinned:
 
     @contextlib.contextmanager
     def baseline(self, kind: str) -> Iterator[Target]:
-        """``aiohttp`` (bench.servers baseline on uvloop) or ``nginx`` (proxy_pass to the
-        destination), on the measured core."""
+        """``aiohttp`` (bench.servers baseline on uvloop), ``floor`` (bench.floor: the accept
+        path's work written leanly, on its own Redis database) or ``nginx`` (proxy_pass to
+        the destination), on the measured core."""
         port = free_port(HOST)
         if kind == "aiohttp":
             args = ["-m", "bench.servers", "baseline", "--port", str(port), "--uvloop"]
             proc = spawn(f"pinned-aiohttp-{port}", args, self.ws.logs, SUT_CPU)
+            ready = f"http://{HOST}:{port}/_stats"
+        elif kind == "floor":
+            url = self.store_url("redis", f"floor-{port}")
+            args = ["-m", "bench.floor", "--port", str(port), "--redis", url]
+            proc = spawn(f"pinned-floor-{port}", args, self.ws.logs, SUT_CPU)
             ready = f"http://{HOST}:{port}/_stats"
         else:
             proc = start_nginx(
@@ -288,10 +296,13 @@ class Pinned:
             log=self.ws.logs / f"{log}.wrk.log",
         )  # fmt: skip
 
-    def throughput(self, target: Target, label: str, *, gateway: bool) -> dict[str, Any]:
-        """Warm up, then one measured wrk phase; RSS and outcomes around the measured part."""
+    def throughput(
+        self, target: Target, label: str, *, gateway: bool, fresh: bool | None = None
+    ) -> dict[str, Any]:
+        """Warm up, then one measured wrk phase; RSS and outcomes around the measured part.
+        ``fresh``: requests signed now (a server that verifies them), by default a gateway's."""
         s = self.settings
-        warm_pool, pool = self._pools(target, label, fresh=gateway)
+        warm_pool, pool = self._pools(target, label, fresh=gateway if fresh is None else fresh)
         warm = self._wrk(target, warm_pool, s.warmup, f"{label}-warm")
         before, delivered_before = target.outcomes(), requests_served(self.destination)
         rss_before = target.proc.rss_kib()
@@ -498,6 +509,8 @@ def _throughput_rounds(
 ) -> dict[str, Any]:
     rounds = bench.settings.rounds
     bases: dict[str, list[dict[str, Any]]] = {"aiohttp": [], "nginx": []}
+    if "redis" in stores:
+        bases["floor"] = []  # its script runs on the Redis server, as the gateway's does
     # Each store twice: one process doing everything, and the accept path alone (an
     # ingress-only process on the measured core, delivery in a second one on the other core).
     variants = [(store, split) for split in (False, True) for store in stores]
@@ -506,7 +519,10 @@ def _throughput_rounds(
         for kind in bases:
             progress(f"wrk: {kind} baseline ({index + 1} of {rounds + 1})")
             with bench.baseline(kind) as target:
-                bases[kind].append(bench.throughput(target, f"{kind}-{index}", gateway=False))
+                run = bench.throughput(
+                    target, f"{kind}-{index}", gateway=False, fresh=kind == "floor"
+                )
+                bases[kind].append(run)
         if index == rounds:
             break
         for store, split in variants:
@@ -515,10 +531,18 @@ def _throughput_rounds(
             with bench.gateway(store, split=split) as target:
                 name = f"gw-{store}{'-split' if split else ''}-{index}"
                 runs[label].append(bench.throughput(target, name, gateway=True))
-    return {
+    result = {
         "vs_aiohttp": compare(bases["aiohttp"], runs, THROUGHPUT_METRICS),
         "vs_nginx": compare(bases["nginx"], runs, THROUGHPUT_METRICS),
     }
+    if "floor" in bases:
+        result["vs_floor"] = compare(bases["floor"], runs, THROUGHPUT_METRICS)
+        # The floor against the bare baseline too (its runs between theirs, as a gateway's):
+        # how far aiohttp lets the work go.
+        result["floor_vs_aiohttp"] = compare(
+            bases["aiohttp"], {"floor": bases["floor"][:-1]}, THROUGHPUT_METRICS
+        )
+    return result
 
 
 def _sync_rounds(

@@ -304,6 +304,27 @@ def _mib(kib: float) -> str:
     return f"{kib / 1024:.1f}"
 
 
+def _floor_lines(t: Mapping[str, Any]) -> list[str]:
+    """The floor (bench.floor) against bare aiohttp, and each gateway against the floor."""
+    floor = t["floor_vs_aiohttp"]["floor"]
+    lines = [
+        "the floor (bench.floor: the accept path's work written leanly, same run):"
+        f" {floor['rps']['median']:,.0f} requests/s = {floor['rps']['ratio']:.3f} of bare"
+        f" aiohttp ({_range(floor['rps']['ratio_min'], floor['rps']['ratio_max'], 3)}),"
+        f" {floor['cpu_us']['median']:.0f} us CPU per request",
+    ]
+    for store, entry in t["vs_floor"].items():
+        if store in ("baseline", "runs"):
+            continue
+        rps, cpu = entry["rps"], entry["cpu_us"]
+        lines.append(
+            f"  gateway on {store} / floor: requests/s {rps['ratio']:.3f}"
+            f" ({_range(rps['ratio_min'], rps['ratio_max'], 3)}), CPU per request"
+            f" {cpu['ratio']:.2f} ({_range(cpu['ratio_min'], cpu['ratio_max'], 2)})"
+        )
+    return lines
+
+
 def render_pinned(pinned: Mapping[str, Any]) -> str:
     """The pinned (wrk) measurements: throughput and latency against both baselines, the RSS
     around each phase, sync-mode latency at a constant rate, workers, and the long run."""
@@ -341,6 +362,8 @@ def render_pinned(pinned: Mapping[str, Any]) -> str:
                     _range(entry["ratio_min"], entry["ratio_max"], ratio_digits),
                 ]
             lines.append(_row(cells, widths))
+    if "vs_floor" in t:
+        lines += ["", *_floor_lines(t)]
     lines.append("")
     for store in stores:
         for index, run in enumerate(t["vs_aiohttp"]["runs"][store]):
