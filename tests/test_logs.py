@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -118,3 +119,64 @@ def test_a_closed_stderr_never_reaches_the_caller(start, monkeypatch):
     monkeypatch.setattr(sys, "stderr", report)  # where logging reports its own failure
     log_fields(logging.getLogger("gateway.test_logs"), logging.INFO, "request", FIELDS)
     assert "Logging error" in report.getvalue()
+
+
+class CountingWrites(io.StringIO):
+    """A stderr that counts its writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_a_loop_turn_writes_its_lines_once_at_its_end_in_order(start, monkeypatch):
+    start()
+    stderr = CountingWrites()
+    monkeypatch.setattr(logs._handler, "stream", stderr)
+    logger = logging.getLogger("gateway.test_logs")
+    seen_during_turn: list[str] = []
+
+    async def one_turn() -> None:
+        for number in range(5):
+            log_fields(logger, logging.INFO, "request", {**FIELDS, "n": number})
+        seen_during_turn.append(stderr.getvalue())
+        await asyncio.sleep(0)  # the turn ends: the lines go out
+        await asyncio.sleep(0)
+
+    asyncio.run(one_turn())
+    assert seen_during_turn == [""]
+    assert [line["n"] for line in lines(stderr)] == [0, 1, 2, 3, 4]
+    assert stderr.writes == 1
+
+
+def test_a_record_logged_the_usual_way_comes_after_the_waiting_lines(start, monkeypatch):
+    stderr = start()
+    logger = logging.getLogger("gateway.test_logs")
+
+    async def both() -> None:
+        log_fields(logger, logging.INFO, "request", FIELDS)
+        logger.warning("after")
+
+    asyncio.run(both())
+    assert [line["msg"] for line in lines(stderr)] == ["request", "after"]
+
+
+def test_lines_waiting_when_the_loop_stops_are_written_by_flush(start):
+    stderr = start()
+
+    loop = asyncio.new_event_loop()
+
+    def last_words() -> None:
+        log_fields(logging.getLogger("gateway.test_logs"), logging.INFO, "request", FIELDS)
+        loop.stop()  # the callbacks this turn schedules never run
+
+    loop.call_soon(last_words)
+    loop.run_forever()
+    loop.close()
+    assert stderr.getvalue() == ""
+    logging.getLogger().handlers[0].flush()  # as logging.shutdown does at exit
+    assert [line["msg"] for line in lines(stderr)] == ["request"]
