@@ -18,7 +18,7 @@ from gateway.appkeys import RUNTIME
 from gateway.config import load_config
 from gateway.config.model import Config, HostPort
 from gateway.errors import ConfigError, ConfigProblem
-from gateway.ingress.deadline import HeaderDeadline
+from gateway.ingress.deadline import HeaderDeadline, HeaderDeadlines
 from gateway.metrics import Metrics
 from gateway.store.urls import store_kind
 
@@ -57,7 +57,8 @@ class ListenSite(web.BaseSite):
         timeout = self._header_timeout
         factory: Callable[[], asyncio.BaseProtocol] = server
         if timeout:
-            factory = lambda: HeaderDeadline(server(), timeout)  # noqa: E731
+            deadlines = HeaderDeadlines(timeout)
+            factory = lambda: HeaderDeadline(server(), deadlines)  # noqa: E731
         self._server = await loop.create_server(
             factory,
             self._address.host,
