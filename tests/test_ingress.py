@@ -362,3 +362,17 @@ async def test_a_bug_still_gets_a_json_answer_and_nothing_is_acknowledged(
         "message": "internal error, retry later",
         "request_id": "req-bug",
     }
+
+
+async def test_a_source_path_is_a_route_of_its_own_and_a_trailing_slash_still_arrives(
+    make_gateway, marketplace
+):
+    # The configured path is found by aiohttp's dict lookup, not the catch-all's regex; the
+    # same path with a trailing slash still reaches the source through the catch-all.
+    client, _ = await make_gateway()
+    plain = [r for r in client.app.router.resources() if r.canonical == "/hooks/payments"]
+    assert len(plain) == 1
+    assert [route.method for route in plain[0]] == ["POST"]
+    body = payment_body()
+    response, raw = await _post(client, body, sign_payment(body), path="/hooks/payments/")
+    assert response.status == 202, raw
