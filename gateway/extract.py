@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -95,6 +96,10 @@ def parse_extractor(spec: str, *, allow_sha256: bool = False) -> Extractor:
         name = spec[len("header:") :].strip()
         if not name:
             raise ValueError("header extractor needs a header name, as in header:webhook-id")
+        if not _TOKEN.fullmatch(name):
+            # No request can carry it (RFC 9110, section 5.1); a body pointer starts with "/",
+            # which a header name never holds, so ``Payload`` keeps both by name alone.
+            raise ValueError(f"{name!r} is not a header name (letters, digits and !#$%&'*+-.^_`|~)")
         return Extractor("header", name.lower())
     pointer = spec[len("body:") :] if spec.startswith("body:") else spec
     if not pointer.startswith("/"):
@@ -114,6 +119,8 @@ def _split_pointer(pointer: str) -> list[str]:
 
 
 _MISSING = object()
+#: A header name: an RFC 9110 token.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def resolve_pointer(document: object, tokens: tuple[str, ...]) -> object:
@@ -145,7 +152,7 @@ class Payload:
     same either way.
     """
 
-    __slots__ = ("_decimal", "_exact", "_json", "body", "headers")
+    __slots__ = ("_decimal", "_exact", "_json", "_read", "body", "headers")
 
     def __init__(self, body: bytes, headers: Mapping[str, str]) -> None:
         self.body = body
@@ -153,6 +160,9 @@ class Payload:
         self._json: object = _MISSING
         self._exact: object = _MISSING
         self._decimal: object = _MISSING
+        #: Values read so far by the extractor's name: a request reads the same few (the
+        #: required fields, the id, the dedupe key, the type) several times over.
+        self._read: dict[str, str | None] = {}
 
     def json(self) -> object:
         """The body parsed as JSON; ``InvalidBody`` (400) when it is not JSON."""
@@ -199,6 +209,17 @@ class Payload:
     def get(self, extractor: Extractor) -> str | None:
         """The extracted value as text, or ``None`` when absent (null counts as absent; a
         ``list`` is absent when any of its parts is)."""
+        name = extractor.name
+        if not name:  # sha256 or a list
+            return self._value(extractor)
+        # A header's name never starts with "/", a pointer always does: one namespace.
+        read = self._read
+        if name in read:
+            return read[name]
+        value = read[name] = self._value(extractor)
+        return value
+
+    def _value(self, extractor: Extractor) -> str | None:
         if extractor.kind == "sha256":
             return hashlib.sha256(self.body).hexdigest()
         if extractor.kind == "header":

@@ -60,11 +60,20 @@ def test_headers_are_case_insensitive_through_the_request_mapping():
     assert _get("header:x-missing", headers) is None
 
 
+def test_a_header_and_a_pointer_of_like_spelling_are_read_apart():
+    payload = Payload(b'{"type": "from-body", "t": 1}', {"type": "from-header"})
+    for _ in range(2):  # the second time from what the first read kept
+        assert payload.get(parse_extractor("header:type")) == "from-header"
+        assert payload.get(parse_extractor("/type")) == "from-body"
+
+
 def test_sha256_is_the_digest_of_the_raw_body():
     assert _get("sha256") == hashlib.sha256(BODY).hexdigest()
 
 
-@pytest.mark.parametrize("spec", ["id", "header:", "/a~2b", "sha256x"])
+@pytest.mark.parametrize(
+    "spec", ["id", "header:", "/a~2b", "sha256x", "header:/type", "header:a b", "header:x:y"]
+)
 def test_bad_extractors_are_refused(spec):
     with pytest.raises(ValueError):
         parse_extractor(spec)

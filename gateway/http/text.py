@@ -8,6 +8,8 @@ import re
 
 def is_text(value: str) -> bool:
     """Whether ``value`` is valid Unicode text (no lone surrogate from undecodable bytes)."""
+    if value.isascii():  # most values: answered without encoding a copy
+        return True
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

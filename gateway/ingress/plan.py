@@ -30,7 +30,8 @@ class SourcePlan:
     #: The fail-open or fail-closed policy around the shared limiter (design.md 5.3).
     limits: StoreErrorPolicy
     #: Stage 7's headers: those an extractor reads (once, as text) and those kept with the
-    #: event (as text).
+    #: event (as text). ``read_headers`` leaves out the verifier's own, which stage 5 has
+    #: checked the same way just before.
     read_headers: frozenset[str]
     kept_headers: tuple[str, ...]
     #: Whether stage 7 parses the body as JSON (an extractor or a required field reads it).
@@ -71,7 +72,9 @@ def plan_source(
         limits=StoreErrorPolicy(
             limiter, source.rate_limit.on_store_error, on_failure=on_limiter_failure
         ),
-        read_headers=frozenset(name for e in read if e is not None for name in e.header_names()),
+        read_headers=frozenset(
+            name for e in read if e is not None for name in e.header_names()
+        ).difference(source.verifier.reads),
         kept_headers=("content-type", *source.forward_headers),
         needs_json=any(e is not None and e.needs_json for e in read),
         accept_limit=AcceptLimit(key, rule) if limits_in_store and rule is not None else None,
