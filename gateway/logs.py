@@ -101,9 +101,10 @@ class JsonHandler(logging.StreamHandler[TextIO]):
 
     A ``log_fields`` line made on a thread running an event loop is written at the end of the
     loop's turn, with every other line of that turn, in one write: under load a turn answers
-    many requests, and a write (a system call) per line was a tenth of a line's cost. Lines
-    keep their order: a record logged the usual way, ``flush`` and ``close`` first write what
-    is waiting (``logging.shutdown`` at exit flushes every handler).
+    many requests, and a write (a system call) per line was about a tenth of a line's cost.
+    Lines keep their order: a record logged the usual way and ``flush`` first write what is
+    waiting (``logging.shutdown`` at exit flushes every handler, so a loop's last lines are
+    written even when it stopped before the end of its turn).
     """
 
     def __init__(self) -> None:
@@ -111,6 +112,8 @@ class JsonHandler(logging.StreamHandler[TextIO]):
         self.setFormatter(JsonFormatter())
         self._stamps = _Timestamps()
         self._waiting: list[str] = []
+        #: The loop whose end of turn will write the waiting lines.
+        self._flush_on: asyncio.AbstractEventLoop | None = None
 
     def write_fields(self, logger: str, level: int, msg: str, fields: dict[str, Any]) -> None:
         """Write the line a record of these would format to: at the end of this turn of the
@@ -122,11 +125,18 @@ class JsonHandler(logging.StreamHandler[TextIO]):
             if loop is None:  # no loop on this thread: in order, now
                 self._write_waiting(text + self.terminator)
                 return
-            if not self._waiting:
-                loop.call_soon(self.flush)
+            if self._flush_on is not loop:
+                # The first line of this turn (or of a loop that took over from one which
+                # stopped before its turn ended): this turn's end writes them.
+                self._flush_on = loop
+                loop.call_soon(self._end_of_turn)
             self._waiting.append(text)
         finally:
             self.release()
+
+    def _end_of_turn(self) -> None:
+        self._flush_on = None
+        self.flush()
 
     def _write_waiting(self, more: str = "") -> None:
         """Write the waiting lines and ``more`` in one call (the lock held)."""

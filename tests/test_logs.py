@@ -180,3 +180,25 @@ def test_lines_waiting_when_the_loop_stops_are_written_by_flush(start):
     assert stderr.getvalue() == ""
     logging.getLogger().handlers[0].flush()  # as logging.shutdown does at exit
     assert [line["msg"] for line in lines(stderr)] == ["request"]
+
+
+def test_a_loop_after_one_that_stopped_mid_turn_still_writes_its_lines(start):
+    stderr = start()
+    logger = logging.getLogger("gateway.test_logs")
+    stopped = asyncio.new_event_loop()
+
+    def cut_short() -> None:
+        log_fields(logger, logging.INFO, "first", FIELDS)
+        stopped.stop()
+
+    stopped.call_soon(cut_short)
+    stopped.run_forever()
+
+    async def next_loop() -> None:
+        log_fields(logger, logging.INFO, "second", FIELDS)
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+
+    asyncio.run(next_loop())
+    stopped.close()
+    assert [line["msg"] for line in lines(stderr)] == ["first", "second"]
