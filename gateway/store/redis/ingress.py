@@ -169,15 +169,20 @@ class RedisIngress(RedisCore):
             "mode", mode,
             "origin", event.origin,
         ]  # fmt: skip
-        for name, value in (
-            ("type", event.type),
-            ("subject", event.subject),
-            ("time", event.time),
-            ("body_status", body_status_of(event.body_status)),
-            ("payment_key", None if event.payment is None else event.payment.key),
-        ):
-            if value is not None:
-                fields += [name, value]
+        body_status = body_status_of(event.body_status)
+        payment_key = None if event.payment is None else event.payment.key
+        # The optional fields one test each (a loop over (name, value) pairs built them all
+        # first, on every accept).
+        if event.type is not None:
+            fields += ["type", event.type]
+        if event.subject is not None:
+            fields += ["subject", event.subject]
+        if event.time is not None:
+            fields += ["time", event.time]
+        if body_status is not None:
+            fields += ["body_status", body_status]
+        if payment_key is not None:
+            fields += ["payment_key", payment_key]
         delivery_ids = [new_delivery_id(uid) for _ in destinations]
         packed: dict[str, object] = {
             "mode": mode,
@@ -210,8 +215,8 @@ class RedisIngress(RedisCore):
             keys.ids(event.id),
             keys.lex_id,
             keys.lex_subject,
-            keys.stats(minute_of(now)),
-            keys.stats(minute_of(ended)),
+            stats_now := keys.stats(minute_of(now)),
+            stats_now if ended == now else keys.stats(minute_of(ended)),
             keys.status["held"],
             *(keys.dl(did) for did in delivery_ids),
             *(keys.at(did) for did in delivery_ids),
@@ -244,12 +249,7 @@ class RedisIngress(RedisCore):
                 "order": pay.order,
             }
         change = event_change(
-            event.id,
-            event.source,
-            event.type,
-            event.subject,
-            body_status_of(event.body_status),
-            None if event.payment is None else event.payment.key,
+            event.id, event.source, event.type, event.subject, body_status, payment_key
         )
         entries: list[tuple[str, dict[str, object]]] = [("accepted", change)]
         if attempt is not None:

@@ -108,6 +108,8 @@ class PartitionKeys:
             p + "depth",
         )
         self.events = p + "events"
+        #: The prefix-search indexes of event ids and of subjects.
+        self.lex_id, self.lex_subject = p + "lex:id", p + "lex:subj"
         self.status = {st: f"{p}events:st:{st}" for st in (*STATUSES, "held")}
         #: What every state-changing script takes first, in prelude.lua's order.
         self.shared = [
@@ -150,16 +152,6 @@ class PartitionKeys:
     def type(self, type_: str) -> str:
         """The index of the events of one type."""
         return f"{self.prefix}events:type:{type_}"
-
-    @property
-    def lex_id(self) -> str:
-        """The prefix-search index of event ids."""
-        return f"{self.prefix}lex:id"
-
-    @property
-    def lex_subject(self) -> str:
-        """The prefix-search index of subjects."""
-        return f"{self.prefix}lex:subj"
 
     def payment(self, member: str) -> str:
         """The hash of a payment (``member``: ``<source>\\n<key>``)."""
