@@ -148,16 +148,23 @@ def main() -> None:
     import uvloop
 
     uvloop.install()
-    floor = Floor(args.redis)
+    web.run_app(
+        make_app(Floor(args.redis)), host="127.0.0.1", port=args.port, access_log=None, print=None
+    )
 
-    async def app() -> web.Application:
-        floor.sha = await floor.client.script_load(ACCEPT)
-        application = web.Application()
-        application.router.add_post(SOURCE_PATH, floor.accept)
-        application.router.add_get("/_stats", floor.stats)
-        return application
 
-    web.run_app(app(), host="127.0.0.1", port=args.port, access_log=None, print=None)
+async def make_app(floor: Floor) -> web.Application:
+    """The floor's application: its script loaded, the source's path and ``/_stats``."""
+    floor.sha = await floor.client.script_load(ACCEPT)
+    application = web.Application()
+    application.router.add_post(SOURCE_PATH, floor.accept)
+    application.router.add_get("/_stats", floor.stats)
+
+    async def close(_: web.Application) -> None:
+        await floor.client.aclose()
+
+    application.on_cleanup.append(close)
+    return application
 
 
 if __name__ == "__main__":
