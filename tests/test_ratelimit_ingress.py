@@ -40,8 +40,15 @@ async def _post(client, body, headers):
     return response, await response.read()
 
 
-async def test_per_ip_limit_refuses_before_the_body_and_the_signature(make_gateway, marketplace):
-    client, _ = await make_gateway(sources=_limited(per_ip={"rate": "1/m", "burst": 2}))
+async def test_per_ip_limit_refuses_before_the_body_and_the_signature(
+    make_gateway, marketplace, store_url
+):
+    # On Redis, with the body already here, the accept script decides the per-IP limit: a
+    # request refused before it (here by its signature) is counted on its own first, so the
+    # answers and the signature-failure count are those of the stage order.
+    client, _ = await make_gateway(
+        store_url=store_url, sources=_limited(per_ip={"rate": "1/m", "burst": 2})
+    )
     forged = payment_body()
     bad = {**sign_payment(forged), "webhook-signature": "v1,AAAA"}
     for _ in range(2):
@@ -54,7 +61,7 @@ async def test_per_ip_limit_refuses_before_the_body_and_the_signature(make_gatew
     assert response.headers["RateLimit-Limit"] == "2"
     assert response.headers["RateLimit-Remaining"] == "0"
     assert int(response.headers["RateLimit-Reset"]) >= 1
-    # The refused request cost no signature check.
+    # The refused request is not counted as a signature failure.
     assert _signature_failures(client) == 2
     assert marketplace[0].received == []
 
@@ -137,3 +144,45 @@ async def test_redis_limiter_down_follows_on_store_error(make_gateway, policy, s
     # deny: the limiter refuses it with 429. Never an unhandled error.
     assert response.status == status
     assert json.loads(raw)["error"] == ("unavailable" if policy == "allow" else "rate_limited")
+
+
+async def test_per_ip_limit_in_the_accept_comes_before_the_source_limit_and_stores_nothing(
+    make_gateway, marketplace, store_url
+):
+    client, _ = await make_gateway(
+        store_url=store_url,
+        sources=_limited(
+            per_ip={"rate": "1/m", "burst": 2}, per_source={"rate": "1/m", "burst": 5}
+        ),
+    )
+    for msg_id in ("msg_one", "msg_one"):  # a resend counts against the limit too
+        body = payment_body(note=msg_id)
+        response, _ = await _post(client, body, sign_payment(body, msg_id=msg_id))
+        assert response.status in (200, 202)
+    body = payment_body()
+    limited, raw = await _post(client, body, sign_payment(body, msg_id="msg_two"))
+    assert limited.status == 429
+    assert json.loads(raw)["error"] == "rate_limited"
+    assert limited.headers["RateLimit-Limit"] == "2"  # the per-IP limit's, not the source's
+    store = client.server.app[STORE]
+    assert await store.get_event("msg_two") is None
+
+
+async def test_a_request_refused_after_stage_3_is_counted_against_the_ip(
+    make_gateway, marketplace, store_url
+):
+    # An invalid body (stage 7) and an event no route takes under on_unrouted: reject (stage
+    # 8) each use up the per-IP allowance, as they would if stage 3 ran first.
+    sources = _limited(per_ip={"rate": "1/m", "burst": 2})
+    sources["payments"]["on_unrouted"] = "reject"
+    client, _ = await make_gateway(store_url=store_url, sources=sources)
+    broken = b"{not json"
+    response, _ = await _post(client, broken, sign_payment(broken))
+    assert response.status == 400
+    unrouted = payment_body(type="refund.created")
+    response, _ = await _post(client, unrouted, sign_payment(unrouted))
+    assert response.status == 422
+    body = payment_body()
+    response, _ = await _post(client, body, sign_payment(body))
+    assert response.status == 429
+    assert marketplace[0].received == []

@@ -52,7 +52,7 @@ from gateway.ratelimit.gcra import RateRule
 from gateway.ratelimit.headers import rate_limit_headers
 from gateway.ratelimit.limiter import Limiter
 from gateway.store.protocols import IngressStore
-from gateway.store.records import Event, LimitReached, Origin, body_status_of
+from gateway.store.records import AcceptLimit, Event, LimitReached, Origin, body_status_of
 
 log = logging.getLogger("gateway.ingress")
 
@@ -194,30 +194,54 @@ class Ingress:
         )
         if source.allow_ips and (ip is None or not in_networks(ip, source.allow_ips)):
             raise IpNotAllowed()
-        # Stage 3: per-IP limit before any byte of the body is read (protects CPU).
-        if source.rate_limit.per_ip is not None:
-            await self._limit(plan, f"ip:{source.name}:{ip}", source.rate_limit.per_ip)
+        # Stage 3: per-IP limit before any byte of the body is read (protects CPU). When the
+        # whole body is already here (a webhook's usually comes with its headers), reading it
+        # costs nothing and the limit's own round trip costs more than stages 4-7 together:
+        # then stage 8's store call decides it first, before the per-source limit and before
+        # anything is stored, and a request refused on the way there is counted on its own
+        # before its refusal. Every answer is the one the stage order gives.
+        deferred: AcceptLimit | None = None
+        per_ip = source.rate_limit.per_ip
+        if per_ip is not None:
+            ip_key = f"ip:{source.name}:{ip}"
+            if plan.ip_limit_in_accept and request.content.is_eof():
+                deferred = AcceptLimit(ip_key, per_ip)
+            else:
+                await self._limit(plan, ip_key, per_ip)
+        try:
+            event, now = await self._stages_4_to_7(plan, request, request_id)
+        except RequestError as refusal:
+            if deferred is not None:
+                await self._limit(plan, deferred.key, deferred.rule)  # stage 3 comes first
+            if isinstance(refusal, VerificationError):
+                # Counted once stage 3 has let the request through, wherever it was decided.
+                self.metrics.signature_failures.labels(source.name).inc()
+            raise
+        # Stage 8.
+        if source.delivery == "sync":
+            return await self._forward_sync(plan, event, now)
+        return await self._enqueue(plan, event, now, first=deferred)
+
+    async def _stages_4_to_7(
+        self, plan: SourcePlan, request: web.Request, request_id: str
+    ) -> tuple[Event, float]:
+        """The body, the provider's verdict, the per-source limit and the event; and the time
+        the request was verified at."""
+        source = plan.source
+        server = self.config.server
         # Stage 4: the body, within size and time limits.
         body = await read_body(request, server.max_body_bytes, read_timeout=server.body_timeout)
         # Stage 5: the provider's verdict; raw bytes, never decoded first. Each header it reads
         # occurs once and is text, so what it verifies is what every later stage reads.
         now = self.clock()
-        try:
-            check_single(request.headers, source.verifier.reads, VerificationError)
-            source.verifier.verify(body, request.headers, source.secrets, now)
-        except VerificationError:
-            self.metrics.signature_failures.labels(source.name).inc()
-            raise
+        check_single(request.headers, source.verifier.reads, VerificationError)
+        source.verifier.verify(body, request.headers, source.secrets, now)
         # Stage 6: per-source limit, counted on authentic requests only (decided by stage 8's
         # store call where the plan's ``accept_limit`` has it, before anything is stored).
         if source.rate_limit.per_source is not None and plan.accept_limit is None:
             await self._limit(plan, plan.limit_key, source.rate_limit.per_source)
         # Stage 7: parse and extract.
-        event = self._extract(plan, body, request.headers, request_id, now)
-        # Stage 8.
-        if source.delivery == "sync":
-            return await self._forward_sync(plan, event, now)
-        return await self._enqueue(plan, event, now)
+        return self._extract(plan, body, request.headers, request_id, now), now
 
     async def _limit(self, plan: SourcePlan, key: str, rule: RateRule) -> None:
         """Stages 3 and 6: one GCRA hit; a refusal is a 429 with Retry-After and RateLimit-*."""
@@ -318,8 +342,11 @@ class Ingress:
         dedupe, payment state, persist and enqueue, as ``handle`` does."""
         return await self._enqueue(plan, event, now)
 
-    async def _enqueue(self, plan: SourcePlan, event: Event, now: float) -> Accepted:
-        """Stage 8, queued: one atomic dedupe + persist + enqueue, then 202.
+    async def _enqueue(
+        self, plan: SourcePlan, event: Event, now: float, *, first: AcceptLimit | None = None
+    ) -> Accepted:
+        """Stage 8, queued: one atomic dedupe + persist + enqueue, then 202; ``first``: the
+        per-IP limit, when the store call decides it (``_process``).
 
         An event no route takes is never silent (design.md 3): it is stored as ``unrouted`` and
         answered so, with its own outcome, or refused with 422 under ``on_unrouted: reject``.
@@ -327,18 +354,26 @@ class Ingress:
         source = plan.source
         destinations = plan.destinations_for(event.type)
         if not destinations and source.on_unrouted == "reject":
+            if first is not None:
+                await self._limit(plan, first.key, first.rule)  # stage 3 comes first
             raise UnroutedRefused(
                 f"no route of source {source.name} takes event type {event.type!r}"
             )
         limit = plan.accept_limit
         try:
             result = await self.store.accept(
-                event, destinations, source.dedupe.window, now, limit=limit
+                event, destinations, source.dedupe.window, now, limit=limit, first=first
             )
         except LimitReached as refused:
             raise RateLimited(headers=rate_limit_headers(refused.decision)) from None
         except StoreError as exc:
             log.warning("store unavailable", extra={"source": source.name, "error": str(exc)})
+            if first is not None:
+                # The per-IP limit could not be decided either: its on_store_error answers,
+                # as it would have at stage 3 (deny: 429; allow: on to the store, 503).
+                decision = plan.limits.failed(exc, first.rule, self.clock())
+                if not decision.allowed:
+                    raise RateLimited(headers=rate_limit_headers(decision)) from exc
             raise Unavailable() from exc
         if result.status == "duplicate":
             return Accepted(

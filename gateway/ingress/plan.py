@@ -41,6 +41,10 @@ class SourcePlan:
     accept_limit: AcceptLimit | None
     #: The limiter key of the per-source limit, for stage 6 when it is not in ``accept_limit``.
     limit_key: str
+    #: Whether stage 8's store call may decide the per-IP limit too, before the per-source
+    #: one (queued mode, limits kept by the store), for a request whose body had arrived
+    #: whole by stage 3: one round trip instead of two (see ``Ingress._process``).
+    ip_limit_in_accept: bool
     #: event type -> destinations, filled as types are seen.
     _routes: dict[str | None, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
@@ -79,6 +83,9 @@ def plan_source(
         needs_json=any(e is not None and e.needs_json for e in read),
         accept_limit=AcceptLimit(key, rule) if limits_in_store and rule is not None else None,
         limit_key=key,
+        ip_limit_in_accept=limits_in_store
+        and source.rate_limit.per_ip is not None
+        and source.delivery == "queued",
     )
 
 

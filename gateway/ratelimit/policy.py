@@ -56,11 +56,16 @@ class StoreErrorPolicy:
         try:
             return await self.limiter.hit(key, rule, now)
         except StoreError as exc:
-            self.store_errors += 1
-            self._log(exc, now)
-            if self.on_failure is not None:
-                self.on_failure(exc)
-            return self._fallback(rule, now)
+            return self.failed(exc, rule, now)
+
+    def failed(self, exc: StoreError, rule: RateRule, now: float) -> Decision:
+        """The policy's decision for a hit whose store failed with ``exc`` (made here, or by
+        a store deciding the limit in its own call), counted and logged as such."""
+        self.store_errors += 1
+        self._log(exc, now)
+        if self.on_failure is not None:
+            self.on_failure(exc)
+        return self._fallback(rule, now)
 
     def _fallback(self, rule: RateRule, now: float) -> Decision:
         """The decision taken without the store; ``new_tat_us`` is meaningless and not stored."""

@@ -130,9 +130,13 @@ class IngressStore(Protocol):
         window: float,
         now: float,
         limit: AcceptLimit | None = None,
+        *,
+        first: AcceptLimit | None = None,
     ) -> AcceptResult:
         """Dedupe, persist and enqueue one delivery per destination, atomically; with a
-        ``limit`` (only where ``decides_limits``), first decide it: ``LimitReached``."""
+        ``limit`` (only where ``decides_limits``), first decide it: ``LimitReached``. A
+        ``first`` limit (the per-IP one) is decided before ``limit``, which a request it
+        refuses never reaches."""
 
     async def claim(
         self,

@@ -123,15 +123,16 @@ class AcceptResult:
 @dataclass(frozen=True)
 class AcceptLimit:
     """A rate limit decided in the same atomic step as an accept or a sync claim, before
-    anything is stored (the per-source limit, when the store keeps the limits too:
-    ``Store.decides_limits``)."""
+    anything is stored (the per-source limit, and for an accept the per-IP one, when the
+    store keeps the limits too: ``Store.decides_limits``)."""
 
     key: str
     rule: RateRule
 
 
 class LimitReached(Exception):
-    """``accept`` or ``claim`` stored nothing: its ``AcceptLimit`` refused the request."""
+    """``accept`` or ``claim`` stored nothing: one of its ``AcceptLimit``s refused the request
+    (``decision`` is that limit's)."""
 
     def __init__(self, decision: Decision) -> None:
         super().__init__("the rate limit refused the request")

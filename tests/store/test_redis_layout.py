@@ -256,6 +256,33 @@ async def test_accept_decides_the_per_source_limit_in_the_limiters_own_bucket(
         await store.close()
 
 
+async def test_accept_decides_a_first_limit_before_the_per_source_one(
+    redis_server: RedisServer,
+):
+    # The per-IP limit, when the accept decides it: in the limiter's own bucket, before the
+    # per-source limit, which a request it refuses does not consume; nothing is stored.
+    await flush(redis_server.url)
+    store = await open_store(redis_server.url)
+    try:
+        limiter = store.rate_limiter()
+        ip_rule = RateRule(rate=Rate.parse("1/m"), burst=2)
+        source_rule = RateRule(rate=Rate.parse("1/m"), burst=5)
+        ip = AcceptLimit("ip:payments:10.0.0.1", ip_rule)
+        source = AcceptLimit("source:payments", source_rule)
+        assert (await limiter.hit("ip:payments:10.0.0.1", ip_rule, T0)).remaining == 1
+        accepted = await store.accept(make_event("evt_1"), ["m"], 60, T0, limit=source, first=ip)
+        assert accepted.status == "queued"
+        with pytest.raises(LimitReached) as refused:
+            await store.accept(make_event("evt_2"), ["m"], 60, T0, limit=source, first=ip)
+        decision = refused.value.decision
+        assert not decision.allowed and decision.limit == 2 and decision.remaining == 0
+        assert await store.get_event("evt_2") is None
+        # The per-source bucket saw the one accepted event only: four of five left.
+        assert (await limiter.hit("source:payments", source_rule, T0)).remaining == 3
+    finally:
+        await store.close()
+
+
 async def test_claim_decides_the_per_source_limit_first(redis_server: RedisServer):
     # Sync mode's claim takes the limit as accept does: one bucket with the limiter's, and a
     # refusal claims nothing.

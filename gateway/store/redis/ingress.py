@@ -68,10 +68,13 @@ class RedisIngress(RedisCore):
         window: float,
         now: float,
         limit: AcceptLimit | None = None,
+        *,
+        first: AcceptLimit | None = None,
     ) -> AcceptResult:
-        """Dedupe, persist and enqueue, in one script (which decides ``limit`` first)."""
+        """Dedupe, persist and enqueue, in one script (which decides ``first``, then
+        ``limit``, before anything else)."""
         status, event_id, mark, held = await self._store_event(
-            "queued", event, destinations, window, now, limit=limit
+            "queued", event, destinations, window, now, limit=limit, first=first
         )
         return AcceptResult(one_of(status, ACCEPT_STATUSES, "accept status"), event_id, mark, held)
 
@@ -145,6 +148,7 @@ class RedisIngress(RedisCore):
         attempt: Attempt | None = None,
         *,
         limit: AcceptLimit | None = None,
+        first: AcceptLimit | None = None,
     ) -> tuple[str, str, Mark | None, bool]:
         """Run accept.lua; the status and event id it answers, the event's mark (a payment's
         event, design.md 5.7) and whether it was held back.
@@ -154,7 +158,7 @@ class RedisIngress(RedisCore):
         by ``log.lua`` right after it answers (see "Change log" in the package). With a
         ``limit`` (a single Redis only: its key has a hash tag of its own), the script decides
         it before writing anything, on the server's clock as ``RedisLimiter`` does:
-        ``LimitReached``.
+        ``LimitReached``; a ``first`` limit the same way, before ``limit``.
         """
         keys = self._parts[self.partition_of(event.source, event.shard_key)]
         uid = keys.new_uid()
@@ -264,10 +268,11 @@ class RedisIngress(RedisCore):
             packed["log"] = [(kind, dumps(data)[:-1]) for kind, data in entries]
             script_keys.append(CHANGES_KEY)
             at["log"] = len(script_keys)
-        if limit is not None:
-            packed["limit"] = [str(limit.rule.interval_us), str(limit.rule.burst)]
-            script_keys.append(self._limit_key(limit))
-            at["limit"] = len(script_keys)
+        for name, decided in (("first", first), ("limit", limit)):
+            if decided is not None:
+                packed[name] = [str(decided.rule.interval_us), str(decided.rule.burst)]
+                script_keys.append(self._limit_key(decided))
+                at[name] = len(script_keys)
         packed["at"] = at
         reply = await self._call(
             "accept", script_keys, [dumpb(packed), body, headers], durable=True
@@ -275,6 +280,8 @@ class RedisIngress(RedisCore):
         status = reply[0].decode()
         if status == "rate_limited" and limit is not None:
             raise LimitReached(decision_of(reply[1:], limit.rule))
+        if status == "rate_limited_first" and first is not None:
+            raise LimitReached(decision_of(reply[1:], first.rule))
         event_id = reply[1].decode()
         mark: Mark | None = None
         held = False

@@ -49,9 +49,11 @@ class SqliteIngress(SqliteCore):
         window: float,
         now: float,
         limit: AcceptLimit | None = None,
+        *,
+        first: AcceptLimit | None = None,
     ) -> AcceptResult:
         """Dedupe, persist and enqueue one delivery per destination, in one transaction."""
-        if limit is not None:
+        if limit is not None or first is not None:
             raise ValueError("the SQLite store does not decide rate limits (decides_limits)")
 
         def tx(conn: sqlite3.Connection) -> AcceptResult:

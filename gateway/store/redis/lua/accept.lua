@@ -7,7 +7,8 @@
 --       attempt lists, then the keys named by position in ``at``: type (the type's index),
 --       pay (the payment's 13 keys, below), log (the change log, when the entries go in here:
 --       one partition only, whose hash tag the log shares), limit (the rate limit's key, a
---       single Redis only), an (the analytics hash of the source's day, rollup.lua).
+--       single Redis only), first (a limit decided before it: the per-IP one), an (the
+--       analytics hash of the source's day, rollup.lua).
 --       The payment's keys, from ``at.pay``: +0 its hash, +1 its events (uids by received_at),
 --       +2 payments (members "<source>\n<key>" by last update), +3 payments:src:<source>,
 --       +4 payments:conflict, +5 lex:paykey ("<key>\n<member>"), +6 lex:payref
@@ -23,17 +24,25 @@
 --       of the time from arrival to delivery); with log, cap and the entries as {kind, data},
 --       each data a JSON object without its closing brace, which this script closes after
 --       adding the event's status;
---       limit, {interval (us), burst} of the per-source rate limit to decide first. Every
+--       limit, {interval (us), burst} of the per-source rate limit to decide first; first,
+--       the same of the per-IP limit, decided before it. Every
 --       value is a string: a Lua number turned back into text keeps only 14 digits.
 --       2 the body, 3 the headers (bytes when sealed, so not in the JSON).
 -- Answers {'duplicate', event id} or {'queued', event id, the event's status, logged, mark,
 -- held}, where logged is 0 when an entry could not be appended (the event is stored all the
 -- same), mark '' or 'superseded' or 'conflict', held 1 when the event was kept back from
--- delivery; or {'rate_limited', the gcra answer's fields}: the limit refused and nothing was
--- written. A duplicate is counted in the minute's stats too. Being a write, that also moves
--- this connection's replication offset past the original's, so the WAIT that follows a
--- durable call (store.wait_replicas) covers the original before the duplicate is answered.
+-- delivery; or {'rate_limited' (or 'rate_limited_first'), the gcra answer's fields}: that
+-- limit refused and nothing was written. A duplicate is counted in the minute's stats too.
+-- Being a write, that also moves this connection's replication offset past the original's,
+-- so the WAIT that follows a durable call (store.wait_replicas) covers the original before
+-- the duplicate is answered.
 local a = cjson.decode(ARGV[1])
+if a.at.first then
+  -- The per-IP limit, before the per-source one (the request path's order): a request it
+  -- refuses counts against neither the per-source limit nor anything else.
+  local r = gcra(KEYS[a.at.first], a.first[1], a.first[2], '')
+  if r[1] == 0 then return {'rate_limited_first', r[1], r[2], r[3], r[4], r[5]} end
+end
 if a.at.limit then
   -- Before anything is written (a duplicate counts against the limit too, as a separate
   -- limiter call before this script would have counted it), on the server's clock.
