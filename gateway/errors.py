@@ -90,6 +90,11 @@ class StoreError(GatewayError):
     """The store is unreachable or failed; the request answers 503 and nothing is half-done."""
 
 
+class StoreUnreachable(StoreError):
+    """The store could not be reached or did not answer in time (not: it answered with an
+    error, or could not confirm a write it made)."""
+
+
 class EventNotFound(GatewayError):
     """No stored event has this id (for this source, when one was given)."""
 

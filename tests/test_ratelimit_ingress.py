@@ -6,9 +6,16 @@ import json
 
 import pytest
 
-from gateway.app import METRICS, STORE
+from gateway.app import METRICS, STORE, create_app
 from harness.redis_server import RedisServer
-from tests.support import payment_body, payments_source, sign_payment, sqlite_url
+from tests.support import (
+    build_config,
+    config_dict,
+    payment_body,
+    payments_source,
+    sign_payment,
+    sqlite_url,
+)
 
 
 def _limited(per_ip=None, per_source=None, on_store_error="allow"):
@@ -186,3 +193,22 @@ async def test_a_request_refused_after_stage_3_is_counted_against_the_ip(
     response, _ = await _post(client, body, sign_payment(body))
     assert response.status == 429
     assert marketplace[0].received == []
+
+
+async def test_a_write_redis_made_but_could_not_confirm_is_503_even_when_the_ip_policy_denies(
+    aiohttp_client, marketplace
+):
+    # The accept script ran (the per-IP limit was decided in it) and only the replicas'
+    # confirmation is missing: the store's answer, not the per-IP on_store_error, decides.
+    with RedisServer() as redis:
+        data = config_dict(
+            str(marketplace[1].make_url("/api/webhooks/payments")),
+            store_url=redis.url,
+            sources=_limited(per_ip={"rate": "100/s", "burst": 10}, on_store_error="deny"),
+        )
+        data["store"].update(wait_replicas=1, wait_timeout="100ms")  # no replica exists
+        client = await aiohttp_client(create_app(build_config(data)))
+        body = payment_body()
+        response, raw = await _post(client, body, sign_payment(body))
+    assert response.status == 503
+    assert json.loads(raw)["error"] == "unavailable"

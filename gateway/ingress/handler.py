@@ -33,6 +33,7 @@ from gateway.errors import (
     RateLimited,
     RequestError,
     StoreError,
+    StoreUnreachable,
     Unavailable,
     UnknownSource,
     UnroutedRefused,
@@ -368,7 +369,7 @@ class Ingress:
             raise RateLimited(headers=rate_limit_headers(refused.decision)) from None
         except StoreError as exc:
             log.warning("store unavailable", extra={"source": source.name, "error": str(exc)})
-            if first is not None:
+            if first is not None and isinstance(exc, StoreUnreachable):
                 # The per-IP limit could not be decided either: its on_store_error answers,
                 # as it would have at stage 3 (deny: 429; allow: on to the store, 503).
                 decision = plan.limits.failed(exc, first.rule, self.clock())

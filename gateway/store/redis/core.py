@@ -18,9 +18,11 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.errors import StoreError
+from gateway.errors import StoreError, StoreUnreachable
 from gateway.jsontext import dumpb
 from gateway.ratelimit.limiter import Limiter
 from gateway.ratelimit.redis_limiter import RedisLimiter
@@ -46,6 +48,8 @@ log = logging.getLogger("gateway.store")
 RATE_LIMIT_TIMEOUT = 0.25
 #: What a Redis call can fail with (refused, timed out, a script error): a ``StoreError``.
 STORE_FAILURES = (TimeoutError, RedisError, OSError)
+#: Those of them that mean Redis was not reached or did not answer: ``StoreUnreachable``.
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError)
 
 
 class PartitionMismatch(StoreError):
@@ -178,6 +182,8 @@ class RedisCore:
         """Every Redis failure (refused, timed out, script error) as a StoreError."""
         try:
             yield
+        except UNREACHABLE as exc:
+            raise StoreUnreachable(f"Redis store failed: {exc}") from exc
         except STORE_FAILURES as exc:
             raise StoreError(f"Redis store failed: {exc}") from exc
 
@@ -194,6 +200,8 @@ class RedisCore:
         # of a generator costs more than the script call's own Python.
         try:
             return await self._batch.call(self._scripts[name], keys, args, durable=durable)
+        except UNREACHABLE as exc:
+            raise StoreUnreachable(f"Redis store failed: {exc}") from exc
         except STORE_FAILURES as exc:
             raise StoreError(f"Redis store failed: {exc}") from exc
 
