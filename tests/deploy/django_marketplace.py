@@ -14,14 +14,19 @@ start of a payment: it keeps the payment's id in the buyer's session.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 urlpatterns: list[Any] = []  # filled in by main(); ROOT_URLCONF is this module
 PROJECT: Path
+#: The repository's root, where ``python -m tests.deploy.django_marketplace`` runs.
+_REPO = Path(__file__).resolve().parents[2]
 #: Offers the marketplace knows; any other answers 404, as the real view does.
 OFFERS = {"42", "43"}
 
@@ -66,6 +71,31 @@ def start_payment(request: Any, pending_id: str) -> Any:
 
     request.session["pending_payment_id"] = pending_id
     return JsonResponse({"started": pending_id})
+
+
+@contextlib.asynccontextmanager
+async def running(project: Path, env: dict[str, str]) -> AsyncIterator[str]:
+    """This app serving ``project`` in a process of its own, with ``env`` (PATH is added):
+    its base URL, until the block ends."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.deploy.django_marketplace",
+        str(project),
+        cwd=_REPO,
+        env={**env, "PATH": "/usr/bin:/bin"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None and process.stderr is not None
+        async with asyncio.timeout(30):
+            line = await process.stdout.readline()
+        assert line.strip().isdigit(), (line + await process.stderr.read()).decode()
+        yield f"http://127.0.0.1:{int(line)}"
+    finally:
+        process.kill()
+        await process.wait()
 
 
 def main() -> int:

@@ -3,9 +3,7 @@ in tmp_path, serving real deliveries from a real gateway (payments and Rafiki ev
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 import uuid
 from pathlib import Path
 
@@ -13,7 +11,8 @@ import aiohttp
 import pytest
 
 from gateway.app import STORE, create_admin_app, create_app
-from tests.deploy.files import ROOT, doc_code_block
+from tests.deploy.django_marketplace import running
+from tests.deploy.files import doc_code_block
 from tests.support import (
     ADMIN_TOKEN,
     MARKETPLACE_SECRET,
@@ -39,24 +38,8 @@ async def django_site(tmp_path):
     (project / "jobs" / "webhooks.py").write_text(
         doc_code_block("integrate-marketplace.md", "jobs/webhooks.py")
     )
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.deploy.django_marketplace",
-        str(project),
-        cwd=ROOT,
-        env={"GATEWAY_WEBHOOK_SECRET": MARKETPLACE_SECRET, "PATH": "/usr/bin:/bin"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(30):
-            line = await process.stdout.readline()
-        assert line.strip().isdigit(), (line + await process.stderr.read()).decode()
-        yield f"http://127.0.0.1:{int(line)}", project
-    finally:
-        process.kill()
-        await process.wait()
+    async with running(project, {"GATEWAY_WEBHOOK_SECRET": MARKETPLACE_SECRET}) as base_url:
+        yield base_url, project
 
 
 def _handled(project: Path) -> list[dict]:

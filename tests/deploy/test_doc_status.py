@@ -4,10 +4,8 @@ opened at a real gateway, which reports the payment until it is final and confir
 
 from __future__ import annotations
 
-import asyncio
 import html
 import re
-import sys
 import time
 import uuid
 
@@ -17,7 +15,8 @@ import pytest
 from gateway.app import create_app
 from gateway.status.routes import StatusTiming
 from harness.redis_server import free_port
-from tests.deploy.files import ROOT, doc_code_block
+from tests.deploy.django_marketplace import running
+from tests.deploy.files import doc_code_block
 from tests.status_support import STATUS_SECRET, status_block, ws_rest, ws_until
 from tests.support import (
     MARKETPLACE_SECRET,
@@ -46,29 +45,13 @@ async def finish_page(tmp_path):
         path.write_text(doc_code_block(PAGE, name))
     (project / "jobs" / "__init__.py").write_text("")
     gateway_port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.deploy.django_marketplace",
-        str(project),
-        cwd=ROOT,
-        env={
-            "GATEWAY_WEBHOOK_SECRET": MARKETPLACE_SECRET,
-            "GATEWAY_STATUS_SECRET": STATUS_SECRET,
-            "GATEWAY_STATUS_URL": f"http://127.0.0.1:{gateway_port}",
-            "PATH": "/usr/bin:/bin",
-        },
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(30):
-            line = await process.stdout.readline()
-        assert line.strip().isdigit(), (line + await process.stderr.read()).decode()
-        yield f"http://127.0.0.1:{int(line)}", gateway_port
-    finally:
-        process.kill()
-        await process.wait()
+    env = {
+        "GATEWAY_WEBHOOK_SECRET": MARKETPLACE_SECRET,
+        "GATEWAY_STATUS_SECRET": STATUS_SECRET,
+        "GATEWAY_STATUS_URL": f"http://127.0.0.1:{gateway_port}",
+    }
+    async with running(project, env) as base_url:
+        yield base_url, gateway_port
 
 
 async def test_the_finish_page_links_to_a_stream_of_the_buyers_own_payment(
