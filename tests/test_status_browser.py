@@ -22,10 +22,11 @@ from typing import Any, TypeVar
 import aiohttp
 import pytest
 from aiohttp import web
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from gateway.server import Gateway
 from gateway.status.routes import HUB
+from tests import test_dashboard_browser as shared
 from tests.deploy.files import doc_code_block
 from tests.status_support import mint, status_block
 from tests.support import (
@@ -39,8 +40,6 @@ from tests.support import (
 from tests.waiting import eventually_sync
 
 T = TypeVar("T")
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 WAIT_MS = 10_000
 SCRIPT = doc_code_block("integrate-marketplace.md", "static/jobs/payment-status.js")
 #: The page's own record of what it showed, in order (the script sets text; this watches).
@@ -172,13 +171,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "chromium is missing: make test installs it (apt-get)"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield chromium
-        chromium.close()
+#: Debian's chromium, launched as the dashboard's browser tests launch it.
+browser = shared.browser
 
 
 @pytest.fixture
