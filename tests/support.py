@@ -32,6 +32,8 @@ PAYMENTS_SECRET = "whsec_" + base64.b64encode(b"payments-test-secret-0123456789a
 OLD_PAYMENTS_SECRET = "whsec_" + base64.b64encode(b"payments-old-secret-0123456789abc").decode()
 MARKETPLACE_SECRET = "whsec_" + base64.b64encode(b"marketplace-test-secret-012345678").decode()
 ADMIN_TOKEN = "test-admin-token"
+#: The admin API's bearer header for ``ADMIN_TOKEN``.
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ENV = {
     "PAYMENTS_WEBHOOK_SECRET": PAYMENTS_SECRET,
     "MARKETPLACE_WEBHOOK_SECRET": MARKETPLACE_SECRET,

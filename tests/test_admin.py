@@ -12,6 +12,7 @@ import pytest
 from gateway.app import create_admin_app, create_app
 from tests.support import (
     ADMIN_TOKEN,
+    AUTH,
     ENV,
     build_config,
     config_dict,
@@ -20,8 +21,6 @@ from tests.support import (
     sqlite_url,
     wait_status,
 )
-
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture

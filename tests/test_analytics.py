@@ -14,9 +14,8 @@ from typing import Any
 
 from gateway.analytics.report import CSV_COLUMNS
 from gateway.app import create_admin_app
-from tests.support import ADMIN_TOKEN, payment_body, payments_source, sign_payment
+from tests.support import ADMIN_TOKEN, AUTH, payment_body, payments_source, sign_payment
 
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 PAYMENT = {
     "key": "/pendingId",
     "reference": "/offerId",

@@ -10,10 +10,9 @@ from __future__ import annotations
 import pytest
 
 from gateway.app import create_admin_app
-from tests.support import ADMIN_TOKEN, admin_json, payment_body, sign_payment
+from tests.support import AUTH, admin_json, payment_body, sign_payment
 from tests.waiting import eventually
 
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 #: The second attempt comes 0.2 s after the first; the third an hour later.
 RETRY = {"schedule": ["200ms", "1h"], "max_age": "72h", "jitter": 0}
 BACKED_OFF = [f"msg_backlog_{n}" for n in range(5)]

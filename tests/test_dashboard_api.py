@@ -14,10 +14,9 @@ from gateway.admin import auth as session
 from gateway.admin.stream import BUFFER, FEED, Subscriber
 from gateway.app import create_admin_app
 from gateway.store.records import Change
-from tests.support import ADMIN_TOKEN, payment_body, sign_payment, wait_admin
+from tests.support import ADMIN_TOKEN, AUTH, payment_body, sign_payment, wait_admin
 from tests.waiting import eventually
 
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 STATIC = Path(__file__).resolve().parents[1] / "gateway" / "dashboard" / "static"
 
 

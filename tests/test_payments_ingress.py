@@ -16,7 +16,7 @@ from gateway.config.model import SourceConfig
 from gateway.errors import ConfigError
 from gateway.secret import Secret
 from tests.support import (
-    ADMIN_TOKEN,
+    AUTH,
     build_config,
     config_dict,
     payment_body,
@@ -25,7 +25,6 @@ from tests.support import (
     sqlite_url,
 )
 
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 RAFIKI_SECRET = "rafiki-test-secret-0123456789"
 LIST_DEDUPE = {"key": ["/type", "/pendingId"], "window": "72h"}
 

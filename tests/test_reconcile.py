@@ -35,6 +35,7 @@ from tests.doubles import (
 )
 from tests.support import (
     ADMIN_TOKEN,
+    AUTH,
     Received,
     build_config,
     config_dict,
@@ -44,7 +45,6 @@ from tests.support import (
     sqlite_url,
 )
 
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 LISTING_TOKEN = "listing-token-0123456789"
 RAFIKI_WEBHOOK_SECRET = "rafiki-webhook-secret-0123456789"
 STRIPE_WEBHOOK_SECRET = "whsec_stripe_test_0123456789abcdef"

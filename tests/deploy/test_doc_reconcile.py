@@ -14,9 +14,7 @@ import yaml
 from gateway.app import create_admin_app
 from tests.deploy.files import doc_code_block
 from tests.doubles import payments_listing, rafiki_admin, rafiki_event
-from tests.support import ADMIN_TOKEN
-
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+from tests.support import AUTH
 
 
 def _sources(name: str) -> dict[str, Any]:

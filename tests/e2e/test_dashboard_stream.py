@@ -8,9 +8,7 @@ import asyncio
 import aiohttp
 
 from tests.e2e.gateway_process import e2e_config, read_stream, send_event
-from tests.support import ADMIN_TOKEN
-
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+from tests.support import AUTH
 
 
 async def test_one_stream_sees_both_processes(store_url, gateways, destinations):

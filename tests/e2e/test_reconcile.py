@@ -18,10 +18,9 @@ import pytest
 from gateway.reconcile.runner import LEASE
 from tests.doubles import payments_listing
 from tests.e2e.gateway_process import e2e_config, wait_drained
-from tests.support import ADMIN_TOKEN, payments_source
+from tests.support import AUTH, payments_source
 from tests.waiting import eventually
 
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 TOKEN = "listing-token-e2e"
 PAYMENTS = 30
 
