@@ -27,6 +27,7 @@ from aiohttp import web
 
 from gateway.appkeys import GATEWAY, STORE
 from gateway.errors import StoreError, Unavailable
+from gateway.store.follow import log_end, read_after
 from gateway.store.records import Change, change_order
 
 log = logging.getLogger("gateway.admin")
@@ -38,7 +39,6 @@ WRITE_TIMEOUT = 10.0
 MAX_STREAMS = 32
 #: Entries a resuming client is sent from the log at most (older ones are not replayed).
 BACKLOG = 1000
-_BATCH = 500
 _TICK = 1.0
 
 
@@ -107,34 +107,28 @@ class ChangeFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def _offer(self, change: Change) -> None:
+        for subscriber in list(self._subscribers):
+            subscriber.offer(change)
+
     async def _run(self) -> None:
         """Read the log from its latest entry on, every ``POLL_INTERVAL`` seconds."""
         last: str | None = None
-        started = False
         while True:
             if not self._subscribers:
                 # Nobody listens: stop reading the log, and take up its end afresh when the
                 # next stream opens (that stream reads what it missed from the log itself).
-                started = False
+                last = None
                 self.started.clear()
                 await asyncio.sleep(POLL_INTERVAL)
                 continue
             store = self._app[GATEWAY].get(STORE)
             try:
-                if store is not None and not started:
-                    latest = await store.changes(None, 1)
-                    last = latest[0].id if latest else "0-0"
-                    started = True
+                if store is not None and last is None:
+                    last = await log_end(store)
                     self.started.set()
-                while store is not None and started:
-                    batch = await store.changes(last, _BATCH)
-                    for change in batch:
-                        for subscriber in list(self._subscribers):
-                            subscriber.offer(change)
-                    if batch:
-                        last = batch[-1].id
-                    if len(batch) < _BATCH:
-                        break
+                if store is not None and last is not None:
+                    last = await read_after(store, last, self._offer)
             except StoreError as exc:
                 log.warning("change feed: the store failed: %s", exc)
             await asyncio.sleep(POLL_INTERVAL)

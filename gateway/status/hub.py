@@ -28,8 +28,9 @@ from collections.abc import Callable, Sequence
 
 from gateway.config.model import StatusConfig
 from gateway.errors import StoreError, TooManyStreams, Unavailable
+from gateway.store.follow import log_end, read_after
 from gateway.store.protocols import LiveReads
-from gateway.store.records import PaymentView
+from gateway.store.records import Change, PaymentView
 
 log = logging.getLogger("gateway.status")
 
@@ -44,7 +45,7 @@ POLL_INTERVAL = 0.25
 #: reloaded page does not hold its slot until its next heartbeat fails, and a thousand idle
 #: streams cost one timer, not a thousand.
 SWEEP = 1.0
-#: Change-log entries read per call, and payments read per call.
+#: Payments read per call.
 _BATCH = 500
 
 
@@ -176,9 +177,8 @@ class StatusHub:
             if store is not None:
                 try:
                     if last is None:
-                        latest = await store.changes(None, 1)
-                        last = latest[0].id if latest else "0-0"
-                    last = await self._follow(store, last)
+                        last = await log_end(store)
+                    last = await read_after(store, last, self._mark)
                     if resync:
                         # Entries may have been missed while the store failed (the log is
                         # capped): read every watched payment once more.
@@ -193,18 +193,11 @@ class StatusHub:
                 async with asyncio.timeout(self.poll_interval):
                     await self._wake.wait()
 
-    async def _follow(self, store: LiveReads, last: str) -> str:
-        """Mark the watched payments the log's entries after ``last`` name; the new end."""
-        while True:
-            batch = await store.changes(last, _BATCH)
-            for change in batch:
-                key = change.payment
-                if key is not None and key in self._watches:
-                    self._dirty.add(key)
-            if batch:
-                last = batch[-1].id
-            if len(batch) < _BATCH:
-                return last
+    def _mark(self, change: Change) -> None:
+        """Mark the payment a log entry names, if a stream watches it."""
+        key = change.payment
+        if key is not None and key in self._watches:
+            self._dirty.add(key)
 
     async def _read(self, store: LiveReads) -> None:
         """Read each marked payment once and hand it to the streams watching it."""
