@@ -38,15 +38,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.pinned import (
-    REST_CPU,
-    SUT_CPU,
-    Pinned,
-    PinnedSettings,
-    Target,
-    _destination,
-)
-from bench.procs import get_text, tree_cpu_seconds
+from bench.pinned import Pinned, PinnedSettings, Target, _destination
+from bench.procs import REST_CPU, SUT_CPU, get_text, tree_cpu_seconds
 from bench.scenarios import HOST, Settings, Workspace
 from harness.redis_server import RedisServer
 

@@ -48,6 +48,8 @@ from bench.nginx import requests_served, start_nginx
 from bench.payloads import DESTINATION_PATH, SOURCE_PATH
 from bench.procs import (
     REPO,
+    REST_CPU,
+    SUT_CPU,
     BenchError,
     Proc,
     foreign_cpu,
@@ -63,8 +65,6 @@ from bench.scenarios import HOST, Workspace, gateway_config
 from bench.wrk import run_wrk, write_pool
 from harness.redis_server import RedisServer, free_port
 
-#: The measured server's core, and the core of everything else.
-SUT_CPU, REST_CPU = "0", "1"
 #: The three ways ``server.workers`` is compared: (label, workers, the gateway's cores).
 WORKER_LAYOUTS = (
     ("1 process on core 0", 1, SUT_CPU),

@@ -108,6 +108,10 @@ class Proc:
         return "(no output)"
 
 
+#: The measured server's core, and the core of everything else.
+SUT_CPU, REST_CPU = "0", "1"
+
+
 def pinned(command: list[str], cpus: str | None) -> list[str]:
     """``command`` run through ``taskset -c CPUS`` (which execs it: the PID stays the
     program's own), or unchanged when ``cpus`` is None."""

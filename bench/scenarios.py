@@ -133,11 +133,12 @@ class Workspace:
         return f"{self._serial:02d}-{base}"
 
     @contextlib.contextmanager
-    def helper(self, kind: str) -> Iterator[tuple[Proc, int]]:
-        """A ``bench.servers`` process (baseline or destination) on a free port."""
+    def helper(self, kind: str, cpus: str | None = None) -> Iterator[tuple[Proc, int]]:
+        """A ``bench.servers`` process (baseline or destination) on a free port (on ``cpus``
+        if given)."""
         port = free_port(HOST)
         proc = spawn(
-            self._name(kind), ["-m", "bench.servers", kind, "--port", str(port)], self.logs
+            self._name(kind), ["-m", "bench.servers", kind, "--port", str(port)], self.logs, cpus
         )
         try:
             wait_ready(proc, f"http://{HOST}:{port}/_stats")

@@ -3,10 +3,15 @@
 A status stream is a connection the gateway holds for minutes, mostly silent: a heartbeat
 every 15 s, a message when its payment changes. What do a thousand of them cost the request
 path? Each round starts a fresh gateway (SQLite store, the payments source keeping payments,
-a ``status`` block) three times: with no stream, with ``streams`` idle WebSockets and with
-``streams`` idle SSE streams, held by a separate process (``python -m bench.status hold``)
-on payments that never change. The gateway's own ``webhook_gateway_status_streams`` must
-show them all open before anything is measured. Then:
+a ``status`` block) four times: with no stream, with ``streams`` idle WebSockets, with
+``streams`` idle SSE streams, and with no stream again, the streams held by a separate
+process (``python -m bench.status hold``) on payments that never change. The gateway's own
+``webhook_gateway_status_streams`` must show them all open before anything is measured.
+
+The gateway runs alone on core 0; the load generator, the destination and the holder share
+core 1, the holder at the idle scheduling class, so that answering the gateway's pings and
+collecting its own garbage never delays the load generator: what is measured is what the
+streams cost the gateway. Then:
 
 * the gateway's CPU while it only holds the streams (``idle_seconds``, before any load);
 * ingress latency at a constant ``rate`` (the open-loop generator, ``bench.loadgen`` mode
@@ -14,8 +19,11 @@ show them all open before anything is measured. Then:
 * the gateway's RSS after the load.
 
 Reported per transport: p99 with the streams ÷ p99 without them in the same round (the
-median over rounds, and the range). Measured, never asserted: the figure says what idle
-streams cost on this machine, in this run.
+geometric mean of the two runs without: one before, one after), the median over rounds and
+the range. The benchmark's own noise is the two runs without streams against each other
+(the larger over the smaller, per round): a ratio inside that band is a difference this
+machine cannot tell from none. Measured, never asserted: the figures say what idle streams
+cost on this machine, in this run.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
+import os
 import re
 import statistics
 import sys
@@ -36,6 +46,8 @@ import yaml
 
 from bench.payloads import DESTINATION_PATH, SOURCE_PATH
 from bench.procs import (
+    REST_CPU,
+    SUT_CPU,
     BenchError,
     Proc,
     foreign_cpu,
@@ -108,7 +120,7 @@ def _gateway(ws: Workspace, destination: int, streams: int) -> Iterator[tuple[Pr
     name = f"status-gateway-{listen}"
     path = ws.root / f"{name}.yaml"
     path.write_text(_config(listen, admin, ws.sqlite_url("status"), destination, streams))
-    proc = spawn(name, ["-m", "gateway", "run", "--config", str(path)], ws.logs)
+    proc = spawn(name, ["-m", "gateway", "run", "--config", str(path)], ws.logs, SUT_CPU)
     try:
         wait_ready(proc, f"http://{HOST}:{admin}/readyz")
         yield proc, listen, admin
@@ -130,7 +142,7 @@ def _holder(ws: Workspace, port: int, admin: int, streams: int, transport: str) 
     """The holder process, once the gateway counts every stream open."""
     spec = {"host": HOST, "port": port, "streams": streams, "transport": transport}
     proc = spawn(f"status-holder-{transport}", ["-m", "bench.status", "hold", json.dumps(spec)],
-                 ws.logs)  # fmt: skip
+                 ws.logs, REST_CPU)  # fmt: skip
     try:
         deadline = time.monotonic() + 120.0
         while _open_streams(admin, transport) < streams:
@@ -153,7 +165,7 @@ def _one(
     """One gateway run: idle CPU and RSS with ``streams`` open over ``transport`` (none for
     ``None``), then ingress at a constant rate."""
     with contextlib.ExitStack() as stack:
-        dest, dest_port = stack.enter_context(ws.helper("destination"))
+        dest, dest_port = stack.enter_context(ws.helper("destination", REST_CPU))
         proc, port, admin = stack.enter_context(_gateway(ws, dest_port, settings.streams))
         ours = [dest.pid, *process_tree(proc.pid)]
         if transport is not None:
@@ -172,7 +184,7 @@ def _one(
         timeout = settings.warmup_seconds + settings.duration + 120.0
         noise: dict[str, Any] = {}
         with foreign_cpu(noise, ours):
-            load = run_loadgen(spec, timeout)
+            load = run_loadgen(spec, timeout, REST_CPU)
         held = _open_streams(admin, transport) if transport is not None else 0
         return {
             "transport": transport,
@@ -193,19 +205,34 @@ def run_status(
     rounds: list[dict[str, Any]] = []
     for index in range(settings.rounds):
         entry: dict[str, Any] = {}
-        for transport in (None, *settings.transports):
+        for condition in ("none", *settings.transports, "none_after"):
+            transport = None if condition.startswith("none") else condition
             what = f"{settings.streams} idle {transport} streams" if transport else "no stream"
             progress(f"status: ingress at {settings.rate:g}/s with {what} "
                      f"(round {index + 1} of {settings.rounds})")  # fmt: skip
-            entry[transport or "none"] = _one(ws, settings, transport, f"status-{index}")
+            entry[condition] = _one(ws, settings, transport, f"status-{index}")
         rounds.append(entry)
+    return summarise(settings, rounds)
+
+
+def summarise(settings: StatusSettings, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ratios of the rounds' p99s: per transport against the runs without streams, and
+    those two runs against each other (the noise)."""
+
+    def p99(run: Mapping[str, Any]) -> float:
+        return float(run["timed"]["p99_ms"])
+
     summary: dict[str, Any] = {"settings": asdict(settings), "rounds": rounds}
+    usable = [r for r in rounds if p99(r["none"]) > 0 and p99(r["none_after"]) > 0]
+    noise = [max(p99(r["none"]), p99(r["none_after"])) /
+             min(p99(r["none"]), p99(r["none_after"])) for r in usable]  # fmt: skip
+    summary["noise"] = {
+        "p99_spread": statistics.median(noise) if noise else None,
+        "p99_spread_max": max(noise, default=None),
+    }
     for transport in settings.transports:
-        ratios = [
-            r[transport]["timed"]["p99_ms"] / r["none"]["timed"]["p99_ms"]
-            for r in rounds
-            if r["none"]["timed"]["p99_ms"]
-        ]
+        ratios = [p99(r[transport]) / math.sqrt(p99(r["none"]) * p99(r["none_after"]))
+                  for r in usable]  # fmt: skip
         summary[transport] = {
             "p99_ratio": statistics.median(ratios) if ratios else None,
             "p99_ratio_min": min(ratios, default=None),
@@ -225,13 +252,14 @@ def render_status(status: Mapping[str, Any]) -> str:
         "",
         f"{'condition':<26}{'p50 ms':>9}{'p99 ms':>9}{'ok':>8}{'idle CPU':>10}{'RSS MiB':>9}",
     ]
-    for condition in ("none", *s["transports"]):
+    labels = {"none": "no stream", "none_after": "no stream, again"}
+    for condition in ("none", *s["transports"], "none_after"):
         runs = [r[condition] for r in rounds]
 
         def median(read: Callable[[Mapping[str, Any]], float], runs: list[Any] = runs) -> float:
             return statistics.median(read(run) for run in runs)
 
-        label = "no stream" if condition == "none" else f"{s['streams']} idle {condition}"
+        label = labels.get(condition, f"{s['streams']} idle {condition}")
         lines.append(
             f"{label:<26}{median(lambda r: r['timed']['p50_ms']):>9.2f}"
             f"{median(lambda r: r['timed']['p99_ms']):>9.2f}"
@@ -245,22 +273,27 @@ def render_status(status: Mapping[str, Any]) -> str:
         f" during the loads, {max(noise):.2f} at most; 0 means a quiet machine."
     )
     lines.append("")
+    spread = status["noise"]
+    if spread["p99_spread"] is not None:
+        most = spread["p99_spread_max"]
+        lines.append(f"noise: p99 of the two runs without streams, larger / smaller: "
+                     f"{spread['p99_spread']:.2f} (at most {most:.2f})")  # fmt: skip
     for transport in s["transports"]:
         t = status[transport]
         ratio = "n/a" if t["p99_ratio"] is None else f"{t['p99_ratio']:.2f}"
-        spread = (
+        band = (
             "" if t["p99_ratio_min"] is None
             else f" (range {t['p99_ratio_min']:.2f}-{t['p99_ratio_max']:.2f})"
         )  # fmt: skip
         lines.append(f"ingress p99 with {s['streams']} idle {transport} streams / without: "
-                     f"{ratio}{spread}")  # fmt: skip
+                     f"{ratio}{band}")  # fmt: skip
     for entry in rounds:
         for condition, run in entry.items():
             timed = run["timed"]
             if timed["sent"] != timed["ok"]:
                 lines.append(f"WARNING: {timed['sent'] - timed['ok']} requests ({condition})"
                              " were not answered 202")  # fmt: skip
-            if condition != "none" and run["streams_held"] < s["streams"]:
+            if run["transport"] is not None and run["streams_held"] < s["streams"]:
                 lines.append(f"WARNING: only {run['streams_held']} {condition} streams were"
                              " still open after the load")  # fmt: skip
     return "\n".join(lines)
@@ -296,7 +329,10 @@ async def _hold_one(
 
 
 async def hold(spec: Mapping[str, Any]) -> None:
-    """Open ``streams`` streams, ``_CONNECT_BATCH`` at a time, and hold them until killed."""
+    """Open ``streams`` streams, ``_CONNECT_BATCH`` at a time, and hold them until killed.
+    At the idle scheduling class: the holder runs only when its core has nothing else to do,
+    so it never delays the load generator beside it."""
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     base = f"http://{spec['host']}:{spec['port']}"
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
