@@ -15,8 +15,11 @@ from aiohttp import WSServerHandshakeError
 
 from gateway.app import create_app
 from gateway.appkeys import METRICS, RUNTIME, STORE
+from gateway.config.model import StatusConfig
 from gateway.errors import StoreError
+from gateway.secret import Secret
 from gateway.server import Gateway
+from gateway.status.hub import StatusHub
 from gateway.status.routes import HUB, StatusTiming
 from harness.redis_server import RedisServer
 from tests.status_support import (
@@ -371,6 +374,45 @@ async def test_heartbeats_keep_both_transports_alive(stack):
         while (frame := await ws_next(ws)).type == aiohttp.WSMsgType.PING:
             pass
         assert frame.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), frame
+
+
+async def test_a_page_that_pings_is_answered(stack):
+    client, _ = await stack()
+    async with client.ws_connect(status_path("payments", "asks"), autoping=False) as ws:
+        await ws_until(ws, lambda m: True)
+        await ws.ping(b"are you there")
+        while (frame := await ws_next(ws)).type == aiohttp.WSMsgType.PING:
+            await ws.pong(frame.data)  # the gateway's own heartbeat may come first
+        assert (frame.type, frame.data) == (aiohttp.WSMsgType.PONG, b"are you there")
+
+
+async def test_streams_opened_together_beat_a_few_per_loop_turn_and_keep_beating():
+    hub = StatusHub(lambda: None, lambda: None, poll_interval=0.05, heartbeat=0.1)
+    settings = StatusConfig(secret=Secret("x" * 32), allow_origins=frozenset(), max_streams=100,
+                            max_streams_per_ip=100)  # fmt: skip
+    watches = [hub.open(("payments", f"p{i}"), "192.0.2.1", settings, lambda _: None)
+               for i in range(40)]  # fmt: skip
+    turn = 0
+    beats: dict[int, int] = {}
+
+    async def count_turns() -> None:
+        nonlocal turn
+        while True:
+            turn += 1
+            for watch in watches:
+                if watch.beat_due:
+                    watch.beat_due = False
+                    beats[turn] = beats.get(turn, 0) + 1
+            await asyncio.sleep(0)
+
+    counter = asyncio.create_task(count_turns())
+    try:
+        await eventually(lambda: sum(beats.values()), "two heartbeats of each stream",
+                         until=lambda n: n >= 80)  # fmt: skip
+    finally:
+        counter.cancel()
+        await hub.stop()
+    assert max(beats.values()) <= 4, beats
 
 
 async def test_a_reload_that_rotates_the_secret_ends_the_streams_it_no_longer_allows(stack):

@@ -12,6 +12,12 @@ stream is ever handed a reading older than one it already has.
 A ``Watch`` keeps the latest reading only: a page that reads slowly is sent the state as it
 is when it can take it, never a backlog, so memory does not grow with a slow reader.
 
+Heartbeats are handed out here too, ``heartbeat`` seconds after a stream opened and every
+``heartbeat`` seconds after: one timer for the process, at most ``_BEATS_PER_PASS`` streams
+woken per loop turn (a thousand pages that opened in the same second beat a few at a time,
+never all in one turn, which would hold up every request behind them), each stream at its
+own point of the interval rather than at whole seconds.
+
 Caps: ``open`` refuses a stream beyond ``status.max_streams`` in this process, or beyond
 ``status.max_streams_per_ip`` from one client address (``TooManyStreams``). After a config
 reload each stream's ``recheck`` runs against the new ``status`` block, and a stream it no
@@ -47,13 +53,19 @@ POLL_INTERVAL = 0.25
 SWEEP = 1.0
 #: Payments read per call.
 _BATCH = 500
+HEARTBEAT = 15.0
+#: Streams told to beat per pass, at most, and the seconds between passes while more are due.
+_BEATS_PER_PASS = 4
+_CATCH_UP = 0.005
 
 
 class Watch:
     """One open stream's view of its payment: the latest reading (conflated), and why the
     stream must end, once it must."""
 
-    __slots__ = ("changed", "ended", "gone", "ip", "key", "read", "recheck", "view")
+    __slots__ = (
+        "beat_due", "changed", "closed", "ended", "gone", "ip", "key", "read", "recheck", "view"
+    )  # fmt: skip
 
     def __init__(self, key: Key, ip: str, recheck: Recheck) -> None:
         self.key = key
@@ -66,13 +78,22 @@ class Watch:
         #: Whether a first reading arrived (``view`` ``None`` then means "not seen yet").
         self.read = False
         self.ended: str | None = None
-        #: Set on every new reading and when the stream must end.
+        #: Whether a heartbeat is due (the hub sets it; the stream sends one and clears it).
+        self.beat_due = False
+        #: Whether the hub forgot the stream (it ended).
+        self.closed = False
+        #: Set on every new reading, when a heartbeat is due and when the stream must end.
         self.changed = asyncio.Event()
 
     def offer(self, view: PaymentView | None) -> None:
         """A new reading of the payment; only the latest is kept."""
         self.view = view
         self.read = True
+        self.changed.set()
+
+    def beat(self) -> None:
+        """A heartbeat is due."""
+        self.beat_due = True
         self.changed.set()
 
     def end(self, reason: str) -> None:
@@ -91,10 +112,14 @@ class StatusHub:
         settings: Callable[[], StatusConfig | None],
         *,
         poll_interval: float = POLL_INTERVAL,
+        heartbeat: float = HEARTBEAT,
     ) -> None:
         self._store = store
         self._settings = settings
         self.poll_interval = poll_interval
+        self.heartbeat = heartbeat
+        #: (when, stream) in the order they fall due: every stream beats at the same interval.
+        self._beats: collections.deque[tuple[float, Watch]] = collections.deque()
         self._watches: dict[Key, set[Watch]] = {}
         self._per_ip: collections.Counter[str] = collections.Counter()
         self._open = 0
@@ -102,6 +127,8 @@ class StatusHub:
         self._dirty: set[Key] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._beater: asyncio.Task[None] | None = None
+        self._beats_wake = asyncio.Event()
         self._closed = False
 
     @property
@@ -125,7 +152,10 @@ class StatusHub:
         self._dirty.add(key)
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="status-hub")
+            self._beater = asyncio.create_task(self._beat(), name="status-heartbeats")
         self._wake.set()
+        self._beats.append((asyncio.get_running_loop().time() + self.heartbeat, watch))
+        self._beats_wake.set()
         return watch
 
     def close(self, watch: Watch) -> None:
@@ -134,6 +164,7 @@ class StatusHub:
         if watches is None or watch not in watches:
             return
         watches.discard(watch)
+        watch.closed = True
         if not watches:
             del self._watches[watch.key]
         self._per_ip[watch.ip] -= 1
@@ -147,10 +178,11 @@ class StatusHub:
         for watches in list(self._watches.values()):
             for watch in list(watches):
                 watch.end("stopping")
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._beater):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _run(self) -> None:
         """Read the log from its end on while streams are open; read what changed."""
@@ -192,6 +224,26 @@ class StatusHub:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_interval):
                     await self._wake.wait()
+
+    async def _beat(self) -> None:
+        """Tell the streams whose heartbeat is due, ``_BEATS_PER_PASS`` per pass at most."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._beats:
+                self._beats_wake.clear()
+                await self._beats_wake.wait()
+                continue
+            now = loop.time()
+            told = 0
+            while self._beats and self._beats[0][0] <= now and told < _BEATS_PER_PASS:
+                _, watch = self._beats.popleft()
+                if watch.closed:
+                    continue
+                watch.beat()
+                told += 1
+                self._beats.append((now + self.heartbeat, watch))
+            if self._beats:
+                await asyncio.sleep(max(self._beats[0][0] - now, _CATCH_UP))
 
     def _mark(self, change: Change) -> None:
         """Mark the payment a log entry names, if a stream watches it."""

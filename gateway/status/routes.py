@@ -15,8 +15,9 @@ answers them:
    ``unavailable`` while the store cannot be read).
 
 Then the payment's message at once and one on every change (``gateway.status.message``), a
-heartbeat every ``StatusTiming.heartbeat`` seconds (WebSocket pings, answered by every
-browser; an SSE comment line), until the payment is final (terminal and confirmed), the
+heartbeat every ``StatusTiming.heartbeat`` seconds, when the hub says it is due (a WebSocket
+ping, answered by every browser, and a page that did not answer the previous one by then is
+gone; an SSE comment line), until the payment is final (terminal and confirmed), the
 token expires, a reload revokes it, the page leaves, the page reads too slowly (a write that
 takes longer than ``StatusTiming.write_timeout``) or the gateway stops. A WebSocket ends
 with the close code of ``CLOSE_CODES``; an SSE response just ends (a page closes its
@@ -31,13 +32,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from aiohttp import hdrs, web
+from aiohttp import WSMsgType, hdrs, web
 
 from gateway.appkeys import CLOCK, METRICS, RUNTIME, STORE
 from gateway.config.model import Config, StatusConfig
@@ -100,6 +100,7 @@ def add_status(app: web.Application, fallback: Handler, timing: StatusTiming) ->
         lambda: app.get(STORE),
         lambda: app[RUNTIME].config.status,
         poll_interval=timing.poll_interval,
+        heartbeat=timing.heartbeat,
     )
     app[HUB] = hub
     app[TIMING] = timing
@@ -199,7 +200,7 @@ async def _stream(request: web.Request) -> web.StreamResponse:
         expiry, origin = _check(request, config, settings, clock())
         if "websocket" in request.headers.get(hdrs.UPGRADE, "").lower():
             ws = web.WebSocketResponse(
-                heartbeat=timing.heartbeat,
+                autoping=False,  # the pings are the hub's, the pongs counted here
                 timeout=timing.write_timeout,
                 compress=False,  # messages are tiny; a zlib context per stream is not
                 max_msg_size=MAX_INBOUND,
@@ -300,9 +301,6 @@ async def _first_reading(watch: Watch, within: float) -> bool:
 class _Channel(Protocol):
     """One transport of a stream."""
 
-    #: Seconds between heartbeats this side sends itself (``inf``: the transport's own).
-    beat_every: float
-
     async def start(self) -> None:
         """Send the answer's head (the upgrade, or the SSE response's headers)."""
 
@@ -310,7 +308,7 @@ class _Channel(Protocol):
         """Send one message (raises ``TimeoutError`` past the write timeout)."""
 
     async def beat(self) -> None:
-        """Send a heartbeat."""
+        """Send a heartbeat (raises ``ConnectionResetError`` if the page is known gone)."""
 
     def gone(self) -> bool:
         """Whether the page went away."""
@@ -339,10 +337,9 @@ async def _serve(request: web.Request, channel: _Channel, watch: Watch, expiry: 
 
 
 async def _follow(channel: _Channel, watch: Watch, expiry: int, clock: Callable[[], float]) -> str:
-    """Send the payment's message whenever it differs from the last one sent; why it ends."""
+    """Send the payment's message whenever it differs from the last one sent, and a heartbeat
+    whenever the hub says one is due; why it ends."""
     source, key = watch.key
-    loop = asyncio.get_running_loop()
-    next_beat = loop.time() + channel.beat_every
     sent: bytes | None = None
     while True:
         if watch.ended is not None:
@@ -357,15 +354,14 @@ async def _follow(channel: _Channel, watch: Watch, expiry: int, clock: Callable[
         remaining = expiry - clock()
         if remaining <= 0:
             return "expired"
-        wait = min(remaining, next_beat - loop.time())
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(max(wait, 0.0)):
+            async with asyncio.timeout(remaining):
                 await watch.changed.wait()
         if channel.gone():
             return "client"
-        if loop.time() >= next_beat:
+        if watch.beat_due:
+            watch.beat_due = False
             await channel.beat()
-            next_beat = loop.time() + channel.beat_every
 
 
 class _Sse:
@@ -383,7 +379,6 @@ class _Sse:
         self._response = response
         self._watch = watch
         self._timeout = timing.write_timeout
-        self.beat_every = timing.heartbeat
 
     async def start(self) -> None:
         """Send the headers, and how long a page waits before it reconnects."""
@@ -424,11 +419,8 @@ class _Sse:
 
 
 class _WebSocket:
-    """A WebSocket: one text frame per message; aiohttp pings every heartbeat and drops a page
-    that does not answer; what the page sends is read (for its pongs and its close) and
-    ignored."""
-
-    beat_every = math.inf
+    """A WebSocket: one text frame per message, a ping per heartbeat; what the page sends is
+    read for its pongs, its pings (answered) and its close, and otherwise ignored."""
 
     def __init__(
         self, request: web.Request, ws: web.WebSocketResponse, watch: Watch, timing: StatusTiming
@@ -438,6 +430,8 @@ class _WebSocket:
         self._watch = watch
         self._timeout = timing.write_timeout
         self._reader: asyncio.Task[None] | None = None
+        #: Whether the page answered the last ping (or none was sent yet).
+        self._answered = True
 
     async def start(self) -> None:
         """The upgrade, then a reader that wakes the stream when the page leaves."""
@@ -447,8 +441,11 @@ class _WebSocket:
         self._reader.add_done_callback(lambda _: self._watch.changed.set())
 
     async def _read(self) -> None:
-        async for _ in self._ws:
-            pass
+        async for message in self._ws:
+            if message.type is WSMsgType.PONG:
+                self._answered = True
+            elif message.type is WSMsgType.PING:
+                await self._ws.pong(message.data)
 
     async def send(self, message: bytes) -> None:
         """One text frame."""
@@ -456,7 +453,13 @@ class _WebSocket:
             await self._ws.send_str(message.decode())
 
     async def beat(self) -> None:
-        """Nothing: aiohttp's own pings are the heartbeat."""
+        """A ping; a page that left the previous one unanswered for a whole heartbeat is
+        gone."""
+        if not self._answered:
+            raise ConnectionResetError("the page did not answer the last ping")
+        self._answered = False
+        async with asyncio.timeout(self._timeout):
+            await self._ws.ping()
 
     def gone(self) -> bool:
         """Whether the page closed, or stopped answering pings."""
