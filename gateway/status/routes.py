@@ -74,6 +74,7 @@ CLOSE_CODES = {
     "unavailable": (1013, "store unavailable, reconnect"),
     "client": (1000, ""),
 }
+_NOTHING = object()
 #: Biggest message a page may send on its WebSocket (it has nothing to say; pings are tiny).
 MAX_INBOUND = 4096
 
@@ -341,16 +342,21 @@ async def _follow(channel: _Channel, watch: Watch, expiry: int, clock: Callable[
     whenever the hub says one is due; why it ends."""
     source, key = watch.key
     sent: bytes | None = None
+    # The reading last looked at: each reading is a new object, so a wake for a heartbeat
+    # (most of an idle stream's wakes) builds no message.
+    seen: object = _NOTHING
     while True:
         if watch.ended is not None:
             return watch.ended
         watch.changed.clear()
-        message = encode(status_message(source, key, watch.view))
-        if message != sent:
-            await channel.send(message)
-            sent = message
-        if is_final(watch.view):
-            return "final"
+        if watch.view is not seen:
+            seen = watch.view
+            message = encode(status_message(source, key, watch.view))
+            if message != sent:
+                await channel.send(message)
+                sent = message
+            if is_final(watch.view):
+                return "final"
         remaining = expiry - clock()
         if remaining <= 0:
             return "expired"
