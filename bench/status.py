@@ -14,8 +14,9 @@ collecting its own garbage never delays the load generator: what is measured is 
 streams cost the gateway. Then:
 
 * the gateway's CPU while it only holds the streams (``idle_seconds``, before any load);
-* ingress latency at a constant ``rate`` (the open-loop generator, ``bench.loadgen`` mode
-  ``rate``: a stall is charged to the requests queued behind it), p50 and p99;
+* ingress latency at a constant ``rate`` for ``duration`` seconds, longer than the 15 s
+  heartbeat so that every stream beats inside it (the open-loop generator, ``bench.loadgen``
+  mode ``rate``: a stall is charged to the requests queued behind it), p50 and p99;
 * the gateway's RSS after the load.
 
 Reported per transport: p99 with the streams ÷ p99 without them in the same round (the
@@ -77,7 +78,8 @@ class StatusSettings:
     rate: float = 300.0
     connections: int = 32
     warmup_seconds: float = 2.0
-    duration: float = 10.0
+    #: Longer than the heartbeat (15 s): every stream beats inside the measured load.
+    duration: float = 20.0
     idle_seconds: float = 3.0
     transports: tuple[str, ...] = ("websocket", "sse")
 
