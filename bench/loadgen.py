@@ -165,6 +165,8 @@ class Phase:
     statuses: Counter[int] = field(default_factory=Counter)
     latencies: list[float] = field(default_factory=list)
     elapsed: float = 0.0
+    #: CPU seconds this process spent in the phase (measured by ``direct`` only).
+    cpu: float | None = None
 
     def summary(self, expect: int) -> dict[str, Any]:
         """JSON-ready numbers: rate of expected answers, latency percentiles in ms."""
@@ -179,6 +181,7 @@ class Phase:
             "p50_ms": percentile(ordered, 50) * 1000,
             "p99_ms": percentile(ordered, 99) * 1000,
             "mean_ms": (sum(ordered) / len(ordered) * 1000) if ordered else 0.0,
+            "cpu_s": self.cpu,
         }
 
 
@@ -281,9 +284,10 @@ async def direct(spec: Mapping[str, Any]) -> dict[str, Any]:
                     phase.latencies.append(time.perf_counter() - sent)
                     phase.statuses[status] += 1
 
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             await asyncio.gather(*(drive() for _ in range(concurrency)))
             phase.elapsed = time.perf_counter() - started
+            phase.cpu = time.process_time() - cpu
             return phase
 
         warm = await run(0, warmup)

@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -38,15 +37,13 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.pinned import Pinned, PinnedSettings, Target, _destination
-from bench.procs import REST_CPU, SUT_CPU, get_text, tree_cpu_seconds
-from bench.scenarios import HOST, Settings, Workspace
+from bench.pinned import Pinned, PinnedSettings, _destination
+from bench.procs import REST_CPU
+from bench.scenarios import Settings, Workspace
 from harness.redis_server import RedisServer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "paired.json"
-_DELIVERED = re.compile(r'^webhook_gateway_deliveries_total\{[^}]*result="delivered"[^}]*\} (\S+)$')
 #: Seconds the delivering gateways run before the measured window (start-up, first leases).
-DRAIN_SETTLE = 1.5
 
 
 def _progress(message: str) -> None:
@@ -75,43 +72,6 @@ def accept_round(
     if len(results) != len(trees):
         raise RuntimeError("a measured phase failed; see the log above")
     return {name: float(result["cpu_us_per_request"]) for name, result in results.items()}
-
-
-def _delivered(target: Target) -> float:
-    """Events the gateway has delivered, from its own metrics."""
-    text = get_text(f"http://{HOST}:{target.admin}/metrics", timeout=10.0)
-    return sum(float(m.group(1)) for line in text.splitlines() if (m := _DELIVERED.match(line)))
-
-
-def drain_round(
-    bench: Pinned, store: str, trees: Sequence[tuple[str, Path]], label: str, window: float
-) -> dict[str, float]:
-    """Fill one backlog per version, then drain both at once; CPU per delivered event."""
-    urls = {name: bench.store_url(store, f"{label}{name}") for name, _ in trees}
-    for name, tree in trees:
-        with bench.gateway_process(
-            f"{label}{name}-fill", urls[name], "queued", 1, SUT_CPU, 0, tree
-        ) as filling:
-            bench.throughput(filling, f"{label}{name}-fill", gateway=True)
-    concurrency = bench.ws.settings.delivery_concurrency
-    with contextlib.ExitStack() as stack:
-        targets = {
-            name: stack.enter_context(
-                bench.gateway_process(
-                    f"{label}{name}-drain", urls[name], "queued", 1, SUT_CPU, concurrency, tree
-                )
-            )
-            for name, tree in trees
-        }
-        time.sleep(DRAIN_SETTLE)
-        cpu = {name: tree_cpu_seconds(t.proc.pid) for name, t in targets.items()}
-        done = {name: _delivered(t) for name, t in targets.items()}
-        time.sleep(window)
-        cpu = {name: tree_cpu_seconds(t.proc.pid) - cpu[name] for name, t in targets.items()}
-        done = {name: _delivered(t) - done[name] for name, t in targets.items()}
-    if min(done.values()) <= 0:
-        raise RuntimeError("a backlog ran out or nothing was delivered in the window")
-    return {name: 1e6 * cpu[name] / done[name] for name in done}
 
 
 @contextlib.contextmanager
@@ -145,7 +105,7 @@ def run(
                 trees.reverse()  # neither version always starts first
             label = f"round{number}-"
             if drain:
-                figures = drain_round(bench, store, trees, label, duration)
+                figures = bench.drain(store, trees, label, duration)
             else:
                 figures = accept_round(bench, store, trees, label)
             ratio = figures["new"] / figures["old"]

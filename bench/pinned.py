@@ -38,7 +38,7 @@ import socket
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,9 @@ from bench.scenarios import HOST, Workspace, gateway_config
 from bench.wrk import run_wrk, write_pool
 from harness.redis_server import RedisServer, free_port
 
+#: Seconds a draining gateway runs before its window opens (its workers reach full speed).
+DRAIN_SETTLE = 1.5
+_DELIVERED = re.compile(r'^webhook_gateway_deliveries_total\{[^}]*result="delivered"[^}]*\} (\S+)$')
 #: The three ways ``server.workers`` is compared: (label, workers, the gateway's cores).
 WORKER_LAYOUTS = (
     ("1 process on core 0", 1, SUT_CPU),
@@ -351,6 +354,58 @@ class Pinned:
         timed = result["timed"]
         return {**timed, "waited_for_a_connection": result["waited_for_a_connection"]}
 
+    def drain(
+        self, store: str, trees: Sequence[tuple[str, Path]], label: str, window: float
+    ) -> dict[str, float]:
+        """Fill a backlog per checkout (an ingress-only gateway under wrk), then drain them all
+        at once on the measured core to the destination: each delivering process's CPU per
+        delivered event over ``window`` seconds in which all are busy."""
+        urls = {name: self.store_url(store, f"{label}{name}") for name, _ in trees}
+        for name, tree in trees:
+            with self.gateway_process(
+                f"{label}{name}-fill", urls[name], "queued", 1, SUT_CPU, 0, tree
+            ) as filling:
+                self.throughput(filling, f"{label}{name}-fill", gateway=True)
+        concurrency = self.ws.settings.delivery_concurrency
+        with contextlib.ExitStack() as stack:
+            targets = {
+                name: stack.enter_context(
+                    self.gateway_process(
+                        f"{label}{name}-drain", urls[name], "queued", 1, SUT_CPU, concurrency, tree
+                    )
+                )
+                for name, tree in trees
+            }
+            time.sleep(DRAIN_SETTLE)
+            cpu = {name: tree_cpu_seconds(t.proc.pid) for name, t in targets.items()}
+            done = {name: _delivered(t) for name, t in targets.items()}
+            time.sleep(window)
+            cpu = {name: tree_cpu_seconds(t.proc.pid) - cpu[name] for name, t in targets.items()}
+            done = {name: _delivered(t) - done[name] for name, t in targets.items()}
+        if min(done.values()) <= 0:
+            raise BenchError("a backlog ran out or nothing was delivered in the window")
+        return {name: 1e6 * cpu[name] / done[name] for name in done}
+
+    def posts(self, label: str) -> dict[str, Any]:
+        """Delivery's POST alone: a bare aiohttp client (``bench.loadgen`` mode ``direct``)
+        on the measured core, at the delivering worker's concurrency, to the same nginx
+        destination; its CPU per POST, counted over the timed phase only."""
+        count = max(self.ws.settings.delivery_events, round(self.settings.duration * 2000))
+        spec = {
+            "mode": "direct", "url": f"http://{HOST}:{self.destination}{DESTINATION_PATH}",
+            "concurrency": self.ws.settings.delivery_concurrency,
+            "warmup_count": max(self.ws.settings.delivery_warmup, count // 10),
+            "count": count, "prefix": label, "repeats": 1,
+        }  # fmt: skip
+        timed = run_loadgen(spec, 300.0, cpus=SUT_CPU)["timed"][0]
+        if timed["ok"] != count:
+            raise BenchError(f"direct POSTs: {timed['ok']} of {count} answered 200")
+        return {
+            "posts": count,
+            "cpu_us_per_post": 1e6 * timed["cpu_s"] / count,
+            "posts_per_s": timed["rps"],
+        }
+
     def floor(self, label: str) -> dict[str, Any]:
         """The sync path's round trips alone at the sync rate, from the measured core: what a
         sync request on Redis costs before the gateway does anything."""
@@ -492,6 +547,12 @@ def _accept_rate(result: Mapping[str, Any], store: str) -> float:
     return float(result["throughput"]["vs_aiohttp"][store]["rps"]["median"])
 
 
+def _delivered(target: Target) -> float:
+    """Events the gateway has delivered, from its own metrics."""
+    text = get_text(f"http://{HOST}:{target.admin}/metrics", timeout=10.0)
+    return sum(float(m.group(1)) for line in text.splitlines() if (m := _DELIVERED.match(line)))
+
+
 @contextlib.contextmanager
 def _destination(ws: Workspace) -> Iterator[tuple[int, int]]:
     """The nginx destination: its port and its master's PID."""
@@ -515,6 +576,7 @@ def _throughput_rounds(
     # ingress-only process on the measured core, delivery in a second one on the other core).
     variants = [(store, split) for split in (False, True) for store in stores]
     runs: dict[str, list[dict[str, Any]]] = {bench.label(*v): [] for v in variants}
+    posts: list[dict[str, Any]] = []
     for index in range(rounds + 1):
         for kind in bases:
             progress(f"wrk: {kind} baseline ({index + 1} of {rounds + 1})")
@@ -531,9 +593,15 @@ def _throughput_rounds(
             with bench.gateway(store, split=split) as target:
                 name = f"gw-{store}{'-split' if split else ''}-{index}"
                 runs[label].append(bench.throughput(target, name, gateway=True))
+        if "redis" in stores:
+            progress(f"delivery on redis: a backlog drained alone, then its POSTs alone from a"
+                     f" bare aiohttp client ({index + 1} of {rounds})")  # fmt: skip
+            drained = bench.drain("redis", [("gateway", REPO)], f"drain-{index}-", 5.0)
+            posts.append({**bench.posts(f"posts-{index}"), "drain_cpu_us": drained["gateway"]})
     result = {
         "vs_aiohttp": compare(bases["aiohttp"], runs, THROUGHPUT_METRICS),
         "vs_nginx": compare(bases["nginx"], runs, THROUGHPUT_METRICS),
+        "posts": posts,
     }
     if "floor" in bases:
         result["vs_floor"] = compare(bases["floor"], runs, THROUGHPUT_METRICS)

@@ -325,6 +325,29 @@ def _floor_lines(t: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _post_lines(t: Mapping[str, Any]) -> list[str]:
+    """Delivery on Redis against its own POST alone and against the accept, round by round
+    (``Pinned.drain`` and ``Pinned.posts``: both on the measured core, one after the other)."""
+    posts = t["posts"]
+    accepts = t["vs_aiohttp"]["runs"].get("redis, ingress only", [])
+    lines = [
+        "delivery on redis: a backlog drained by one gateway alone on the measured core, CPU per"
+        " delivered event, against its POSTs alone (a bare aiohttp client on the same core, the"
+        " worker's concurrency, the same nginx) and against the accept (ingress only):",
+    ]
+    for index, entry in enumerate(posts):
+        drain, post = entry["drain_cpu_us"], entry["cpu_us_per_post"]
+        line = (
+            f"  round {index + 1}: a delivery {drain:.0f} us, the POST alone {post:.0f} us"
+            f" (delivery / POST {drain / post:.2f})"
+        )
+        if index < len(accepts):
+            accept = accepts[index]["cpu_us_per_request"]
+            line += f"; an accept {accept:.0f} us (delivery / accept {drain / accept:.2f})"
+        lines.append(line)
+    return lines
+
+
 def render_pinned(pinned: Mapping[str, Any]) -> str:
     """The pinned (wrk) measurements: throughput and latency against both baselines, the RSS
     around each phase, sync-mode latency at a constant rate, workers, and the long run."""
@@ -364,6 +387,8 @@ def render_pinned(pinned: Mapping[str, Any]) -> str:
             lines.append(_row(cells, widths))
     if "vs_floor" in t:
         lines += ["", *_floor_lines(t)]
+    if t.get("posts"):
+        lines += ["", *_post_lines(t)]
     lines.append("")
     for store in stores:
         for index, run in enumerate(t["vs_aiohttp"]["runs"][store]):
