@@ -396,6 +396,38 @@ async def test_wake_makes_run_poll_at_once(store: Store, destination, http):
         await asyncio.wait_for(task, 30)
 
 
+async def test_a_backlog_is_leased_a_quarter_of_the_slots_at_a_time(
+    store: Store, destination, http
+):
+    _dest, url = destination
+    counted = _CountedLeases(store)
+    worker = DeliveryWorker(
+        counted,  # type: ignore[arg-type]
+        make_send(http, url, Clock()),
+        {"market": NO_JITTER},
+        clock=time.time,
+        worker_id="w1",
+        concurrency=8,
+        poll_interval=0.05,
+    )
+    for n in range(60):
+        await store.accept(make_event(f"evt_{n}"), ["market"], 3600, time.time())
+    task = asyncio.create_task(worker.run())
+    try:
+        await eventually(lambda: sum(counted.polls), "the backlog leased", until=lambda n: n == 60)
+    finally:
+        await worker.stop()
+        await task
+    # The first call fills every slot; the next ones wait for a quarter of them (2) to free up,
+    # rather than leasing one delivery per call.
+    busy = [size for size in counted.polls if size]
+    assert busy[0] == 8, counted.polls
+    assert min(busy[1:-1]) >= 2, counted.polls
+    for n in range(60):
+        view = await store.get_event(f"evt_{n}")
+        assert view is not None and view.status == "delivered", n
+
+
 # -- the policy itself ---------------------------------------------------------------------------
 
 
