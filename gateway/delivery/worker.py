@@ -176,7 +176,7 @@ class DeliveryWorker:
 
     async def _wait_for_slots(self) -> None:
         """Wait until ``_refill`` slots are free (or stop is asked for)."""
-        if self._concurrency - len(self._inflight) >= self._refill:
+        if self._stopping.is_set() or self._concurrency - len(self._inflight) >= self._refill:
             return
         self._slots.clear()
         await self._slots.wait()

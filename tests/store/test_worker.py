@@ -402,7 +402,7 @@ async def test_a_backlog_is_leased_a_quarter_of_the_slots_at_a_time(
     _dest, url = destination
     counted = _CountedLeases(store)
     worker = DeliveryWorker(
-        counted,  # type: ignore[arg-type]
+        counted,
         make_send(http, url, Clock()),
         {"market": NO_JITTER},
         clock=time.time,
