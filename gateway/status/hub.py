@@ -53,6 +53,7 @@ POLL_INTERVAL = 0.25
 SWEEP = 1.0
 #: Payments read per call.
 _BATCH = 500
+#: Seconds between a stream's heartbeats (design.md 5.10).
 HEARTBEAT = 15.0
 #: Streams told to beat per pass, at most, and the seconds between passes while more are due.
 _BEATS_PER_PASS = 4

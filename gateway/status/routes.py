@@ -54,7 +54,7 @@ from gateway.http.answers import error_response, request_id_of
 from gateway.http.clientip import client_ip
 from gateway.ingress.deadline import headers_arrived, response_started
 from gateway.logs import log_fields
-from gateway.status.hub import StatusHub, Watch
+from gateway.status.hub import HEARTBEAT, POLL_INTERVAL, StatusHub, Watch
 from gateway.status.message import encode, is_final, status_message
 from gateway.status.token import verify
 
@@ -83,9 +83,9 @@ MAX_INBOUND = 4096
 class StatusTiming:
     """The status streams' intervals, passed to ``create_app`` (tests shorten them)."""
 
-    heartbeat: float = 15.0
+    heartbeat: float = HEARTBEAT
     write_timeout: float = 10.0
-    poll_interval: float = 0.25
+    poll_interval: float = POLL_INTERVAL
     #: How long a new stream waits for its payment's first reading before a 503.
     first_reading: float = 10.0
 
