@@ -175,8 +175,10 @@ class Pinned:
         return self.ws.sqlite_url(label)
 
     @staticmethod
-    def label(store: str, split: bool) -> str:
-        """How a gateway layout is named in the results: the store, or the split's name."""
+    def label(store: str, split: bool, alone: bool = False) -> str:
+        """How a gateway layout is named in the results: the store, or the layout's name."""
+        if alone:
+            return f"{store}, accept alone"
         return f"{store}, ingress only" if split else store
 
     @contextlib.contextmanager
@@ -188,16 +190,20 @@ class Pinned:
         workers: int = 1,
         cpus: str = SUT_CPU,
         split: bool = False,
+        alone: bool = False,
         repo: Path = REPO,
     ) -> Iterator[Target]:
         """``python -m gateway run`` on ``cpus``: the full pipeline, rate limits on.
 
         ``split``: the process on ``cpus`` is ingress only (``delivery_concurrency: 0``) and a
         second one, on the other core with the load generator, delivers from the same store
-        (``Target.delivery``). ``repo``: the checkout whose gateway runs (``bench.paired``)."""
-        name = f"pinned-gateway-{store}-{delivery}-{workers}{'-split' if split else ''}"
+        (``Target.delivery``). ``alone``: the accept path alone, as the floor runs: ingress
+        only, and nothing delivers (the events wait in the store). ``repo``: the checkout
+        whose gateway runs (``bench.paired``)."""
+        layout = "-alone" if alone else "-split" if split else ""
+        name = f"pinned-gateway-{store}-{delivery}-{workers}{layout}"
         store_url = self.store_url(store, name)
-        concurrency = self.ws.settings.delivery_concurrency
+        concurrency = 0 if alone else self.ws.settings.delivery_concurrency
         with contextlib.ExitStack() as stack:
             delivering = None
             if split:
@@ -572,9 +578,12 @@ def _throughput_rounds(
     bases: dict[str, list[dict[str, Any]]] = {"aiohttp": [], "nginx": []}
     if "redis" in stores:
         bases["floor"] = []  # its script runs on the Redis server, as the gateway's does
-    # Each store twice: one process doing everything, and the accept path alone (an
-    # ingress-only process on the measured core, delivery in a second one on the other core).
-    variants = [(store, split) for split in (False, True) for store in stores]
+    # Each store three times: one process doing everything; an ingress-only process on the
+    # measured core with delivery in a second one on the other core (beside wrk, Redis and
+    # the destination, whose share of that core it takes); and the accept path alone, with
+    # nothing delivering, as the floor runs.
+    layouts = ((False, False), (True, False), (False, True))
+    variants = [(store, split, alone) for split, alone in layouts for store in stores]
     runs: dict[str, list[dict[str, Any]]] = {bench.label(*v): [] for v in variants}
     posts: list[dict[str, Any]] = []
     for index in range(rounds + 1):
@@ -587,11 +596,12 @@ def _throughput_rounds(
                 bases[kind].append(run)
         if index == rounds:
             break
-        for store, split in variants:
-            label = bench.label(store, split)
+        for store, split, alone in variants:
+            label = bench.label(store, split, alone)
             progress(f"wrk: gateway on {label} (round {index + 1} of {rounds})")
-            with bench.gateway(store, split=split) as target:
-                name = f"gw-{store}{'-split' if split else ''}-{index}"
+            with bench.gateway(store, split=split, alone=alone) as target:
+                layout = "-alone" if alone else "-split" if split else ""
+                name = f"gw-{store}{layout}-{index}"
                 runs[label].append(bench.throughput(target, name, gateway=True))
         if "redis" in stores:
             progress(f"delivery on redis: a backlog drained alone, then its POSTs alone from a"
