@@ -7,6 +7,9 @@ import ipaddress
 import pytest
 
 from gateway.http.clientip import client_ip, in_networks, parse_address
+from gateway.ingress.plan import plan_source
+from gateway.ratelimit.memory import MemoryLimiter
+from tests.support import build_config, config_dict, payments_source
 
 PROXIES = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")]
 
@@ -69,3 +72,30 @@ def test_ipv4_mapped_peer_matches_its_ipv4_allow_list_entry():
 def test_unparsable_peer_is_none():
     assert client_ip("not-an-ip", [], PROXIES) is None
     assert client_ip(None, [], []) is None
+
+
+@pytest.mark.parametrize("cache_size", [4096, 1])
+def test_a_sources_verdict_on_a_peer_is_its_allow_list(monkeypatch, cache_size):
+    # Remembered per address, and the same past the cache's size (then worked out afresh).
+    monkeypatch.setattr("gateway.ingress.plan.PEER_CACHE_SIZE", cache_size)
+    open_source = payments_source(allow_ips=[], path="/hooks/open")
+    config = build_config(
+        config_dict(
+            "http://127.0.0.1:1/hooks",
+            store_url="sqlite:///x.db",
+            sources={"payments": payments_source(), "open": open_source},
+        )
+    )
+    plans = {
+        name: plan_source(
+            source, MemoryLimiter(), limits_in_store=False, on_limiter_failure=lambda _e: None
+        )
+        for name, source in config.sources.items()
+    }
+    for _ in range(2):
+        assert plans["payments"].peer(ip("10.2.3.4")) == (True, "ip:payments:10.2.3.4")
+        assert plans["payments"].peer(ip("203.0.113.9")) == (False, "ip:payments:203.0.113.9")
+        assert plans["payments"].peer(ip("::1")) == (True, "ip:payments:::1")
+        assert plans["payments"].peer(None) == (False, "ip:payments:None")
+        assert plans["open"].peer(ip("203.0.113.9")) == (True, "ip:open:203.0.113.9")
+        assert plans["open"].peer(None) == (True, "ip:open:None")

@@ -41,7 +41,7 @@ from gateway.errors import (
 )
 from gateway.extract import Payload
 from gateway.http.answers import error_response, json_response, request_id_of
-from gateway.http.clientip import client_ip, in_networks
+from gateway.http.clientip import client_ip
 from gateway.http.text import has_control, is_text
 from gateway.ingress.body import read_body
 from gateway.ingress.deadline import headers_arrived, response_started
@@ -190,10 +190,10 @@ class Ingress:
         source = plan.source
         server = self.config.server
         # Stage 2: the client address, through trusted proxies only (design.md 5.2).
-        ip = client_ip(
-            request.remote, request.headers.getall("X-Forwarded-For", []), server.trusted_proxies
-        )
-        if source.allow_ips and (ip is None or not in_networks(ip, source.allow_ips)):
+        proxies = server.trusted_proxies
+        forwarded = request.headers.getall("X-Forwarded-For", ()) if proxies else ()
+        allowed, ip_key = plan.peer(client_ip(request.remote, forwarded, proxies))
+        if not allowed:
             raise IpNotAllowed()
         # Stage 3: per-IP limit before any byte of the body is read (protects CPU). When the
         # whole body is already here (a webhook's usually comes with its headers), reading it
@@ -204,7 +204,6 @@ class Ingress:
         deferred: AcceptLimit | None = None
         per_ip = source.rate_limit.per_ip
         if per_ip is not None:
-            ip_key = f"ip:{source.name}:{ip}"
             if plan.ip_limit_in_accept and request.content.is_eof():
                 deferred = AcceptLimit(ip_key, per_ip)
             else:
