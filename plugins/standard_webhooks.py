@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,7 +30,13 @@ from gateway.providers.base import (
     lowered,
     parse_int_timestamp,
 )
-from gateway.signing import MIN_HMAC_KEY_BYTES, hmac_key, signed_content, v1_signature
+from gateway.signing import (
+    MIN_HMAC_KEY_BYTES,
+    hmac_key,
+    hmac_sha256,
+    signed_content,
+    v1_signature,
+)
 
 PUBLIC_PREFIX = "whpk_"
 PRIVATE_PREFIX = "whsk_"
@@ -106,10 +111,9 @@ class StandardWebhooks(BaseProvider):
                     return
             elif v1 and not secret.value.startswith(PRIVATE_PREFIX):
                 try:
-                    key = hmac_key(secret)
+                    expected = hmac_sha256(secret, content)
                 except ValueError:
                     continue
-                expected = hmac.new(key, content, hashlib.sha256).digest()
                 if digest_matches(expected, v1):
                     return
         raise VerificationError()
