@@ -59,7 +59,6 @@ if ARGV[11] ~= '' and result ~= 'retried' then
   end
   redis.call('EXPIRE', an, ROLLUP_TTL)
 end
-local e = redis.call('HMGET', ek, 'id', 'source', 'type', 'subject', 'body_status', 'status')
 local e = redis.call('HMGET', ek, 'id', 'source', 'type', 'subject', 'body_status', 'status',
   'payment_key')
 -- The change log last, after every other write: a failed append (pcall) loses that live
