@@ -336,3 +336,61 @@ async def test_every_script_is_loaded_at_open_so_no_call_meets_noscript(
         assert stats["cmdstat_evalsha"]["failed_calls"] == 0
     finally:
         await client.aclose()
+
+
+def _count_calls(store) -> Counter:
+    """Count the store's script calls by script name."""
+    calls: Counter = Counter()
+    call = store._call
+
+    async def counted(name, keys, args, **kw):
+        calls[name] += 1
+        return await call(name, keys, args, **kw)
+
+    store._call = counted
+    return calls
+
+
+async def test_with_a_backlog_each_lease_starts_from_what_the_last_one_read(
+    redis_server: RedisServer,
+):
+    # One partition: the lease script reads the next candidates once it has leased, so a
+    # worker draining a backlog makes one script call per lease round, not two.
+    await flush(redis_server.url)
+    store = await open_store(redis_server.url)
+    try:
+        for n in range(20):
+            await store.accept(make_event(f"evt_{n}"), ["a"], 60, T0 + n / 100)
+        calls = _count_calls(store)
+        taken = []
+        for _ in range(5):
+            taken += [lease.event.id for lease in await store.lease_due(T0 + 1, 30, 4, "w")]
+        assert sorted(taken) == sorted(f"evt_{n}" for n in range(20))
+        assert taken[:4] == ["evt_0", "evt_1", "evt_2", "evt_3"]  # the oldest first
+        assert calls == {"due": 1, "lease": 5}
+        assert await store.lease_due(T0 + 1, 30, 4, "w") == []
+    finally:
+        await store.close()
+
+
+async def test_candidates_read_ahead_and_taken_by_another_worker_are_read_afresh(
+    redis_server: RedisServer,
+):
+    await flush(redis_server.url)
+    one, other = await open_store(redis_server.url), await open_store(redis_server.url)
+    try:
+        for n in range(20):
+            await one.accept(make_event(f"evt_{n}"), ["a"], 60, T0 + n / 100)
+        first = await one.lease_due(T0 + 1, 30, 4, "one")  # reads ahead evt_4 to evt_11
+        taken = await other.lease_due(T0 + 1, 30, 8, "other")  # takes exactly those
+        calls = _count_calls(one)
+        again = await one.lease_due(T0 + 1, 30, 4, "one")
+        # Nothing read ahead was left: the lease call that found so reads again, and a second
+        # one takes the next four from that read. None is leased twice.
+        assert [lease.event.id for lease in again] == [f"evt_{n}" for n in range(12, 16)]
+        assert calls == {"lease": 2}
+        ids = [lease.delivery_id for lease in (*first, *taken, *again)]
+        assert len(set(ids)) == len(ids) == 16
+    finally:
+        await one.close()
+        await other.close()

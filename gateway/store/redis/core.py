@@ -82,6 +82,9 @@ class RedisCore:
         self._parts = [PartitionKeys(index, partitions) for index in range(partitions)]
         self._checked = False
         self._next_start = 0
+        #: With one partition, what the last lease call read of the due and leased sets after
+        #: it leased (``due.lua``'s answer): the next round's candidates (``RedisQueue``).
+        self._ahead: list[Any] | None = None
         self._scripts: dict[str, AsyncScript] = register_scripts(client)
         # Concurrent requests' script calls share one round trip (the rate limiter's too).
         # An accept is answered only once ``wait_replicas`` replicas have it (Redis WAIT).

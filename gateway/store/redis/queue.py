@@ -50,24 +50,33 @@ class RedisQueue(RedisCore):
 
         One batched read of every partition's due and leased sets (``due.lua``), then one
         script per partition with candidates, starting from a different partition each call,
-        until ``limit`` are leased. A delivery whose event cannot be read is dead-lettered and
-        leasing goes on past it (up to ``POISON_BUDGET`` of them in one call).
+        until ``limit`` are leased. With one partition the lease script reads those sets
+        again once it has leased, and the next call starts from that read instead of one of
+        its own: with a backlog, one script call per lease instead of two. A call that finds
+        fewer there than it asks for (a short read, or candidates another worker has taken
+        since) reads afresh once more. A delivery whose event cannot be read is dead-lettered
+        and leasing goes on past it (up to ``POISON_BUDGET`` of them in one call).
         """
         leases: list[Lease] = []
         unreadable = 0
+        first = True
         while len(leases) < limit and unreadable < POISON_BUDGET:
-            got, dead = await self._lease_round(now, lease, limit - len(leases), worker)
+            asked = limit - len(leases)
+            got, dead, read_before = await self._lease_round(now, lease, asked, worker)
             leases += got
             unreadable += dead
-            if not dead:
+            short = first and read_before and len(got) < asked
+            first = False
+            if not dead and not short:
                 break
         return leases
 
     async def _lease_round(
         self, now: float, lease: float, limit: int, worker: str
-    ) -> tuple[list[Lease], int]:
-        """One read of every partition and the scripts it calls for: leases and how many
-        unreadable deliveries were dead-lettered on the way."""
+    ) -> tuple[list[Lease], int, bool]:
+        """One read of every partition and the scripts it calls for: leases, how many
+        unreadable deliveries were dead-lettered on the way, and whether the candidates came
+        from an earlier call's read (``lease_due``)."""
         count = len(self._parts)
         start = self._next_start
         self._next_start = (start + 1) % count
@@ -75,7 +84,10 @@ class RedisQueue(RedisCore):
         stamp = time_text(now)
 
         args = [stamp, limit]
-        if count == 1:
+        ahead, self._ahead = self._ahead, None
+        if count == 1 and ahead is not None:
+            replies = [ahead]
+        elif count == 1:
             replies = [await self._call("due", order[0].shared, args)]
         else:
             # Every partition's read in one batch (one round trip per master).
@@ -105,12 +117,17 @@ class RedisQueue(RedisCore):
             script_keys = list(keys.shared)
             for did in candidates:
                 script_keys += [keys.dl(did), keys.ev(uid_of(did))]
-            rows = await self._call(
+            # With one partition, lease.lua reads the next candidates too: twice as many as
+            # this round's, so that a round asking for a few more still finds them there.
+            read_ahead = 2 * limit if count == 1 else 0
+            rows, after = await self._call(
                 "lease",
                 script_keys,
                 # The token base: lease.lua appends each delivery's number in the batch.
-                [stamp, time_text(now + lease), new_token(), worker, *candidates],
+                [stamp, time_text(now + lease), new_token(), worker, read_ahead, *candidates],
             )
+            if after and (after[0] or after[1]):
+                self._ahead = after
             for did, dvalues, evalues in rows:
                 d = present(LEASE_DELIVERY_FIELDS, dvalues)
                 delivery_id = did.decode()
@@ -136,7 +153,7 @@ class RedisQueue(RedisCore):
                     )
                 )
         leases.sort(key=lambda lease: rank[lease.delivery_id])
-        return leases, unreadable
+        return leases, unreadable, ahead is not None
 
     async def _dead_letter_unreadable(
         self, delivery_id: str, d: dict[str, bytes], now: float, reason: str
