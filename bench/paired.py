@@ -18,6 +18,13 @@ Two measures, each in ``--rounds`` rounds with the start order alternated:
   (on core 1). Measured: each delivering process's CPU per delivered event over a window in
   which both are busy.
 
+``python -m bench.paired floor NEW`` measures NEW against the floor (``bench.floor``, the
+accept path's work written leanly) the same way: the floor and NEW's accept path alone
+(ingress only, nothing delivering, as the floor runs) on core 0 at once, each under its own
+wrk; NEW ÷ floor is what the gateway's accept costs over the floor's. The floor's own CPU per
+request moves by up to 1.5 times between the rounds of ``make bench``, which interleaves it with
+the gateway one phase at a time; side by side, both meet the same machine.
+
 Printed: each round's figures and NEW ÷ OLD, then the median and range; written to
 bench/results/paired.json. Below 1 means NEW spends less.
 """
@@ -51,18 +58,28 @@ def _progress(message: str) -> None:
 
 
 def accept_round(
-    bench: Pinned, store: str, trees: Sequence[tuple[str, Path]], label: str
+    bench: Pinned, store: str, trees: Sequence[tuple[str, Path | None]], label: str
 ) -> dict[str, float]:
-    """Both versions' ingress-only gateways under load at once; CPU per accepted request."""
+    """Both versions' ingress-only gateways under load at once; CPU per accepted request.
+    A side without a tree is the floor, and the gateway beside it runs its accept path alone
+    (nothing delivering), as the floor does."""
     results: dict[str, dict[str, Any]] = {}
+    floor = any(tree is None for _, tree in trees)
+    gateways = {name: tree for name, tree in trees if tree is not None}
     with contextlib.ExitStack() as stack:
         targets = {
-            name: stack.enter_context(bench.gateway(store, split=True, repo=tree))
+            name: stack.enter_context(
+                bench.baseline("floor")
+                if tree is None
+                else bench.gateway(store, split=not floor, alone=floor, repo=tree)
+            )
             for name, tree in trees
         }
 
         def measure(name: str) -> None:
-            results[name] = bench.throughput(targets[name], f"{label}{name}", gateway=True)
+            results[name] = bench.throughput(
+                targets[name], f"{label}{name}", gateway=name in gateways, fresh=True
+            )
 
         threads = [threading.Thread(target=measure, args=(name,)) for name, _ in trees]
         for thread in threads:
@@ -89,9 +106,10 @@ def _bench(root: Path, duration: float) -> Iterator[Pinned]:
 
 
 def run(
-    old: Path, new: Path, *, store: str, rounds: int, duration: float, drain: bool
+    old: Path | None, new: Path, *, store: str, rounds: int, duration: float, drain: bool
 ) -> dict[str, Any]:
-    """``rounds`` paired rounds of one measure; each round's figures and NEW ÷ OLD."""
+    """``rounds`` paired rounds of one measure; each round's figures and NEW ÷ OLD (OLD
+    ``None``: the floor)."""
     os.sched_setaffinity(0, {int(REST_CPU)})
     unit = "us of CPU per delivered event" if drain else "us of CPU per accepted request"
     rows = []
@@ -100,12 +118,13 @@ def run(
         _bench(Path(tmp), duration) as bench,
     ):
         for number in range(rounds):
-            trees = [("old", old), ("new", new)]
+            trees: list[tuple[str, Path | None]] = [("old", old), ("new", new)]
             if number % 2:
                 trees.reverse()  # neither version always starts first
             label = f"round{number}-"
             if drain:
-                figures = bench.drain(store, trees, label, duration)
+                assert old is not None, "the floor does not deliver"
+                figures = bench.drain(store, [("old", old), ("new", new)], label, duration)
             else:
                 figures = accept_round(bench, store, trees, label)
             ratio = figures["new"] / figures["old"]
@@ -116,7 +135,7 @@ def run(
             )
     ratios = [row["ratio"] for row in rows]
     return {
-        "old": str(old),
+        "old": "floor" if old is None else str(old),
         "new": str(new),
         "store": store,
         "measure": "drain" if drain else "accept",
@@ -131,7 +150,9 @@ def run(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.paired", description=__doc__)
-    parser.add_argument("old", type=Path, help="checkout of the version to compare against")
+    parser.add_argument(
+        "old", help="checkout of the version to compare against, or floor (bench.floor)"
+    )
     parser.add_argument("new", type=Path, help="checkout of the version measured")
     parser.add_argument("--store", choices=("redis", "sqlite"), default="redis")
     parser.add_argument("--rounds", type=int, default=4)
@@ -141,11 +162,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--drain", action="store_true", help="measure delivery, not accepts")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    for tree in (args.old, args.new):
-        if not (tree / "gateway" / "__main__.py").is_file():
+    old = None if args.old == "floor" else Path(args.old)
+    if old is None and (args.drain or args.store != "redis"):
+        parser.error("the floor accepts on Redis only: no --drain, no --store sqlite")
+    for tree in (old, args.new):
+        if tree is not None and not (tree / "gateway" / "__main__.py").is_file():
             parser.error(f"{tree} is not a checkout of the gateway")
     result = run(
-        args.old.resolve(),
+        None if old is None else old.resolve(),
         args.new.resolve(),
         store=args.store,
         rounds=args.rounds,
