@@ -62,14 +62,13 @@ def signed_content(msg_id: str, timestamp: str, body: bytes) -> bytes:
     return raw_id + b"." + raw_timestamp + b"." + body
 
 
-def v1_signature(key: bytes, content: bytes) -> str:
-    """``v1,<base64 HMAC-SHA256>`` of ``content``."""
-    return "v1," + base64.b64encode(hmac.new(key, content, hashlib.sha256).digest()).decode()
+def v1_signature(secret: Secret, content: bytes) -> str:
+    """``v1,<base64 HMAC-SHA256>`` of ``content`` under a ``whsec_`` secret's key."""
+    return "v1," + base64.b64encode(hmac_sha256(secret, content)).decode()
 
 
 def sign_delivery(body: bytes, secret: Secret, msg_id: str, now: float) -> dict[str, str]:
     """``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` for one delivery."""
     timestamp = str(int(now))
-    digest = hmac_sha256(secret, signed_content(msg_id, timestamp, body))
-    signature = "v1," + base64.b64encode(digest).decode()
+    signature = v1_signature(secret, signed_content(msg_id, timestamp, body))
     return {"webhook-id": msg_id, "webhook-timestamp": timestamp, "webhook-signature": signature}

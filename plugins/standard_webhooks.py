@@ -143,7 +143,7 @@ class StandardWebhooks(BaseProvider):
             key = Ed25519PrivateKey.from_private_bytes(_b64(secret.value[len(PRIVATE_PREFIX) :]))
             signature = "v1a," + base64.b64encode(key.sign(content)).decode()
         else:
-            signature = v1_signature(hmac_key(secret), content)
+            signature = v1_signature(secret, content)
         return {
             "webhook-id": msg_id,
             "webhook-timestamp": timestamp,
