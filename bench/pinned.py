@@ -200,8 +200,7 @@ class Pinned:
         (``Target.delivery``). ``alone``: the accept path alone, as the floor runs: ingress
         only, and nothing delivers (the events wait in the store). ``repo``: the checkout
         whose gateway runs (``bench.paired``)."""
-        layout = "-alone" if alone else "-split" if split else ""
-        name = f"pinned-gateway-{store}-{delivery}-{workers}{layout}"
+        name = f"pinned-gateway-{store}-{delivery}-{workers}{_layout(split, alone)}"
         store_url = self.store_url(store, name)
         concurrency = 0 if alone else self.ws.settings.delivery_concurrency
         with contextlib.ExitStack() as stack:
@@ -548,6 +547,11 @@ def run_pinned(
     return result
 
 
+def _layout(split: bool, alone: bool) -> str:
+    """A gateway layout's part in the names of its processes and phases."""
+    return "-alone" if alone else "-split" if split else ""
+
+
 def _accept_rate(result: Mapping[str, Any], store: str) -> float:
     """The median requests/s the gateway on ``store`` reached in this run's throughput rounds."""
     return float(result["throughput"]["vs_aiohttp"][store]["rps"]["median"])
@@ -600,8 +604,7 @@ def _throughput_rounds(
             label = bench.label(store, split, alone)
             progress(f"wrk: gateway on {label} (round {index + 1} of {rounds})")
             with bench.gateway(store, split=split, alone=alone) as target:
-                layout = "-alone" if alone else "-split" if split else ""
-                name = f"gw-{store}{layout}-{index}"
+                name = f"gw-{store}{_layout(split, alone)}-{index}"
                 runs[label].append(bench.throughput(target, name, gateway=True))
         if "redis" in stores:
             progress(f"delivery on redis: a backlog drained alone, then its POSTs alone from a"
