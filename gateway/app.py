@@ -26,18 +26,19 @@ from gateway.admin.stream import MAX_STREAMS, add_stream
 from gateway.appkeys import (
     CLOCK,
     CONFIG,
+    DELIVERY_CLIENT,
     GATEWAY,
     LIMITER,
     METRICS,
     PRUNER,
     RECONCILER,
     RUNTIME,
-    SESSION,
     STORE,
     Runtime,
 )
 from gateway.config.model import Config
 from gateway.dashboard import routes as dashboard
+from gateway.delivery.client import DeliveryClient
 from gateway.delivery.forward import deliver
 from gateway.delivery.retry import RetryPolicy
 from gateway.delivery.worker import DeliveryWorker
@@ -82,19 +83,12 @@ async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
     await task
 
 
-async def _session_ctx(app: web.Application) -> AsyncIterator[None]:
+async def _client_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    connector = aiohttp.TCPConnector(limit=max(32, config.server.delivery_concurrency * 2))
-    session = aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=60, connect=10),
-        # The gateway speaks for itself; the sender's cookies never travel on.
-        cookie_jar=aiohttp.DummyCookieJar(),
-        auto_decompress=False,
-    )
-    app[SESSION] = session
+    client = DeliveryClient(limit=max(32, config.server.delivery_concurrency * 2))
+    app[DELIVERY_CLIENT] = client
     yield
-    await session.close()
+    await client.close()
 
 
 async def _ingress_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -109,7 +103,7 @@ def build_ingress(app: web.Application, runtime: Runtime) -> Ingress:
         runtime.config,
         app[STORE],
         app[LIMITER],
-        app[SESSION],
+        app[DELIVERY_CLIENT],
         app[METRICS],
         clock=app[CLOCK],
         on_accepted=runtime.wake.set,
@@ -134,7 +128,7 @@ class _Policies(Mapping[str, RetryPolicy]):
 
 def build_worker(app: web.Application, runtime: Runtime) -> DeliveryWorker:
     """Delivery workers: lease due deliveries, POST them, record; config read at each send."""
-    session = app[SESSION]
+    client = app[DELIVERY_CLIENT]
     clock = app[CLOCK]
     metrics = app[METRICS]
 
@@ -145,7 +139,7 @@ def build_worker(app: web.Application, runtime: Runtime) -> DeliveryWorker:
             # Removed by a reload while deliveries were queued: keep them (retried, then dead
             # letters) rather than drop them; putting the destination back resumes delivery.
             return Attempt(lease.attempt, started, None, 0.0, "destination is not configured")
-        result = await deliver(session, lease.event, destination, lease.attempt, clock=clock)
+        result = await deliver(client, lease.event, destination, lease.attempt, clock=clock)
         metrics.observe_delivery(destination.name, result.latency)
         return Attempt(
             number=lease.attempt,
@@ -276,7 +270,7 @@ def create_app(
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_wakeups_ctx(delivers=workers))
     app.cleanup_ctx.append(_retention_ctx)
-    app.cleanup_ctx.append(_session_ctx)
+    app.cleanup_ctx.append(_client_ctx)
     app.cleanup_ctx.append(_ingress_ctx)
     app.cleanup_ctx.append(_reconcile_ctx)
     if workers:

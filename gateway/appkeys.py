@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import aiohttp
 from aiohttp import web
 
 from gateway.config.model import Config
+from gateway.delivery.client import DeliveryClient
 from gateway.metrics import Metrics
 from gateway.ratelimit.limiter import Limiter
 from gateway.reconcile.runner import Reconciler
@@ -43,7 +43,7 @@ RUNTIME = web.AppKey("runtime", Runtime)
 METRICS = web.AppKey("metrics", Metrics)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 STORE = web.AppKey("store", Store)
-SESSION = web.AppKey("session", aiohttp.ClientSession)
+DELIVERY_CLIENT = web.AppKey("delivery_client", DeliveryClient)
 LIMITER = web.AppKey("limiter", Limiter)
 PRUNER = web.AppKey("pruner", Pruner)
 RECONCILER = web.AppKey("reconciler", Reconciler)

@@ -1,7 +1,8 @@
 """POST one event to its destination, signed by the gateway (design.md 4).
 
 Used by sync delivery (inline, the sender gets the answer) and by the delivery workers. One
-shared ``ClientSession``; redirects are never followed; success is any 2xx within ``timeout``.
+shared ``DeliveryClient`` (``delivery.client``); redirects are never followed; success is any
+2xx within ``timeout``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-import aiohttp
-
+from gateway.delivery.client import DeliveryClient, HttpError
 from gateway.delivery.cloudevents import (
     STRUCTURED_CONTENT_TYPE,
     binary_headers,
@@ -98,7 +98,7 @@ def build_request(
 
 
 async def deliver(
-    session: aiohttp.ClientSession,
+    client: DeliveryClient,
     event: Event,
     destination: Destination,
     attempt: int,
@@ -110,23 +110,16 @@ async def deliver(
     body, headers = build_request(event, destination, attempt, clock())
     started = time.monotonic()
     try:
-        async with session.post(
-            destination.url,
-            data=body,
-            headers=headers,
-            allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=destination.timeout),
-        ) as response:
-            payload = await response.content.read(read_limit)
-            return DeliveryResult(
-                status=response.status,
-                latency=time.monotonic() - started,
-                body=payload,
-                content_type=response.headers.get("Content-Type"),
-            )
+        answer = await client.post(
+            destination.url, body, headers, give_up_after=destination.timeout, read_limit=read_limit
+        )
     except TimeoutError:
         return DeliveryResult(None, time.monotonic() - started, error="timed out", timed_out=True)
-    except aiohttp.ClientError as exc:
-        return DeliveryResult(
-            None, time.monotonic() - started, error=f"{type(exc).__name__}: {exc}"[:300]
-        )
+    except HttpError as exc:
+        return DeliveryResult(None, time.monotonic() - started, error=str(exc)[:300])
+    return DeliveryResult(
+        status=answer.status,
+        latency=time.monotonic() - started,
+        body=answer.body,
+        content_type=answer.content_type,
+    )

@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
-
+from gateway.delivery.client import DeliveryClient
 from gateway.delivery.forward import Destination, deliver
 from gateway.delivery.worker import Result, log_attempt
 from gateway.errors import BadGateway, GatewayTimeout, InProgress, StoreError, Unavailable
@@ -50,7 +49,7 @@ class Forwarded:
 
 async def forward_sync(
     store: IngressStore,
-    session: aiohttp.ClientSession,
+    client: DeliveryClient,
     metrics: Metrics,
     event: Event,
     destination: Destination,
@@ -80,7 +79,7 @@ async def forward_sync(
         raise InProgress()
     committed = False
     try:
-        result = await deliver(session, event, destination, 1, clock=clock)
+        result = await deliver(client, event, destination, 1, clock=clock)
         metrics.observe_delivery(destination.name, result.latency)
         attempt = Attempt(
             number=1,

@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
 from aiohttp import HttpVersion10, web
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from gateway.config.model import Config, SourceConfig
+from gateway.delivery.client import DeliveryClient
 from gateway.delivery.sync import forward_sync
 from gateway.errors import (
     ClientClosed,
@@ -81,7 +81,7 @@ class Ingress:
         config: Config,
         store: IngressStore,
         limiter: Limiter,
-        session: aiohttp.ClientSession,
+        client: DeliveryClient,
         metrics: Metrics,
         *,
         clock: Callable[[], float] = time.time,
@@ -90,7 +90,7 @@ class Ingress:
         self.config = config
         self.store = store
         self.metrics = metrics
-        self.session = session
+        self.client = client
         self.clock = clock
         self.on_accepted = on_accepted
         limits_in_store = store.decides_limits(limiter)
@@ -417,7 +417,7 @@ class Ingress:
         try:
             forwarded = await forward_sync(
                 self.store,
-                self.session,
+                self.client,
                 self.metrics,
                 event,
                 destination,
