@@ -9,8 +9,9 @@
   warm-up phase runs first on the same connections and is not counted. Both phases stop at
   a request count or a time limit, whichever comes first.
 * ``direct``: the delivery baseline. The same kind of POSTs the gateway's delivery worker
-  sends, sent straight to the destination by one aiohttp ``ClientSession`` with the worker's
-  concurrency (the gateway delivers through aiohttp too), after a warm-up, ``repeats`` times.
+  sends, sent straight to the destination with the worker's concurrency, after a warm-up,
+  ``repeats`` times: by one aiohttp ``ClientSession``, or with ``"client": "gateway"`` by the
+  gateway's own delivery client (``gateway.delivery.client``), a delivery's POST alone.
 * ``rate``: open-loop load at a constant rate (wrk2 is not packaged in Debian, so this is the
   bench's own). Request i is due at ``start + i / rate`` and is sent then whatever happened
   to the earlier ones, on the first free one of ``connections`` keep-alive connections (as
@@ -46,6 +47,7 @@ from bench.payloads import (
     payments_secret,
     standard_webhooks,
 )
+from gateway.delivery.client import DeliveryClient, HttpError
 
 #: A safety net over every phase's own limits: the process never outlives this many seconds
 #: beyond the time its spec asks for.
@@ -258,16 +260,19 @@ async def direct(spec: Mapping[str, Any]) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=concurrency)
     timeout = aiohttp.ClientTimeout(total=30, connect=10)
     headers = {"Content-Type": "application/json"}
+    own = DeliveryClient(limit=concurrency) if spec.get("client") == "gateway" else None
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def post(body: bytes) -> int:
             try:
+                if own is not None:
+                    return (await own.post(url, body, headers, give_up_after=30)).status
                 async with session.post(
                     url, data=body, headers=headers, allow_redirects=False
                 ) as response:
                     await response.read()
                     return response.status
-            except (aiohttp.ClientError, TimeoutError):
+            except (aiohttp.ClientError, HttpError, TimeoutError):
                 return 0
 
         async def run(first: int, last: int) -> Phase:
@@ -297,6 +302,8 @@ async def direct(spec: Mapping[str, Any]) -> dict[str, Any]:
             (await run(warmup, warmup + count)).summary(200)
             for _ in range(int(spec.get("repeats", 1)))
         ]
+    if own is not None:
+        await own.close()
     return {"warmup": warm.summary(200), "timed": timed, "body_bytes": BODY_SIZE}
 
 

@@ -392,24 +392,25 @@ class Pinned:
         return {name: 1e6 * cpu[name] / done[name] for name in done}
 
     def posts(self, label: str) -> dict[str, Any]:
-        """Delivery's POST alone: a bare aiohttp client (``bench.loadgen`` mode ``direct``)
-        on the measured core, at the delivering worker's concurrency, to the same nginx
-        destination; its CPU per POST, counted over the timed phase only."""
+        """Delivery's POST alone (``bench.loadgen`` mode ``direct``) on the measured core, at
+        the delivering worker's concurrency, to the same nginx destination: by a bare aiohttp
+        client and by the gateway's own delivery client; the CPU per POST of each, counted
+        over the timed phase only."""
         count = max(self.ws.settings.delivery_events, round(self.settings.duration * 2000))
-        spec = {
-            "mode": "direct", "url": f"http://{HOST}:{self.destination}{DESTINATION_PATH}",
-            "concurrency": self.ws.settings.delivery_concurrency,
-            "warmup_count": max(self.ws.settings.delivery_warmup, count // 10),
-            "count": count, "prefix": label, "repeats": 1,
-        }  # fmt: skip
-        timed = run_loadgen(spec, 300.0, cpus=SUT_CPU)["timed"][0]
-        if timed["ok"] != count:
-            raise BenchError(f"direct POSTs: {timed['ok']} of {count} answered 200")
-        return {
-            "posts": count,
-            "cpu_us_per_post": 1e6 * timed["cpu_s"] / count,
-            "posts_per_s": timed["rps"],
-        }
+        measured: dict[str, Any] = {"posts": count}
+        for client, key in (("aiohttp", "cpu_us_per_post"), ("gateway", "cpu_us_per_post_gateway")):
+            spec = {
+                "mode": "direct", "url": f"http://{HOST}:{self.destination}{DESTINATION_PATH}",
+                "concurrency": self.ws.settings.delivery_concurrency,
+                "warmup_count": max(self.ws.settings.delivery_warmup, count // 10),
+                "count": count, "prefix": f"{label}-{client}", "repeats": 1, "client": client,
+            }  # fmt: skip
+            timed = run_loadgen(spec, 300.0, cpus=SUT_CPU)["timed"][0]
+            if timed["ok"] != count:
+                raise BenchError(f"direct POSTs ({client}): {timed['ok']} of {count} answered 200")
+            measured[key] = 1e6 * timed["cpu_s"] / count
+            measured[key.replace("cpu_us_per_post", "posts_per_s")] = timed["rps"]
+        return measured
 
     def floor(self, label: str) -> dict[str, Any]:
         """The sync path's round trips alone at the sync rate, from the measured core: what a

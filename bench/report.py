@@ -336,15 +336,23 @@ def _post_lines(t: Mapping[str, Any]) -> list[str]:
     accepts = runs.get(f"redis, {layout}", [])
     lines = [
         "delivery on redis: a backlog drained by one gateway alone on the measured core, CPU per"
-        " delivered event, against its POSTs alone (a bare aiohttp client on the same core, the"
-        f" worker's concurrency, the same nginx) and against the accept ({layout}):",
+        " delivered event, against its POSTs alone (the gateway's delivery client, and a bare"
+        " aiohttp client, on the same core at the worker's concurrency to the same nginx) and"
+        f" against the accept ({layout}):",
     ]
     for index, entry in enumerate(posts):
         drain, post = entry["drain_cpu_us"], entry["cpu_us_per_post"]
-        line = (
-            f"  round {index + 1}: a delivery {drain:.0f} us, the POST alone {post:.0f} us"
-            f" (delivery / POST {drain / post:.2f})"
-        )
+        own = entry.get("cpu_us_per_post_gateway")
+        if own:
+            line = (
+                f"  round {index + 1}: a delivery {drain:.0f} us, its POST alone {own:.0f} us"
+                f" (delivery / POST {drain / own:.2f}; aiohttp's {post:.0f} us)"
+            )
+        else:  # results from before the gateway had a client of its own
+            line = (
+                f"  round {index + 1}: a delivery {drain:.0f} us, the POST alone {post:.0f} us"
+                f" (delivery / POST {drain / post:.2f})"
+            )
         if index < len(accepts):
             accept = accepts[index]["cpu_us_per_request"]
             line += f"; an accept {accept:.0f} us (delivery / accept {drain / accept:.2f})"
