@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import ssl
@@ -65,8 +66,10 @@ async def client() -> AsyncIterator[DeliveryClient]:
     await made.close()
 
 
-async def raw_server(handle: Handler) -> tuple[asyncio.Server, str]:
-    """A server of hand-written answers; each connection is closed when its handler ends."""
+@contextlib.asynccontextmanager
+async def raw_destination(handle: Handler) -> AsyncIterator[tuple[str, DeliveryClient]]:
+    """A server of hand-written answers and a client for it; each connection the server
+    takes is closed when its handler ends, and both are closed after."""
 
     async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -78,7 +81,12 @@ async def raw_server(handle: Handler) -> tuple[asyncio.Server, str]:
 
     server = await asyncio.start_server(closing, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    return server, f"http://127.0.0.1:{port}"
+    client = DeliveryClient()
+    try:
+        yield f"http://127.0.0.1:{port}", client
+    finally:
+        await client.close()
+        server.close()
 
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:
@@ -166,17 +174,12 @@ async def test_a_kept_connection_the_server_closed_is_replaced_and_the_post_sent
         await writer.drain()
         writer.close()
 
-    server, url = await raw_server(answer_once_then_close)
-    client = DeliveryClient()
-    try:
+    async with raw_destination(answer_once_then_close) as (url, client):
         for n in range(3):
             answer = await client.post(f"{url}/h", str(n).encode(), {}, give_up_after=5)
             assert (answer.status, answer.body) == (200, b"ok")
             await asyncio.sleep(0.05)  # the close reaches the client while it is idle
         assert [request.rsplit(b"\r\n", 1)[-1] for request in received] == [b"0", b"1", b"2"]
-    finally:
-        await client.close()
-        server.close()
 
 
 async def test_a_reused_connection_closed_as_the_post_goes_out_is_sent_again_anew() -> None:
@@ -191,15 +194,10 @@ async def test_a_reused_connection_closed_as_the_post_goes_out_is_sent_again_ane
         await reader.readuntil(b"\r\n\r\n")
         writer.close()
 
-    server, url = await raw_server(close_after_the_first)
-    client = DeliveryClient()
-    try:
+    async with raw_destination(close_after_the_first) as (url, client):
         assert (await client.post(f"{url}/h", b"a", {}, give_up_after=5)).status == 200
         assert (await client.post(f"{url}/h", b"b", {}, give_up_after=5)).status == 200
         assert [request.rsplit(b"\r\n", 1)[-1] for request in received] == [b"a", b"b"]
-    finally:
-        await client.close()
-        server.close()
 
 
 async def test_a_new_connection_closed_without_an_answer_is_an_error_not_a_resend() -> None:
@@ -211,15 +209,10 @@ async def test_a_new_connection_closed_without_an_answer_is_an_error_not_a_resen
         seen += 1
         writer.close()
 
-    server, url = await raw_server(hang_up)
-    client = DeliveryClient()
-    try:
+    async with raw_destination(hang_up) as (url, client):
         with pytest.raises(HttpError, match="closed without an answer"):
             await client.post(f"{url}/h", b"a", {}, give_up_after=5)
         assert seen == 1
-    finally:
-        await client.close()
-        server.close()
 
 
 async def test_an_answer_cut_short_is_an_error_and_is_not_sent_again() -> None:
@@ -239,16 +232,11 @@ async def test_an_answer_cut_short_is_an_error_and_is_not_sent_again() -> None:
             writer.close()
             return
 
-    server, url = await raw_server(cut)
-    client = DeliveryClient()
-    try:
+    async with raw_destination(cut) as (url, client):
         await client.post(f"{url}/h", b"a", {}, give_up_after=5)
         with pytest.raises(HttpError, match="before the answer was complete"):
             await client.post(f"{url}/h", b"b", {}, give_up_after=5)
         assert seen == 2
-    finally:
-        await client.close()
-        server.close()
 
 
 async def test_garbage_for_an_answer_is_an_error_naming_it() -> None:
@@ -257,14 +245,9 @@ async def test_garbage_for_an_answer_is_an_error_naming_it() -> None:
         writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
         await writer.drain()
 
-    server, url = await raw_server(garbage)
-    client = DeliveryClient()
-    try:
+    async with raw_destination(garbage) as (url, client):
         with pytest.raises(HttpError, match=r"not a readable HTTP answer.*SSH-2\.0"):
             await client.post(f"{url}/h", b"a", {}, give_up_after=5)
-    finally:
-        await client.close()
-        server.close()
 
 
 async def test_a_destination_that_never_answers_times_out_and_its_connection_is_dropped() -> None:
@@ -275,15 +258,10 @@ async def test_a_destination_that_never_answers_times_out_and_its_connection_is_
         await reader.read()  # until the client drops the connection
         closed.set()
 
-    server, url = await raw_server(silent)
-    client = DeliveryClient()
-    try:
+    async with raw_destination(silent) as (url, client):
         with pytest.raises(TimeoutError):
             await client.post(f"{url}/h", b"a", {}, give_up_after=0.2)
         await asyncio.wait_for(closed.wait(), 5)
-    finally:
-        await client.close()
-        server.close()
 
 
 async def test_a_refused_connection_is_an_error_naming_the_address(client) -> None:
@@ -410,18 +388,13 @@ def test_on_uvloop_posts_share_a_connection_a_stale_one_is_replaced_and_time_run
                 if request.endswith(b"last"):
                     return  # closed, as an idle connection is
 
-        server, url = await raw_server(answer)
-        client = DeliveryClient()
-        try:
+        async with raw_destination(answer) as (url, client):
             for body in (b"1", b"2", b"last"):
                 assert (await client.post(f"{url}/h", body, {}, give_up_after=5)).body == b"ok"
             await asyncio.sleep(0.05)
             assert (await client.post(f"{url}/h", b"anew", {}, give_up_after=5)).status == 200
             with pytest.raises(TimeoutError):
                 await client.post(f"{url}/h", b"silent", {}, give_up_after=0.2)
-        finally:
-            await client.close()
-            server.close()
         assert [r.rsplit(b"\r\n", 1)[-1] for r in received] == [
             b"1",
             b"2",
