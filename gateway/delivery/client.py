@@ -2,10 +2,10 @@
 
 A delivery needs little of an HTTP client: a POST of a body of known length, no redirects
 (design.md 4), no cookies, proxies or compression, and of the answer only its status, its
-``Content-Type`` and its first bytes. aiohttp's client does all that and much more, and the
-more cost a delivery more than the gateway's own work around it: 139-203 us of CPU per POST
-against 21-33 us for a protocol of this shape, side by side on one core to one nginx (16 at
-once). This client is that shape: ``http11`` writes the request and reads the answer, an
+``Content-Type`` and its first bytes. aiohttp's client does all that and much more, and on
+a delivery's path the much more is what costs: 139-203 us of CPU per POST against 21-33 us
+for a protocol of this shape, side by side on one core to one nginx (16 at once). This
+client is that shape: ``http11`` writes the request and reads the answer, an
 ``asyncio.Protocol`` per connection moves the bytes, and connections are kept per origin.
 
 * ``limit`` requests run at once (a connection each); more wait for a slot.
@@ -179,7 +179,6 @@ class DeliveryClient:
     ) -> None:
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        self._limit = limit
         self._slots = asyncio.Semaphore(limit)
         self._keepalive = keepalive
         self._ssl = ssl_context
