@@ -38,6 +38,15 @@ def test_a_post_is_written_with_its_framing_and_headers_in_order() -> None:
     )
 
 
+def test_a_default_is_sent_unless_the_headers_name_it_in_any_case() -> None:
+    defaults = {"User-Agent": "gw/1", "Authorization": "Basic eA=="}
+    written = request_bytes("/", "h", {"user-agent": "theirs/2"}, b"", defaults)
+    assert written == (
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n"
+        b"user-agent: theirs/2\r\nAuthorization: Basic eA==\r\n\r\n"
+    )
+
+
 @pytest.mark.parametrize("value", ["a\r\nX-Evil: 1", "a\nb", "a\rb", "a\0b"])
 def test_a_value_that_would_split_the_request_is_refused(value: str) -> None:
     with pytest.raises(ValueError, match="CR, LF or NUL"):

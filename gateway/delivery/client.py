@@ -60,10 +60,11 @@ class _Target:
     origin: _Origin
     path: str  # the request target: path and query
     host: str  # the Host header
-    authorization: str | None  # from the URL's user info
+    #: Headers sent unless the caller's name them: the User-Agent, the URL's Basic auth.
+    defaults: dict[str, str]
 
 
-def _target_of(url: str) -> _Target:
+def _target_of(url: str, agent: str) -> _Target:
     """Parse a destination URL once: where to connect and what the request names."""
     try:
         parts = urlsplit(url)
@@ -86,11 +87,11 @@ def _target_of(url: str) -> _Target:
     path = quote(parts.path or "/", safe=_TARGET_SAFE)
     if parts.query:
         path += "?" + quote(parts.query, safe=_TARGET_SAFE)
-    authorization = None
+    defaults = {"User-Agent": agent}
     if parts.username is not None:
         credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-        authorization = "Basic " + base64.b64encode(credentials.encode()).decode("ascii")
-    return _Target(_Origin(host, port, tls), path, header, authorization)
+        defaults["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
+    return _Target(_Origin(host, port, tls), path, header, defaults)
 
 
 class _Connection(asyncio.Protocol):
@@ -208,12 +209,8 @@ class DeliveryClient:
         target = self._targets.get(url)
         if target is None:
             target = self._remember(url)
-        if target.authorization is not None and "Authorization" not in headers:
-            headers = {"Authorization": target.authorization, **headers}
-        if "User-Agent" not in headers and "user-agent" not in headers:
-            headers = {**headers, "User-Agent": self._agent}
         try:
-            request = request_bytes(target.path, target.host, headers, body)
+            request = request_bytes(target.path, target.host, headers, body, target.defaults)
         except ValueError as exc:
             raise HttpError(f"the request cannot be written: {exc}") from exc
         if self._slots.locked():
@@ -234,7 +231,7 @@ class DeliveryClient:
             self._slots.release()
 
     def _remember(self, url: str) -> _Target:
-        target = _target_of(url)
+        target = _target_of(url, self._agent)
         if len(self._targets) >= _TARGETS_MAX:
             self._targets.clear()
         self._targets[url] = target

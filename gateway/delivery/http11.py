@@ -28,8 +28,9 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,15}")
 #: Header names the request writes itself, never taken from the caller.
 _FRAMING = frozenset({"host", "content-length", "transfer-encoding", "connection"})
-#: Header names already checked: a delivery's names are few and repeat on every request.
-_CHECKED: set[str] = set()
+#: Header names already checked, each with its lower-case form: a delivery's names are few
+#: and repeat on every request.
+_CHECKED: dict[str, str] = {}
 _CHECKED_MAX = 1024
 
 # Body framing: by length, chunked, or until the connection ends.
@@ -52,35 +53,48 @@ class Answer:
     body: bytes
 
 
-def request_bytes(target: str, host: str, headers: Mapping[str, str], body: bytes) -> bytes:
+def request_bytes(
+    target: str,
+    host: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    defaults: Mapping[str, str] | None = None,
+) -> bytes:
     """One POST of ``body`` to ``target`` (path and query) on ``host`` (the Host header).
 
-    ``headers`` must not set the framing (Host, Content-Length, Transfer-Encoding,
-    Connection); a name that is not a token, or a value holding CR, LF or NUL, is a
-    ``ValueError``: no header can split the request.
+    ``defaults`` are sent after ``headers``, each unless ``headers`` names it (in any case).
+    No header may set the framing (Host, Content-Length, Transfer-Encoding, Connection); a
+    name that is not a token, or a value holding CR, LF or NUL, is a ``ValueError``: no
+    header can split the request.
     """
     parts = [f"POST {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n"]
+    given: set[str] = set()
     for name, value in headers.items():
-        if name not in _CHECKED:
-            _check_name(name)
+        given.add(_CHECKED.get(name) or _check_name(name))
         parts.append(f"{name}: {value}\r\n")
+    for name, value in (defaults or {}).items():
+        if (_CHECKED.get(name) or _check_name(name)) not in given:
+            parts.append(f"{name}: {value}\r\n")
     parts.append("\r\n")
     head = "".join(parts)
     # Every line was written with one CRLF: any other CR, LF or NUL came from a value.
-    lines = len(headers) + 4
+    lines = len(parts) + 2
     if head.count("\n") != lines or head.count("\r") != lines or "\0" in head:
         raise ValueError("a header value holds CR, LF or NUL")
     return head.encode() + body
 
 
-def _check_name(name: str) -> None:
+def _check_name(name: str) -> str:
+    """Check a header name the first time it is seen; its lower-case form."""
     if _TOKEN.fullmatch(name) is None:
         raise ValueError(f"{name!r} is not a header name")
-    if name.lower() in _FRAMING:
+    lower = name.lower()
+    if lower in _FRAMING:
         raise ValueError(f"{name} is written by the request itself")
     if len(_CHECKED) >= _CHECKED_MAX:
         _CHECKED.clear()
-    _CHECKED.add(name)
+    _CHECKED[name] = lower
+    return lower
 
 
 class AnswerReader:
