@@ -114,3 +114,61 @@ async def test_a_schema_3_file_gains_the_analytics_rollups_on_open(tmp_path):
     conn = sqlite3.connect(tmp_path / "old.db")
     assert conn.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
     conn.close()
+
+
+async def test_a_file_with_the_whole_state_indexes_gets_the_partial_ones_on_open(tmp_path):
+    """Before the partial indexes, three indexes led with the state and held every delivery;
+    on open they are dropped for the partial ones, and a delivery due, leased and dead before
+    is found by each lookup after."""
+    import sqlite3
+
+    from gateway.store.records import Attempt
+    from tests.store.conftest import T0, make_event
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    store = await open_store(url)
+    try:
+        for name in ("a", "b", "c"):
+            await store.accept(make_event(name), ["m"], 60.0, T0)
+        leases = await store.lease_due(T0, 30.0, 2, "w")
+        assert len(leases) == 2
+        failed = Attempt(1, T0, 500, 0.01)
+        assert await store.dead_letter(leases[0], failed, "gave up")
+    finally:
+        await store.close()
+    # As the earlier versions left the file: the whole-table indexes, none of the partial ones.
+    conn = sqlite3.connect(tmp_path / "old.db")
+    for partial in ("deliveries_due_at", "deliveries_lease_ends", "deliveries_dead_at"):
+        conn.execute(f"DROP INDEX {partial}")
+    conn.execute("CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at)")
+    conn.execute("CREATE INDEX deliveries_leased ON deliveries (state, lease_expires_at)")
+    conn.execute("CREATE INDEX deliveries_dead ON deliveries (state, dead_at, id)")
+    conn.commit()
+    conn.close()
+
+    store = await open_store(url)
+    try:
+        # The one still due, then (its lease run out) the one still leased.
+        (due,) = await store.lease_due(T0 + 10, 30.0, 5, "w")
+        assert due.delivery_id not in {lease.delivery_id for lease in leases}
+        (expired,) = await store.lease_due(T0 + 31, 30.0, 5, "w")
+        assert expired.delivery_id == leases[1].delivery_id
+        dead, _ = await store.list_dead_letters()
+        assert [d.delivery_id for d in dead] == [leases[0].delivery_id]
+    finally:
+        await store.close()
+    conn = sqlite3.connect(tmp_path / "old.db")
+    indexes = {
+        row[0]: row[1]
+        for row in conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'deliveries'"
+        )
+    }
+    conn.close()
+    assert not {"deliveries_due", "deliveries_leased", "deliveries_dead"} & indexes.keys()
+    for partial, state in (
+        ("deliveries_due_at", "due"),
+        ("deliveries_lease_ends", "leased"),
+        ("deliveries_dead_at", "dead"),
+    ):
+        assert f"WHERE state = '{state}'" in indexes[partial]
