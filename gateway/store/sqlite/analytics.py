@@ -2,7 +2,8 @@
 
 ``add_payment_change`` and ``add_delivery`` run inside the transaction of the change they count
 (the accept, a reconciliation's missing payment, the end of a delivery attempt), so a rollup
-never holds what was not committed. Counters are upserts of ``rollups``; completed amounts are
+never holds what was not committed. Counters go to ``rollups`` through the transaction's tally
+(``sqlite.tally``: one upsert per row per group commit); completed amounts are
 whole numbers of minor units of any size, kept as text and added in Python (SQLite's integers
 stop at 64 bits and would turn into floats past them).
 """
@@ -22,22 +23,13 @@ from gateway.analytics.rollup import (
     payment_deltas,
 )
 from gateway.store.sqlite.core import SqliteCore
-
-_ADD = (
-    "INSERT INTO rollups (hour, source, name, n) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (hour, source, name) DO UPDATE SET n = n + excluded.n"
-)
-
-
-def _add(conn: sqlite3.Connection, source: str, hour: int, deltas: dict[str, int]) -> None:
-    if deltas:
-        conn.executemany(_ADD, [(hour, source, name, n) for name, n in deltas.items()])
+from gateway.store.sqlite.tally import add_rollups
 
 
 def add_payment_change(conn: sqlite3.Connection, source: str, change: PaymentChange) -> None:
     """Count one payment change in the hour it happened."""
     hour = hour_of(change.at)
-    _add(conn, source, hour, payment_deltas(change))
+    add_rollups(conn, hour, source, payment_deltas(change))
     for (currency, scale), value in amount_deltas(change).items():
         row = conn.execute(
             "SELECT value FROM rollup_amounts"
@@ -56,7 +48,7 @@ def add_delivery(
     conn: sqlite3.Connection, source: str, result: str, received_at: float, ended_at: float
 ) -> None:
     """Count one finished delivery attempt (a retry counts nothing)."""
-    _add(conn, source, hour_of(ended_at), delivery_deltas(result, received_at, ended_at))
+    add_rollups(conn, hour_of(ended_at), source, delivery_deltas(result, received_at, ended_at))
 
 
 def prune_rollups(conn: sqlite3.Connection, before: float) -> None:

@@ -50,6 +50,7 @@ from typing import Any, TypeVar, cast
 
 from gateway.errors import StoreError
 from gateway.store.sqlite.schema import connect, connect_reader
+from gateway.store.sqlite.tally import tallying
 
 T = TypeVar("T")
 
@@ -311,30 +312,36 @@ def _try_batch(
     With ``savepoints``, each operation runs in its own and one that fails is rolled back
     alone; without, a failing operation rolls back the whole transaction."""
     _begin_immediate(conn, busy_timeout)
-    try:
-        for index in todo:
-            if savepoints:
-                conn.execute("SAVEPOINT op")
-            try:
-                result = ops[index](conn)
-            except Exception as exc:  # noqa: BLE001 - handed to this operation's caller
-                outcomes[index] = (False, exc)
-                if savepoints and conn.in_transaction:
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    continue
-                if conn.in_transaction:
-                    conn.rollback()
-                return index
-            else:
+    with tallying(conn) as tally:
+        try:
+            for index in todo:
                 if savepoints:
-                    conn.execute("RELEASE op")
-                outcomes[index] = (True, result)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.rollback()
-        raise
+                    conn.execute("SAVEPOINT op")
+                    mark = tally.mark()
+                try:
+                    result = ops[index](conn)
+                except Exception as exc:  # noqa: BLE001 - handed to this operation's caller
+                    outcomes[index] = (False, exc)
+                    if savepoints and conn.in_transaction:
+                        conn.execute("ROLLBACK TO op")
+                        conn.execute("RELEASE op")
+                        tally.back_to(mark)
+                        continue
+                    if conn.in_transaction:
+                        conn.rollback()
+                    return index
+                else:
+                    if savepoints:
+                        conn.execute("RELEASE op")
+                    outcomes[index] = (True, result)
+            # The counters the operations added to, one upsert per row; failing, they fail
+            # the whole batch as a failed COMMIT does.
+            tally.write(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.rollback()
+            raise
     return None
 
 

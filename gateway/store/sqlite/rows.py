@@ -28,7 +28,8 @@ from gateway.store.records import (
     delivery_change,
     one_of,
 )
-from gateway.store.stats import WINDOW_MINUTES, latency_bucket, minute_of
+from gateway.store.sqlite import tally
+from gateway.store.stats import latency_bucket, minute_of
 
 EVENT_COLUMNS = (
     "e.uid, e.id, e.source, e.type, e.subject, e.time, e.dedupe_key, e.body, e.headers,"
@@ -38,8 +39,6 @@ EVENT_COLUMNS = (
 
 
 CHANGE_LOG_LIMIT = 10_000
-#: Minutes of per-minute counters kept (twice the window the figures cover).
-STATS_KEEP_MINUTES = 2 * WINDOW_MINUTES
 SUMMARY_COLUMNS = "uid, id, source, type, subject, received_at, status, mode, body_status, attempts"
 
 
@@ -258,17 +257,8 @@ def summary_of(r: Sequence[Any]) -> EventSummary:
 
 
 def count(conn: sqlite3.Connection, at: float, name: str, by: int = 1) -> None:
-    """Add to a per-minute counter (``store.stats``); old minutes go as new ones start."""
-    minute = minute_of(at)
-    cur = conn.execute(
-        "UPDATE minute_stats SET count = count + ? WHERE minute = ? AND name = ?",
-        (by, minute, name),
-    )
-    if cur.rowcount == 0:
-        conn.execute(
-            "INSERT INTO minute_stats (minute, name, count) VALUES (?, ?, ?)", (minute, name, by)
-        )
-        conn.execute("DELETE FROM minute_stats WHERE minute < ?", (minute - STATS_KEEP_MINUTES,))
+    """Add to a per-minute counter (``store.stats``), in the transaction's tally."""
+    tally.count(conn, minute_of(at), name, by)
 
 
 def log_change(conn: sqlite3.Connection, kind: str, data: dict[str, Any]) -> None:

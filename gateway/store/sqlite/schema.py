@@ -10,6 +10,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from gateway.store.sqlite.tally import TallyConnection
+
 SCHEMA_VERSION = 4
 
 _SCHEMA = """
@@ -231,7 +233,11 @@ def connect(path: str, busy_timeout: float) -> sqlite3.Connection:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE for writes).
     conn = sqlite3.connect(
-        path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        path,
+        timeout=busy_timeout,
+        isolation_level=None,
+        check_same_thread=False,
+        factory=TallyConnection,
     )
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
