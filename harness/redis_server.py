@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -29,8 +31,30 @@ REDIS_SERVER = os.environ.get(
 )
 
 
+#: Where ``free_port`` looks first: below the kernel's ephemeral range (32768-60999 here), and
+#: below the cluster bus ports (a node's port + 10000) of the ports it gives.
+LISTEN_PORTS = (20_000, 30_000)
+_GIVEN: deque[int] = deque(maxlen=1024)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now (another process may still take it first)."""
+    """A TCP port nobody listens on right now (another process may still take it first).
+
+    Taken below the ephemeral range, where the kernel picks the source port of every outgoing
+    connection: a port it handed out (port 0) could be given to a client's connection between
+    this answer and the server's bind, which then failed with "address already in use" (a
+    benchmark run lost that way). Never one of the last ports this process was given (two
+    servers asked for ports before either binds), and port 0 only when no port there is free."""
+    for port in random.sample(range(*LISTEN_PORTS), 64):
+        if port in _GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _GIVEN.append(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
