@@ -326,37 +326,44 @@ def _floor_lines(t: Mapping[str, Any]) -> list[str]:
 
 
 def _post_lines(t: Mapping[str, Any]) -> list[str]:
-    """Delivery on Redis against its own POST alone and against the accept, round by round
-    (``Pinned.drain`` and ``Pinned.posts``: both on the measured core, one after the other)."""
+    """Delivery on each store against its own POST alone and against the accept, round by
+    round (``Pinned.drain`` and ``Pinned.posts``: on the measured core, one after the other)."""
     posts = t["posts"]
     runs = t["vs_aiohttp"]["runs"]
-    # The accept alone, measured as the drain is (one process, nothing else of the gateway's
-    # running); results from before that row existed have the ingress-only one.
-    layout = "accept alone" if "redis, accept alone" in runs else "ingress only"
-    accepts = runs.get(f"redis, {layout}", [])
-    lines = [
-        "delivery on redis: a backlog drained by one gateway alone on the measured core, CPU per"
-        " delivered event, against its POSTs alone (the gateway's delivery client, and a bare"
-        " aiohttp client, on the same core at the worker's concurrency to the same nginx) and"
-        f" against the accept ({layout}):",
-    ]
-    for index, entry in enumerate(posts):
-        drain, post = entry["drain_cpu_us"], entry["cpu_us_per_post"]
-        own = entry.get("cpu_us_per_post_gateway")
-        if own:
-            line = (
-                f"  round {index + 1}: a delivery {drain:.0f} us, its POST alone {own:.0f} us"
-                f" (delivery / POST {drain / own:.2f}; aiohttp's {post:.0f} us)"
-            )
-        else:  # results from before the gateway had a client of its own
-            line = (
-                f"  round {index + 1}: a delivery {drain:.0f} us, the POST alone {post:.0f} us"
-                f" (delivery / POST {drain / post:.2f})"
-            )
-        if index < len(accepts):
-            accept = accepts[index]["cpu_us_per_request"]
-            line += f"; an accept {accept:.0f} us (delivery / accept {drain / accept:.2f})"
-        lines.append(line)
+    # Results from before SQLite's drain was measured have Redis's alone, as drain_cpu_us.
+    stores = list(posts[0].get("drains_cpu_us", {"redis": None}))
+    lines: list[str] = []
+    for store in stores:
+        # The accept alone, measured as the drain is (one process, nothing else of the
+        # gateway's running); results from before that row existed have the ingress-only one.
+        layout = "accept alone" if f"{store}, accept alone" in runs else "ingress only"
+        accepts = runs.get(f"{store}, {layout}", [])
+        if lines:
+            lines.append("")
+        lines.append(
+            f"delivery on {store}: a backlog drained by one gateway alone on the measured core,"
+            " CPU per delivered event, against its POSTs alone (the gateway's delivery client,"
+            " and a bare aiohttp client, on the same core at the worker's concurrency to the"
+            f" same nginx) and against the accept ({layout}):"
+        )
+        for index, entry in enumerate(posts):
+            drains = entry.get("drains_cpu_us", {"redis": entry.get("drain_cpu_us")})
+            drain, post = drains[store], entry["cpu_us_per_post"]
+            own = entry.get("cpu_us_per_post_gateway")
+            if own:
+                line = (
+                    f"  round {index + 1}: a delivery {drain:.0f} us, its POST alone {own:.0f} us"
+                    f" (delivery / POST {drain / own:.2f}; aiohttp's {post:.0f} us)"
+                )
+            else:  # results from before the gateway had a client of its own
+                line = (
+                    f"  round {index + 1}: a delivery {drain:.0f} us, the POST alone {post:.0f}"
+                    f" us (delivery / POST {drain / post:.2f})"
+                )
+            if index < len(accepts):
+                accept = accepts[index]["cpu_us_per_request"]
+                line += f"; an accept {accept:.0f} us (delivery / accept {drain / accept:.2f})"
+            lines.append(line)
     return lines
 
 
