@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 from gateway.store import open_store
 from gateway.store.sqlite.schema import SCHEMA_VERSION
+
+
+def _rewrite(path: Path, *statements: str) -> None:
+    """Run ``statements`` on the file and commit them: how a test turns a file into one an
+    earlier version of the store left."""
+    conn = sqlite3.connect(path)
+    try:
+        for statement in statements:
+            conn.execute(statement)
+        conn.commit()
+    finally:
+        conn.close()
 
 
 async def test_many_openers_of_one_new_file_all_get_the_store(tmp_path: Path):
@@ -21,8 +34,6 @@ async def test_many_openers_of_one_new_file_all_get_the_store(tmp_path: Path):
 
 
 async def test_a_schema_1_file_gains_the_dashboard_columns_on_open(tmp_path: Path):
-    import sqlite3
-
     from tests.store.conftest import T0, make_event
 
     url = f"sqlite:///{tmp_path}/old.db"
@@ -30,12 +41,12 @@ async def test_a_schema_1_file_gains_the_dashboard_columns_on_open(tmp_path: Pat
     await store.accept(make_event("old"), ["m"], 60.0, T0)
     await store.close()
     # Make it a file as schema 1 left it: no body_status or attempts column.
-    conn = sqlite3.connect(tmp_path / "old.db")
-    conn.execute("ALTER TABLE events DROP COLUMN body_status")
-    conn.execute("ALTER TABLE events DROP COLUMN attempts")
-    conn.execute("UPDATE schema_version SET version = 1")
-    conn.commit()
-    conn.close()
+    _rewrite(
+        tmp_path / "old.db",
+        "ALTER TABLE events DROP COLUMN body_status",
+        "ALTER TABLE events DROP COLUMN attempts",
+        "UPDATE schema_version SET version = 1",
+    )
     store = await open_store(url)
     try:
         [line], _ = await store.list_events()
@@ -50,8 +61,6 @@ async def test_a_schema_1_file_gains_the_dashboard_columns_on_open(tmp_path: Pat
 
 
 async def test_a_schema_2_file_gains_payments_on_open(tmp_path: Path):
-    import sqlite3
-
     from tests.store.conftest import T0, make_event
 
     url = f"sqlite:///{tmp_path}/old.db"
@@ -59,15 +68,17 @@ async def test_a_schema_2_file_gains_payments_on_open(tmp_path: Path):
     await store.accept(make_event("old"), ["m"], 60.0, T0)
     await store.close()
     # As schema 2 left it: no payment columns, a subjects table, no payments table.
-    conn = sqlite3.connect(tmp_path / "old.db")
-    conn.execute("DROP INDEX events_by_payment")
-    for column in ("payment_key", "mark", "origin"):
-        conn.execute(f"ALTER TABLE events DROP COLUMN {column}")
-    conn.execute("DROP TABLE payments")
-    conn.execute("CREATE TABLE subjects (key TEXT PRIMARY KEY, events INTEGER)")
-    conn.execute("UPDATE schema_version SET version = 2")
-    conn.commit()
-    conn.close()
+    _rewrite(
+        tmp_path / "old.db",
+        "DROP INDEX events_by_payment",
+        *(
+            f"ALTER TABLE events DROP COLUMN {column}"
+            for column in ("payment_key", "mark", "origin")
+        ),
+        "DROP TABLE payments",
+        "CREATE TABLE subjects (key TEXT PRIMARY KEY, events INTEGER)",
+        "UPDATE schema_version SET version = 2",
+    )
     store = await open_store(url)
     try:
         view = await store.get_event("old")
@@ -84,7 +95,6 @@ async def test_a_schema_2_file_gains_payments_on_open(tmp_path: Path):
 
 
 async def test_a_schema_3_file_gains_the_analytics_rollups_on_open(tmp_path):
-    import sqlite3
     from dataclasses import replace
 
     from gateway.payments.amounts import Amount
@@ -95,12 +105,12 @@ async def test_a_schema_3_file_gains_the_analytics_rollups_on_open(tmp_path):
     store = await open_store(url)
     await store.close()
     # As schema 3 left it: no rollup tables.
-    conn = sqlite3.connect(tmp_path / "old.db")
-    conn.execute("DROP TABLE rollups")
-    conn.execute("DROP TABLE rollup_amounts")
-    conn.execute("UPDATE schema_version SET version = 3")
-    conn.commit()
-    conn.close()
+    _rewrite(
+        tmp_path / "old.db",
+        "DROP TABLE rollups",
+        "DROP TABLE rollup_amounts",
+        "UPDATE schema_version SET version = 3",
+    )
     store = await open_store(url)
     try:
         facts = PaymentFacts("p", None, "completed", Amount(5, 0, "EUR"), "enforce")
@@ -120,8 +130,6 @@ async def test_a_file_with_the_whole_state_indexes_gets_the_partial_ones_on_open
     """Before the partial indexes, three indexes led with the state and held every delivery;
     on open they are dropped for the partial ones, and a delivery due, leased and dead before
     is found by each lookup after."""
-    import sqlite3
-
     from gateway.store.records import Attempt
     from tests.store.conftest import T0, make_event
 
@@ -137,14 +145,15 @@ async def test_a_file_with_the_whole_state_indexes_gets_the_partial_ones_on_open
     finally:
         await store.close()
     # As the earlier versions left the file: the whole-table indexes, none of the partial ones.
-    conn = sqlite3.connect(tmp_path / "old.db")
-    for partial in ("deliveries_due_at", "deliveries_lease_ends", "deliveries_dead_at"):
-        conn.execute(f"DROP INDEX {partial}")
-    conn.execute("CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at)")
-    conn.execute("CREATE INDEX deliveries_leased ON deliveries (state, lease_expires_at)")
-    conn.execute("CREATE INDEX deliveries_dead ON deliveries (state, dead_at, id)")
-    conn.commit()
-    conn.close()
+    _rewrite(
+        tmp_path / "old.db",
+        "DROP INDEX deliveries_due_at",
+        "DROP INDEX deliveries_lease_ends",
+        "DROP INDEX deliveries_dead_at",
+        "CREATE INDEX deliveries_due ON deliveries (state, next_attempt_at)",
+        "CREATE INDEX deliveries_leased ON deliveries (state, lease_expires_at)",
+        "CREATE INDEX deliveries_dead ON deliveries (state, dead_at, id)",
+    )
 
     store = await open_store(url)
     try:
