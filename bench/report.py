@@ -330,10 +330,9 @@ def _post_lines(t: Mapping[str, Any]) -> list[str]:
     round (``Pinned.drain`` and ``Pinned.posts``: on the measured core, one after the other)."""
     posts = t["posts"]
     runs = t["vs_aiohttp"]["runs"]
-    # Results from before SQLite's drain was measured have Redis's alone, as drain_cpu_us.
-    stores = list(posts[0].get("drains_cpu_us", {"redis": None}))
+    drains = [_drains(entry) for entry in posts]
     lines: list[str] = []
-    for store in stores:
+    for store in drains[0]:
         # The accept alone, measured as the drain is (one process, nothing else of the
         # gateway's running); results from before that row existed have the ingress-only one.
         layout = "accept alone" if f"{store}, accept alone" in runs else "ingress only"
@@ -347,8 +346,7 @@ def _post_lines(t: Mapping[str, Any]) -> list[str]:
             f" same nginx) and against the accept ({layout}):"
         )
         for index, entry in enumerate(posts):
-            drains = entry.get("drains_cpu_us", {"redis": entry.get("drain_cpu_us")})
-            drain, post = drains[store], entry["cpu_us_per_post"]
+            drain, post = drains[index][store], entry["cpu_us_per_post"]
             own = entry.get("cpu_us_per_post_gateway")
             if own:
                 line = (
@@ -365,6 +363,13 @@ def _post_lines(t: Mapping[str, Any]) -> list[str]:
                 line += f"; an accept {accept:.0f} us (delivery / accept {drain / accept:.2f})"
             lines.append(line)
     return lines
+
+
+def _drains(entry: Mapping[str, Any]) -> dict[str, float]:
+    """A round's CPU per delivered event, by store; results from before SQLite's drain was
+    measured have Redis's alone, as ``drain_cpu_us``."""
+    drains: dict[str, float] = entry.get("drains_cpu_us") or {"redis": entry["drain_cpu_us"]}
+    return drains
 
 
 def render_pinned(pinned: Mapping[str, Any]) -> str:
