@@ -31,6 +31,8 @@ if it fails too). A savepoint around every write, for a failure that almost neve
 not cheap: SQLite copies each page a statement changes inside one into a statement journal,
 a temporary file (about 53 writes to it per accept:
 BENCHMARKS.md#what-each-optimisation-gave, "a group commit's writes run without savepoints").
+What the writes of a batch add to the per-minute and analytics counters is summed as they run
+and written once per row just before its ``COMMIT`` (``tally``).
 
 The URL is ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``; the optional
 query ``?busy_timeout=5`` (seconds) sets how long a writer waits for the lock. The parent
