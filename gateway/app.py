@@ -157,7 +157,8 @@ def build_worker(app: web.Application, runtime: Runtime) -> DeliveryWorker:
     server = runtime.config.server
     timeouts = [d.timeout for d in runtime.config.destinations.values()]
     # Longer than any destination's timeout, so a slow delivery is not sent twice.
-    lease = server.delivery_lease or max(timeouts, default=10.0) + LEASE_MARGIN
+    longest = max(timeouts, default=10.0)
+    lease = server.delivery_lease or longest + LEASE_MARGIN
     return DeliveryWorker(
         app[STORE],
         send,
@@ -167,6 +168,9 @@ def build_worker(app: web.Application, runtime: Runtime) -> DeliveryWorker:
         concurrency=server.delivery_concurrency,
         poll_interval=server.delivery_poll_interval,
         lease=lease,
+        # A delivery kept ready for a slot must still have its POST and record within the
+        # lease: half of what the lease leaves beyond the longest timeout.
+        ready_for=(lease - longest) / 2,
         wake=runtime.wake,
         observer=observe,
     )

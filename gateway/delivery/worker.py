@@ -13,8 +13,19 @@ clock is injected too, and ``run_once`` lets a test drive one round at a chosen 
 A worker that dies holding leases loses them after ``lease`` seconds and another takes the
 deliveries again (at-least-once; destinations dedupe on ``webhook-id``). ``lease`` must be
 longer than the longest destination timeout, or a slow delivery is sent twice.
+
 A store failure while recording an outcome is logged and left to the lease: the delivery
 comes back when the lease expires.
+
+The worker leases as many deliveries again as it has slots and keeps them ready, so that a
+slot whose delivery has been recorded starts the next one at once, not after a lease's round
+trip. Under load, with the loop busy accepting, that round trip is as long as a POST, and
+slots that waited for it delivered far less than the core allowed. The deliveries recorded
+together also start together, so their answers, and their records, come back together (fewer
+group commits, fewer pipelines). Only ``concurrency`` deliveries are ever sent and not yet
+recorded: all a crash can make a destination see twice. One kept ready longer than
+``ready_for`` seconds is not sent, lest its lease end while it is; it comes back when its
+lease expires. On ``stop`` the ready ones are delivered too, as slots free up.
 
 Every recorded attempt logs one JSON line (design.md 5.5, ``log_attempt``): the event, destination,
 attempt number, status, latency and result, with the next attempt's time for a retry and the
@@ -26,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -50,6 +62,8 @@ _LEVELS = {"delivered": logging.INFO, "retried": logging.WARNING, "dead_lettered
 #: decoded and its write to the store each cost about as much for one lease as for four),
 #: while at most that share of the slots waits for its next lease.
 _REFILL = 4
+#: Below this ``ready_for`` (seconds), nothing is leased ahead of the free slots.
+_MIN_READY_FOR = 1.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,7 @@ class DeliveryWorker:
         concurrency: int = 16,
         poll_interval: float = 1.0,
         lease: float = 60.0,
+        ready_for: float = 15.0,
         observer: Observer | None = None,
         wake: asyncio.Event | None = None,
         default_policy: RetryPolicy | None = None,
@@ -127,9 +142,13 @@ class DeliveryWorker:
         self._wake = wake or asyncio.Event()
         self._rng = rng or random.Random()  # jitter, not a secret
         self._stopping = asyncio.Event()
+        self._ready_for = ready_for
         self._inflight: set[asyncio.Task[Result | None]] = set()
         self._refill = max(1, concurrency // _REFILL)
-        #: Set once ``_refill`` slots are free (or stop is asked for).
+        #: Leased, not yet started: at most ``_ahead`` beyond the free slots.
+        self._ready: deque[Lease] = deque()
+        self._ahead = concurrency if ready_for >= _MIN_READY_FOR else 0
+        #: Set once ``_refill`` more deliveries may be leased (or stop is asked for).
         self._slots = asyncio.Event()
 
     async def run_once(self, now: float | None = None) -> int:
@@ -143,40 +162,62 @@ class DeliveryWorker:
     async def run(self) -> None:
         """Deliver until ``stop``: keep up to ``concurrency`` deliveries in flight."""
         while not self._stopping.is_set():
-            free = self._concurrency - len(self._inflight)
+            wanted = self._wanted()
             leased = 0
-            if free > 0:
+            if wanted > 0:
                 try:
                     leases = await self._store.lease_due(
-                        self._clock(), self._lease, free, self._worker_id
+                        self._clock(), self._lease, wanted, self._worker_id
                     )
                 except StoreError as exc:
                     log.warning("leasing deliveries failed: %s", exc)
                     leases = []
-                for lease in leases:
-                    task = asyncio.create_task(self._deliver(lease))
-                    self._inflight.add(task)
-                    task.add_done_callback(self._finished)
+                self._ready.extend(leases)
+                self._start_ready()
                 leased = len(leases)
-            if leased and leased == free:
-                # A full batch: more may be due; lease again once ``_refill`` slots are free.
+            if leased and leased == wanted:
+                # A full batch: more may be due; lease again once ``_refill`` more are wanted.
                 await self._wait_for_slots()
                 continue
             await self._idle()
-        # stop() may have been called while lease_due was running: the deliveries that call
-        # leased were started after stop() took its count, so finish them here, before the
-        # caller closes the store and the HTTP session under them.
-        while self._inflight:
+        # stop() may have been called while lease_due was running, and leases may be kept
+        # ready: those deliveries are started once there is room and finished here, before
+        # the caller closes the store and the HTTP session under them.
+        while self._inflight or self._ready:
+            self._start_ready()
             await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    def _wanted(self) -> int:
+        """How many more deliveries to lease: the free slots and the ones kept ready."""
+        return self._concurrency + self._ahead - len(self._inflight) - len(self._ready)
+
+    def _start_ready(self) -> None:
+        """Start leased deliveries while a slot is free."""
+        while self._ready and len(self._inflight) < self._concurrency:
+            lease = self._ready.popleft()
+            waited = self._clock() - (lease.expires_at - self._lease)
+            if self._ahead and waited > self._ready_for:
+                log.warning(
+                    "delivery %s waited %.1f s for a free slot: left to its lease, which"
+                    " expires in %.1f s",
+                    lease.delivery_id,
+                    waited,
+                    self._lease - waited,
+                )
+                continue
+            task = asyncio.create_task(self._deliver(lease))
+            self._inflight.add(task)
+            task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[Result | None]) -> None:
         self._inflight.discard(task)
-        if self._concurrency - len(self._inflight) >= self._refill:
+        self._start_ready()
+        if self._wanted() >= self._refill:
             self._slots.set()
 
     async def _wait_for_slots(self) -> None:
-        """Wait until ``_refill`` slots are free (or stop is asked for)."""
-        if self._stopping.is_set() or self._concurrency - len(self._inflight) >= self._refill:
+        """Wait until ``_refill`` more deliveries may be leased (or stop is asked for)."""
+        if self._stopping.is_set() or self._wanted() >= self._refill:
             return
         self._slots.clear()
         await self._slots.wait()
@@ -187,9 +228,12 @@ class DeliveryWorker:
             asyncio.create_task(self._wake.wait()),
             asyncio.create_task(self._stopping.wait()),
         }
+        if self._wanted() <= 0:
+            self._slots.clear()
+            waiters.add(asyncio.create_task(self._slots.wait()))
         try:
             await asyncio.wait(
-                waiters | self._inflight if len(self._inflight) >= self._concurrency else waiters,
+                waiters,
                 timeout=self._poll_interval,
                 return_when=asyncio.FIRST_COMPLETED,
             )

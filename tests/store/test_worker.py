@@ -418,14 +418,95 @@ async def test_a_backlog_is_leased_a_quarter_of_the_slots_at_a_time(
     finally:
         await worker.stop()
         await task
-    # The first call fills every slot; the next ones wait for a quarter of them (2) to free up,
-    # rather than leasing one delivery per call.
+    # The first call fills every slot and as many more kept ready; the next ones wait for a
+    # quarter of them (2) to free up, rather than leasing one delivery per call.
     busy = [size for size in counted.polls if size]
-    assert busy[0] == 8, counted.polls
+    assert busy[0] == 16, counted.polls
     assert min(busy[1:-1]) >= 2, counted.polls
     for n in range(60):
         view = await store.get_event(f"evt_{n}")
         assert view is not None and view.status == "delivered", n
+
+
+async def test_deliveries_are_leased_ahead_of_the_slots_but_sent_only_in_them(
+    store: Store, destination, http
+):
+    dest, url = destination
+    dest.hold = asyncio.Event()
+    counted = _CountedLeases(store)
+    worker = DeliveryWorker(
+        counted,
+        make_send(http, url, Clock()),
+        {"market": NO_JITTER},
+        clock=time.time,
+        worker_id="w1",
+        concurrency=4,
+        poll_interval=0.05,
+    )
+    for n in range(10):
+        await store.accept(make_event(f"evt_{n}"), ["market"], 3600, time.time())
+    task = asyncio.create_task(worker.run())
+    try:
+        await eventually(lambda: len(dest.requests), "four POSTs held", until=lambda n: n == 4)
+        # Four more than the slots are leased and kept ready; none is sent beyond the four.
+        assert counted.polls[0] == 8, counted.polls
+        await asyncio.sleep(0.2)
+        assert len(dest.requests) == 4
+        assert sum(counted.polls) == 8, counted.polls
+        dest.hold.set()
+        await eventually(lambda: len(dest.requests), "every event sent", until=lambda n: n == 10)
+    finally:
+        dest.hold.set()
+        await worker.stop()
+        await asyncio.wait_for(task, 30)
+    assert len(dest.requests) == 10
+    for n in range(10):
+        view = await store.get_event(f"evt_{n}")
+        assert view is not None and view.status == "delivered", n
+
+
+async def test_a_delivery_kept_ready_too_long_is_left_to_its_lease(
+    store: Store, destination, http, caplog: pytest.LogCaptureFixture
+):
+    dest, url = destination
+    dest.hold = asyncio.Event()
+    clock = Clock()
+    worker = DeliveryWorker(
+        store,
+        make_send(http, url, clock),
+        {"market": NO_JITTER},
+        clock=clock,
+        worker_id="w1",
+        concurrency=1,
+        poll_interval=0.05,
+        lease=60.0,
+        ready_for=5.0,
+    )
+    await store.accept(make_event("evt_a"), ["market"], 3600, T0)
+    await store.accept(make_event("evt_b"), ["market"], 3600, T0)
+    task = asyncio.create_task(worker.run())
+    try:
+        # One sent and held at the destination, one leased and kept ready.
+        await eventually(lambda: len(dest.requests), "the first POST", until=lambda n: n == 1)
+        clock.now = T0 + 10  # the ready one has now waited longer than ready_for
+        dest.hold.set()
+        await eventually(
+            lambda: [r for r in caplog.records if "waited" in r.getMessage()],
+            "the warning for the delivery kept too long",
+        )
+        await asyncio.sleep(0.2)
+        assert len(dest.requests) == 1  # not sent: its lease might end while it was
+        clock.now = T0 + 61  # its lease has expired: leased again, and sent
+        await eventually(lambda: len(dest.requests), "the second POST", until=lambda n: n == 2)
+    finally:
+        dest.hold.set()
+        await worker.stop()
+        await asyncio.wait_for(task, 30)
+    sent = [headers["webhook-id"] for headers, _ in dest.requests]
+    assert sorted(sent) == ["evt_a", "evt_b"]
+    for event_id in sent:
+        view = await store.get_event(event_id)
+        assert view is not None and view.status == "delivered", event_id
 
 
 # -- the policy itself ---------------------------------------------------------------------------
