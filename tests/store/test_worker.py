@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -369,16 +371,55 @@ class _CountedLeases:
         return getattr(self.store, name)
 
 
-async def test_wake_makes_run_poll_at_once(store: Store, destination, http):
-    dest, url = destination
-    wake = asyncio.Event()
+def counted_worker(
+    store: Store, session: aiohttp.ClientSession, url: str, **options: Any
+) -> tuple[_CountedLeases, DeliveryWorker]:
+    """A worker on ``store`` (its leases counted) on the real clock, polling every 50 ms
+    unless ``options`` say otherwise."""
     counted = _CountedLeases(store)
     worker = DeliveryWorker(
         counted,
-        make_send(http, url, Clock()),
+        make_send(session, url, Clock()),
         {"market": NO_JITTER},
         clock=time.time,
         worker_id="w1",
+        **{"poll_interval": 0.05, **options},
+    )
+    return counted, worker
+
+
+async def accept_backlog(store: Store, count: int) -> list[str]:
+    """Accept events ``evt_0`` .. for the one destination; their ids."""
+    ids = [f"evt_{n}" for n in range(count)]
+    for event_id in ids:
+        await store.accept(make_event(event_id), ["market"], 3600, time.time())
+    return ids
+
+
+async def assert_delivered(store: Store, ids: list[str]) -> None:
+    for event_id in ids:
+        view = await store.get_event(event_id)
+        assert view is not None and view.status == "delivered", event_id
+
+
+@contextlib.asynccontextmanager
+async def running(worker: DeliveryWorker) -> AsyncIterator[None]:
+    """``worker.run()`` for the block; stopped, and its run awaited, at the end."""
+    task = asyncio.create_task(worker.run())
+    try:
+        yield
+    finally:
+        await worker.stop()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_wake_makes_run_poll_at_once(store: Store, destination, http):
+    dest, url = destination
+    wake = asyncio.Event()
+    counted, worker = counted_worker(
+        store,
+        http,
+        url,
         poll_interval=3600,  # the second poll is an hour away: only a wake-up brings it now
         wake=wake,
     )
@@ -400,32 +441,16 @@ async def test_a_backlog_is_leased_a_quarter_of_the_slots_at_a_time(
     store: Store, destination, http
 ):
     _dest, url = destination
-    counted = _CountedLeases(store)
-    worker = DeliveryWorker(
-        counted,
-        make_send(http, url, Clock()),
-        {"market": NO_JITTER},
-        clock=time.time,
-        worker_id="w1",
-        concurrency=8,
-        poll_interval=0.05,
-    )
-    for n in range(60):
-        await store.accept(make_event(f"evt_{n}"), ["market"], 3600, time.time())
-    task = asyncio.create_task(worker.run())
-    try:
+    counted, worker = counted_worker(store, http, url, concurrency=8)
+    ids = await accept_backlog(store, 60)
+    async with running(worker):
         await eventually(lambda: sum(counted.polls), "the backlog leased", until=lambda n: n == 60)
-    finally:
-        await worker.stop()
-        await task
     # The first call fills every slot and as many more kept ready; the next ones wait for a
     # quarter of them (2) to free up, rather than leasing one delivery per call.
     busy = [size for size in counted.polls if size]
     assert busy[0] == 16, counted.polls
     assert min(busy[1:-1]) >= 2, counted.polls
-    for n in range(60):
-        view = await store.get_event(f"evt_{n}")
-        assert view is not None and view.status == "delivered", n
+    await assert_delivered(store, ids)
 
 
 async def test_deliveries_are_leased_ahead_of_the_slots_but_sent_only_in_them(
@@ -433,36 +458,21 @@ async def test_deliveries_are_leased_ahead_of_the_slots_but_sent_only_in_them(
 ):
     dest, url = destination
     dest.hold = asyncio.Event()
-    counted = _CountedLeases(store)
-    worker = DeliveryWorker(
-        counted,
-        make_send(http, url, Clock()),
-        {"market": NO_JITTER},
-        clock=time.time,
-        worker_id="w1",
-        concurrency=4,
-        poll_interval=0.05,
-    )
-    for n in range(10):
-        await store.accept(make_event(f"evt_{n}"), ["market"], 3600, time.time())
-    task = asyncio.create_task(worker.run())
-    try:
-        await eventually(lambda: len(dest.requests), "four POSTs held", until=lambda n: n == 4)
-        # Four more than the slots are leased and kept ready; none is sent beyond the four.
-        assert counted.polls[0] == 8, counted.polls
-        await asyncio.sleep(0.2)
-        assert len(dest.requests) == 4
-        assert sum(counted.polls) == 8, counted.polls
-        dest.hold.set()
+    counted, worker = counted_worker(store, http, url, concurrency=4)
+    ids = await accept_backlog(store, 10)
+    async with running(worker):
+        try:
+            await eventually(lambda: len(dest.requests), "four POSTs held", until=lambda n: n == 4)
+            # Four more than the slots are leased and kept ready; none is sent beyond the four.
+            assert counted.polls[0] == 8, counted.polls
+            await asyncio.sleep(0.2)
+            assert len(dest.requests) == 4
+            assert sum(counted.polls) == 8, counted.polls
+        finally:
+            dest.hold.set()
         await eventually(lambda: len(dest.requests), "every event sent", until=lambda n: n == 10)
-    finally:
-        dest.hold.set()
-        await worker.stop()
-        await asyncio.wait_for(task, 30)
     assert len(dest.requests) == 10
-    for n in range(10):
-        view = await store.get_event(f"evt_{n}")
-        assert view is not None and view.status == "delivered", n
+    await assert_delivered(store, ids)
 
 
 async def test_a_delivery_kept_ready_too_long_is_left_to_its_lease(
@@ -482,14 +492,15 @@ async def test_a_delivery_kept_ready_too_long_is_left_to_its_lease(
         lease=60.0,
         ready_for=5.0,
     )
-    await store.accept(make_event("evt_a"), ["market"], 3600, T0)
-    await store.accept(make_event("evt_b"), ["market"], 3600, T0)
-    task = asyncio.create_task(worker.run())
-    try:
-        # One sent and held at the destination, one leased and kept ready.
-        await eventually(lambda: len(dest.requests), "the first POST", until=lambda n: n == 1)
-        clock.now = T0 + 10  # the ready one has now waited longer than ready_for
-        dest.hold.set()
+    for event_id in ("evt_a", "evt_b"):
+        await store.accept(make_event(event_id), ["market"], 3600, T0)
+    async with running(worker):
+        try:
+            # One sent and held at the destination, one leased and kept ready.
+            await eventually(lambda: len(dest.requests), "the first POST", until=lambda n: n == 1)
+            clock.now = T0 + 10  # the ready one has now waited longer than ready_for
+        finally:
+            dest.hold.set()
         await eventually(
             lambda: [r for r in caplog.records if "waited" in r.getMessage()],
             "the warning for the delivery kept too long",
@@ -498,15 +509,9 @@ async def test_a_delivery_kept_ready_too_long_is_left_to_its_lease(
         assert len(dest.requests) == 1  # not sent: its lease might end while it was
         clock.now = T0 + 61  # its lease has expired: leased again, and sent
         await eventually(lambda: len(dest.requests), "the second POST", until=lambda n: n == 2)
-    finally:
-        dest.hold.set()
-        await worker.stop()
-        await asyncio.wait_for(task, 30)
     sent = [headers["webhook-id"] for headers, _ in dest.requests]
     assert sorted(sent) == ["evt_a", "evt_b"]
-    for event_id in sent:
-        view = await store.get_event(event_id)
-        assert view is not None and view.status == "delivered", event_id
+    await assert_delivered(store, sent)
 
 
 # -- the policy itself ---------------------------------------------------------------------------
