@@ -86,7 +86,7 @@ def tallying(conn: sqlite3.Connection) -> Iterator[Tally]:
 
 def count(conn: sqlite3.Connection, minute: int, name: str, by: int = 1) -> None:
     """Add ``by`` to the per-minute counter ``name`` of ``minute``."""
-    tally = conn.tally if isinstance(conn, TallyConnection) else None
+    tally = _tally_of(conn)
     if tally is None:
         _count_now(conn, minute, name, by)
     else:
@@ -96,7 +96,7 @@ def count(conn: sqlite3.Connection, minute: int, name: str, by: int = 1) -> None
 
 def add_rollups(conn: sqlite3.Connection, hour: int, source: str, deltas: dict[str, int]) -> None:
     """Add each of ``deltas`` to the analytics counter of that name, hour and source."""
-    tally = conn.tally if isinstance(conn, TallyConnection) else None
+    tally = _tally_of(conn)
     if tally is None:
         if deltas:
             conn.executemany(_ROLLUP, [(hour, source, name, n) for name, n in deltas.items()])
@@ -105,6 +105,11 @@ def add_rollups(conn: sqlite3.Connection, hour: int, source: str, deltas: dict[s
     for name, n in deltas.items():
         key = (hour, source, name)
         rollups[key] = rollups.get(key, 0) + n
+
+
+def _tally_of(conn: sqlite3.Connection) -> Tally | None:
+    """The tally of the transaction ``conn`` is running, if it keeps one."""
+    return conn.tally if isinstance(conn, TallyConnection) else None
 
 
 def _count_now(conn: sqlite3.Connection, minute: int, name: str, by: int) -> None:
