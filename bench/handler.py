@@ -1,0 +1,336 @@
+"""``python -m bench.handler``: the accept path's handler without HTTP, the gateway's beside the
+floor's, and what each of the gateway's pieces costs inside it.
+
+What the CPU ÷ floor target comes down to. Under wrk both the gateway and the floor
+(``bench.floor``) pay aiohttp's HTTP work, the same for both; what differs is the handler.
+Here each handler runs in one process on ``SUT_CPU`` against a redis-server on ``REST_CPU``,
+on requests as aiohttp hands them over (a ``web.Request`` with its body in its stream), 32 at
+a time as wrk's connections come: no socket, no parser, no response write. CPU time of this
+process per request, each variant once per round, the order reversed every other round.
+
+The gateway's variants take one piece out of it at a time (measurement copies, never a
+candidate): the store call answered at once (``without the store call``), only its Redis I/O
+(``without the store's I/O``: the batches' link answers on the next loop turn), the request's
+log line, its metrics, the provider's verification. The floor runs as is and with its script
+call answered at once. The gateway is the payments source of ``bench.scenarios`` with both rate
+limits on, as the pinned phase runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from aiohttp import StreamReader, web
+from aiohttp.test_utils import make_mocked_request
+from multidict import CIMultiDict
+
+import gateway.ingress.handler as handler_module
+from bench import floor as floor_module
+from bench.payloads import SOURCE_PATH, event_body, payments_secret, standard_webhooks
+from bench.procs import REST_CPU, SUT_CPU
+from bench.scenarios import gateway_config
+from gateway import logs
+from gateway.app import declare_metrics
+from gateway.config import load_config_text
+from gateway.delivery.client import DeliveryClient
+from gateway.ingress.handler import Ingress
+from gateway.logs import setup_logging
+from gateway.metrics import Metrics
+from gateway.store import open_store
+from gateway.store.records import AcceptResult, Event
+from gateway.store.redis import RedisStore
+from harness.redis_server import RedisServer
+
+RESULTS = Path(__file__).resolve().parent / "results" / "handler.json"
+#: Requests in flight at once, as wrk's connections in the pinned phase.
+CONCURRENCY = 32
+#: Requests each handler answers before the measured rounds.
+WARM_UP = 3000
+#: What accept.lua answers for a new event (``RedisIngress._store_event`` reads it).
+_QUEUED = [b"queued", b"evt", b"pending", 1, b"", 0]
+
+Handle = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Transport:
+    """What a request asks of its transport: the peer's address."""
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class _Protocol:
+    """What a request and its body stream ask of the connection's protocol."""
+
+    ssl_context = None
+    peername = ("127.0.0.1", 40000)
+    sockname = ("127.0.0.1", 8080)
+    transport = None
+    _reading_paused = False
+
+    def pause_reading(self, **_: Any) -> None:
+        pass
+
+    def resume_reading(self, **_: Any) -> None:
+        pass
+
+
+class _AnsweringLink:
+    """Stands in for the batches' Redis link: every command answered on the next loop turn."""
+
+    usable = True
+    idle = True
+
+    def send(self, commands: list[bytes], done: Callable[[list[Any]], None]) -> None:
+        asyncio.get_running_loop().call_soon(done, [list(_QUEUED) for _ in commands])
+
+
+def _requests(prefix: str, count: int) -> list[web.Request]:
+    """``count`` signed payments events, each a request with its whole body received."""
+    provider = standard_webhooks()
+    secret = payments_secret()
+    loop = asyncio.get_running_loop()
+    protocol = _Protocol()
+    made = []
+    for index in range(count):
+        body = event_body(index, prefix)
+        signed = provider.sign(body, secret, time.time(), msg_id=f"msg_{prefix}_{index:08d}")
+        headers = CIMultiDict(
+            {
+                "Host": "127.0.0.1:8080",
+                "User-Agent": "wrk",
+                "Content-Type": "application/json",
+                "Content-Length": str(len(body)),
+                **signed,
+            }
+        )
+        payload = StreamReader(protocol, 2**16, loop=loop)  # type: ignore[arg-type]
+        payload.feed_data(body)
+        payload.feed_eof()
+        made.append(
+            make_mocked_request(
+                "POST",
+                SOURCE_PATH,
+                headers=headers,
+                payload=payload,
+                transport=_Transport(),
+                protocol=protocol,
+                writer=None,
+                loop=loop,
+            )
+        )
+    return made
+
+
+async def _drive(handle: Handle, requests: list[web.Request]) -> float:
+    """CPU seconds to answer ``requests``, ``CONCURRENCY`` at a time; each must be accepted."""
+    pending: Iterator[web.Request] = iter(requests)
+
+    async def connection() -> None:
+        for request in pending:
+            answer = await handle(request)
+            if answer.status != 202:
+                raise RuntimeError(f"the handler answered {answer.status}, not 202")
+
+    # The requests were made just now; as in the gateway after start, the collector leaves
+    # what exists alone (gateway.server freezes it).
+    gc.collect()
+    gc.freeze()
+    started = time.thread_time()
+    await asyncio.gather(*(connection() for _ in range(CONCURRENCY)))
+    spent = time.thread_time() - started
+    gc.unfreeze()
+    return spent
+
+
+class _Gateway:
+    """The gateway's ingress on the bench's payments source, and its pieces to take out."""
+
+    def __init__(self, ingress: Ingress, store: RedisStore, metrics: Metrics) -> None:
+        self.ingress = ingress
+        self.store = store
+        self.metrics = metrics
+        self.verifier = ingress.config.sources["payments"].verifier
+
+    @contextmanager
+    def without(self, piece: str) -> Iterator[None]:
+        """The gateway with ``piece`` taken out for the block (``""``: as it is)."""
+
+        async def accept(event: Event, *_: Any, **__: Any) -> AcceptResult:
+            return AcceptResult("queued", event.id, None, False)
+
+        def nothing(*_: Any) -> None:
+            return None
+
+        store: Any = self.store
+        swaps: dict[str, tuple[object, str, object]] = {
+            "store call": (store, "accept", accept),
+            "store I/O": (store._batch, "_link", _AnsweringLink()),
+            "log line": (handler_module, "log_fields", nothing),
+            "metrics": (self.metrics, "observe_request", nothing),
+            "verification": (self.verifier, "verify", nothing),
+        }
+        if not piece:
+            yield
+            return
+        target, name, value = swaps[piece]
+        own = name in vars(target)  # an attribute of the object itself, not of its class
+        saved = getattr(target, name)
+        setattr(target, name, value)
+        try:
+            yield
+        finally:
+            if own:
+                setattr(target, name, saved)
+            else:
+                delattr(target, name)
+
+
+GATEWAY_PIECES = ("", "store call", "store I/O", "log line", "metrics", "verification")
+
+
+def _name(piece: str) -> str:
+    return f"gateway without the {piece}" if piece else "gateway"
+
+
+async def _measure(url: str, requests: int, rounds: int) -> dict[str, list[float]]:
+    text = gateway_config(
+        listen=1, admin=2, store_url=url, destination="http://127.0.0.1:9/",
+        delivery_concurrency=0, rate_limits=True,
+    )  # fmt: skip
+    config = load_config_text(text, environ={})
+    store = await open_store(url)
+    if not isinstance(store, RedisStore):
+        raise RuntimeError("the handler bench runs on Redis")
+    metrics = Metrics()
+    declare_metrics(metrics, config)
+    client = DeliveryClient(limit=4)
+    ingress = Ingress(config, store, store.rate_limiter(), client, metrics)
+    gateway = _Gateway(ingress, store, metrics)
+    floor = floor_module.Floor(url)
+    floor.sha = await floor.client.script_load(floor_module.ACCEPT)
+    floor_call = floor.pipeline.call
+
+    def answered(*_: Any) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future.set_result(1)
+        return future
+
+    # One warm-up round of each (the link opened, the scripts loaded, the caches filled).
+    warm = min(WARM_UP, requests)
+    await _drive(ingress.handle, _requests("warm-g", warm))
+    await _drive(floor.accept, _requests("warm-f", warm))
+    names = [_name(piece) for piece in GATEWAY_PIECES] + ["floor", "floor without Redis"]
+    spent: dict[str, list[float]] = {name: [] for name in names}
+    try:
+        for index in range(rounds):
+            order = names if index % 2 == 0 else names[::-1]
+            for name in order:
+                batch = _requests(f"{index}-{names.index(name)}", requests)
+                if name.startswith("floor"):
+                    floor.pipeline.call = answered if name.endswith("Redis") else floor_call  # type: ignore[method-assign]
+                    cpu = await _drive(floor.accept, batch)
+                else:
+                    piece = GATEWAY_PIECES[names.index(name)]
+                    with gateway.without(piece):
+                        cpu = await _drive(ingress.handle, batch)
+                spent[name].append(cpu / requests * 1e6)
+                del batch
+                gc.collect()
+            _progress(f"round {index + 1} of {rounds}")
+    finally:
+        await store.close()
+        await client.close()
+        await floor.client.aclose()
+    return spent
+
+
+def _progress(message: str) -> None:
+    print(f"[handler {time.strftime('%H:%M:%S')}] {message}", file=sys.__stdout__, flush=True)
+
+
+@contextmanager
+def _logs_to_nowhere() -> Iterator[None]:
+    """The gateway's JSON log handler for the block, writing to the null device: what a line
+    costs to make is measured, not a file's writes. Logging is left as it was found."""
+    root = logging.getLogger()
+    handlers, level, installed = root.handlers[:], root.level, logs._handler
+    with open(os.devnull, "w") as sink:
+        saved, sys.stderr = sys.stderr, sink
+        try:
+            setup_logging("info")
+            yield
+        finally:
+            sys.stderr = saved
+            root.handlers[:] = handlers
+            root.setLevel(level)
+            logs._handler = installed
+
+
+def measure(requests: int, rounds: int) -> dict[str, Any]:
+    """Each variant's CPU per request over ``rounds`` rounds, and what each piece cost."""
+    import uvloop
+
+    cores = os.sched_getaffinity(0)
+    # Pinned where the two cores exist (the benchmark machine); anywhere else, as it comes.
+    pinned = {int(SUT_CPU), int(REST_CPU)} <= cores
+    try:
+        if pinned:
+            os.sched_setaffinity(0, {int(REST_CPU)})
+        with RedisServer(appendonly=False) as redis:  # started now: it stays on REST_CPU
+            if pinned:
+                os.sched_setaffinity(0, {int(SUT_CPU)})
+            with _logs_to_nowhere():
+                spent = uvloop.run(_measure(redis.url, requests, rounds))
+    finally:
+        os.sched_setaffinity(0, cores)
+    median = {name: statistics.median(values) for name, values in spent.items()}
+    whole = median["gateway"]
+    pieces = {piece: whole - median[_name(piece)] for piece in GATEWAY_PIECES if piece}
+    return {
+        "requests": requests,
+        "rounds": rounds,
+        "concurrency": CONCURRENCY,
+        "us_per_request": {
+            name: {"median": median[name], "min": min(values), "max": max(values)}
+            for name, values in spent.items()
+        },
+        "pieces_us": pieces,
+        "floor_redis_us": median["floor"] - median["floor without Redis"],
+        "gateway_over_floor": whole / median["floor"],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.handler", description=__doc__)
+    parser.add_argument("--requests", type=int, default=10_000, help="requests per variant")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    result = measure(args.requests, args.rounds)
+    for name, figures in result["us_per_request"].items():
+        print(f"{name:40s} {figures['median']:6.1f} us ({figures['min']:.1f}-{figures['max']:.1f})")
+    print(f"gateway ÷ floor: {result['gateway_over_floor']:.2f}")
+    for piece, cost in result["pieces_us"].items():
+        print(f"the {piece}: {cost:.1f} us")
+    print(f"the floor's script call: {result['floor_redis_us']:.1f} us")
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""``bench.handler`` runs the gateway's accept handler and the floor's on real requests against
+a real Redis, each variant answering every request 202, and leaves the process as it found it:
+its cores and its logging (a test run goes on after it)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from bench.handler import GATEWAY_PIECES, measure
+from gateway import logs
+
+
+def test_every_variant_answers_and_the_process_is_left_as_it_was():
+    cores = os.sched_getaffinity(0)
+    root = logging.getLogger()
+    handlers, installed = root.handlers[:], logs._handler
+    result = measure(requests=40, rounds=1)
+    assert os.sched_getaffinity(0) == cores
+    assert (root.handlers, logs._handler) == (handlers, installed)
+    figures = result["us_per_request"]
+    assert len(figures) == len(GATEWAY_PIECES) + 2  # and the floor, with and without Redis
+    assert all(f["median"] > 0 for f in figures.values())
+    assert set(result["pieces_us"]) == {piece for piece in GATEWAY_PIECES if piece}
