@@ -10,7 +10,7 @@ process per request, each variant once per round, the order reversed every other
 
 The gateway's variants take one piece out of it at a time (measurement copies, never a
 candidate): the store call answered at once (``without the store call``), only its Redis I/O
-(``without the store's I/O``: the batches' link answers on the next loop turn), the request's
+(``without the store I/O``: the batches' link answers on the next loop turn), the request's
 log line, its metrics, the provider's verification. The floor runs as is and with its script
 call answered at once. The gateway is the payments source of ``bench.scenarios`` with both rate
 limits on, as the pinned phase runs it.
@@ -94,7 +94,6 @@ class _AnsweringLink:
     """Stands in for the batches' Redis link: every command answered on the next loop turn."""
 
     usable = True
-    idle = True
 
     def send(self, commands: list[bytes], done: Callable[[list[Any]], None]) -> None:
         asyncio.get_running_loop().call_soon(done, [list(_QUEUED) for _ in commands])
@@ -151,11 +150,12 @@ async def _drive(handle: Handle, requests: list[web.Request]) -> float:
     # what exists alone (gateway.server freezes it).
     gc.collect()
     gc.freeze()
-    started = time.thread_time()
-    await asyncio.gather(*(connection() for _ in range(CONCURRENCY)))
-    spent = time.thread_time() - started
-    gc.unfreeze()
-    return spent
+    try:
+        started = time.thread_time()
+        await asyncio.gather(*(connection() for _ in range(CONCURRENCY)))
+        return time.thread_time() - started
+    finally:
+        gc.unfreeze()
 
 
 class _Gateway:
