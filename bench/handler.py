@@ -159,10 +159,9 @@ async def _drive(handle: Handle, requests: list[web.Request]) -> float:
 
 
 class _Gateway:
-    """The gateway's ingress on the bench's payments source, and its pieces to take out."""
+    """The pieces of the gateway's ingress on the bench's payments source, to take out."""
 
     def __init__(self, ingress: Ingress, store: RedisStore, metrics: Metrics) -> None:
-        self.ingress = ingress
         self.store = store
         self.metrics = metrics
         self.verifier = ingress.config.sources["payments"].verifier
