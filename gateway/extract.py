@@ -229,10 +229,17 @@ class Payload:
             if any(value is None for value in values):
                 return None
             return ":".join(value for value in values if value is not None)
+        document = self._json
+        if document is _MISSING:
+            document = self.json()
+        tokens = extractor.tokens
         try:
-            value = resolve_pointer(self.json(), extractor.tokens)
-            if isinstance(value, float | dict | list):
-                value = resolve_pointer(self._exact_json(), extractor.tokens)
+            if len(tokens) == 1 and type(document) is dict:
+                value = document.get(tokens[0])  # a top-level field (most are): no walk
+            else:
+                value = resolve_pointer(document, tokens)
+            if isinstance(value, _INEXACT):
+                value = resolve_pointer(self._exact_json(), tokens)
         except KeyError:
             return None
         if value is None:
@@ -267,3 +274,6 @@ class Payload:
 
 
 _STATUS = Extractor("body", "/status")
+#: Values orjson may read otherwise than the standard library (an integer past 64 bits becomes
+#: a float, also inside an object or an array): read again from the exact parse.
+_INEXACT = (float, dict, list)

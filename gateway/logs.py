@@ -27,6 +27,27 @@ _STANDARD = frozenset(
 )
 
 
+#: The names of the standard levels as lines spell them (any other through ``logging``).
+_LEVEL_NAMES = {
+    level: logging.getLevelName(level).lower()
+    for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
+}
+
+
+class _Pid:
+    """This process's id, read once and again in a forked child (``os.getpid`` is a system
+    call on every line otherwise)."""
+
+    value = os.getpid()
+
+    @classmethod
+    def refresh(cls) -> None:
+        cls.value = os.getpid()
+
+
+os.register_at_fork(after_in_child=_Pid.refresh)
+
+
 class _Timestamps:
     """RFC 3339 UTC text for log times, the date and time part made once per second."""
 
@@ -59,7 +80,7 @@ def _line(
     """The JSON object of one log line, before any exception text."""
     entry: dict[str, Any] = {
         "ts": stamps.format(created),
-        "level": logging.getLevelName(level).lower(),
+        "level": _LEVEL_NAMES.get(level) or logging.getLevelName(level).lower(),
         "logger": logger,
         "pid": pid,
         "msg": msg,
@@ -118,7 +139,7 @@ class JsonHandler(logging.StreamHandler[TextIO]):
     def write_fields(self, logger: str, level: int, msg: str, fields: dict[str, Any]) -> None:
         """Write the line a record of these would format to: at the end of this turn of the
         running event loop, or at once where no loop runs."""
-        text = dumps_any(_line(self._stamps, time.time(), level, logger, os.getpid(), msg, fields))
+        text = dumps_any(_line(self._stamps, time.time(), level, logger, _Pid.value, msg, fields))
         loop = asyncio._get_running_loop()
         self.acquire()
         try:

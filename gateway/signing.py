@@ -58,7 +58,8 @@ def signed_content(msg_id: str, timestamp: str, body: bytes) -> bytes:
     """The bytes every Standard Webhooks signature covers: ``id.timestamp.body``."""
     # surrogateescape: header text decoded from bytes that were not UTF-8 gives those bytes
     # back, so a signature is checked over what was sent (and simply does not match).
-    raw_id, raw_timestamp = (t.encode("utf-8", "surrogateescape") for t in (msg_id, timestamp))
+    raw_id = msg_id.encode("utf-8", "surrogateescape")
+    raw_timestamp = timestamp.encode("utf-8", "surrogateescape")
     return raw_id + b"." + raw_timestamp + b"." + body
 
 

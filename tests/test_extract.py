@@ -102,6 +102,9 @@ BIG = 123456789012345678901234567890  # past 64 bits: orjson alone would make it
         ('{"id": "x", "n": NaN}', "/id", "x"),  # not JSON, but taken as it always was
         ('{"id": "\\udcff"}', "/id", "\udcff"),  # a lone surrogate's escape
         ('\ufeff{"id": "bom"}', "/id", "bom"),  # a UTF-8 byte order mark
+        ('["a", "b"]', "/1", "b"),  # a document that is not an object
+        ('"text"', "/0", None),
+        ('{"": 5}', "/", "5"),  # the empty name
     ],
 )
 def test_values_are_read_exactly_as_the_standard_library_reads_them(body, spec, value):

@@ -59,6 +59,31 @@ def test_a_direct_line_is_the_line_a_record_makes(start):
     assert direct["level"] == "warning"
 
 
+def test_a_level_of_its_own_is_named_as_a_record_names_it(start):
+    stderr = start()
+    logger = logging.getLogger("gateway.test_logs")
+    logger.log(25, "request", extra=FIELDS)
+    log_fields(logger, 25, "request", FIELDS)
+    through_record, direct = lines(stderr)
+    assert direct["level"] == through_record["level"] == "level 25"
+
+
+def test_a_forked_child_logs_its_own_pid(start):
+    stderr = start()
+    child = os.fork()
+    if child == 0:  # the child: its line must carry its own pid, not its parent's
+        ok = False
+        try:
+            log_fields(logging.getLogger("gateway.test_logs"), logging.INFO, "request", FIELDS)
+            ok = lines(stderr)[-1]["pid"] == os.getpid()
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    log_fields(logging.getLogger("gateway.test_logs"), logging.INFO, "request", FIELDS)
+    assert lines(stderr)[-1]["pid"] == os.getpid()
+
+
 def test_the_direct_line_makes_no_record(start, monkeypatch):
     stderr = start()
 

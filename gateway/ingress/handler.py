@@ -291,10 +291,9 @@ class Ingress:
         # The id travels as the destination's webhook-id header, which cannot be escaped.
         if has_control(event_id):
             raise InvalidBody("the event id holds a control character")
-        type_, subject, time_ = (
-            payload.get(e) if e else None
-            for e in (extractors.type, extractors.subject, extractors.time)
-        )
+        type_ = payload.get(extractors.type) if extractors.type else None
+        subject = payload.get(extractors.subject) if extractors.subject else None
+        time_ = payload.get(extractors.time) if extractors.time else None
         for value in (event_id, dedupe_key, type_, subject, time_):
             # A JSON "\udcff" escape parses to a lone surrogate, which no store can keep.
             if value is not None and not is_text(value):

@@ -21,6 +21,7 @@ This module is the single definition of the arithmetic: no clock, no I/O.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -73,7 +74,7 @@ class Rate:
             raise ValueError(f"rate {text!r} allows no requests at all; the count must be >= 1")
         return cls(int(count_text), multiple * _UNITS[unit])
 
-    @property
+    @functools.cached_property
     def interval_us(self) -> int:
         """Emission interval in microseconds, rounded up so the rate is never exceeded."""
         return -(-self.period * MICROS // self.count)
@@ -107,12 +108,14 @@ class RateRule:
         """A rule from config values: ``RateRule.parse("100/s", 200)``."""
         return cls(Rate.parse(rate), burst)
 
-    @property
+    # Cached (the instance's own attribute after the first read): the accept script's
+    # arguments read them on every request.
+    @functools.cached_property
     def interval_us(self) -> int:
         """Emission interval ``T`` in microseconds."""
         return self.rate.interval_us
 
-    @property
+    @functools.cached_property
     def window_us(self) -> int:
         """How far the TAT may run ahead of now (``burst * T``), in microseconds."""
         return self.rate.interval_us * self.burst

@@ -222,9 +222,9 @@ class RedisIngress(RedisCore):
             stats_now := keys.stats(minute_of(now)),
             stats_now if ended == now else keys.stats(minute_of(ended)),
             keys.status["held"],
-            *(keys.dl(did) for did in delivery_ids),
-            *(keys.at(did) for did in delivery_ids),
         ]
+        script_keys += [keys.dl(did) for did in delivery_ids]
+        script_keys += [keys.at(did) for did in delivery_ids]
         # Keys the script takes only sometimes, each named by its position (KEYS is 1-based).
         at: dict[str, int] = {}
         if event.type is not None:
