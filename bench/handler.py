@@ -14,6 +14,11 @@ candidate): the store call answered at once (``without the store call``), only i
 log line, its metrics, the provider's verification. The floor runs as is and with its script
 call answered at once. The gateway is the payments source of ``bench.scenarios`` with both rate
 limits on, as the pinned phase runs it.
+
+``--calls TOP`` counts instead of timing: every call each handler makes per request, Python
+(a coroutine's every resumption included) and C, and the ``TOP`` sites of each. A count does
+not move with the machine's speed, as CPU time does by up to half from one minute to the
+next, so it shows what a change to the request path takes away before a paired run can.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from aiohttp import StreamReader, web
@@ -53,7 +60,9 @@ from gateway.store.records import AcceptResult, Event
 from gateway.store.redis import RedisStore
 from harness.redis_server import RedisServer
 
-RESULTS = Path(__file__).resolve().parent / "results" / "handler.json"
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "handler.json"
+CALLS_RESULTS = RESULTS.with_name("handler-calls.json")
 #: Requests in flight at once, as wrk's connections in the pinned phase.
 CONCURRENCY = 32
 #: Requests each handler answers before the measured rounds.
@@ -207,7 +216,13 @@ def _name(piece: str) -> str:
     return f"gateway without the {piece}" if piece else "gateway"
 
 
-async def _measure(url: str, requests: int, rounds: int) -> dict[str, list[float]]:
+@asynccontextmanager
+async def _handlers(
+    url: str, warm: int
+) -> AsyncIterator[tuple[Ingress, RedisStore, Metrics, floor_module.Floor]]:
+    """The gateway's ingress on the bench's payments source and the floor, both on ``url``,
+    each warmed up on ``warm`` requests (the link opened, the scripts loaded, the caches
+    filled)."""
     text = gateway_config(
         listen=1, admin=2, store_url=url, destination="http://127.0.0.1:9/",
         delivery_concurrency=0, rate_limits=True,
@@ -219,10 +234,33 @@ async def _measure(url: str, requests: int, rounds: int) -> dict[str, list[float
     metrics = Metrics()
     declare_metrics(metrics, config)
     client = DeliveryClient(limit=4)
-    ingress = Ingress(config, store, store.rate_limiter(), client, metrics)
-    gateway = _Gateway(ingress, store, metrics)
     floor = floor_module.Floor(url)
-    floor.sha = await floor.client.script_load(floor_module.ACCEPT)
+    try:
+        ingress = Ingress(config, store, store.rate_limiter(), client, metrics)
+        floor.sha = await floor.client.script_load(floor_module.ACCEPT)
+        await _drive(ingress.handle, _requests("warm-g", warm))
+        await _drive(floor.accept, _requests("warm-f", warm))
+        yield ingress, store, metrics, floor
+    finally:
+        await store.close()
+        await client.close()
+        await floor.client.aclose()
+
+
+async def _measure(url: str, requests: int, rounds: int) -> dict[str, list[float]]:
+    async with _handlers(url, min(WARM_UP, requests)) as (ingress, store, metrics, floor):
+        return await _rounds(ingress, store, metrics, floor, requests, rounds)
+
+
+async def _rounds(
+    ingress: Ingress,
+    store: RedisStore,
+    metrics: Metrics,
+    floor: floor_module.Floor,
+    requests: int,
+    rounds: int,
+) -> dict[str, list[float]]:
+    gateway = _Gateway(ingress, store, metrics)
     floor_call = floor.pipeline.call
 
     def answered(*_: Any) -> asyncio.Future[Any]:
@@ -230,10 +268,6 @@ async def _measure(url: str, requests: int, rounds: int) -> dict[str, list[float
         future.set_result(1)
         return future
 
-    # One warm-up round of each (the link opened, the scripts loaded, the caches filled).
-    warm = min(WARM_UP, requests)
-    await _drive(ingress.handle, _requests("warm-g", warm))
-    await _drive(floor.accept, _requests("warm-f", warm))
     names = [_name(piece) for piece in GATEWAY_PIECES] + ["floor", "floor without Redis"]
     spent: dict[str, list[float]] = {name: [] for name in names}
     try:
@@ -253,10 +287,65 @@ async def _measure(url: str, requests: int, rounds: int) -> dict[str, list[float
                 gc.collect()
             _progress(f"round {index + 1} of {rounds}")
     finally:
-        await store.close()
-        await client.close()
-        await floor.client.aclose()
+        floor.pipeline.call = floor_call  # type: ignore[method-assign]
     return spent
+
+
+async def _count_calls(url: str, requests: int) -> dict[str, Counter[str]]:
+    """Every function call the gateway's handler and the floor's make on ``requests``
+    requests each, by site (``sys.setprofile``)."""
+    async with _handlers(url, min(WARM_UP, requests)) as (ingress, _, _, floor):
+        counted: dict[str, Counter[str]] = {}
+        for name, handle in (("gateway", ingress.handle), ("floor", floor.accept)):
+            batch = _requests(f"calls-{name}", requests)
+            calls: Counter[str] = Counter()
+            sys.setprofile(_counter(calls))
+            try:
+                await _drive(handle, batch)
+            finally:
+                sys.setprofile(None)
+            counted[name] = calls
+        return counted
+
+
+def _counter(calls: Counter[str]) -> Callable[[FrameType, str, Any], None]:
+    """A profile function counting calls into ``calls``: a Python function's (a coroutine's
+    every resumption counts, as each costs a frame's entry) by file and name, a C function's
+    by name, prefixed ``C``."""
+
+    def count(frame: FrameType, event: str, arg: Any) -> None:
+        if event == "call":
+            code = frame.f_code
+            calls[f"{_short(code.co_filename)}:{code.co_name}"] += 1
+        elif event == "c_call":
+            calls[f"C {getattr(arg, '__qualname__', arg)}"] += 1
+
+    return count
+
+
+def _short(path: str) -> str:
+    """A source file's path from its package down (``aiohttp/web_request.py``)."""
+    for marker in ("site-packages/", f"{ROOT}/"):
+        if marker in path:
+            return path.rpartition(marker)[2]
+    return path.rpartition("/lib/")[2] or path
+
+
+def count_calls(requests: int, top: int) -> dict[str, Any]:
+    """Calls per request of each handler: Python, C, and the ``top`` sites of each."""
+    import uvloop
+
+    with RedisServer(appendonly=False) as redis, _logs_to_nowhere():
+        counted = uvloop.run(_count_calls(redis.url, requests))
+    result: dict[str, Any] = {"requests": requests}
+    for name, calls in counted.items():
+        python = sum(n for site, n in calls.items() if not site.startswith("C "))
+        result[name] = {
+            "python_calls": python / requests,
+            "c_calls": (calls.total() - python) / requests,
+            "sites": {site: n / requests for site, n in calls.most_common(top)},
+        }
+    return result
 
 
 def _progress(message: str) -> None:
@@ -319,7 +408,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.handler", description=__doc__)
     parser.add_argument("--requests", type=int, default=10_000, help="requests per variant")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--calls",
+        type=int,
+        metavar="TOP",
+        help="count the calls each handler makes per request instead (and list the TOP sites)",
+    )
     args = parser.parse_args()
+    if args.calls is not None:
+        counted = count_calls(min(args.requests, 2000), args.calls)
+        for name in ("gateway", "floor"):
+            figures = counted[name]
+            print(
+                f"{name}: {figures['python_calls']:.1f} Python calls and"
+                f" {figures['c_calls']:.1f} C calls per request"
+            )
+            for site, per_request in figures["sites"].items():
+                print(f"  {per_request:7.2f}  {site}")
+        RESULTS.parent.mkdir(exist_ok=True)
+        CALLS_RESULTS.write_text(json.dumps(counted, indent=2) + "\n")
+        return
     result = measure(args.requests, args.rounds)
     for name, figures in result["us_per_request"].items():
         print(f"{name:40s} {figures['median']:6.1f} us ({figures['min']:.1f}-{figures['max']:.1f})")

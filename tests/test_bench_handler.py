@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 
-from bench.handler import GATEWAY_PIECES, measure
+from bench.handler import GATEWAY_PIECES, count_calls, measure
 from gateway import logs
 
 
@@ -22,3 +23,19 @@ def test_every_variant_answers_and_the_process_is_left_as_it_was():
     assert len(figures) == len(GATEWAY_PIECES) + 2  # and the floor, with and without Redis
     assert all(f["median"] > 0 for f in figures.values())
     assert set(result["pieces_us"]) == {piece for piece in GATEWAY_PIECES if piece}
+
+
+def test_calls_are_counted_per_request_and_the_profiler_is_removed():
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    result = count_calls(requests=40, top=400)
+    assert sys.getprofile() is None
+    assert root.handlers == handlers
+    gateway, floor = result["gateway"], result["floor"]
+    assert gateway["python_calls"] > floor["python_calls"] > 10
+    assert floor["c_calls"] > 10
+    sites = list(gateway["sites"].values())
+    assert 0 < len(sites) <= 400 and sites == sorted(sites, reverse=True)
+    # Each handler's own stages are among the sites, once per request.
+    assert gateway["sites"]["gateway/ingress/handler.py:_route"] == 1
+    assert floor["sites"]["bench/floor.py:_authentic"] == 1
