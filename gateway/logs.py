@@ -27,7 +27,9 @@ _STANDARD = frozenset(
 )
 
 
-#: The names of the standard levels as lines spell them (any other through ``logging``).
+#: The names of the standard levels as lines spell them, fixed at import (any other level's
+#: through ``logging``): a standard level renamed later by ``logging.addLevelName`` keeps the
+#: name it had, in lines made with or without a record alike.
 _LEVEL_NAMES = {
     level: logging.getLevelName(level).lower()
     for level in (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR, logging.CRITICAL)
