@@ -170,9 +170,9 @@ async def _drive(handle: Handle, requests: list[web.Request]) -> float:
 class _Gateway:
     """The pieces of the gateway's ingress on the bench's payments source, to take out."""
 
-    def __init__(self, ingress: Ingress, store: RedisStore, metrics: Metrics) -> None:
-        self.store = store
-        self.metrics = metrics
+    def __init__(self, ingress: Ingress) -> None:
+        self.store = ingress.store
+        self.metrics = ingress.metrics
         self.verifier = ingress.config.sources["payments"].verifier
 
     @contextmanager
@@ -217,9 +217,7 @@ def _name(piece: str) -> str:
 
 
 @asynccontextmanager
-async def _handlers(
-    url: str, warm: int
-) -> AsyncIterator[tuple[Ingress, RedisStore, Metrics, floor_module.Floor]]:
+async def _handlers(url: str, warm: int) -> AsyncIterator[tuple[Ingress, floor_module.Floor]]:
     """The gateway's ingress on the bench's payments source and the floor, both on ``url``,
     each warmed up on ``warm`` requests (the link opened, the scripts loaded, the caches
     filled)."""
@@ -240,7 +238,7 @@ async def _handlers(
         floor.sha = await floor.client.script_load(floor_module.ACCEPT)
         await _drive(ingress.handle, _requests("warm-g", warm))
         await _drive(floor.accept, _requests("warm-f", warm))
-        yield ingress, store, metrics, floor
+        yield ingress, floor
     finally:
         await store.close()
         await client.close()
@@ -248,19 +246,14 @@ async def _handlers(
 
 
 async def _measure(url: str, requests: int, rounds: int) -> dict[str, list[float]]:
-    async with _handlers(url, min(WARM_UP, requests)) as (ingress, store, metrics, floor):
-        return await _rounds(ingress, store, metrics, floor, requests, rounds)
+    async with _handlers(url, min(WARM_UP, requests)) as (ingress, floor):
+        return await _rounds(ingress, floor, requests, rounds)
 
 
 async def _rounds(
-    ingress: Ingress,
-    store: RedisStore,
-    metrics: Metrics,
-    floor: floor_module.Floor,
-    requests: int,
-    rounds: int,
+    ingress: Ingress, floor: floor_module.Floor, requests: int, rounds: int
 ) -> dict[str, list[float]]:
-    gateway = _Gateway(ingress, store, metrics)
+    gateway = _Gateway(ingress)
     floor_call = floor.pipeline.call
 
     def answered(*_: Any) -> asyncio.Future[Any]:
@@ -294,7 +287,7 @@ async def _rounds(
 async def _count_calls(url: str, requests: int) -> dict[str, Counter[str]]:
     """Every function call the gateway's handler and the floor's make on ``requests``
     requests each, by site (``sys.setprofile``)."""
-    async with _handlers(url, min(WARM_UP, requests)) as (ingress, _, _, floor):
+    async with _handlers(url, min(WARM_UP, requests)) as (ingress, floor):
         counted: dict[str, Counter[str]] = {}
         for name, handle in (("gateway", ingress.handle), ("floor", floor.accept)):
             batch = _requests(f"calls-{name}", requests)
