@@ -37,16 +37,22 @@
 -- so the WAIT that follows a durable call (store.wait_replicas) covers the original before
 -- the duplicate is answered.
 local a = cjson.decode(ARGV[1])
+-- Both limits are decided at one instant of the server's clock (one TIME for the two).
+local now_us = ''
+if a.at.first or a.at.limit then
+  local t = redis.call('TIME')
+  now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
 if a.at.first then
   -- The per-IP limit, before the per-source one (the request path's order): a request it
   -- refuses counts against neither the per-source limit nor anything else.
-  local r = gcra(KEYS[a.at.first], a.first[1], a.first[2], '')
+  local r = gcra(KEYS[a.at.first], a.first[1], a.first[2], now_us)
   if r[1] == 0 then return {'rate_limited_first', r[1], r[2], r[3], r[4], r[5]} end
 end
 if a.at.limit then
   -- Before anything is written (a duplicate counts against the limit too, as a separate
   -- limiter call before this script would have counted it), on the server's clock.
-  local r = gcra(KEYS[a.at.limit], a.limit[1], a.limit[2], '')
+  local r = gcra(KEYS[a.at.limit], a.limit[1], a.limit[2], now_us)
   if r[1] == 0 then return {'rate_limited', r[1], r[2], r[3], r[4], r[5]} end
 end
 STATUS.held = KEYS[20]
@@ -75,33 +81,56 @@ if a.pay then
     nd, held = 0, true
   end
 end
-redis.call('HSET', ek, 'body', ARGV[2], 'headers', ARGV[3], 'n', 0, 'pending', 0, 'dead', 0,
-  unpack(a.fields))
-if mark then redis.call('HSET', ek, 'mark', mark) end
-local state = 'due'
-if mode == 'sync' then state = 'delivered' end
+-- The event is new (its uid is fresh), so its counters and its status are known before
+-- anything is written: they go in with its fields in one write, and nothing is read back
+-- (refresh_status's rule: no delivery is 'held' when marked, else 'unrouted').
+local state, pending, status = 'due', nd, 'queued'
+if mode == 'sync' then state, pending, status = 'delivered', 0, 'delivered' end
+if nd == 0 then
+  status = 'unrouted'
+  if mark then status = 'held' end
+end
+local f, subject = a.fields, nil
+for i = 1, #f, 2 do
+  if f[i] == 'subject' then subject = f[i + 1] end
+end
+local nf = #f
+f[nf + 1], f[nf + 2], f[nf + 3], f[nf + 4], f[nf + 5], f[nf + 6] = 'n', nd, 'pending', pending,
+  'dead', 0
+f[nf + 7], f[nf + 8] = 'status', status
+if mark then f[nf + 9], f[nf + 10] = 'mark', mark end
+if mode == 'sync' then f[#f + 1], f[#f + 2] = 'attempts', nd end
+redis.call('HSET', ek, 'body', ARGV[2], 'headers', ARGV[3], unpack(f))
+local made, first = 0, nil
+if mode == 'sync' then made, first = 1, a.started_at end
 local nkeys = #a.dests
 for j = 1, nd do
-  local did, dk = a.dids[j], KEYS[20 + j]
-  add_delivery(ek, evdk, dk, uid, a.dests[j], did, now, state)
-  if mode == 'sync' then
+  local did, dk, dest = a.dids[j], KEYS[20 + j], a.dests[j]
+  -- add_delivery's writes, but the event's counters were set above.
+  if first then
+    redis.call('HSET', dk, 'ev', uid, 'dest', dest, 'state', state, 'made', made,
+      'created', now, 'next', now, 'first', first)
     redis.call('RPUSH', KEYS[20 + nkeys + j], a.attempt)
-    redis.call('HSET', dk, 'made', 1, 'first', a.started_at)
+  else
+    redis.call('HSET', dk, 'ev', uid, 'dest', dest, 'state', state, 'made', made,
+      'created', now, 'next', now)
+    redis.call('ZADD', DUE, now, did)
+    depth(dest, 'due', 1)
   end
 end
+if nd > 0 then redis.call('RPUSH', evdk, unpack(a.dids, 1, nd)) end
 redis.call('ZADD', EVENTS, received_at, uid)
 redis.call('ZADD', KEYS[14], received_at, uid)
 redis.call('ZADD', KEYS[15], received_at, uid)
-refresh_status(ek, uid)
--- Dashboard indexes: by type, and id and subject prefixes (lex order).
-local e = redis.call('HMGET', ek, 'type', 'subject')
-if e[1] then redis.call('ZADD', KEYS[a.at.type], received_at, uid) end
+redis.call('ZADD', STATUS[status], received_at, uid)
+-- Dashboard indexes: by type (its key is passed when the event has one), and id and subject
+-- prefixes (lex order).
+if a.at.type then redis.call('ZADD', KEYS[a.at.type], received_at, uid) end
 redis.call('ZADD', KEYS[16], 0, eid .. '\n' .. uid)
-if e[2] then redis.call('ZADD', KEYS[17], 0, e[2] .. '\n' .. uid) end
+if subject then redis.call('ZADD', KEYS[17], 0, subject .. '\n' .. uid) end
 count(KEYS[18], 'accepted', 1)
 if nd == 0 and not held then count(KEYS[18], 'unrouted', 1) end
 if mode == 'sync' then
-  redis.call('HSET', ek, 'attempts', nd)
   count(KEYS[19], 'delivered', nd)
   count(KEYS[19], 'lat' .. a.bucket, nd)
   if nd > 0 then
@@ -111,12 +140,12 @@ if mode == 'sync' then
     redis.call('EXPIRE', an, ROLLUP_TTL)
   end
 end
-redis.call('DEL', KEYS[10])
+-- Every field of the dedupe entry is written (a claim's st and exp, with the event's id), so
+-- what an earlier claim left needs no DEL first.
 redis.call('HSET', KEYS[10], 'st', 'd', 'exp', a.expires, 'eid', eid)
 redis.call('PEXPIRE', KEYS[10], a.ttl)
 redis.call('HSET', KEYS[11], 'exp', a.expires, 'uid', uid)
 redis.call('PEXPIRE', KEYS[11], a.ttl)
-local status = redis.call('HGET', ek, 'status')
 -- The change log last, after every write of the event: an entry that cannot be appended
 -- (pcall) loses that live message only, as when it is appended by a call of its own.
 local logged = 1
