@@ -245,14 +245,18 @@ async def _handlers(url: str, warm: int) -> AsyncIterator[tuple[Ingress, floor_m
         await floor.client.aclose()
 
 
-async def _measure(url: str, requests: int, rounds: int) -> dict[str, list[float]]:
+async def _measure(
+    url: str, requests: int, rounds: int
+) -> tuple[dict[str, list[float]], dict[str, float]]:
     async with _handlers(url, min(WARM_UP, requests)) as (ingress, floor):
         return await _rounds(ingress, floor, requests, rounds)
 
 
 async def _rounds(
     ingress: Ingress, floor: floor_module.Floor, requests: int, rounds: int
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Each variant's CPU per request, round by round; and the Redis time of the gateway's and
+    the floor's script per call."""
     gateway = _Gateway(ingress)
     floor_call = floor.pipeline.call
 
@@ -263,11 +267,16 @@ async def _rounds(
 
     names = [_name(piece) for piece in GATEWAY_PIECES] + ["floor", "floor without Redis"]
     spent: dict[str, list[float]] = {name: [] for name in names}
+    # redis-server's own time in each handler's script (INFO commandstats): not this
+    # process's CPU, but what each accept costs the Redis it runs on.
+    scripts: dict[str, list[int]] = {"gateway": [0, 0], "floor": [0, 0]}
     try:
         for index in range(rounds):
             order = names if index % 2 == 0 else names[::-1]
             for name in order:
                 batch = _requests(f"{index}-{names.index(name)}", requests)
+                if name in scripts:
+                    await floor.client.config_resetstat()
                 if name.startswith("floor"):
                     floor.pipeline.call = answered if name.endswith("Redis") else floor_call  # type: ignore[method-assign]
                     cpu = await _drive(floor.accept, batch)
@@ -275,13 +284,18 @@ async def _rounds(
                     piece = GATEWAY_PIECES[names.index(name)]
                     with gateway.without(piece):
                         cpu = await _drive(ingress.handle, batch)
+                if name in scripts:
+                    stats = await floor.client.info("commandstats")
+                    evalsha = stats.get("cmdstat_evalsha", {})
+                    scripts[name][0] += evalsha.get("usec", 0)
+                    scripts[name][1] += evalsha.get("calls", 0)
                 spent[name].append(cpu / requests * 1e6)
                 del batch
                 gc.collect()
             _progress(f"round {index + 1} of {rounds}")
     finally:
         floor.pipeline.call = floor_call  # type: ignore[method-assign]
-    return spent
+    return spent, {name: usec / calls for name, (usec, calls) in scripts.items() if calls}
 
 
 async def _count_calls(url: str, requests: int) -> dict[str, Counter[str]]:
@@ -377,7 +391,7 @@ def measure(requests: int, rounds: int) -> dict[str, Any]:
             if pinned:
                 os.sched_setaffinity(0, {int(SUT_CPU)})
             with _logs_to_nowhere():
-                spent = uvloop.run(_measure(redis.url, requests, rounds))
+                spent, redis_us = uvloop.run(_measure(redis.url, requests, rounds))
     finally:
         os.sched_setaffinity(0, cores)
     median = {name: statistics.median(values) for name, values in spent.items()}
@@ -393,6 +407,7 @@ def measure(requests: int, rounds: int) -> dict[str, Any]:
         },
         "pieces_us": pieces,
         "floor_redis_us": median["floor"] - median["floor without Redis"],
+        "redis_script_us": redis_us,
         "gateway_over_floor": whole / median["floor"],
     }
 
@@ -428,6 +443,8 @@ def main() -> None:
     for piece, cost in result["pieces_us"].items():
         print(f"the {piece}: {cost:.1f} us")
     print(f"the floor's script call: {result['floor_redis_us']:.1f} us")
+    for name, usec in result["redis_script_us"].items():
+        print(f"redis-server's time per {name} script call: {usec:.1f} us")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -23,6 +23,11 @@ def test_every_variant_answers_and_the_process_is_left_as_it_was():
     assert len(figures) == len(GATEWAY_PIECES) + 2  # and the floor, with and without Redis
     assert all(f["median"] > 0 for f in figures.values())
     assert set(result["pieces_us"]) == {piece for piece in GATEWAY_PIECES if piece}
+    # Each script was timed by redis-server itself: the gateway's accept does more than the
+    # floor's two writes.
+    scripts = result["redis_script_us"]
+    assert set(scripts) == {"gateway", "floor"}
+    assert scripts["gateway"] > scripts["floor"] > 0
 
 
 def test_calls_are_counted_per_request_and_the_profiler_is_removed():
