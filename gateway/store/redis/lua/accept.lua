@@ -82,14 +82,10 @@ if a.pay then
   end
 end
 -- The event is new (its uid is fresh), so its counters and its status are known before
--- anything is written: they go in with its fields in one write, and nothing is read back
--- (refresh_status's rule: no delivery is 'held' when marked, else 'unrouted').
-local state, pending, status = 'due', nd, 'queued'
-if mode == 'sync' then state, pending, status = 'delivered', 0, 'delivered' end
-if nd == 0 then
-  status = 'unrouted'
-  if mark then status = 'held' end
-end
+-- anything is written: they go in with its fields in one write, and nothing is read back.
+local state, pending = 'due', nd
+if mode == 'sync' then state, pending = 'delivered', 0 end
+local status = status_of(nd, pending, 0, mark)
 local f, subject = a.fields, nil
 for i = 1, #f, 2 do
   if f[i] == 'subject' then subject = f[i + 1] end
@@ -122,17 +118,16 @@ if nd > 0 then redis.call('RPUSH', evdk, unpack(a.dids, 1, nd)) end
 redis.call('ZADD', EVENTS, received_at, uid)
 redis.call('ZADD', KEYS[14], received_at, uid)
 redis.call('ZADD', KEYS[15], received_at, uid)
-redis.call('ZADD', STATUS[status], received_at, uid)
+move_status(uid, nil, status, received_at)
 -- Dashboard indexes: by type (its key is passed when the event has one), and id and subject
 -- prefixes (lex order).
 if a.at.type then redis.call('ZADD', KEYS[a.at.type], received_at, uid) end
 redis.call('ZADD', KEYS[16], 0, eid .. '\n' .. uid)
 if subject then redis.call('ZADD', KEYS[17], 0, subject .. '\n' .. uid) end
-count(KEYS[18], 'accepted', 1)
-if nd == 0 and not held then count(KEYS[18], 'unrouted', 1) end
+if nd == 0 and not held then count(KEYS[18], 'accepted', 1, 'unrouted')
+else count(KEYS[18], 'accepted', 1) end
 if mode == 'sync' then
-  count(KEYS[19], 'delivered', nd)
-  count(KEYS[19], 'lat' .. a.bucket, nd)
+  count(KEYS[19], 'delivered', nd, 'lat' .. a.bucket)
   if nd > 0 then
     local an, hh = KEYS[a.at.an], a.hh
     rollup_count(an, hh, 'dv', nd)

@@ -17,38 +17,45 @@
 -- retries (this script took the mark: the caller releases the backlog), else 0; the payment
 -- key absent (nil) for an event about no payment.
 local dk, ek, mode, did = KEYS[10], KEYS[12], ARGV[1], ARGV[2]
-local d = redis.call('HMGET', dk, 'state', 'token', 'dest', 'ev', 'first')
+local d = redis.call('HMGET', dk, 'state', 'token', 'dest', 'ev', 'first', 'made')
 if d[1] ~= 'leased' or d[2] ~= ARGV[3] then return 0 end
 local dest, uid = d[3], d[4]
 redis.call('ZREM', LEASED, did)
 redis.call('RPUSH', KEYS[11], ARGV[4])
-redis.call('HINCRBY', dk, 'made', 1)
-if not d[5] then redis.call('HSET', dk, 'first', ARGV[5]) end
 redis.call('HDEL', dk, 'token', 'lexp', 'worker')
 depth(dest, 'leased', -1)
+-- The event's counters and what the change log records of it, read once: its writes below are
+-- worked out from them (nothing else runs while a script does).
+local e = redis.call('HMGET', ek, 'id', 'source', 'type', 'subject', 'body_status', 'status',
+  'payment_key', 'n', 'pending', 'dead', 'attempts', 'received_at', 'mark')
+local pending, dead = tonumber(e[9]) or 0, tonumber(e[10]) or 0
+local made = {'made', (tonumber(d[6]) or 0) + 1}
+if not d[5] then made[3], made[4] = 'first', ARGV[5] end
 local backlog = 0
+local result = 'dead_lettered'
 if mode == 'complete' then
-  redis.call('HSET', dk, 'state', 'delivered')
-  redis.call('HINCRBY', ek, 'pending', -1)
+  result = 'delivered'
+  redis.call('HSET', dk, 'state', 'delivered', unpack(made))
+  pending = pending - 1
   if ARGV[9] ~= '' then backlog = redis.call('HDEL', KEYS[14], dest) end
 elseif mode == 'reschedule' then
-  redis.call('HSET', dk, 'state', 'due', 'next', ARGV[6])
+  result = 'retried'
+  redis.call('HSET', dk, 'state', 'due', 'next', ARGV[6], unpack(made))
   redis.call('ZADD', DUE, ARGV[6], did)
   depth(dest, 'due', 1)
   if ARGV[9] ~= '' then redis.call('HSET', KEYS[14], dest, 1) end
 else
-  redis.call('HSET', dk, 'state', 'dead', 'dead_at', ARGV[6], 'reason', ARGV[7])
+  redis.call('HSET', dk, 'state', 'dead', 'dead_at', ARGV[6], 'reason', ARGV[7], unpack(made))
   redis.call('ZADD', DEAD, ARGV[6], did)
   depth(dest, 'dead', 1)
-  redis.call('HINCRBY', ek, 'pending', -1)
-  redis.call('HINCRBY', ek, 'dead', 1)
+  pending, dead = pending - 1, dead + 1
 end
-refresh_status(ek, uid)
-redis.call('HINCRBY', ek, 'attempts', 1)
-local result = 'dead_lettered'
-if mode == 'complete' then result = 'delivered' elseif mode == 'reschedule' then result = 'retried' end
-count(KEYS[13], result, 1)
-count(KEYS[13], 'lat' .. ARGV[8], 1)
+local status = status_of(tonumber(e[8]) or 0, pending, dead, e[13])
+redis.call('HSET', ek, 'pending', pending, 'dead', dead, 'attempts', (tonumber(e[11]) or 0) + 1,
+  'status', status)
+if status ~= e[6] then move_status(uid, e[6] or nil, status, e[12]) end
+e[6] = status
+count(KEYS[13], result, 1, 'lat' .. ARGV[8])
 if ARGV[11] ~= '' and result ~= 'retried' then
   local an, hh = KEYS[tonumber(ARGV[11])], ARGV[12]
   if result == 'delivered' then
@@ -59,8 +66,6 @@ if ARGV[11] ~= '' and result ~= 'retried' then
   end
   redis.call('EXPIRE', an, ROLLUP_TTL)
 end
-local e = redis.call('HMGET', ek, 'id', 'source', 'type', 'subject', 'body_status', 'status',
-  'payment_key')
 -- The change log last, after every other write: a failed append (pcall) loses that live
 -- message only, as when it is appended by a call of its own.
 local logged = 0

@@ -10,6 +10,9 @@
 -- worker died): another worker may have taken it since it was read.
 local now, expires = tonumber(ARGV[1]), ARGV[2]
 local out = {}
+-- Where the answer's delivery fields hold the destination and what this script writes.
+local at = {}
+for i, name in ipairs(DFIELDS) do at[name] = i end
 for i = 6, #ARGV do
   local did = ARGV[i]
   local dk, ek = KEYS[10 + 2 * (i - 6)], KEYS[11 + 2 * (i - 6)]
@@ -17,17 +20,18 @@ for i = 6, #ARGV do
   local due = redis.call('ZSCORE', DUE, did)
   local take = (lexp and tonumber(lexp) <= now) or (due and tonumber(due) <= now)
   if take then
+    -- Read before the lease is written (it gives the destination), then answered as after.
+    local fields = redis.call('HMGET', dk, unpack(DFIELDS))
     if due then
       redis.call('ZREM', DUE, did)
-      local dest = redis.call('HGET', dk, 'dest')
-      depth(dest, 'due', -1)
-      depth(dest, 'leased', 1)
+      depth(fields[at.dest], 'due', -1)
+      depth(fields[at.dest], 'leased', 1)
     end
     local token = ARGV[3] .. ':' .. (#out + 1)
     redis.call('ZADD', LEASED, expires, did)
     redis.call('HSET', dk, 'state', 'leased', 'token', token, 'lexp', expires, 'worker', ARGV[4])
-    out[#out + 1] = {did, redis.call('HMGET', dk, unpack(DFIELDS)),
-      redis.call('HMGET', ek, unpack(EFIELDS))}
+    fields[at.token], fields[at.lexp] = token, expires
+    out[#out + 1] = {did, fields, redis.call('HMGET', ek, unpack(EFIELDS))}
   end
 end
 local ahead = tonumber(ARGV[5])

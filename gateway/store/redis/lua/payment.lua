@@ -26,26 +26,27 @@ local function payment(p, at, uid, now, received_at, an, hh)
   local reported = p.state
   if reported == cjson.null then reported = nil end
   local had = redis.call('HMGET', ph, 'state', 'updated', 'reference', 'conflict', 'first',
-    'value', 'scale', 'currency')
+    'value', 'scale', 'currency', 'events')
   local current = had[1] or nil
   local state, mark = advance(current, reported)
   local updated = now
+  -- What the payment's hash gets, written at once at the end (nothing reads it before then).
+  local w = {}
   if not current then
     state = state or 'pending'
-    redis.call('HSET', ph, 'source', p.source, 'key', p.key, 'state', state, 'events', 1,
-      'first', now, 'updated', now, 'conflict', 0, 'missing', 0)
+    w = {'source', p.source, 'key', p.key, 'state', state, 'events', 1, 'first', now,
+      'updated', now, 'conflict', 0, 'missing', 0}
     redis.call('ZADD', lexkey, 0, p.key .. '\n' .. member)
   else
-    redis.call('HINCRBY', ph, 'events', 1)
     if had[2] and tonumber(had[2]) > tonumber(now) then updated = had[2] end
     -- An event of it arrived: it is missing no more (design.md 5.8).
-    redis.call('HSET', ph, 'updated', updated, 'missing', 0)
+    w = {'events', (tonumber(had[9]) or 0) + 1, 'updated', updated, 'missing', 0}
     if mark == 'conflict' then
-      redis.call('HSET', ph, 'conflict', 1)
+      w[#w + 1], w[#w + 2] = 'conflict', 1
     end
     if state ~= current then
       redis.call('ZREM', state_keys[current], member)
-      redis.call('HSET', ph, 'state', state)
+      w[#w + 1], w[#w + 2] = 'state', state
     end
   end
   if not mark then
@@ -54,18 +55,20 @@ local function payment(p, at, uid, now, received_at, an, hh)
     if reference and reference ~= cjson.null and reference ~= had[3] then
       if had[3] then redis.call('ZREM', lexref, had[3] .. '\n' .. member) end
       redis.call('ZADD', lexref, 0, reference .. '\n' .. member)
-      redis.call('HSET', ph, 'reference', reference)
+      w[#w + 1], w[#w + 2] = 'reference', reference
     end
     local amount = p.amount
     if amount == cjson.null then amount = nil end
     if amount then
-      redis.call('HSET', ph, 'value', amount.value, 'scale', amount.scale,
-        'currency', amount.currency)
+      local n = #w
+      w[n + 1], w[n + 2], w[n + 3], w[n + 4] = 'value', amount.value, 'scale', amount.scale
+      w[n + 5], w[n + 6] = 'currency', amount.currency
     end
     local was = nil
     if had[6] then was = {value = had[6], scale = had[7], currency = had[8]} end
     rollup_payment(an, hh, current, state, was, amount or was, had[5] or now, now)
   end
+  redis.call('HSET', ph, unpack(w))
   redis.call('ZADD', byupdate, updated, member)
   redis.call('ZADD', bysource, updated, member)
   redis.call('ZADD', state_keys[state], updated, member)

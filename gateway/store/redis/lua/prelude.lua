@@ -16,27 +16,37 @@ local function depth(dest, state, by)
   redis.call('HINCRBY', DEPTH, dest .. '\n' .. state, by)
 end
 
--- An event's status from its counters (gateway.store.records.event_status), kept in the status
--- index the event list reads. A status whose index this script was not given fails loudly.
+-- An event's status from its counters (gateway.store.records.event_status): with no delivery,
+-- kept back (a marked payment event) or no route took it.
+local function status_of(n, pending, dead, mark)
+  if n == 0 then
+    if mark then return 'held' end
+    return 'unrouted'
+  elseif pending > 0 then return 'queued'
+  elseif dead > 0 then return 'dead_lettered' end
+  return 'delivered'
+end
+
+-- Move the event uid (received at received_at) from the index of status old (nil: none) to
+-- that of status new, which the event list reads. A status whose index this script was not
+-- given fails loudly.
+local function move_status(uid, old, new, received_at)
+  if old then
+    local from = STATUS[old]
+    if not from then error('no index given for status ' .. old) end
+    redis.call('ZREM', from, uid)
+  end
+  local to = STATUS[new]
+  if not to then error('no index given for status ' .. new) end
+  redis.call('ZADD', to, received_at, uid)
+end
+
+-- An event's status from its counters, kept in its hash and in the status indexes.
 local function refresh_status(ek, uid)
   local v = redis.call('HMGET', ek, 'n', 'pending', 'dead', 'status', 'received_at', 'mark')
-  local n, pending, dead = tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0
-  local st
-  if n == 0 then
-    -- No delivery: kept back (a marked payment event) or no route took it.
-    if v[6] then st = 'held' else st = 'unrouted' end
-  elseif pending > 0 then st = 'queued'
-  elseif dead > 0 then st = 'dead_lettered'
-  else st = 'delivered' end
+  local st = status_of(tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0, v[6])
   if v[4] ~= st then
-    if v[4] then
-      local old = STATUS[v[4]]
-      if not old then error('no index given for status ' .. v[4]) end
-      redis.call('ZREM', old, uid)
-    end
-    local new = STATUS[st]
-    if not new then error('no index given for status ' .. st) end
-    redis.call('ZADD', new, v[5], uid)
+    move_status(uid, v[4] or nil, st, v[5])
     redis.call('HSET', ek, 'status', st)
   end
 end
@@ -55,9 +65,10 @@ local function add_delivery(ek, evdk, dk, uid, dest, did, now, state)
   end
 end
 
--- Dashboard figures (gateway.store.stats): add to a per-minute counter hash (sk, one per
--- partition and minute, passed in KEYS), kept two hours.
-local function count(sk, name, by)
+-- Dashboard figures (gateway.store.stats): add by to name (and to name2, when given) in a
+-- per-minute counter hash (sk, one per partition and minute, passed in KEYS), kept two hours.
+local function count(sk, name, by, name2)
   redis.call('HINCRBY', sk, name, by)
+  if name2 then redis.call('HINCRBY', sk, name2, by) end
   redis.call('EXPIRE', sk, 7200)
 end
