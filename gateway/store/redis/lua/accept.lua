@@ -97,22 +97,12 @@ f[nf + 7], f[nf + 8] = 'status', status
 if mark then f[nf + 9], f[nf + 10] = 'mark', mark end
 if mode == 'sync' then f[#f + 1], f[#f + 2] = 'attempts', nd end
 redis.call('HSET', ek, 'body', ARGV[2], 'headers', ARGV[3], unpack(f))
-local made, first = 0, nil
-if mode == 'sync' then made, first = 1, a.started_at end
+local first = nil
+if mode == 'sync' then first = a.started_at end
 local nkeys = #a.dests
 for j = 1, nd do
-  local did, dk, dest = a.dids[j], KEYS[20 + j], a.dests[j]
-  -- add_delivery's writes, but the event's counters were set above.
-  if first then
-    redis.call('HSET', dk, 'ev', uid, 'dest', dest, 'state', state, 'made', made,
-      'created', now, 'next', now, 'first', first)
-    redis.call('RPUSH', KEYS[20 + nkeys + j], a.attempt)
-  else
-    redis.call('HSET', dk, 'ev', uid, 'dest', dest, 'state', state, 'made', made,
-      'created', now, 'next', now)
-    redis.call('ZADD', DUE, now, did)
-    depth(dest, 'due', 1)
-  end
+  write_delivery(KEYS[20 + j], uid, a.dests[j], a.dids[j], now, state, first)
+  if first then redis.call('RPUSH', KEYS[20 + nkeys + j], a.attempt) end
 end
 if nd > 0 then redis.call('RPUSH', evdk, unpack(a.dids, 1, nd)) end
 redis.call('ZADD', EVENTS, received_at, uid)

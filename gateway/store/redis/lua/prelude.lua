@@ -51,18 +51,29 @@ local function refresh_status(ek, uid)
   end
 end
 
--- A new delivery did (hash dk) of the event uid (hash ek, delivery list evdk): 'due' at now,
--- or 'delivered' (sync mode).
-local function add_delivery(ek, evdk, dk, uid, dest, did, now, state)
-  redis.call('HSET', dk, 'ev', uid, 'dest', dest, 'state', state, 'made', 0,
-    'created', now, 'next', now)
-  redis.call('RPUSH', evdk, did)
-  redis.call('HINCRBY', ek, 'n', 1)
+-- The hash of a new delivery did (hash dk) of the event uid: 'due' at now, in the due set and
+-- the queue depth; or 'delivered' (sync mode), its one attempt made, first at first.
+local function write_delivery(dk, uid, dest, did, now, state, first)
+  if first then
+    redis.call('HSET', dk, 'ev', uid, 'dest', dest, 'state', state, 'made', 1,
+      'created', now, 'next', now, 'first', first)
+  else
+    redis.call('HSET', dk, 'ev', uid, 'dest', dest, 'state', state, 'made', 0,
+      'created', now, 'next', now)
+  end
   if state == 'due' then
     redis.call('ZADD', DUE, now, did)
     depth(dest, 'due', 1)
-    redis.call('HINCRBY', ek, 'pending', 1)
   end
+end
+
+-- A new delivery, as write_delivery, added to the event's delivery list evdk and counters (hash
+-- ek). accept.lua writes a new event's list and counters whole instead.
+local function add_delivery(ek, evdk, dk, uid, dest, did, now, state)
+  write_delivery(dk, uid, dest, did, now, state)
+  redis.call('RPUSH', evdk, did)
+  redis.call('HINCRBY', ek, 'n', 1)
+  if state == 'due' then redis.call('HINCRBY', ek, 'pending', 1) end
 end
 
 -- Dashboard figures (gateway.store.stats): add by to name (and to name2, when given) in a
