@@ -229,9 +229,7 @@ class Payload:
             if any(value is None for value in values):
                 return None
             return ":".join(value for value in values if value is not None)
-        document = self._json
-        if document is _MISSING:
-            document = self.json()
+        document = self.json()
         tokens = extractor.tokens
         try:
             if len(tokens) == 1 and type(document) is dict:
