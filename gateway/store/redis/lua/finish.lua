@@ -54,7 +54,7 @@ local status = status_of(tonumber(e[8]) or 0, pending, dead, e[13])
 redis.call('HSET', ek, 'pending', pending, 'dead', dead, 'attempts', (tonumber(e[11]) or 0) + 1,
   'status', status)
 if status ~= e[6] then move_status(uid, e[6] or nil, status, e[12]) end
-e[6] = status
+e[6] = status  -- the answer and the change log carry the new status
 count(KEYS[13], result, 1, 'lat' .. ARGV[8])
 if ARGV[11] ~= '' and result ~= 'retried' then
   local an, hh = KEYS[tonumber(ARGV[11])], ARGV[12]
